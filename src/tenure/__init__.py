@@ -1,0 +1,85 @@
+"""tenure: distributed locks with leases and fencing tokens, one API over many backends.
+
+    import tenure
+
+    with tenure.Coordinator("sqlite:///tmp/locks.db") as coord:
+        with coord.lock("orders:42", ttl=10, timeout=5) as lease:
+            store.write(order, fence=lease.fence)
+            lease.check()
+
+See ``AsyncCoordinator`` for the asyncio twin, and the README for the guarantees per backend.
+"""
+
+from tenure._async.coordinator import AsyncCoordinator
+from tenure._async.lease import AsyncLease
+from tenure._async.lock import AsyncLock
+from tenure._core.guarantees import Capability, Guarantee
+from tenure._core.holder import HolderInfo
+from tenure._default import lock, try_lock
+from tenure._exceptions import (
+    AcquireTimeout,
+    BackendError,
+    BackendIncapable,
+    BackendProtocolError,
+    BackendTimeout,
+    BackendUnavailable,
+    BulkheadFull,
+    CircuitOpen,
+    ConfigurationError,
+    ElectionError,
+    IdempotencyError,
+    InProgress,
+    LeadershipLost,
+    LockError,
+    LockLost,
+    NotAcquired,
+    NotLeader,
+    NotOwner,
+    PayloadMismatch,
+    RateLimited,
+    TenureError,
+)
+from tenure._sync.coordinator import Coordinator
+from tenure._sync.lease import Lease
+from tenure._sync.lock import Lock
+from tenure._url import BackendURL, parse_url
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AcquireTimeout",
+    "AsyncCoordinator",
+    "AsyncLease",
+    "AsyncLock",
+    "BackendError",
+    "BackendIncapable",
+    "BackendProtocolError",
+    "BackendTimeout",
+    "BackendURL",
+    "BackendUnavailable",
+    "BulkheadFull",
+    "Capability",
+    "CircuitOpen",
+    "ConfigurationError",
+    "Coordinator",
+    "ElectionError",
+    "Guarantee",
+    "HolderInfo",
+    "IdempotencyError",
+    "InProgress",
+    "Lease",
+    "LeadershipLost",
+    "Lock",
+    "LockError",
+    "LockLost",
+    "NotAcquired",
+    "NotLeader",
+    "NotOwner",
+    "PayloadMismatch",
+    "RateLimited",
+    "TenureError",
+    "__version__",
+    "lock",
+    "parse_url",
+    "try_lock",
+]

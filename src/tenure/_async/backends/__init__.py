@@ -1,0 +1,1 @@
+"""Backends: one atomic server-side step per method; policy lives in the primitives."""

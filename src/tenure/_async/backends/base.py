@@ -1,0 +1,69 @@
+"""The seam between primitives and backends: what every backend implements."""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+from tenure._config import BackendConfig
+from tenure._core.guarantees import Capability, Guarantee
+from tenure._core.holder import HolderInfo
+from tenure._core.tokens import Owner
+
+
+class AsyncLeaseStore(abc.ABC):
+    """Hold leases on keys: each method is one atomic step on the server.
+
+    Waiting, deadlines, backoff, renewal, reentrancy and loss detection belong to the
+    primitives, not here. Constructing a store does no I/O; ``connect()`` does, and fails with
+    ``BackendUnavailable`` within ``connect_timeout`` when the server cannot be reached.
+    """
+
+    scheme: ClassVar[str]
+    description: ClassVar[str]
+    guarantees: ClassVar[frozenset[Guarantee]]
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    poll_interval: ClassVar[tuple[float, float]]
+    """First and longest pause between acquisition attempts while no release wakes the waiter."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+
+    @property
+    def url(self) -> str:
+        """Return the backend URL with its password redacted."""
+        return self.config.url.redacted
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open connections and create what the backend needs; idempotent."""
+
+    @abc.abstractmethod
+    async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
+        """Take ``key`` for ``owner`` if it is free or expired; return the new fence, else None.
+
+        The fence is bumped in the same atomic step, so it grows with every acquisition.
+        """
+
+    @abc.abstractmethod
+    async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
+        """Set the lease of ``key`` to expire ``ttl`` seconds from now if ``owner`` still holds it."""
+
+    @abc.abstractmethod
+    async def release(self, key: str, owner: Owner) -> bool:
+        """Free ``key`` if ``owner`` holds it and wake its waiters; return whether it was held."""
+
+    @abc.abstractmethod
+    async def holder(self, key: str) -> HolderInfo | None:
+        """Return who holds ``key`` now, or None if nobody does."""
+
+    @abc.abstractmethod
+    async def wait_released(self, key: str, timeout: float) -> None:
+        """Return when ``key`` may have been released, or after ``timeout`` seconds.
+
+        Only a hint: the caller tries again and the lease record decides.
+        """
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close connections; idempotent."""

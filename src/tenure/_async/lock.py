@@ -1,0 +1,172 @@
+"""Lock: a reusable handle on one name; each acquisition yields a Lease."""
+
+from __future__ import annotations
+
+import math
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from tenure._concurrency import async_current_actor, async_shielded
+from tenure._core.backoff import Backoff
+from tenure._core.deadline import Deadline
+from tenure._core.renewal import Validity
+from tenure._core.tokens import Owner
+from tenure._exceptions import AcquireTimeout, ConfigurationError
+from tenure._async.lease import AsyncLease
+
+if TYPE_CHECKING:
+    from tenure._async.coordinator import AsyncCoordinator
+
+_UNSET: float = -1.0
+
+
+class AsyncLock:
+    """A distributed lock on one name, reusable for many acquisitions.
+
+    ``acquire(timeout=)`` waits up to ``timeout`` seconds and returns a ``Lease`` or raises
+    ``AcquireTimeout``; ``try_acquire()`` makes one attempt and returns a ``Lease`` or None.
+    The lock itself is a context manager (``async with``) that acquires with its default
+    timeout and yields the lease.
+
+    **Guarantees.** At most one valid lease per name at a time, on every backend, as long as
+    the holder's clock does not run more than the drift margin (1% + 2 ms) slower than the
+    backend's; a holder paused or partitioned past its TTL loses the lease, learns it at its next
+    ``check()`` or when it leaves the block, and its ``fence`` is smaller than the next holder's,
+    so a fenced resource rejects its late writes. With ``reentrant=True`` the same task (or
+    thread, in sync code) may acquire again and must release as many times.
+    """
+
+    def __init__(
+        self,
+        coordinator: AsyncCoordinator,
+        name: str,
+        key: str,
+        *,
+        ttl: float,
+        timeout: float | None,
+        reentrant: bool,
+    ) -> None:
+        self.name = name
+        self.key = key
+        self.ttl = ttl
+        self.timeout = timeout
+        self.reentrant = reentrant
+        self._coordinator = coordinator
+        self._store = coordinator._store
+        self._entered: dict[object, list[AsyncLease]] = {}  # actor -> leases of ``async with``
+
+    def __repr__(self) -> str:
+        return f"<AsyncLock {self.name!r} ttl={self.ttl} on {self._store.url}>"
+
+    async def acquire(self, *, timeout: float | None = _UNSET) -> AsyncLease:
+        """Wait up to ``timeout`` seconds (default: the lock's) for the lock; return the lease.
+
+        ``timeout=0`` makes a single attempt; ``timeout=None`` waits without end.
+        Raises ``AcquireTimeout`` when the time runs out, ``BackendUnavailable`` when the
+        backend cannot be reached.
+        """
+        timeout = self.timeout if timeout == _UNSET else check_timeout(timeout)
+        reentered = self._reenter()
+        if reentered is not None:
+            return reentered
+        await self._coordinator._ensure_connected()
+        deadline = Deadline(timeout)
+        backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
+        while True:
+            lease = await self._attempt()
+            if lease is not None:
+                return lease
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                waited = "one attempt" if timeout == 0 else f"{timeout:g} s"
+                raise AcquireTimeout(
+                    f"lock {self.name!r} on {self._store.url} is held by someone else "
+                    f"(gave up after {waited}); retry later or raise the timeout"
+                )
+            await self._store.wait_released(self.key, min(remaining, backoff.next_delay()))
+
+    async def try_acquire(self) -> AsyncLease | None:
+        """Make one attempt; return the lease, or None if someone else holds the lock."""
+        reentered = self._reenter()
+        if reentered is not None:
+            return reentered
+        await self._coordinator._ensure_connected()
+        return await self._attempt()
+
+    async def holder(self) -> str | None:
+        """Return the label of the current holder, or None if the lock is free."""
+        info = await self._coordinator.inspect(self.name)
+        return None if info is None else info.label
+
+    async def __aenter__(self) -> AsyncLease:
+        lease = await self.acquire()
+        self._entered.setdefault(async_current_actor(), []).append(lease)
+        return await lease.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        actor = async_current_actor()
+        stack = self._entered[actor]
+        lease = stack.pop()
+        if not stack:
+            del self._entered[actor]
+        await lease.__aexit__(exc_type, exc, tb)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _reenter(self) -> AsyncLease | None:
+        if not self.reentrant:
+            return None
+        lease = self._coordinator._reentrant.get((self.key, async_current_actor()))
+        if lease is None or lease._released:
+            return None
+        lease.check()  # re-entering a lost lease must not pretend it is still held
+        lease._depth += 1
+        return lease
+
+    async def _attempt(self) -> AsyncLease | None:
+        owner = Owner()
+        started = time.monotonic()
+        try:
+            fence = await self._store.try_acquire(self.key, owner, self.ttl)
+        except BaseException:
+            # Cancelled or failed mid-flight: the attempt may still have taken the lock.
+            await async_shielded(lambda: self._store.release(self.key, owner))
+            raise
+        if fence is None:
+            return None
+        lease = AsyncLease(self, owner, fence, Validity.starting(started, self.ttl))
+        if self.reentrant:
+            self._coordinator._reentrant[(self.key, async_current_actor())] = lease
+        self._coordinator._renewer.add(lease)
+        return lease
+
+    def _forget(self, lease: AsyncLease) -> None:
+        """Stop renewing ``lease`` and drop it from the reentrancy table."""
+        self._coordinator._renewer.discard(lease)
+        if self.reentrant:
+            table = self._coordinator._reentrant
+            for slot, held in list(table.items()):
+                if held is lease:
+                    del table[slot]
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """Return ``timeout`` validated: None (wait without end) or a number >= 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout < 0:
+        raise ConfigurationError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
+    return float(timeout)
+
+
+def check_ttl(ttl: object) -> float:
+    """Return ``ttl`` as float seconds, or raise ``ConfigurationError`` if it is not positive."""
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0 or math.isinf(ttl):
+        raise ConfigurationError(f"ttl must be a positive, finite number of seconds, got {ttl!r}")
+    return float(ttl)

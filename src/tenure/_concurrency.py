@@ -1,0 +1,279 @@
+"""The only code that differs between the asyncio and the threaded colour, written by hand.
+
+The async source in ``_async/`` uses the ``Async*`` and ``async_*`` names below; the generator
+(``scripts/unasync.py``) rewrites them to the plain names, which are their threaded twins.
+Everything else is generated, so the two colours cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger("tenure")
+
+# -- sleeping and blocking calls -------------------------------------------------------------
+
+
+async def async_sleep(seconds: float) -> None:
+    """Sleep without blocking the event loop."""
+    await asyncio.sleep(seconds)
+
+
+def sleep(seconds: float) -> None:
+    """Sleep the calling thread."""
+    time.sleep(seconds)
+
+
+async def async_run_blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking driver call in a worker thread, keeping the event loop free."""
+    return await asyncio.to_thread(fn, *args)
+
+
+def run_blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking driver call in the calling thread."""
+    return fn(*args)
+
+
+async def async_shielded(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a cleanup step to completion even if the caller is cancelled meanwhile."""
+    task = asyncio.ensure_future(make())
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # The caller goes away; the cleanup still finishes on the loop.
+        task.add_done_callback(_log_failure)
+        raise
+
+
+def shielded(make: Callable[[], T]) -> T:
+    """Run a cleanup step (threads cannot be cancelled, so this is a plain call)."""
+    return make()
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("tenure: background cleanup failed: %r", task.exception())
+
+
+# -- who is acting: the unit that owns a reentrant hold ----------------------------------------
+
+
+def async_current_actor() -> object:
+    """Return the running task: the owner of reentrant holds in async code."""
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("tenure's async API must be used from inside a running task")
+    return task
+
+
+def current_actor() -> object:
+    """Return the current thread's id: the owner of reentrant holds in threaded code."""
+    return threading.get_ident()
+
+
+# -- mutual exclusion inside one process -------------------------------------------------------
+
+
+class AsyncMutex:
+    """A mutex for tasks of one event loop."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class Mutex:
+    """A mutex for threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+# -- a wake-up signal that any thread may set --------------------------------------------------
+
+
+class AsyncSignal:
+    """A settable flag a task can wait on; ``set()`` is safe from any thread."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        """Wake every waiter."""
+        if self._loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._event.set()
+        else:
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    def clear(self) -> None:
+        """Reset the flag."""
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        """Return whether the flag is set."""
+        return self._event.is_set()
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Wait until set or ``timeout`` seconds pass; return whether it was set."""
+        if self._event.is_set():
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+class Signal:
+    """A settable flag a thread can wait on; ``set()`` is safe from any thread."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        """Wake every waiter."""
+        self._event.set()
+
+    def clear(self) -> None:
+        """Reset the flag."""
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        """Return whether the flag is set."""
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait until set or ``timeout`` seconds pass; return whether it was set."""
+        if timeout is not None and timeout <= 0:
+            return self._event.is_set()
+        return self._event.wait(timeout)
+
+
+# -- one background worker per coordinator -----------------------------------------------------
+
+
+class AsyncBackground:
+    """Run one coroutine function as a task of the current loop."""
+
+    def __init__(self, run: Callable[[], Awaitable[None]], *, name: str) -> None:
+        self._run = run
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the task."""
+        self._task = asyncio.get_running_loop().create_task(self._guard(), name=self._name)
+
+    async def _guard(self) -> None:
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            log.exception("tenure: %s stopped with an error", self._name)
+            raise
+
+    async def join(self) -> None:
+        """Wait for the task to finish (it must have been told to stop)."""
+        if self._task is not None and self._task is not asyncio.current_task():
+            try:
+                await self._task
+            except BaseException:
+                log.debug("tenure: %s ended with an error", self._name, exc_info=True)
+
+
+class Background:
+    """Run one function in a daemon thread."""
+
+    def __init__(self, run: Callable[[], None], *, name: str) -> None:
+        self._run = run
+        self._name = name
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread = threading.Thread(target=self._guard, name=self._name, daemon=True)
+        self._thread.start()
+
+    def _guard(self) -> None:
+        try:
+            self._run()
+        except BaseException:
+            log.exception("tenure: %s stopped with an error", self._name)
+            raise
+
+    def join(self) -> None:
+        """Wait for the thread to finish (it must have been told to stop)."""
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+# -- cancelling the body of ``async with lock`` when the lease is lost --------------------------
+
+
+class AsyncBodyGuard:
+    """Cancel the task running an ``async with`` body when its lease is lost."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelled = False
+
+    def enter(self) -> None:
+        """Remember the task entering the body."""
+        self._task = asyncio.current_task()
+
+    def interrupt(self) -> None:
+        """Cancel the body now (called by the renewer when the lease is lost)."""
+        if self._task is not None and not self._task.done() and not self._cancelled:
+            self._cancelled = True
+            self._task.cancel("tenure: lease lost")
+
+    def exit(self, exc: BaseException | None) -> bool:
+        """Return whether ``exc`` is the cancellation ``interrupt()`` caused, and absorb it."""
+        task, self._task = self._task, None
+        if not self._cancelled or task is None:
+            return False
+        self._cancelled = False
+        task.uncancel()  # undo our own cancel() even if the body swallowed it
+        return isinstance(exc, asyncio.CancelledError)
+
+
+class BodyGuard:
+    """A thread cannot be interrupted; the loss is raised when the ``with`` body is left."""
+
+    def enter(self) -> None:
+        """Nothing to remember for a thread."""
+
+    def interrupt(self) -> None:
+        """Threads are not interrupted: ``check()`` and leaving the block report the loss."""
+
+    def exit(self, exc: BaseException | None) -> bool:
+        """No cancellation was caused, so none is absorbed."""
+        return False

@@ -1,0 +1,103 @@
+"""Options common to every backend, and where the default URL comes from."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenure._exceptions import ConfigurationError
+from tenure._url import BackendURL
+
+ENV_URL = "TENURE_URL"
+
+
+def default_url(explicit: str | None = None) -> str:
+    """Return the URL to use: the argument, then ``$TENURE_URL``, then the embedded SQLite file."""
+    if explicit:
+        return explicit
+    from_env = os.environ.get(ENV_URL)
+    if from_env:
+        return from_env
+    return f"sqlite://{state_dir() / 'tenure.db'}"
+
+
+def state_dir() -> Path:
+    """Return the user's state directory for tenure (XDG_STATE_HOME, else ~/.local/state)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "tenure"
+
+
+def positive_float(name: str) -> Callable[[str], float]:
+    """Return a parser of an option that must be a positive number of seconds."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigurationError(f"option {name}={text!r} is not a number") from None
+        if not value > 0 or value == float("inf"):
+            raise ConfigurationError(f"option {name}={text!r} must be a positive, finite number")
+        return value
+
+    return parse
+
+
+def plain_text(name: str) -> Callable[[str], str]:
+    """Return a parser of a free-text option."""
+
+    def parse(text: str) -> str:
+        if "\x00" in text:
+            raise ConfigurationError(f"option {name} must not contain NUL characters")
+        return text
+
+    return parse
+
+
+COMMON_OPTIONS: Mapping[str, Callable[[str], object]] = {
+    "namespace": plain_text("namespace"),
+    "connect_timeout": positive_float("connect_timeout"),
+    "op_timeout": positive_float("op_timeout"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CommonOptions:
+    """The options every backend understands."""
+
+    namespace: str = "tenure"
+    connect_timeout: float = 5.0
+    op_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class BackendConfig:
+    """A validated URL: its common options plus the backend's own, already parsed."""
+
+    url: BackendURL
+    common: CommonOptions
+    extra: Mapping[str, object]
+
+
+def validate_options(
+    url: BackendURL, backend_options: Mapping[str, Callable[[str], object]]
+) -> BackendConfig:
+    """Parse every option of ``url``; raise ``ConfigurationError`` naming the valid ones."""
+    valid = {**COMMON_OPTIONS, **backend_options}
+    parsed: dict[str, object] = {}
+    for key, text in url.options.items():
+        parser = valid.get(key)
+        if parser is None:
+            names = ", ".join(sorted(valid))
+            raise ConfigurationError(
+                f"unknown option {key!r} for {url.scheme}:// in {url.redacted}; valid options: {names}"
+            )
+        parsed[key] = parser(text)
+    defaults = CommonOptions()
+    common = CommonOptions(
+        namespace=str(parsed.pop("namespace", defaults.namespace)),
+        connect_timeout=float(parsed.pop("connect_timeout", defaults.connect_timeout)),  # type: ignore[arg-type]
+        op_timeout=float(parsed.pop("op_timeout", defaults.op_timeout)),  # type: ignore[arg-type]
+    )
+    return BackendConfig(url=url, common=common, extra=parsed)

@@ -1,0 +1,28 @@
+"""What a backend promises and what optional operations it offers, declared per backend."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Guarantee(enum.Enum):
+    """A property of a backend that the contract suite verifies and the README tabulates."""
+
+    FENCING = "strictly monotonic fences per name, never repeated"
+    FIFO = "waiters served in arrival order"
+    SERVER_TIME = "expiry measured by one authoritative clock, not each client's"
+    SURVIVES_FAILOVER = "held locks survive the loss of one server node"
+    SESSION_BOUND = "a lease ends with its holder's session"
+    CROSS_HOST = "processes on different hosts can coordinate"
+    CROSS_PROCESS = "processes on one host can coordinate"
+
+
+class Capability(enum.Enum):
+    """An optional group of atomic operations a backend may implement."""
+
+    QUEUEING = "Queueing"
+    COUNTING = "Counting"
+    SHARED = "Shared"
+    SESSIONS = "Sessions"
+    RECORDS = "Records"
+    COUNTERS = "Counters"

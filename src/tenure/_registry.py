@@ -1,0 +1,56 @@
+"""The lazy scheme registry: which module serves which URL scheme, imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tenure._config import BackendConfig, positive_float, validate_options
+from tenure._exceptions import ConfigurationError
+from tenure._url import parse_url
+
+Colour = Literal["_async", "_sync"]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendEntry:
+    """Where a backend lives, the extra that installs its driver, and its own URL options."""
+
+    module: str
+    cls: str
+    extra: str | None = None
+    options: Mapping[str, Callable[[str], object]] = field(default_factory=dict)
+
+
+BACKENDS: Mapping[str, BackendEntry] = {
+    "memory": BackendEntry("memory", "MemoryStore"),
+    "sqlite": BackendEntry(
+        "sqlite", "SQLiteStore", options={"busy_timeout": positive_float("busy_timeout")}
+    ),
+}
+
+
+def resolve(url: str, colour: Colour) -> tuple[type[object], BackendConfig]:
+    """Return the backend class for ``url`` and its validated config, without any I/O.
+
+    Raise ``ConfigurationError`` for an unknown scheme or option (naming the valid ones) and for
+    a backend whose driver extra is not installed.
+    """
+    parsed = parse_url(url)
+    entry = BACKENDS.get(parsed.scheme)
+    if entry is None:
+        schemes = ", ".join(f"{s}://" for s in sorted(BACKENDS))
+        raise ConfigurationError(
+            f"unknown URL scheme {parsed.scheme!r} in {parsed.redacted}; valid schemes: {schemes}"
+        )
+    config = validate_options(parsed, entry.options)
+    try:
+        module = importlib.import_module(f"tenure.{colour}.backends.{entry.module}")
+    except ImportError as exc:
+        hint = f"; install it with: pip install 'tenure[{entry.extra}]'" if entry.extra else ""
+        raise ConfigurationError(f"the {parsed.scheme}:// backend is not available{hint}") from exc
+    # The async source names its classes Async*; the generated sync twin drops the prefix.
+    cls: type[object] = getattr(module, ("Async" if colour == "_async" else "") + entry.cls)
+    return cls, config

@@ -1,0 +1,117 @@
+# GENERATED from src/tenure/_async/backends/memory.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""The ``memory://`` backend: leases in this process's memory, for tests and examples.
+
+``memory://`` and ``memory://NAME`` name process-wide spaces, so every coordinator of one
+process that uses the same URL shares the same locks, whichever thread or loop it runs on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from tenure._concurrency import Signal
+from tenure._core.guarantees import Guarantee
+from tenure._core.holder import HolderInfo
+from tenure._core.tokens import Owner
+from tenure._sync.backends.base import LeaseStore
+
+
+@dataclass(slots=True)
+class _Entry:
+    fence: int = 0
+    token: str | None = None
+    label: str = ""
+    expires_at: float = 0.0
+    waiters: set[Signal] = field(default_factory=set)
+
+    def held(self, now: float) -> bool:
+        return self.token is not None and now < self.expires_at
+
+
+@dataclass(slots=True)
+class _Space:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    entries: dict[str, _Entry] = field(default_factory=dict)
+
+
+_SPACES: dict[str, _Space] = {}
+_SPACES_LOCK = threading.Lock()
+
+
+class MemoryStore(LeaseStore):
+    """Hold leases in a dict shared by the whole process; wake waiters directly on release."""
+
+    scheme: ClassVar[str] = "memory"
+    description: ClassVar[str] = "one process; tests and examples"
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset({Guarantee.FENCING, Guarantee.SERVER_TIME})
+    # Releases wake waiters at once; the pause only bounds waiting for an expiry.
+    poll_interval: ClassVar[tuple[float, float]] = (0.05, 0.5)
+
+    def connect(self) -> None:
+        name = "".join(str(h) for h in self.config.url.hosts) + self.config.url.path
+        with _SPACES_LOCK:
+            self._space = _SPACES.setdefault(name, _Space())
+
+    def _entry(self, key: str) -> _Entry:
+        return self._space.entries.setdefault(key, _Entry())
+
+    def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
+        now = time.monotonic()
+        with self._space.lock:
+            entry = self._entry(key)
+            if entry.held(now):
+                return None
+            entry.fence += 1
+            entry.token, entry.label, entry.expires_at = owner.token, owner.label, now + ttl
+            return entry.fence
+
+    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
+        now = time.monotonic()
+        with self._space.lock:
+            entry = self._entry(key)
+            if entry.token != owner.token or not entry.held(now):
+                return False
+            entry.expires_at = now + ttl
+            return True
+
+    def release(self, key: str, owner: Owner) -> bool:
+        now = time.monotonic()
+        with self._space.lock:
+            entry = self._entry(key)
+            if entry.token != owner.token:
+                return False
+            was_valid = entry.held(now)
+            entry.token, entry.label, entry.expires_at = None, "", 0.0
+            waiters = list(entry.waiters)
+        for signal in waiters:
+            signal.set()
+        return was_valid
+
+    def holder(self, key: str) -> HolderInfo | None:
+        now = time.monotonic()
+        with self._space.lock:
+            entry = self._space.entries.get(key)
+            if entry is None or not entry.held(now):
+                return None
+            return HolderInfo(entry.label, entry.fence, entry.expires_at - now)
+
+    def wait_released(self, key: str, timeout: float) -> None:
+        signal = Signal()
+        with self._space.lock:
+            entry = self._entry(key)
+            now = time.monotonic()
+            if not entry.held(now):
+                return  # released between the failed attempt and now: no wake-up to miss
+            timeout = min(timeout, entry.expires_at - now)
+            entry.waiters.add(signal)
+        try:
+            signal.wait(timeout)
+        finally:
+            with self._space.lock:
+                entry.waiters.discard(signal)
+
+    def close(self) -> None:
+        """Nothing to close: the space outlives coordinators, like a server would."""

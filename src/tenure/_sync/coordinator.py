@@ -1,0 +1,145 @@
+# GENERATED from src/tenure/_async/coordinator.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""Coordinator: one backend connection, one renewer, and the factory of primitives."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import cast
+
+from tenure._concurrency import Mutex
+from tenure._config import default_url
+from tenure._core.guarantees import Capability, Guarantee
+from tenure._core.holder import HolderInfo
+from tenure._core.keys import namespaced_key, validate_name
+from tenure._exceptions import BackendIncapable, ConfigurationError, TenureError
+from tenure._registry import resolve
+from tenure._sync.backends.base import LeaseStore
+from tenure._sync.lease import Lease
+from tenure._sync.lock import Lock, check_timeout, check_ttl
+from tenure._sync.renewer import Renewer
+
+log = logging.getLogger("tenure")
+
+DEFAULT_TTL = 15.0
+DEFAULT_TIMEOUT = 30.0
+
+
+class Coordinator:
+    """Connect to one coordination backend, chosen by URL, and make primitives on it.
+
+    The URL is the argument, else ``$TENURE_URL``, else an embedded SQLite file in the user's
+    state directory. Construction validates the URL and options without any I/O; the first
+    operation (or ``with``) connects. Closing releases every lease still held.
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        cls, config = resolve(default_url(url), "_sync")
+        self._store = cast(LeaseStore, cls(config))  # type: ignore[call-arg]
+        self._renewer = Renewer(self._store)
+        self._reentrant: dict[tuple[str, object], Lease] = {}
+        self._connect_mutex = Mutex()
+        self._connected = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Coordinator {self._store.url}>"
+
+    @property
+    def url(self) -> str:
+        """Return the backend URL, password redacted."""
+        return self._store.url
+
+    @property
+    def namespace(self) -> str:
+        """Return the key prefix this coordinator's names live under."""
+        return self._store.config.common.namespace
+
+    @property
+    def guarantees(self) -> frozenset[Guarantee]:
+        """Return what the backend guarantees (see the README's guarantee table)."""
+        return self._store.guarantees
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """Return the optional operations the backend offers."""
+        return self._store.capabilities
+
+    def lock(
+        self,
+        name: str,
+        *,
+        ttl: float = DEFAULT_TTL,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        reentrant: bool = False,
+        fair: bool = False,
+    ) -> Lock:
+        """Return a lock on ``name`` (no I/O yet): a lease lasts ``ttl`` seconds unless renewed.
+
+        ``timeout`` is how long ``acquire()`` and ``with`` wait by default. ``fair=True``
+        serves waiters in arrival order and needs a backend with the Queueing capability.
+        Raises ``ConfigurationError`` for a bad name, ttl or timeout and ``BackendIncapable``
+        when the backend cannot be fair.
+        """
+        validate_name(name)
+        if fair and Capability.QUEUEING not in self._store.capabilities:
+            raise BackendIncapable(
+                f"fair=True needs a backend that queues waiters (Queueing); "
+                f"{self._store.scheme}:// does not"
+            )
+        if not isinstance(reentrant, bool):
+            raise ConfigurationError(f"reentrant must be True or False, got {reentrant!r}")
+        key = namespaced_key(self.namespace, name)
+        return Lock(
+            self, name, key, ttl=check_ttl(ttl), timeout=check_timeout(timeout), reentrant=reentrant
+        )
+
+    def try_lock(self, name: str, *, ttl: float = DEFAULT_TTL) -> Lease | None:
+        """Make one attempt at ``name``; return the lease or None if it is held elsewhere."""
+        return self.lock(name, ttl=ttl).try_acquire()
+
+    def inspect(self, name: str) -> HolderInfo | None:
+        """Return who holds ``name`` (label, fence, seconds left), or None if it is free."""
+        validate_name(name)
+        self._ensure_connected()
+        return self._store.holder(namespaced_key(self.namespace, name))
+
+    def connect(self) -> None:
+        """Connect to the backend now (otherwise the first operation does)."""
+        self._ensure_connected()
+
+    def close(self) -> None:
+        """Release every lease still held, stop the renewer and disconnect; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for lease in list(self._renewer._leases):
+            lease._depth = 1
+            try:
+                lease.release()
+            except TenureError as exc:
+                log.warning("tenure: releasing %r at close: %s", lease.name, exc)
+        self._renewer.close()
+        self._store.close()
+
+    def __enter__(self) -> Coordinator:
+        self._ensure_connected()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _ensure_connected(self) -> None:
+        if self._connected:
+            return
+        if self._closed:
+            raise ConfigurationError(f"coordinator for {self.url} is closed")
+        with self._connect_mutex:
+            if not self._connected:
+                self._store.connect()
+                self._connected = True

@@ -1,0 +1,183 @@
+# GENERATED from src/tenure/_async/lease.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""A held lock: its fence, its owner token, and the signals that say when it is lost."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from tenure._concurrency import BodyGuard, shielded
+from tenure._core.renewal import Validity
+from tenure._core.tokens import Owner
+from tenure._exceptions import ConfigurationError, LockLost, NotOwner
+
+if TYPE_CHECKING:
+    from tenure._sync.lock import Lock
+
+log = logging.getLogger("tenure")
+
+
+class Lease:
+    """A lock held by this process: use it as ``with`` and check it before acting.
+
+    ``fence`` is a per-name integer that grows with every acquisition: pass it to the resource
+    you protect so it can reject writes from a stale holder. ``token`` is the owner secret that
+    every renewal and release carries.
+
+    **Guarantees.** The lease is renewed in the background at about a third of its TTL. It is
+    *lost* when a renewal is refused (someone else holds the name), or when it cannot be renewed
+    before its validity runs out by the local monotonic clock less a drift margin (a partition,
+    a server outage, or this process paused past its TTL). Loss is never silent: ``check()``
+    raises ``LockLost``, leaving the ``with`` block raises ``LockLost``, the body of the
+    block is cancelled, and ``on_lost`` callbacks run. Clocks: validity is counted from before
+    the request that granted it, so time in flight is charged against the lease.
+    """
+
+    def __init__(self, lock: Lock, owner: Owner, fence: int, validity: Validity) -> None:
+        self.name = lock.name
+        self.fence = fence
+        self._lock = lock
+        self._owner = owner
+        self._validity = validity
+        self._depth = 1  # reentrant acquisitions not yet released
+        self._entered = 0  # nested ``with`` blocks
+        self._released = False
+        self._lost_reason: str | None = None
+        self._callbacks: list[Callable[[Lease], object]] = []
+        self._state = threading.Lock()  # the renewer and the holder may race to report loss
+        self._guard = BodyGuard()
+        self._last_renew_error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else "lost" if self.lost else "held"
+        return f"<Lease {self.name!r} fence={self.fence} {state}>"
+
+    @property
+    def token(self) -> str:
+        """Return the owner secret that proves this holder to the backend."""
+        return self._owner.token
+
+    @property
+    def ttl(self) -> float:
+        """Return the lease's current time to live in seconds."""
+        return self._validity.ttl
+
+    @property
+    def lost(self) -> bool:
+        """Return whether the lease was lost (expired, taken over or its session ended)."""
+        if self._lost_reason is None and not self._released and self._validity.expired(time.monotonic()):
+            self._mark_lost("its validity ran out before it could be renewed")
+        return self._lost_reason is not None
+
+    def remaining(self) -> float:
+        """Return the seconds this lease is surely still valid, by the local clock; 0 if not held."""
+        if self._released or self.lost:
+            return 0.0
+        return self._validity.remaining(time.monotonic())
+
+    def check(self) -> None:
+        """Raise ``LockLost`` if the lease was lost, ``NotOwner`` if it was released."""
+        if self.lost:
+            raise self._lost_error()
+        if self._released:
+            raise NotOwner(f"lock {self.name!r} (fence {self.fence}) was already released")
+
+    def on_lost(self, callback: Callable[[Lease], object]) -> None:
+        """Call ``callback(lease)`` once when the lease is lost (at once if it already is).
+
+        Callbacks run on the coordinator's renewer, so they should be quick and must not block.
+        """
+        with self._state:
+            already = self._lost_reason is not None
+            if not already:
+                self._callbacks.append(callback)
+        if already:
+            _run_callback(callback, self)
+
+    def renew(self, ttl: float | None = None) -> None:
+        """Set the lease to expire ``ttl`` seconds from now (default: its current TTL).
+
+        Raises ``LockLost`` if it was lost meanwhile, ``NotOwner`` if it was released,
+        ``BackendUnavailable`` if the server cannot be reached.
+        """
+        if ttl is not None and not ttl > 0:
+            raise ConfigurationError(f"ttl must be > 0 seconds, got {ttl!r}")
+        self.check()
+        new_ttl = self._validity.ttl if ttl is None else float(ttl)
+        started = time.monotonic()
+        if not self._lock._store.renew(self._lock.key, self._owner, new_ttl):
+            self._mark_lost("the backend refused the renewal: the lease expired or was taken over")
+            raise self._lost_error()
+        self._validity = self._validity.renewed(started, new_ttl)
+        self._lock._coordinator._renewer.reschedule()
+
+    def release(self) -> None:
+        """Release the lease (once per reentrant acquisition); idempotent once fully released.
+
+        Raises ``LockLost`` if the lease had been lost before it was released: whatever the
+        holder did after the loss was not protected.
+        """
+        if self._released:
+            return
+        if self._depth > 1:
+            self._depth -= 1
+            self.check()
+            return
+        lost_before = self.lost
+        self._released = True
+        self._lock._forget(self)
+        released = shielded(lambda: self._lock._store.release(self._lock.key, self._owner))
+        if lost_before or not released:
+            self._mark_lost("it had expired or been taken over before it was released", force=True)
+            raise self._lost_error()
+
+    def __enter__(self) -> Lease:
+        self._entered += 1
+        if self._entered == 1:
+            self._guard.enter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._entered -= 1
+        interrupted = self._guard.exit(exc) if self._entered == 0 else False
+        self.release()  # raises LockLost if the lease was lost
+        if interrupted:  # our cancellation, but the lease turned out fine: report it anyway
+            raise self._lost_error() from exc
+
+    # -- called by the renewer and the lock ----------------------------------------------------
+
+    def _mark_lost(self, reason: str, *, force: bool = False) -> None:
+        """Record the loss once, interrupt the holder's block and run the callbacks."""
+        with self._state:
+            if self._lost_reason is not None or (self._released and not force):
+                return
+            self._lost_reason = reason
+            callbacks, self._callbacks = self._callbacks, []
+        log.warning("tenure: lock %r (fence %d) lost: %s", self.name, self.fence, reason)
+        self._lock._forget(self)
+        if not self._released:
+            self._guard.interrupt()
+        for callback in callbacks:
+            _run_callback(callback, self)
+
+    def _lost_error(self) -> LockLost:
+        return LockLost(
+            f"lock {self.name!r} (fence {self.fence}) on {self._lock._store.url} was lost: "
+            f"{self._lost_reason}; anything done since may have overlapped another holder"
+        )
+
+
+def _run_callback(callback: Callable[[Lease], object], lease: Lease) -> None:
+    try:
+        callback(lease)
+    except Exception:
+        log.exception("tenure: on_lost callback %r of lock %r failed", callback, lease.name)

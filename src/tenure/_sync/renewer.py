@@ -1,0 +1,94 @@
+# GENERATED from src/tenure/_async/renewer.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""One renewer per coordinator keeps every held lease alive and reports the ones it loses."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING
+
+from tenure._concurrency import Background, Signal
+from tenure._exceptions import BackendError
+
+if TYPE_CHECKING:
+    from tenure._sync.backends.base import LeaseStore
+    from tenure._sync.lease import Lease
+
+
+class Renewer:
+    """Renew held leases at about a third of their TTL, on one background worker.
+
+    A renewal refused by the backend loses the lease at once. A renewal that fails because the
+    backend is unreachable is retried until the lease's local validity runs out, and then the
+    lease is lost. The worker sleeps until the earliest lease needs attention.
+    """
+
+    def __init__(self, store: LeaseStore) -> None:
+        self._store = store
+        self._leases: dict[Lease, float] = {}  # lease -> when it next needs attention
+        self._wake: Signal | None = None
+        self._worker: Background | None = None
+        self._closed = False
+
+    def add(self, lease: Lease) -> None:
+        """Start keeping ``lease`` alive."""
+        self._leases[lease] = lease._validity.renew_at
+        if self._worker is None:
+            self._wake = Signal()
+            self._worker = Background(self._run, name="tenure-renewer")
+            self._worker.start()
+
+    def discard(self, lease: Lease) -> None:
+        """Stop keeping ``lease`` alive (released or lost)."""
+        self._leases.pop(lease, None)
+
+    def reschedule(self) -> None:
+        """Recompute every lease's next renewal after a manual ``renew()``."""
+        for lease in list(self._leases):
+            self._leases[lease] = min(lease._validity.renew_at, lease._validity.valid_until)
+        if self._wake is not None:
+            self._wake.set()
+
+    def close(self) -> None:
+        """Stop the worker and wait for it."""
+        self._closed = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._worker is not None:
+            self._worker.join()
+
+    def _run(self) -> None:
+        assert self._wake is not None
+        while not self._closed:
+            self._wake.clear()
+            now = time.monotonic()
+            for lease, due in list(self._leases.items()):
+                if due <= now and lease in self._leases:
+                    self._service(lease)
+            soonest = min(self._leases.values(), default=math.inf)
+            pause = None if soonest == math.inf else max(0.0, soonest - time.monotonic())
+            self._wake.wait(pause)
+
+    def _service(self, lease: Lease) -> None:
+        started = time.monotonic()
+        validity = lease._validity
+        if validity.expired(started):
+            self.discard(lease)
+            why = f" (last renewal error: {lease._last_renew_error})" if lease._last_renew_error else ""
+            lease._mark_lost(f"it could not be renewed before its validity ran out{why}")
+            return
+        try:
+            renewed = self._store.renew(lease._lock.key, lease._owner, validity.ttl)
+        except BackendError as exc:
+            if lease in self._leases:
+                self._leases[lease] = min(validity.retry_at(time.monotonic()), validity.valid_until)
+            lease._last_renew_error = exc
+            return
+        if lease not in self._leases:
+            return  # released while the renewal was in flight
+        if not renewed:
+            self.discard(lease)
+            lease._mark_lost("the backend refused the renewal: it expired or was taken over")
+            return
+        lease._validity = validity.renewed(started)
+        self._leases[lease] = lease._validity.renew_at
