@@ -62,9 +62,8 @@ def parse_url(url: str) -> BackendURL:
     Errors quote the URL with its password redacted.
     """
     if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(
-            f"not a backend URL: {_redact_raw(url)!r} (expected scheme://..., e.g. sqlite:///path.db)"
-        )
+        # Not echoed: without a scheme we cannot tell which part might be a password.
+        raise ConfigurationError("not a backend URL (expected scheme://..., e.g. sqlite:///path.db)")
     scheme, rest = url.split("://", 1)
     scheme = scheme.lower()
     if not scheme or not scheme.replace("+", "").isalnum():

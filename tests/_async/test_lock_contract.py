@@ -1,0 +1,297 @@
+"""The lock contract every backend passes: written once in async, the sync twin is generated.
+
+A new backend joins by adding a ``<name>_url`` fixture and its name to ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+import tenure
+from tenure._concurrency import AsyncBackground, async_sleep
+from tenure._core.guarantees import Guarantee
+from tenure._exceptions import BackendUnavailable
+
+
+@pytest.fixture
+async def coord(backend_url: str) -> AsyncIterator[tenure.AsyncCoordinator]:
+    async with tenure.AsyncCoordinator(backend_url) as coordinator:
+        yield coordinator
+
+
+@pytest.fixture
+async def rival(backend_url: str) -> AsyncIterator[tenure.AsyncCoordinator]:
+    """A second coordinator on the same backend: another client, as far as the lock can tell."""
+    async with tenure.AsyncCoordinator(backend_url) as coordinator:
+        yield coordinator
+
+
+async def test_acquire_and_release(coord: tenure.AsyncCoordinator) -> None:
+    lock = coord.lock("job", ttl=5)
+    lease = await lock.acquire(timeout=1)
+    assert lease.name == "job" and isinstance(lease.fence, int)
+    assert 4 < lease.remaining() <= 5
+    assert not lease.lost
+    lease.check()
+    info = await coord.inspect("job")
+    assert info is not None and info.fence == lease.fence and "pid" in info.label
+    await lease.release()
+    assert await coord.inspect("job") is None
+    await lease.release()  # idempotent once released
+    with pytest.raises(tenure.NotOwner):
+        lease.check()
+
+
+async def test_try_acquire_returns_none_when_held_elsewhere(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    async with coord.lock("job", ttl=5) as lease:
+        assert await rival.lock("job").try_acquire() is None
+        assert await rival.try_lock("job") is None
+        lease.check()
+    again = await rival.lock("job").try_acquire()
+    assert again is not None
+    await again.release()
+
+
+async def test_acquire_times_out_when_held_elsewhere(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    async with coord.lock("job", ttl=5):
+        started = time.monotonic()
+        with pytest.raises(tenure.AcquireTimeout) as info:
+            await rival.lock("job").acquire(timeout=0.3)
+        waited = time.monotonic() - started
+        assert 0.25 <= waited < 2.0
+        assert isinstance(info.value, TimeoutError)
+        assert "job" in str(info.value)
+        with pytest.raises(tenure.AcquireTimeout):
+            await rival.lock("job").acquire(timeout=0)  # a single try
+
+
+async def test_waiter_gets_the_lock_when_released(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    lease = await coord.lock("job", ttl=5).acquire()
+    lock = rival.lock("job", ttl=5, timeout=5)
+    released_at = time.monotonic()
+
+    async def release_soon() -> None:
+        nonlocal released_at
+        await async_sleep(0.2)
+        released_at = time.monotonic()
+        await lease.release()
+
+    releaser = AsyncBackground(release_soon, name="releaser")  # a task here, a thread in sync
+    releaser.start()
+    second = await lock.acquire()
+    await releaser.join()
+    assert second.fence > lease.fence
+    assert time.monotonic() - released_at < 1.0
+    await second.release()
+
+
+async def test_fences_grow_with_every_acquisition(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    fences = []
+    for client in (coord, rival, coord, coord, rival):
+        async with client.lock("fenced", ttl=5) as lease:
+            fences.append(lease.fence)
+    if Guarantee.FENCING in coord.guarantees:
+        assert fences == sorted(set(fences)), "fences must strictly increase and never repeat"
+    else:
+        assert len(set(fences)) == len(fences)
+
+
+async def test_tokens_are_unguessable_owner_secrets(coord: tenure.AsyncCoordinator) -> None:
+    tokens = set()
+    for _ in range(5):
+        async with coord.lock("tok", ttl=5) as lease:
+            assert len(lease.token) >= 22
+            assert lease.token not in repr(lease)
+            tokens.add(lease.token)
+    assert len(tokens) == 5
+    async with coord.lock("tok", ttl=5) as lease:
+        info = await coord.inspect("tok")
+        assert info is not None and lease.token not in info.label
+
+
+async def test_the_lock_object_is_a_reusable_context_manager(coord: tenure.AsyncCoordinator) -> None:
+    lock = coord.lock("reuse", ttl=5, timeout=1)
+    async with lock as first:
+        pass
+    async with lock as second:
+        assert second.fence > first.fence
+    assert first.lost is False and first.remaining() == 0.0
+
+
+async def test_renew_sets_the_ttl_instead_of_adding(coord: tenure.AsyncCoordinator) -> None:
+    async with coord.lock("renew", ttl=5) as lease:
+        await lease.renew(2)
+        assert 1.5 < lease.remaining() <= 2
+        assert lease.ttl == 2
+        info = await coord.inspect("renew")
+        assert info is not None and info.remaining is not None and info.remaining <= 2.05
+        await lease.renew()
+        assert lease.remaining() <= 2
+        with pytest.raises(tenure.ConfigurationError):
+            await lease.renew(0)
+
+
+async def test_auto_renew_keeps_a_short_lease_alive(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    async with coord.lock("busy", ttl=0.3) as lease:
+        for _ in range(6):
+            await async_sleep(0.15)
+            assert await rival.lock("busy").try_acquire() is None
+            lease.check()
+        assert lease.remaining() > 0.1
+
+
+async def test_release_is_owner_checked(coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator) -> None:
+    lease = await coord.lock("owned", ttl=0.4).acquire()
+    await _stall_renewals(coord, seconds=1.2)
+    await async_sleep(0.6)  # past the TTL, with renewals failing
+    thief = await rival.lock("owned", ttl=5).acquire(timeout=1)
+    assert thief.fence > lease.fence
+    with pytest.raises(tenure.LockLost):
+        await lease.release()
+    thief.check()  # the stale release did not free the new holder's lock
+    assert await coord.lock("owned").try_acquire() is None
+    await thief.release()
+
+
+async def test_loss_is_told_at_the_next_check(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    lost: list[tenure.AsyncLease] = []
+    lease = await coord.lock("fragile", ttl=0.4).acquire()
+    lease.on_lost(lost.append)
+    await _stall_renewals(coord, seconds=2.0)
+    await async_sleep(0.6)
+    assert lost == [lease], "on_lost must fire when the validity runs out, not at release"
+    with pytest.raises(tenure.LockLost) as info:
+        lease.check()
+    assert "fragile" in str(info.value)
+    assert lease.lost and lease.remaining() == 0.0
+    thief = await rival.lock("fragile", ttl=5).acquire(timeout=1)
+    assert thief.fence > lease.fence
+    late: list[tenure.AsyncLease] = []
+    lease.on_lost(late.append)  # registering after the loss still gets called, once
+    assert late == [lease] and lost == [lease]
+    with pytest.raises(tenure.LockLost):
+        await lease.release()
+    await thief.release()
+
+
+async def test_leaving_the_block_of_a_lost_lease_raises(coord: tenure.AsyncCoordinator) -> None:
+    lost: list[tenure.AsyncLease] = []
+    with pytest.raises(tenure.LockLost):
+        async with coord.lock("fragile", ttl=0.4) as lease:
+            lease.on_lost(lost.append)
+            await _stall_renewals(coord, seconds=2.0)
+            for _ in range(16):  # async: the body is cancelled here when the lease is lost
+                await async_sleep(0.05)
+    assert lost == [lease]
+
+
+async def test_reentrant_lock_counts_acquisitions(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    lock = coord.lock("again", ttl=5, reentrant=True)
+    async with lock as outer:
+        async with lock as inner:
+            assert inner is outer
+            again = await lock.acquire(timeout=0)
+            assert again is outer
+            await again.release()
+        outer.check()
+        assert await rival.lock("again").try_acquire() is None
+    other = await rival.lock("again").try_acquire()
+    assert other is not None
+    await other.release()
+
+
+async def test_non_reentrant_lock_does_not_reenter(coord: tenure.AsyncCoordinator) -> None:
+    lock = coord.lock("once", ttl=5)
+    async with lock:
+        with pytest.raises(tenure.AcquireTimeout):
+            await lock.acquire(timeout=0.1)
+
+
+async def test_close_releases_what_is_still_held(backend_url: str, rival: tenure.AsyncCoordinator) -> None:
+    coordinator = tenure.AsyncCoordinator(backend_url)
+    lease = await coordinator.lock("left", ttl=30).acquire()
+    await coordinator.aclose()
+    assert lease.remaining() == 0.0
+    again = await rival.lock("left").try_acquire()
+    assert again is not None
+    await again.release()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": ""},
+        {"name": "x" * 513},
+        {"name": 7},
+        {"ttl": 0},
+        {"ttl": -1},
+        {"ttl": float("nan")},
+        {"ttl": float("inf")},
+        {"timeout": -1},
+        {"reentrant": "yes"},
+    ],
+)
+async def test_bad_input_fails_before_any_io(backend_url: str, bad: dict[str, object]) -> None:
+    coordinator = tenure.AsyncCoordinator(backend_url)
+    args: dict[str, object] = {"name": "ok", "ttl": 5, **bad}
+    name = args.pop("name")
+    with pytest.raises(tenure.ConfigurationError):
+        coordinator.lock(name, **args)  # type: ignore[arg-type]
+    assert not coordinator._connected, "validation must not connect"
+    await coordinator.aclose()
+
+
+async def test_fair_needs_a_queueing_backend(coord: tenure.AsyncCoordinator) -> None:
+    if tenure.Capability.QUEUEING in coord.capabilities:
+        assert coord.lock("fair", fair=True).name == "fair"
+    else:
+        with pytest.raises(tenure.BackendIncapable):
+            coord.lock("fair", fair=True)
+
+
+async def test_an_outage_while_waiting_surfaces_as_backend_error(coord: tenure.AsyncCoordinator) -> None:
+    await coord.connect()
+
+    async def unreachable(*args: object) -> None:
+        raise BackendUnavailable("injected outage")
+
+    coord._store.try_acquire = unreachable  # type: ignore[method-assign,assignment]
+    with pytest.raises(BackendUnavailable):
+        await coord.lock("down").acquire(timeout=1)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+async def _stall_renewals(coordinator: tenure.AsyncCoordinator, *, seconds: float) -> None:
+    """Inject a backend outage that only renewals see, for ``seconds`` from now.
+
+    The server itself is real; only this coordinator's renewals fail, as during a partition.
+    """
+    store = coordinator._store
+    real_renew = store.renew
+    until = time.monotonic() + seconds
+
+    async def failing_renew(key: str, owner: object, ttl: float) -> bool:
+        if time.monotonic() < until:
+            raise BackendUnavailable("injected partition")
+        return await real_renew(key, owner, ttl)  # type: ignore[arg-type]
+
+    store.renew = failing_renew  # type: ignore[method-assign,assignment]

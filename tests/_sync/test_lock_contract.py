@@ -1,0 +1,298 @@
+# GENERATED from tests/_async/test_lock_contract.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""The lock contract every backend passes: written once in async, the sync twin is generated.
+
+A new backend joins by adding a ``<name>_url`` fixture and its name to ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import tenure
+from tenure._concurrency import Background, sleep
+from tenure._core.guarantees import Guarantee
+from tenure._exceptions import BackendUnavailable
+
+
+@pytest.fixture
+def coord(backend_url: str) -> Iterator[tenure.Coordinator]:
+    with tenure.Coordinator(backend_url) as coordinator:
+        yield coordinator
+
+
+@pytest.fixture
+def rival(backend_url: str) -> Iterator[tenure.Coordinator]:
+    """A second coordinator on the same backend: another client, as far as the lock can tell."""
+    with tenure.Coordinator(backend_url) as coordinator:
+        yield coordinator
+
+
+def test_acquire_and_release(coord: tenure.Coordinator) -> None:
+    lock = coord.lock("job", ttl=5)
+    lease = lock.acquire(timeout=1)
+    assert lease.name == "job" and isinstance(lease.fence, int)
+    assert 4 < lease.remaining() <= 5
+    assert not lease.lost
+    lease.check()
+    info = coord.inspect("job")
+    assert info is not None and info.fence == lease.fence and "pid" in info.label
+    lease.release()
+    assert coord.inspect("job") is None
+    lease.release()  # idempotent once released
+    with pytest.raises(tenure.NotOwner):
+        lease.check()
+
+
+def test_try_acquire_returns_none_when_held_elsewhere(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    with coord.lock("job", ttl=5) as lease:
+        assert rival.lock("job").try_acquire() is None
+        assert rival.try_lock("job") is None
+        lease.check()
+    again = rival.lock("job").try_acquire()
+    assert again is not None
+    again.release()
+
+
+def test_acquire_times_out_when_held_elsewhere(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    with coord.lock("job", ttl=5):
+        started = time.monotonic()
+        with pytest.raises(tenure.AcquireTimeout) as info:
+            rival.lock("job").acquire(timeout=0.3)
+        waited = time.monotonic() - started
+        assert 0.25 <= waited < 2.0
+        assert isinstance(info.value, TimeoutError)
+        assert "job" in str(info.value)
+        with pytest.raises(tenure.AcquireTimeout):
+            rival.lock("job").acquire(timeout=0)  # a single try
+
+
+def test_waiter_gets_the_lock_when_released(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    lease = coord.lock("job", ttl=5).acquire()
+    lock = rival.lock("job", ttl=5, timeout=5)
+    released_at = time.monotonic()
+
+    def release_soon() -> None:
+        nonlocal released_at
+        sleep(0.2)
+        released_at = time.monotonic()
+        lease.release()
+
+    releaser = Background(release_soon, name="releaser")  # a task here, a thread in sync
+    releaser.start()
+    second = lock.acquire()
+    releaser.join()
+    assert second.fence > lease.fence
+    assert time.monotonic() - released_at < 1.0
+    second.release()
+
+
+def test_fences_grow_with_every_acquisition(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    fences = []
+    for client in (coord, rival, coord, coord, rival):
+        with client.lock("fenced", ttl=5) as lease:
+            fences.append(lease.fence)
+    if Guarantee.FENCING in coord.guarantees:
+        assert fences == sorted(set(fences)), "fences must strictly increase and never repeat"
+    else:
+        assert len(set(fences)) == len(fences)
+
+
+def test_tokens_are_unguessable_owner_secrets(coord: tenure.Coordinator) -> None:
+    tokens = set()
+    for _ in range(5):
+        with coord.lock("tok", ttl=5) as lease:
+            assert len(lease.token) >= 22
+            assert lease.token not in repr(lease)
+            tokens.add(lease.token)
+    assert len(tokens) == 5
+    with coord.lock("tok", ttl=5) as lease:
+        info = coord.inspect("tok")
+        assert info is not None and lease.token not in info.label
+
+
+def test_the_lock_object_is_a_reusable_context_manager(coord: tenure.Coordinator) -> None:
+    lock = coord.lock("reuse", ttl=5, timeout=1)
+    with lock as first:
+        pass
+    with lock as second:
+        assert second.fence > first.fence
+    assert first.lost is False and first.remaining() == 0.0
+
+
+def test_renew_sets_the_ttl_instead_of_adding(coord: tenure.Coordinator) -> None:
+    with coord.lock("renew", ttl=5) as lease:
+        lease.renew(2)
+        assert 1.5 < lease.remaining() <= 2
+        assert lease.ttl == 2
+        info = coord.inspect("renew")
+        assert info is not None and info.remaining is not None and info.remaining <= 2.05
+        lease.renew()
+        assert lease.remaining() <= 2
+        with pytest.raises(tenure.ConfigurationError):
+            lease.renew(0)
+
+
+def test_auto_renew_keeps_a_short_lease_alive(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    with coord.lock("busy", ttl=0.3) as lease:
+        for _ in range(6):
+            sleep(0.15)
+            assert rival.lock("busy").try_acquire() is None
+            lease.check()
+        assert lease.remaining() > 0.1
+
+
+def test_release_is_owner_checked(coord: tenure.Coordinator, rival: tenure.Coordinator) -> None:
+    lease = coord.lock("owned", ttl=0.4).acquire()
+    _stall_renewals(coord, seconds=1.2)
+    sleep(0.6)  # past the TTL, with renewals failing
+    thief = rival.lock("owned", ttl=5).acquire(timeout=1)
+    assert thief.fence > lease.fence
+    with pytest.raises(tenure.LockLost):
+        lease.release()
+    thief.check()  # the stale release did not free the new holder's lock
+    assert coord.lock("owned").try_acquire() is None
+    thief.release()
+
+
+def test_loss_is_told_at_the_next_check(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    lost: list[tenure.Lease] = []
+    lease = coord.lock("fragile", ttl=0.4).acquire()
+    lease.on_lost(lost.append)
+    _stall_renewals(coord, seconds=2.0)
+    sleep(0.6)
+    assert lost == [lease], "on_lost must fire when the validity runs out, not at release"
+    with pytest.raises(tenure.LockLost) as info:
+        lease.check()
+    assert "fragile" in str(info.value)
+    assert lease.lost and lease.remaining() == 0.0
+    thief = rival.lock("fragile", ttl=5).acquire(timeout=1)
+    assert thief.fence > lease.fence
+    late: list[tenure.Lease] = []
+    lease.on_lost(late.append)  # registering after the loss still gets called, once
+    assert late == [lease] and lost == [lease]
+    with pytest.raises(tenure.LockLost):
+        lease.release()
+    thief.release()
+
+
+def test_leaving_the_block_of_a_lost_lease_raises(coord: tenure.Coordinator) -> None:
+    lost: list[tenure.Lease] = []
+    with pytest.raises(tenure.LockLost):
+        with coord.lock("fragile", ttl=0.4) as lease:
+            lease.on_lost(lost.append)
+            _stall_renewals(coord, seconds=2.0)
+            for _ in range(16):  # async: the body is cancelled here when the lease is lost
+                sleep(0.05)
+    assert lost == [lease]
+
+
+def test_reentrant_lock_counts_acquisitions(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    lock = coord.lock("again", ttl=5, reentrant=True)
+    with lock as outer:
+        with lock as inner:
+            assert inner is outer
+            again = lock.acquire(timeout=0)
+            assert again is outer
+            again.release()
+        outer.check()
+        assert rival.lock("again").try_acquire() is None
+    other = rival.lock("again").try_acquire()
+    assert other is not None
+    other.release()
+
+
+def test_non_reentrant_lock_does_not_reenter(coord: tenure.Coordinator) -> None:
+    lock = coord.lock("once", ttl=5)
+    with lock:
+        with pytest.raises(tenure.AcquireTimeout):
+            lock.acquire(timeout=0.1)
+
+
+def test_close_releases_what_is_still_held(backend_url: str, rival: tenure.Coordinator) -> None:
+    coordinator = tenure.Coordinator(backend_url)
+    lease = coordinator.lock("left", ttl=30).acquire()
+    coordinator.close()
+    assert lease.remaining() == 0.0
+    again = rival.lock("left").try_acquire()
+    assert again is not None
+    again.release()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": ""},
+        {"name": "x" * 513},
+        {"name": 7},
+        {"ttl": 0},
+        {"ttl": -1},
+        {"ttl": float("nan")},
+        {"ttl": float("inf")},
+        {"timeout": -1},
+        {"reentrant": "yes"},
+    ],
+)
+def test_bad_input_fails_before_any_io(backend_url: str, bad: dict[str, object]) -> None:
+    coordinator = tenure.Coordinator(backend_url)
+    args: dict[str, object] = {"name": "ok", "ttl": 5, **bad}
+    name = args.pop("name")
+    with pytest.raises(tenure.ConfigurationError):
+        coordinator.lock(name, **args)  # type: ignore[arg-type]
+    assert not coordinator._connected, "validation must not connect"
+    coordinator.close()
+
+
+def test_fair_needs_a_queueing_backend(coord: tenure.Coordinator) -> None:
+    if tenure.Capability.QUEUEING in coord.capabilities:
+        assert coord.lock("fair", fair=True).name == "fair"
+    else:
+        with pytest.raises(tenure.BackendIncapable):
+            coord.lock("fair", fair=True)
+
+
+def test_an_outage_while_waiting_surfaces_as_backend_error(coord: tenure.Coordinator) -> None:
+    coord.connect()
+
+    def unreachable(*args: object) -> None:
+        raise BackendUnavailable("injected outage")
+
+    coord._store.try_acquire = unreachable  # type: ignore[method-assign,assignment]
+    with pytest.raises(BackendUnavailable):
+        coord.lock("down").acquire(timeout=1)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _stall_renewals(coordinator: tenure.Coordinator, *, seconds: float) -> None:
+    """Inject a backend outage that only renewals see, for ``seconds`` from now.
+
+    The server itself is real; only this coordinator's renewals fail, as during a partition.
+    """
+    store = coordinator._store
+    real_renew = store.renew
+    until = time.monotonic() + seconds
+
+    def failing_renew(key: str, owner: object, ttl: float) -> bool:
+        if time.monotonic() < until:
+            raise BackendUnavailable("injected partition")
+        return real_renew(key, owner, ttl)  # type: ignore[arg-type]
+
+    store.renew = failing_renew  # type: ignore[method-assign,assignment]

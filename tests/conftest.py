@@ -1,0 +1,46 @@
+"""Shared fixtures: one contract suite, parametrised over every backend.
+
+A backend joins the suite by adding its name to ``BACKENDS`` and a fixture ``<name>_url`` that
+returns a URL to a real, running instance (starting the server if it needs one).
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tenure._core.guarantees import Guarantee
+from tenure._registry import resolve
+
+BACKENDS = ["memory", "sqlite"]
+
+
+@pytest.fixture
+def memory_url() -> str:
+    return f"memory://test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite://{tmp_path}/locks.db"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+def backends_with(guarantee: Guarantee) -> list[str]:
+    """Return the backends that declare ``guarantee`` (to parametrise tests that need it)."""
+    return [name for name in BACKENDS if guarantee in declared(name)]
+
+
+def declared(name: str) -> frozenset[Guarantee]:
+    """Return the guarantees backend ``name`` declares."""
+    example = {"memory": "memory://", "sqlite": "sqlite:///unused.db"}.get(name, f"{name}://localhost")
+    cls, _ = resolve(example, "_sync")
+    guarantees: frozenset[Guarantee] = cls.guarantees  # type: ignore[attr-defined]
+    return guarantees

@@ -1,0 +1,46 @@
+"""What only the asyncio colour can do: cancel the body of ``async with`` when the lease is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+import tenure
+from tenure._exceptions import BackendUnavailable
+
+
+async def test_async_with_body_is_cancelled_on_loss(backend_url: str) -> None:
+    async with tenure.AsyncCoordinator(backend_url) as coord:
+        lock = coord.lock("cancel-me", ttl=0.4)
+        started = time.monotonic()
+        reached_end = False
+        with pytest.raises(tenure.LockLost):
+            async with lock:
+                store = coord._store
+
+                async def refuse(*args: object) -> bool:
+                    raise BackendUnavailable("injected partition")
+
+                store.renew = refuse  # type: ignore[method-assign,assignment]
+                await asyncio.sleep(30)
+                reached_end = True
+        assert not reached_end
+        assert time.monotonic() - started < 2.0, "the body must be cancelled when the lease runs out"
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_outer_cancellation_is_not_mistaken_for_loss(backend_url: str) -> None:
+    async with tenure.AsyncCoordinator(backend_url) as coord:
+
+        async def hold() -> None:
+            async with coord.lock("outer", ttl=5):
+                await asyncio.sleep(30)
+
+        task = asyncio.create_task(hold())
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await coord.inspect("outer") is None, "cancellation must still release the lock"
