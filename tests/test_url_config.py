@@ -38,13 +38,16 @@ def test_unknown_scheme_names_the_valid_ones() -> None:
 
 
 def test_unknown_option_names_the_valid_ones(tmp_path: Path) -> None:
-    with pytest.raises(tenure.ConfigurationError, match=r"valid options: .*connect_timeout.*namespace.*op_timeout"):
+    with pytest.raises(
+        tenure.ConfigurationError, match=r"valid options: .*connect_timeout.*namespace.*op_timeout"
+    ):
         tenure.Coordinator(f"sqlite://{tmp_path}/x.db?bogus=1")
     assert not (tmp_path / "x.db").exists(), "a rejected URL must not touch the backend"
 
 
 @pytest.mark.parametrize(
-    "query", ["op_timeout=0", "op_timeout=-1", "connect_timeout=abc", "op_timeout=inf", "op_timeout=1&op_timeout=2"]
+    "query",
+    ["op_timeout=0", "op_timeout=-1", "connect_timeout=abc", "op_timeout=inf", "op_timeout=1&op_timeout=2"],
 )
 def test_bad_option_values_are_rejected(tmp_path: Path, query: str) -> None:
     with pytest.raises(tenure.ConfigurationError):

@@ -26,9 +26,7 @@ class BackendEntry:
 
 BACKENDS: Mapping[str, BackendEntry] = {
     "memory": BackendEntry("memory", "MemoryStore"),
-    "sqlite": BackendEntry(
-        "sqlite", "SQLiteStore", options={"busy_timeout": positive_float("busy_timeout")}
-    ),
+    "sqlite": BackendEntry("sqlite", "SQLiteStore", options={"busy_timeout": positive_float("busy_timeout")}),
 }
 
 

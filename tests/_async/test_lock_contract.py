@@ -153,7 +153,9 @@ async def test_auto_renew_keeps_a_short_lease_alive(
         assert lease.remaining() > 0.1
 
 
-async def test_release_is_owner_checked(coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator) -> None:
+async def test_release_is_owner_checked(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
     lease = await coord.lock("owned", ttl=0.4).acquire()
     await _stall_renewals(coord, seconds=1.2)
     await async_sleep(0.6)  # past the TTL, with renewals failing

@@ -154,7 +154,9 @@ def test_auto_renew_keeps_a_short_lease_alive(
         assert lease.remaining() > 0.1
 
 
-def test_release_is_owner_checked(coord: tenure.Coordinator, rival: tenure.Coordinator) -> None:
+def test_release_is_owner_checked(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
     lease = coord.lock("owned", ttl=0.4).acquire()
     _stall_renewals(coord, seconds=1.2)
     sleep(0.6)  # past the TTL, with renewals failing

@@ -6,6 +6,10 @@ import logging
 from types import TracebackType
 from typing import cast
 
+from tenure._async.backends.base import AsyncLeaseStore
+from tenure._async.lease import AsyncLease
+from tenure._async.lock import AsyncLock, check_timeout, check_ttl
+from tenure._async.renewer import AsyncRenewer
 from tenure._concurrency import AsyncMutex
 from tenure._config import default_url
 from tenure._core.guarantees import Capability, Guarantee
@@ -13,10 +17,6 @@ from tenure._core.holder import HolderInfo
 from tenure._core.keys import namespaced_key, validate_name
 from tenure._exceptions import BackendIncapable, ConfigurationError, TenureError
 from tenure._registry import resolve
-from tenure._async.backends.base import AsyncLeaseStore
-from tenure._async.lease import AsyncLease
-from tenure._async.lock import AsyncLock, check_timeout, check_ttl
-from tenure._async.renewer import AsyncRenewer
 
 log = logging.getLogger("tenure")
 
@@ -83,8 +83,7 @@ class AsyncCoordinator:
         validate_name(name)
         if fair and Capability.QUEUEING not in self._store.capabilities:
             raise BackendIncapable(
-                f"fair=True needs a backend that queues waiters (Queueing); "
-                f"{self._store.scheme}:// does not"
+                f"fair=True needs a backend that queues waiters (Queueing); {self._store.scheme}:// does not"
             )
         if not isinstance(reentrant, bool):
             raise ConfigurationError(f"reentrant must be True or False, got {reentrant!r}")

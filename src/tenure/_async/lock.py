@@ -7,13 +7,13 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from tenure._async.lease import AsyncLease
 from tenure._concurrency import async_current_actor, async_shielded
 from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
 from tenure._core.renewal import Validity
 from tenure._core.tokens import Owner
 from tenure._exceptions import AcquireTimeout, ConfigurationError
-from tenure._async.lease import AsyncLease
 
 if TYPE_CHECKING:
     from tenure._async.coordinator import AsyncCoordinator
@@ -160,7 +160,12 @@ def check_timeout(timeout: float | None) -> float | None:
     """Return ``timeout`` validated: None (wait without end) or a number >= 0."""
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout < 0:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or math.isnan(timeout)
+        or timeout < 0
+    ):
         raise ConfigurationError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
     return float(timeout)
 

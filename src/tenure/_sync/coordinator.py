@@ -7,6 +7,10 @@ import logging
 from types import TracebackType
 from typing import cast
 
+from tenure._sync.backends.base import LeaseStore
+from tenure._sync.lease import Lease
+from tenure._sync.lock import Lock, check_timeout, check_ttl
+from tenure._sync.renewer import Renewer
 from tenure._concurrency import Mutex
 from tenure._config import default_url
 from tenure._core.guarantees import Capability, Guarantee
@@ -14,10 +18,6 @@ from tenure._core.holder import HolderInfo
 from tenure._core.keys import namespaced_key, validate_name
 from tenure._exceptions import BackendIncapable, ConfigurationError, TenureError
 from tenure._registry import resolve
-from tenure._sync.backends.base import LeaseStore
-from tenure._sync.lease import Lease
-from tenure._sync.lock import Lock, check_timeout, check_ttl
-from tenure._sync.renewer import Renewer
 
 log = logging.getLogger("tenure")
 
@@ -84,8 +84,7 @@ class Coordinator:
         validate_name(name)
         if fair and Capability.QUEUEING not in self._store.capabilities:
             raise BackendIncapable(
-                f"fair=True needs a backend that queues waiters (Queueing); "
-                f"{self._store.scheme}:// does not"
+                f"fair=True needs a backend that queues waiters (Queueing); {self._store.scheme}:// does not"
             )
         if not isinstance(reentrant, bool):
             raise ConfigurationError(f"reentrant must be True or False, got {reentrant!r}")

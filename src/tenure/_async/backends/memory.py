@@ -11,11 +11,11 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from tenure._async.backends.base import AsyncLeaseStore
 from tenure._concurrency import AsyncSignal
 from tenure._core.guarantees import Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
-from tenure._async.backends.base import AsyncLeaseStore
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import ClassVar
 
+from tenure._async.backends.base import AsyncLeaseStore
 from tenure._concurrency import async_run_blocking, async_sleep
 from tenure._config import BackendConfig
 from tenure._core.clock import boot_id, host_now
@@ -27,7 +28,6 @@ from tenure._exceptions import (
     BackendUnavailable,
     ConfigurationError,
 )
-from tenure._async.backends.base import AsyncLeaseStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenure_leases (
@@ -128,16 +128,21 @@ class SQLiteLeaseTable:
         rows = self._run(PEEK, {"key": key})
         if rows and rows[0][0] is not None and rows[0][3] == boot and float(rows[0][4]) > now:  # type: ignore[arg-type]
             return None
-        params = {"key": key, "owner": owner.token, "label": owner.label, "boot": boot,
-                  "expires_at": now + ttl, "now": now}
+        params = {
+            "key": key,
+            "owner": owner.token,
+            "label": owner.label,
+            "boot": boot,
+            "expires_at": now + ttl,
+            "now": now,
+        }
         rows = self._run(ACQUIRE, params)
         return int(rows[0][0]) if rows else None  # type: ignore[call-overload]
 
     def renew(self, key: str, owner: Owner, ttl: float) -> bool:
         """Extend the lease of ``key`` to ``ttl`` from now if ``owner`` still validly holds it."""
         now = host_now()
-        params = {"key": key, "owner": owner.token, "boot": boot_id(),
-                  "expires_at": now + ttl, "now": now}
+        params = {"key": key, "owner": owner.token, "boot": boot_id(), "expires_at": now + ttl, "now": now}
         return self._write(RENEW, params)
 
     def release(self, key: str, owner: Owner) -> bool:

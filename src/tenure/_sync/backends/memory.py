@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from tenure._sync.backends.base import LeaseStore
 from tenure._concurrency import Signal
 from tenure._core.guarantees import Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
-from tenure._sync.backends.base import LeaseStore
 
 
 @dataclass(slots=True)
