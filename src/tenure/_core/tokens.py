@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import socket
@@ -16,7 +17,13 @@ def new_token() -> str:
 
 def holder_label() -> str:
     """Return a readable description of this process and thread, shown by ``tenure inspect``."""
-    return f"{socket.gethostname()}/pid {os.getpid()}/{threading.current_thread().name}"
+    return f"{_process_label(os.getpid())}/{threading.current_thread().name}"
+
+
+@functools.lru_cache(maxsize=1)
+def _process_label(pid: int) -> str:
+    # Keyed by pid so that a forked child does not reuse its parent's label.
+    return f"{socket.gethostname()}/pid {pid}"
 
 
 @dataclass(frozen=True, slots=True)
