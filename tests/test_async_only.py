@@ -44,3 +44,19 @@ async def test_outer_cancellation_is_not_mistaken_for_loss(backend_url: str) -> 
         with pytest.raises(asyncio.CancelledError):
             await task
         assert await coord.inspect("outer") is None, "cancellation must still release the lock"
+
+
+async def test_a_body_that_notices_the_loss_itself_is_not_cancelled_too(backend_url: str) -> None:
+    async with tenure.AsyncCoordinator(backend_url) as coord:
+        lease = await coord.lock("self-check", ttl=0.3).acquire()
+
+        async def refuse(*args: object) -> bool:
+            raise BackendUnavailable("injected partition")
+
+        coord._store.renew = refuse  # type: ignore[method-assign,assignment]
+        with pytest.raises(tenure.LockLost):
+            async with lease:
+                time.sleep(0.4)  # block the loop: the renewer cannot run, the body checks first
+                lease.check()
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        await asyncio.sleep(0.01)  # no stray cancellation is pending for this task

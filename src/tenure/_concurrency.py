@@ -251,6 +251,8 @@ class AsyncBodyGuard:
 
     def interrupt(self) -> None:
         """Cancel the body now (called by the renewer when the lease is lost)."""
+        if self._task is asyncio.current_task():
+            return  # the body noticed the loss itself (check()) and is raising LockLost already
         if self._task is not None and not self._task.done() and not self._cancelled:
             self._cancelled = True
             self._task.cancel("tenure: lease lost")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from types import TracebackType
@@ -17,6 +18,8 @@ from tenure._exceptions import AcquireTimeout, ConfigurationError
 
 if TYPE_CHECKING:
     from tenure._async.coordinator import AsyncCoordinator
+
+log = logging.getLogger("tenure")
 
 _UNSET: float = -1.0
 
@@ -136,7 +139,7 @@ class AsyncLock:
             fence = await self._store.try_acquire(self.key, owner, self.ttl)
         except BaseException:
             # Cancelled or failed mid-flight: the attempt may still have taken the lock.
-            await async_shielded(lambda: self._store.release(self.key, owner))
+            await self._abandon(owner)
             raise
         if fence is None:
             return None
@@ -145,6 +148,17 @@ class AsyncLock:
             self._coordinator._reentrant[(self.key, async_current_actor())] = lease
         self._coordinator._renewer.add(lease)
         return lease
+
+    async def _abandon(self, owner: Owner) -> None:
+        """Release whatever an interrupted attempt may have taken, keeping the first error."""
+        try:
+            await async_shielded(lambda: self._store.release(self.key, owner))
+        except Exception as exc:
+            log.warning(
+                "tenure: cleanup after a failed attempt on %r failed (%s); its TTL will free it",
+                self.name,
+                exc,
+            )
 
     def _forget(self, lease: AsyncLease) -> None:
         """Stop renewing ``lease`` and drop it from the reentrancy table."""

@@ -112,7 +112,7 @@ class Coordinator:
         if self._closed:
             return
         self._closed = True
-        for lease in list(self._renewer._leases):
+        for lease in self._renewer.held():
             lease._depth = 1
             try:
                 lease.release()

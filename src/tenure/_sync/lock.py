@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from types import TracebackType
@@ -18,6 +19,8 @@ from tenure._exceptions import AcquireTimeout, ConfigurationError
 
 if TYPE_CHECKING:
     from tenure._sync.coordinator import Coordinator
+
+log = logging.getLogger("tenure")
 
 _UNSET: float = -1.0
 
@@ -137,7 +140,7 @@ class Lock:
             fence = self._store.try_acquire(self.key, owner, self.ttl)
         except BaseException:
             # Cancelled or failed mid-flight: the attempt may still have taken the lock.
-            shielded(lambda: self._store.release(self.key, owner))
+            self._abandon(owner)
             raise
         if fence is None:
             return None
@@ -146,6 +149,17 @@ class Lock:
             self._coordinator._reentrant[(self.key, current_actor())] = lease
         self._coordinator._renewer.add(lease)
         return lease
+
+    def _abandon(self, owner: Owner) -> None:
+        """Release whatever an interrupted attempt may have taken, keeping the first error."""
+        try:
+            shielded(lambda: self._store.release(self.key, owner))
+        except Exception as exc:
+            log.warning(
+                "tenure: cleanup after a failed attempt on %r failed (%s); its TTL will free it",
+                self.name,
+                exc,
+            )
 
     def _forget(self, lease: Lease) -> None:
         """Stop renewing ``lease`` and drop it from the reentrancy table."""

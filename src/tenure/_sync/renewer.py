@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -26,28 +27,49 @@ class Renewer:
     def __init__(self, store: LeaseStore) -> None:
         self._store = store
         self._leases: dict[Lease, float] = {}  # lease -> when it next needs attention
+        # Holders (other threads, in sync code) add and drop leases while the worker reads.
+        self._table_lock = threading.Lock()
         self._wake: Signal | None = None
         self._worker: Background | None = None
         self._closed = False
 
     def add(self, lease: Lease) -> None:
         """Start keeping ``lease`` alive."""
-        self._leases[lease] = lease._validity.renew_at
-        if self._worker is None:
-            self._wake = Signal()
-            self._worker = Background(self._run, name="tenure-renewer")
+        with self._table_lock:
+            self._leases[lease] = lease._validity.renew_at
+            start = self._worker is None
+            if start:
+                self._wake = Signal()
+                self._worker = Background(self._run, name="tenure-renewer")
+        if start:
+            assert self._worker is not None
             self._worker.start()
 
     def discard(self, lease: Lease) -> None:
         """Stop keeping ``lease`` alive (released or lost)."""
-        self._leases.pop(lease, None)
+        with self._table_lock:
+            self._leases.pop(lease, None)
+
+    def held(self) -> list[Lease]:
+        """Return the leases being kept alive."""
+        with self._table_lock:
+            return list(self._leases)
 
     def reschedule(self) -> None:
         """Recompute every lease's next renewal after a manual ``renew()``."""
-        for lease in list(self._leases):
-            self._leases[lease] = min(lease._validity.renew_at, lease._validity.valid_until)
+        with self._table_lock:
+            for lease in self._leases:
+                self._leases[lease] = min(lease._validity.renew_at, lease._validity.valid_until)
         if self._wake is not None:
             self._wake.set()
+
+    def _schedule(self, lease: Lease, due: float) -> bool:
+        """Set when ``lease`` next needs attention; return False if it was dropped meanwhile."""
+        with self._table_lock:
+            if lease not in self._leases:
+                return False
+            self._leases[lease] = due
+            return True
 
     def close(self) -> None:
         """Stop the worker and wait for it."""
@@ -62,10 +84,12 @@ class Renewer:
         while not self._closed:
             self._wake.clear()
             now = time.monotonic()
-            for lease, due in list(self._leases.items()):
-                if due <= now and lease in self._leases:
-                    self._service(lease)
-            soonest = min(self._leases.values(), default=math.inf)
+            with self._table_lock:
+                due = [lease for lease, at in self._leases.items() if at <= now]
+            for lease in due:
+                self._service(lease)
+            with self._table_lock:
+                soonest = min(self._leases.values(), default=math.inf)
             pause = None if soonest == math.inf else max(0.0, soonest - time.monotonic())
             self._wake.wait(pause)
 
@@ -80,15 +104,12 @@ class Renewer:
         try:
             renewed = self._store.renew(lease._lock.key, lease._owner, validity.ttl)
         except BackendError as exc:
-            if lease in self._leases:
-                self._leases[lease] = min(validity.retry_at(time.monotonic()), validity.valid_until)
             lease._last_renew_error = exc
+            self._schedule(lease, min(validity.retry_at(time.monotonic()), validity.valid_until))
             return
-        if lease not in self._leases:
-            return  # released while the renewal was in flight
         if not renewed:
             self.discard(lease)
             lease._mark_lost("the backend refused the renewal: it expired or was taken over")
             return
         lease._validity = validity.renewed(started)
-        self._leases[lease] = lease._validity.renew_at
+        self._schedule(lease, lease._validity.renew_at)  # False: released while in flight
