@@ -1,0 +1,62 @@
+"""Every guarantee a backend declares (and the README tabulates) is verified by named tests.
+
+Declaring a new guarantee without adding its verifying tests here fails the suite, so the
+generated guarantee table can only claim what the tests check against that backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tenure._core.guarantees import Guarantee
+from tests.conftest import BACKENDS, declared
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# guarantee -> tests ("module::function") that run against every backend declaring it
+VERIFIED_BY: dict[Guarantee, list[str]] = {
+    Guarantee.FENCING: [
+        "tests._sync.test_lock_contract::test_fences_grow_with_every_acquisition",
+        "tests._async.test_lock_contract::test_fences_grow_with_every_acquisition",
+        "tests.test_multiprocess::test_no_increment_is_lost_and_fences_follow_hold_order",
+        "tests.test_multiprocess::test_a_paused_holder_is_told_and_the_next_fence_is_larger",
+    ],
+    # Expiry is judged by the backend: a holder that is frozen cannot keep its lease alive
+    # by its own clock, and a crashed holder's lease ends on time.
+    Guarantee.SERVER_TIME: [
+        "tests._sync.test_lock_contract::test_loss_is_told_at_the_next_check",
+        "tests._async.test_lock_contract::test_release_is_owner_checked",
+        "tests.test_multiprocess::test_a_paused_holder_is_told_and_the_next_fence_is_larger",
+        "tests.test_multiprocess::test_a_killed_holder_frees_the_lock_after_its_ttl",
+    ],
+    Guarantee.CROSS_PROCESS: [
+        "tests.test_multiprocess::test_no_increment_is_lost_and_fences_follow_hold_order",
+    ],
+}
+# The multi-process tests are parametrised over backends declaring either of these.
+MULTIPROCESS = {Guarantee.CROSS_PROCESS, Guarantee.CROSS_HOST}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_declared_guarantee_has_verifying_tests(backend: str) -> None:
+    for guarantee in declared(backend):
+        applicable = []
+        for test in VERIFIED_BY.get(guarantee, []):
+            module_name, function = test.split("::")
+            module = importlib.import_module(module_name)
+            assert callable(getattr(module, function, None)), f"{test} does not exist"
+            if module_name != "tests.test_multiprocess" or declared(backend) & MULTIPROCESS:
+                applicable.append(test)
+        assert applicable, f"{backend}:// declares {guarantee.name} but no test verifies it there"
+
+
+def test_readme_table_matches_the_declarations() -> None:
+    result = subprocess.run(
+        [sys.executable, "scripts/guarantee_table.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
