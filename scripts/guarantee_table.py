@@ -57,14 +57,19 @@ def replace_table(text: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="fail if README.md is stale")
     args = parser.parse_args()
     text = README.read_text()
     fresh = replace_table(text)
     if args.check:
         if fresh != text:
-            print("README.md's guarantee table is stale; run: python scripts/guarantee_table.py", file=sys.stderr)
+            print(
+                "README.md's guarantee table is stale; run: python scripts/guarantee_table.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     README.write_text(fresh)

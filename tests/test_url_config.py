@@ -97,3 +97,12 @@ def test_sqlite_in_an_unusable_place_fails_fast() -> None:
     with pytest.raises(tenure.BackendUnavailable):
         coord.connect()
     coord.close()
+
+
+def test_paths_are_percent_decoded(tmp_path: Path) -> None:
+    url = parse_url("sqlite:///tmp/a%20b%3Fc.db?op_timeout=1")
+    assert url.path == "/tmp/a b?c.db" and url.options == {"op_timeout": "1"}
+    assert parse_url(url.redacted).path == url.path
+    with tenure.Coordinator(f"sqlite://{tmp_path}/with%20space.db") as coord, coord.lock("x"):
+        pass
+    assert (tmp_path / "with space.db").exists()

@@ -47,7 +47,8 @@ class BackendURL:
             auth += "@"
         hosts = ",".join(str(h) for h in self.hosts)
         query = "&".join(f"{k}={quote(v, safe='')}" for k, v in self.options.items())
-        return f"{self.scheme}://{auth}{hosts}{self.path}" + (f"?{query}" if query else "")
+        path = quote(self.path, safe="/:@!$&'()*+,;=~")
+        return f"{self.scheme}://{auth}{hosts}{path}" + (f"?{query}" if query else "")
 
     def __str__(self) -> str:
         return self.redacted
@@ -71,7 +72,7 @@ def parse_url(url: str) -> BackendURL:
     rest, _, query = rest.partition("?")
     rest = rest.split("#", 1)[0]
     netloc, slash, path = rest.partition("/")
-    path = slash + path
+    path = unquote(slash + path)  # %20, %3F, %23 name spaces, ? and # in file paths
     username = password = None
     if "@" in netloc:
         userinfo, netloc = netloc.rsplit("@", 1)

@@ -260,6 +260,18 @@ async def test_bad_input_fails_before_any_io(backend_url: str, bad: dict[str, ob
     await coordinator.aclose()
 
 
+async def test_bad_durations_on_acquire_and_renew_are_rejected(coord: tenure.AsyncCoordinator) -> None:
+    lock = coord.lock("durations", ttl=5, timeout=0.5)
+    for timeout in (-1, -0.5, float("nan"), True):
+        with pytest.raises(tenure.ConfigurationError):
+            await lock.acquire(timeout=timeout)
+    async with lock as lease:
+        for ttl in (0, -1, float("inf"), float("nan"), True):
+            with pytest.raises(tenure.ConfigurationError):
+                await lease.renew(ttl)
+        lease.check()
+
+
 async def test_fair_needs_a_queueing_backend(coord: tenure.AsyncCoordinator) -> None:
     if tenure.Capability.QUEUEING in coord.capabilities:
         assert coord.lock("fair", fair=True).name == "fair"

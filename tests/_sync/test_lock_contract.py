@@ -261,6 +261,18 @@ def test_bad_input_fails_before_any_io(backend_url: str, bad: dict[str, object])
     coordinator.close()
 
 
+def test_bad_durations_on_acquire_and_renew_are_rejected(coord: tenure.Coordinator) -> None:
+    lock = coord.lock("durations", ttl=5, timeout=0.5)
+    for timeout in (-1, -0.5, float("nan"), True):
+        with pytest.raises(tenure.ConfigurationError):
+            lock.acquire(timeout=timeout)
+    with lock as lease:
+        for ttl in (0, -1, float("inf"), float("nan"), True):
+            with pytest.raises(tenure.ConfigurationError):
+                lease.renew(ttl)
+        lease.check()
+
+
 def test_fair_needs_a_queueing_backend(coord: tenure.Coordinator) -> None:
     if tenure.Capability.QUEUEING in coord.capabilities:
         assert coord.lock("fair", fair=True).name == "fair"

@@ -8,10 +8,11 @@ from typing import cast
 
 from tenure._async.backends.base import AsyncLeaseStore
 from tenure._async.lease import AsyncLease
-from tenure._async.lock import AsyncLock, check_timeout, check_ttl
+from tenure._async.lock import AsyncLock
 from tenure._async.renewer import AsyncRenewer
 from tenure._concurrency import AsyncMutex
 from tenure._config import default_url
+from tenure._core.durations import check_timeout, check_ttl
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.keys import namespaced_key, validate_name

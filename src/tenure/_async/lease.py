@@ -10,9 +10,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from tenure._concurrency import AsyncBodyGuard, async_shielded
+from tenure._core.durations import check_ttl
 from tenure._core.renewal import Validity
 from tenure._core.tokens import Owner
-from tenure._exceptions import ConfigurationError, LockLost, NotOwner
+from tenure._exceptions import LockLost, NotOwner
 
 if TYPE_CHECKING:
     from tenure._async.lock import AsyncLock
@@ -88,7 +89,9 @@ class AsyncLease:
     def on_lost(self, callback: Callable[[AsyncLease], object]) -> None:
         """Call ``callback(lease)`` once when the lease is lost (at once if it already is).
 
-        Callbacks run on the coordinator's renewer, so they should be quick and must not block.
+        Callbacks run where the loss is noticed: usually on the coordinator's renewer, or in the
+        caller of ``check()``, ``lost`` or ``remaining()`` if that notices it first. They should
+        be quick and must not block.
         """
         with self._state:
             already = self._lost_reason is not None
@@ -103,10 +106,8 @@ class AsyncLease:
         Raises ``LockLost`` if it was lost meanwhile, ``NotOwner`` if it was released,
         ``BackendUnavailable`` if the server cannot be reached.
         """
-        if ttl is not None and not ttl > 0:
-            raise ConfigurationError(f"ttl must be > 0 seconds, got {ttl!r}")
+        new_ttl = self._validity.ttl if ttl is None else check_ttl(ttl)
         self.check()
-        new_ttl = self._validity.ttl if ttl is None else float(ttl)
         started = time.monotonic()
         if not await self._lock._store.renew(self._lock.key, self._owner, new_ttl):
             self._mark_lost("the backend refused the renewal: the lease expired or was taken over")

@@ -9,10 +9,11 @@ from typing import cast
 
 from tenure._sync.backends.base import LeaseStore
 from tenure._sync.lease import Lease
-from tenure._sync.lock import Lock, check_timeout, check_ttl
+from tenure._sync.lock import Lock
 from tenure._sync.renewer import Renewer
 from tenure._concurrency import Mutex
 from tenure._config import default_url
+from tenure._core.durations import check_timeout, check_ttl
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.keys import namespaced_key, validate_name

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -13,16 +12,25 @@ from tenure._sync.lease import Lease
 from tenure._concurrency import current_actor, shielded
 from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
+from tenure._core.durations import check_timeout
 from tenure._core.renewal import Validity
 from tenure._core.tokens import Owner
-from tenure._exceptions import AcquireTimeout, ConfigurationError
+from tenure._exceptions import AcquireTimeout
 
 if TYPE_CHECKING:
     from tenure._sync.coordinator import Coordinator
 
 log = logging.getLogger("tenure")
 
-_UNSET: float = -1.0
+
+class _Unset:
+    """The marker for "use the lock's default timeout" (None already means "wait without end")."""
+
+    def __repr__(self) -> str:
+        return "<lock default>"
+
+
+_UNSET = _Unset()
 
 
 class Lock:
@@ -63,14 +71,14 @@ class Lock:
     def __repr__(self) -> str:
         return f"<Lock {self.name!r} ttl={self.ttl} on {self._store.url}>"
 
-    def acquire(self, *, timeout: float | None = _UNSET) -> Lease:
+    def acquire(self, *, timeout: float | _Unset | None = _UNSET) -> Lease:
         """Wait up to ``timeout`` seconds (default: the lock's) for the lock; return the lease.
 
         ``timeout=0`` makes a single attempt; ``timeout=None`` waits without end.
         Raises ``AcquireTimeout`` when the time runs out, ``BackendUnavailable`` when the
         backend cannot be reached.
         """
-        timeout = self.timeout if timeout == _UNSET else check_timeout(timeout)
+        timeout = self.timeout if isinstance(timeout, _Unset) else check_timeout(timeout)
         reentered = self._reenter()
         if reentered is not None:
             return reentered
@@ -169,24 +177,3 @@ class Lock:
             for slot, held in list(table.items()):
                 if held is lease:
                     del table[slot]
-
-
-def check_timeout(timeout: float | None) -> float | None:
-    """Return ``timeout`` validated: None (wait without end) or a number >= 0."""
-    if timeout is None:
-        return None
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or math.isnan(timeout)
-        or timeout < 0
-    ):
-        raise ConfigurationError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
-    return float(timeout)
-
-
-def check_ttl(ttl: object) -> float:
-    """Return ``ttl`` as float seconds, or raise ``ConfigurationError`` if it is not positive."""
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0 or math.isinf(ttl):
-        raise ConfigurationError(f"ttl must be a positive, finite number of seconds, got {ttl!r}")
-    return float(ttl)

@@ -1,0 +1,207 @@
+"""The ``tenure`` command line: parse it, run one subcommand, turn errors into one line and a code."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import tenure
+from tenure._sync.coordinator import DEFAULT_TIMEOUT, DEFAULT_TTL
+from tenure.cli import exitcodes
+from tenure.cli.inspection import run_inspect
+from tenure.cli.supervisor import Interrupted, report, run_lock
+
+DEFAULT_GRACE = 5.0
+URL_HELP = "backend URL (default: $TENURE_URL, else an embedded SQLite file in the user's state directory)"
+
+DESCRIPTION = """\
+Distributed locks with leases and fencing tokens, from the shell.
+
+examples:
+  tenure lock nightly-backup -- ./backup.sh        run backup.sh only while holding the lock
+  tenure --url redis://127.0.0.1:6379/0 lock orders:42 --timeout 0 -- ./job
+  tenure inspect nightly-backup                    who holds it, with which fence, for how long
+  tenure demo                                      the oversell demo, on the embedded SQLite file
+"""
+
+LOCK_DESCRIPTION = f"""\
+Acquire the lock NAME, run CMD while the lease is held (renewing it in the background), then
+release it. CMD gets TENURE_LOCK (the lock name) and TENURE_FENCE (the lease's fencing token,
+an integer that grows with every acquisition) in its environment: pass the fence to the
+resource you protect so it can reject writes from a holder that lost the lock.
+
+If the lease is lost while CMD runs (a renewal is refused, or this process was paused or cut off
+from the backend past the TTL), CMD gets SIGTERM, then SIGKILL after --grace seconds, and tenure
+exits {exitcodes.LEASE_LOST}. Only CMD is signalled: a shell script should `exec` its last command.
+
+SIGINT, SIGTERM and SIGHUP sent to tenure are passed on to CMD (a Ctrl-C that the terminal has
+already delivered to CMD is not sent twice); tenure waits for CMD, releases the lock and exits
+128+N. Otherwise tenure exits with CMD's exit code, or 128+N if a signal N killed CMD.
+"""
+
+INSPECT_DESCRIPTION = """\
+Show who holds the lock NAME: the holder's label (host/pid/thread), the fence, and the seconds
+of TTL left. Prints "free" when nobody holds it. Exits 0 either way.
+"""
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """Return the ``tenure`` parser and its subcommand parsers by name."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="tenure", description=DESCRIPTION, epilog=exitcodes.HELP, formatter_class=formatter
+    )
+    parser.add_argument("--version", action="version", version=f"tenure {tenure.__version__}")
+    parser.add_argument("--url", default=None, help=URL_HELP)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also print the library's log (renewals, losses)"
+    )
+    # --url may also follow the subcommand; SUPPRESS keeps the subparser from resetting it to None.
+    late_url = argparse.ArgumentParser(add_help=False)
+    late_url.add_argument("--url", default=argparse.SUPPRESS, help=URL_HELP)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    lock = commands.add_parser(
+        "lock",
+        parents=[late_url],
+        help="run CMD only while holding a lock",
+        usage="tenure [--url URL] lock NAME [--ttl S] [--timeout S] [--grace S] -- CMD...",
+        description=LOCK_DESCRIPTION,
+        epilog=exitcodes.HELP,
+        formatter_class=formatter,
+    )
+    lock.add_argument("name", metavar="NAME", help="the lock's name")
+    lock.add_argument(
+        "--ttl",
+        type=float,
+        default=DEFAULT_TTL,
+        metavar="S",
+        help=f"lease length in seconds, renewed while CMD runs (default: {DEFAULT_TTL:g})",
+    )
+    lock.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"longest wait for the lock in seconds; 0 makes a single try (default: {DEFAULT_TIMEOUT:g})",
+    )
+    lock.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE,
+        metavar="S",
+        help=f"seconds between SIGTERM and SIGKILL when the lease is lost (default: {DEFAULT_GRACE:g})",
+    )
+    lock.set_defaults(handler=run_lock, command_name="lock")
+
+    inspect = commands.add_parser(
+        "inspect",
+        parents=[late_url],
+        help="show who holds a lock, its fence and remaining TTL",
+        description=INSPECT_DESCRIPTION,
+        epilog=exitcodes.HELP,
+        formatter_class=formatter,
+    )
+    inspect.add_argument("name", metavar="NAME", help="the lock's name")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    inspect.set_defaults(handler=run_inspect, command_name="inspect")
+
+    # The demo declares its own options; they are parsed in run_demo, once it is imported.
+    demo = commands.add_parser(
+        "demo",
+        add_help=False,
+        help="run the oversell demo (see: tenure demo --help)",
+        description="Run the oversell demo.",
+    )
+    demo.set_defaults(handler=run_demo, command_name="demo")
+    return parser, {"lock": lock, "inspect": inspect, "demo": demo}
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Import ``tenure.demo``, parse ``args.demo_argv`` with its options and run it.
+
+    The import happens only here, so the rest of the command works whatever state the demo is in.
+    """
+    try:
+        demo = importlib.import_module("tenure.demo")
+        add_arguments, run = demo.add_arguments, demo.run
+    except (ImportError, AttributeError) as exc:
+        raise tenure.ConfigurationError(f"the demo is not available in this installation ({exc})") from exc
+    parser = argparse.ArgumentParser(prog="tenure demo")  # the demo describes itself
+    add_arguments(parser)
+    with contextlib.suppress(argparse.ArgumentError):  # unless the demo declares --url itself
+        parser.add_argument("--url", default=argparse.SUPPRESS, help="backend URL, as tenure --url")
+    demo_args = parser.parse_args(args.demo_argv)
+    if getattr(demo_args, "url", None) is None:
+        demo_args.url = args.url
+    return int(run(demo_args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tenure`` command with ``argv`` (default: ``sys.argv[1:]``); return its exit code."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first "--" is CMD, verbatim: argparse must not read its options.
+    after: list[str] | None = None
+    if "--" in words:
+        cut = words.index("--")
+        words, after = words[:cut], words[cut + 1 :]
+    parser, subparsers = build_parser()
+    try:
+        args, extra = parser.parse_known_args(words)
+        name = getattr(args, "command_name", None)
+        if name is None:
+            parser.error("a command is required: lock, inspect or demo")
+        if name == "demo":
+            args.demo_argv = extra + ([] if after is None else ["--", *after])
+        elif extra or (after is not None and name != "lock"):
+            unexpected = extra + ([] if after is None else ["--", *after])
+            subparsers[name].error(f"unrecognized arguments: {' '.join(unexpected)}")
+        elif name == "lock":
+            if not after:
+                subparsers[name].error(
+                    "missing CMD: give the command to run after --, e.g. tenure lock NAME -- make deploy"
+                )
+            args.command = after
+        configure_logging(verbose=args.verbose)
+        return int(args.handler(args))
+    except SystemExit as exc:  # argparse's --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else exitcodes.USAGE
+    except Interrupted as exc:
+        return exitcodes.from_signal(exc.signum)
+    except KeyboardInterrupt:
+        return exitcodes.from_signal(signal.SIGINT)
+    except tenure.TenureError as exc:
+        report(str(exc))
+        return exit_code_for(exc)
+
+
+def exit_code_for(exc: tenure.TenureError) -> int:
+    """Return the exit code that reports ``exc``."""
+    if isinstance(exc, tenure.ConfigurationError):
+        return exitcodes.USAGE
+    if isinstance(exc, tenure.AcquireTimeout):
+        return exitcodes.TEMPFAIL
+    if isinstance(exc, tenure.BackendUnavailable):
+        return exitcodes.UNAVAILABLE
+    if isinstance(exc, tenure.LockLost):
+        return exitcodes.LEASE_LOST
+    return exitcodes.FAILURE
+
+
+def configure_logging(*, verbose: bool) -> None:
+    """Show the library's log with ``--verbose``; otherwise the command's own lines say it all."""
+    if verbose:
+        logging.basicConfig(format="%(message)s", stream=sys.stderr)
+        logging.getLogger("tenure").setLevel(logging.DEBUG)
+    else:
+        # Without a handler, Python would print the library's warnings a second time.
+        logging.getLogger("tenure").addHandler(logging.NullHandler())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""The tenure command, run as a real subprocess against a SQLite file in a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import tenure
+
+CLI = [sys.executable, "-m", "tenure.cli.main"]
+LEASE_LOST = 79
+
+# Children are small Python programs, so the tests control exactly how they treat signals.
+# Each writes its pid to argv[1] once it is ready (atomically, so a reader never sees half).
+READY = """
+import os, signal, sys, time
+def ready():
+    with open(sys.argv[1] + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+"""
+SLEEPER = READY + "ready()\ntime.sleep(60)\n"
+SIGTERM_IGNORER = READY + "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nready()\ntime.sleep(60)\n"
+SIGNAL_RECORDER = (
+    READY
+    + """
+def stop(signum, frame):
+    with open(sys.argv[2], "w") as f:
+        f.write(str(signum))
+    sys.exit(0)
+for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(s, stop)
+ready()
+time.sleep(60)
+"""
+)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "locks.db"
+
+
+@pytest.fixture
+def url(db: Path) -> str:
+    return f"sqlite://{db}"
+
+
+@pytest.fixture
+def coordinator(url: str) -> Iterator[tenure.Coordinator]:
+    with tenure.Coordinator(url) as coord:
+        yield coord
+
+
+@pytest.fixture
+def spawn() -> Iterator[list[subprocess.Popen[str]]]:
+    """Track started CLIs; each leads its own session, so teardown can kill it and its child."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGCONT)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def run(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    prefix = [] if url is None else ["--url", url]
+    return subprocess.run([*CLI, *prefix, *args], capture_output=True, text=True, timeout=30)
+
+
+def start(spawned: list[subprocess.Popen[str]], url: str, *args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [*CLI, "--url", url, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # no controlling terminal: every SIGINT is tenure's to pass on
+    )
+    spawned.append(proc)
+    return proc
+
+
+def wait_for_pid(path: Path, proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"tenure exited early: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"child never wrote {path}"
+        time.sleep(0.01)
+    return int(path.read_text())
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str]) -> None:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tenure: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- tenure lock -------------------------------------------------------------------------------
+
+
+def test_child_gets_fence_and_lock_name(url: str) -> None:
+    script = "import os; print(os.environ['TENURE_LOCK'], os.environ['TENURE_FENCE'])"
+    result = run("lock", "orders:42", "--", sys.executable, "-c", script, url=url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["orders:42", "1"]
+
+
+@pytest.mark.parametrize("code", [0, 3, 42])
+def test_exit_code_of_the_child_is_passed_through(url: str, code: int) -> None:
+    result = run("lock", "job", "--", "sh", "-c", f"exit {code}", url=url)
+    assert result.returncode == code
+    assert result.stderr == ""
+
+
+def test_child_killed_by_a_signal_exits_128_plus_signum(url: str) -> None:
+    result = run("lock", "job", "--", "sh", "-c", "kill -TERM $$", url=url)
+    assert result.returncode == 128 + signal.SIGTERM
+
+
+def test_fences_increase_across_runs(url: str) -> None:
+    fences = []
+    for _ in range(3):
+        result = run("lock", "job", "--", "sh", "-c", "echo $TENURE_FENCE", url=url)
+        assert result.returncode == 0, result.stderr
+        fences.append(int(result.stdout))
+    assert fences == sorted(set(fences)) and len(fences) == 3
+
+
+def test_lock_is_released_when_the_child_exits(url: str, coordinator: tenure.Coordinator) -> None:
+    assert run("lock", "job", "--", "true", url=url).returncode == 0
+    lease = coordinator.try_lock("job", ttl=5)
+    assert lease is not None
+    lease.release()
+
+
+def test_lock_held_elsewhere_with_timeout_zero_exits_75(
+    url: str, coordinator: tenure.Coordinator, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    with coordinator.lock("job", ttl=30).acquire(timeout=0):
+        started = time.monotonic()
+        result = run("lock", "job", "--timeout", "0", "--", "touch", str(marker), url=url)
+        assert time.monotonic() - started < 5
+    assert result.returncode == 75
+    assert_one_line_error(result)
+    assert "held by someone else" in result.stderr
+    assert not marker.exists()
+
+
+def test_waiting_succeeds_once_the_holder_releases(
+    url: str, coordinator: tenure.Coordinator, spawn: list[subprocess.Popen[str]]
+) -> None:
+    held = coordinator.lock("job", ttl=30).acquire(timeout=0)
+    proc = start(spawn, url, "lock", "job", "--timeout", "20", "--", "sh", "-c", "echo $TENURE_FENCE")
+    time.sleep(0.5)
+    assert proc.poll() is None  # still waiting
+    held.release()
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert int(out) > held.fence
+
+
+def test_command_not_found_exits_127_and_releases(url: str, coordinator: tenure.Coordinator) -> None:
+    result = run("lock", "job", "--", "no-such-command-tenure-test", url=url)
+    assert result.returncode == 127
+    assert_one_line_error(result)
+    assert coordinator.inspect("job") is None
+
+
+def steal(coordinator: tenure.Coordinator, proc: subprocess.Popen[str], name: str) -> tenure.Lease:
+    """Pause the tenure process past its TTL, take the lock from it, then let it run again."""
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        return coordinator.lock(name, ttl=30).acquire(timeout=10)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+
+
+def test_lost_lease_stops_the_child(
+    url: str, coordinator: tenure.Coordinator, spawn: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "child.pid"
+    args = ["lock", "job", "--ttl", "0.6", "--"]
+    proc = start(spawn, url, *args, sys.executable, "-c", SLEEPER, str(pid_file))
+    child = wait_for_pid(pid_file, proc)
+    thief = steal(coordinator, proc, "job")
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == LEASE_LOST
+    assert not alive(child)
+    assert "lost" in err and "SIGTERM" in err and "Traceback" not in err
+    info = coordinator.inspect("job")
+    assert info is not None and info.fence == thief.fence  # the thief's hold was left alone
+    thief.release()
+
+
+def test_child_ignoring_sigterm_is_killed_after_the_grace(
+    url: str, coordinator: tenure.Coordinator, spawn: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "child.pid"
+    args = ["lock", "job", "--ttl", "0.6", "--grace", "1", "--"]
+    proc = start(spawn, url, *args, sys.executable, "-c", SIGTERM_IGNORER, str(pid_file))
+    child = wait_for_pid(pid_file, proc)
+    with steal(coordinator, proc, "job"):
+        resumed = time.monotonic()
+        proc.communicate(timeout=10)
+        waited = time.monotonic() - resumed
+    assert proc.returncode == LEASE_LOST
+    assert not alive(child)
+    assert 0.9 <= waited < 5
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_stop_signal_is_passed_on_and_the_lock_released(
+    url: str,
+    coordinator: tenure.Coordinator,
+    spawn: list[subprocess.Popen[str]],
+    tmp_path: Path,
+    signum: signal.Signals,
+) -> None:
+    pid_file, got = tmp_path / "child.pid", tmp_path / "got"
+    child_args = [sys.executable, "-c", SIGNAL_RECORDER, str(pid_file), str(got)]
+    proc = start(spawn, url, "lock", "job", "--", *child_args)
+    child = wait_for_pid(pid_file, proc)
+    os.kill(proc.pid, signum)
+    proc.communicate(timeout=10)
+    assert proc.returncode == 128 + signum
+    assert got.read_text() == str(int(signum))
+    assert not alive(child)
+    assert coordinator.inspect("job") is None
+
+
+def test_stop_signal_while_waiting_gives_up_without_running(
+    url: str, coordinator: tenure.Coordinator, spawn: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    with coordinator.lock("job", ttl=30).acquire(timeout=0):
+        proc = start(spawn, url, "lock", "job", "--timeout", "20", "--", "touch", str(marker))
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert not marker.exists()
+
+
+# -- tenure inspect ----------------------------------------------------------------------------
+
+
+def test_inspect_shows_holder_and_fence_while_held(url: str, coordinator: tenure.Coordinator) -> None:
+    with coordinator.lock("job", ttl=30).acquire(timeout=0) as lease:
+        text = run("inspect", "job", url=url)
+        data = json.loads(run("inspect", "job", "--json", url=url).stdout)
+    assert text.returncode == 0, text.stderr
+    assert f"pid {os.getpid()}" in text.stdout
+    assert f"fence:     {lease.fence}" in text.stdout
+    assert data["held"] is True and data["lock"] == "job"
+    assert data["fence"] == lease.fence
+    assert f"pid {os.getpid()}" in data["holder"]
+    assert 0 < data["remaining"] <= 30
+
+
+def test_inspect_says_free_otherwise(url: str) -> None:
+    text = run("inspect", "job", url=url)
+    assert (text.returncode, text.stdout) == (0, "free\n")
+    data = json.loads(run("inspect", "job", "--json", url=url).stdout)
+    free = {"held": False, "holder": None, "fence": None, "remaining": None}
+    assert data == {"lock": "job", "backend": url, **free}
+
+
+# -- bad input, help, version ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url_text", "args", "message"),
+    [
+        (None, ["lock", "", "--", "true"], "lock name must not be empty"),
+        (None, ["inspect", ""], "lock name must not be empty"),
+        (None, ["lock", "job", "--ttl", "0", "--", "true"], "ttl must be a positive"),
+        (None, ["lock", "job", "--timeout", "-1", "--", "true"], "timeout must be >= 0"),
+        (None, ["lock", "job", "--grace", "-1", "--", "true"], "grace must be"),
+        ("nope://x", ["lock", "job", "--", "true"], "unknown URL scheme 'nope'"),
+        ("{db}?bogus=1", ["inspect", "job"], "unknown option 'bogus'"),
+    ],
+)
+def test_bad_input_fails_fast_with_one_line(
+    url: str, db: Path, url_text: str | None, args: list[str], message: str
+) -> None:
+    chosen = url if url_text is None else url_text.format(db=f"sqlite://{db}")
+    result = run(*args, url=chosen)
+    assert result.returncode == 2
+    assert_one_line_error(result)
+    assert message in result.stderr
+    assert not db.exists()  # failed before any I/O
+
+
+@pytest.mark.parametrize("args", [["lock", "job"], ["lock", "job", "--"]])
+def test_missing_command_is_a_usage_error(url: str, db: Path, args: list[str]) -> None:
+    result = run(*args, url=url)
+    assert result.returncode == 2
+    assert "missing CMD" in result.stderr and "Traceback" not in result.stderr
+    assert not db.exists()
+
+
+def test_unreachable_backend_exits_69(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    result = run("inspect", "job", url=f"sqlite://{tmp_path / 'a-file' / 'locks.db'}")
+    assert result.returncode == 69
+    assert_one_line_error(result)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["lock", "--help"], ["inspect", "--help"]])
+def test_help_lists_exit_codes(args: list[str]) -> None:
+    result = run(*args)
+    assert result.returncode == 0
+    assert "exit codes:" in result.stdout
+    for code in ("75", str(LEASE_LOST), "69", "128+N"):
+        assert code in result.stdout
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"tenure {tenure.__version__}")
+
+
+# -- tenure demo: only the wiring; tests/test_demo.py covers the demo itself ------------------
+
+
+def test_demo_help_comes_from_the_demo() -> None:
+    result = run("demo", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: tenure demo")
+    assert "--url" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["--url", "nope://x", "demo"], ["demo", "--url", "nope://x"]])
+def test_demo_gets_the_url_given_before_or_after_the_command(tmp_path: Path, args: list[str]) -> None:
+    result = run(*args, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "unknown URL scheme 'nope'" in result.stderr and "Traceback" not in result.stderr
