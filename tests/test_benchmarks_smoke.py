@@ -48,6 +48,8 @@ def test_summary_merges_workers_by_acquisition_time() -> None:
     assert summary.switches == pytest.approx(0.5)
     assert summary.overlaps == 0
     assert summary.max_wait_ms == pytest.approx(2000.0)  # the late hold's wait still counts
+    gave_up = summarize_contended(holds, workers=2, start=0.0, duration=10.0, failed_waits=[5.0])
+    assert gave_up.max_wait_ms == pytest.approx(5000.0)  # an attempt that timed out waited longest
 
 
 def test_summary_counts_overlapping_holds() -> None:
@@ -59,9 +61,23 @@ def test_summary_counts_overlapping_holds() -> None:
 def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--suite", SUITE, "--quick",
-         "--processes", str(PROCESSES), "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--suite",
+            SUITE,
+            "--quick",
+            "--processes",
+            str(PROCESSES),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "tenure-sqlite" in proc.stdout and "ratios" in proc.stdout

@@ -23,7 +23,11 @@ def run_demo(*args: str, timeout: float = 50) -> subprocess.CompletedProcess[str
     env = {k: v for k, v in os.environ.items() if k != "TENURE_URL"}  # the demo's own SQLite file
     return subprocess.run(
         [sys.executable, "-m", "tenure.demo", *args],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
     )
 
 

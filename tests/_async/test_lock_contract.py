@@ -153,6 +153,21 @@ async def test_auto_renew_keeps_a_short_lease_alive(
         assert lease.remaining() > 0.1
 
 
+async def test_a_lease_taken_after_the_renewer_went_idle_is_renewed(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    async with coord.lock("long", ttl=30):
+        pass  # the renewer now has nothing to do and sleeps without end
+    await async_sleep(0.1)
+    async with coord.lock("idle", ttl=0.3) as lease:
+        await async_sleep(0.8)
+        lease.check()
+        assert await rival.lock("idle").try_acquire() is None
+    async with coord.lock("slow", ttl=30), coord.lock("fast", ttl=0.3) as fast:
+        await async_sleep(0.8)  # the renewer slept until "slow" needed renewing
+        fast.check()
+
+
 async def test_release_is_owner_checked(
     coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
 ) -> None:

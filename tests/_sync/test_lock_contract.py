@@ -154,6 +154,21 @@ def test_auto_renew_keeps_a_short_lease_alive(
         assert lease.remaining() > 0.1
 
 
+def test_a_lease_taken_after_the_renewer_went_idle_is_renewed(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    with coord.lock("long", ttl=30):
+        pass  # the renewer now has nothing to do and sleeps without end
+    sleep(0.1)
+    with coord.lock("idle", ttl=0.3) as lease:
+        sleep(0.8)
+        lease.check()
+        assert rival.lock("idle").try_acquire() is None
+    with coord.lock("slow", ttl=30), coord.lock("fast", ttl=0.3) as fast:
+        sleep(0.8)  # the renewer slept until "slow" needed renewing
+        fast.check()
+
+
 def test_release_is_owner_checked(
     coord: tenure.Coordinator, rival: tenure.Coordinator
 ) -> None:

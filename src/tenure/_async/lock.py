@@ -84,8 +84,9 @@ class AsyncLock:
         await self._coordinator._ensure_connected()
         deadline = Deadline(timeout)
         backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
+        owner = Owner()  # one identity for every attempt of this wait
         while True:
-            lease = await self._attempt()
+            lease = await self._attempt(owner)
             if lease is not None:
                 return lease
             remaining = deadline.remaining()
@@ -103,7 +104,7 @@ class AsyncLock:
         if reentered is not None:
             return reentered
         await self._coordinator._ensure_connected()
-        return await self._attempt()
+        return await self._attempt(Owner())
 
     async def holder(self) -> str | None:
         """Return the label of the current holder, or None if the lock is free."""
@@ -140,8 +141,7 @@ class AsyncLock:
         lease._depth += 1
         return lease
 
-    async def _attempt(self) -> AsyncLease | None:
-        owner = Owner()
+    async def _attempt(self, owner: Owner) -> AsyncLease | None:
         started = time.monotonic()
         try:
             fence = await self._store.try_acquire(self.key, owner, self.ttl)

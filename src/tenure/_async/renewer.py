@@ -43,6 +43,11 @@ class AsyncRenewer:
         if start:
             assert self._worker is not None
             self._worker.start()
+        else:
+            # The worker may be asleep until a later renewal, or with no end if it had no
+            # leases: wake it to schedule this one.
+            assert self._wake is not None
+            self._wake.set()
 
     def discard(self, lease: AsyncLease) -> None:
         """Stop keeping ``lease`` alive (released or lost)."""

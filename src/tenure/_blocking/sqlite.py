@@ -64,6 +64,7 @@ class SQLiteLeaseTable:
         self.busy_timeout = busy_timeout
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._refused: dict[tuple[str, str], None] = {}  # (key, token) of waiters that were refused
 
     def open(self) -> None:
         """Open the file (creating it and its folder) and the table; idempotent."""
@@ -114,10 +115,12 @@ class SQLiteLeaseTable:
     def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         """Take ``key`` if free or expired and return the new fence, else None."""
         now, boot = host_now(), boot_id()
-        # A read first: waiters that find the lock held never take the write lock.
-        rows = self._run(PEEK, {"key": key})
-        if rows and rows[0][0] is not None and rows[0][3] == boot and float(rows[0][4]) > now:  # type: ignore[arg-type]
-            return None
+        if (key, owner.token) in self._refused:
+            # A waiter polling again reads first, so contending waiters that find the lock
+            # held never take the write lock; a first attempt goes straight to the write.
+            rows = self._run(PEEK, {"key": key})
+            if rows and rows[0][0] is not None and rows[0][3] == boot and float(rows[0][4]) > now:  # type: ignore[arg-type]
+                return None
         params = {
             "key": key,
             "owner": owner.token,
@@ -127,7 +130,14 @@ class SQLiteLeaseTable:
             "now": now,
         }
         rows = self._run(ACQUIRE, params)
-        return int(rows[0][0]) if rows else None  # type: ignore[call-overload]
+        if rows:
+            self._refused.pop((key, owner.token), None)
+            fence: int = rows[0][0]  # type: ignore[assignment]
+            return fence
+        if len(self._refused) >= 4096:  # waiters that gave up leave entries behind; stay bounded
+            self._refused.clear()
+        self._refused[(key, owner.token)] = None
+        return None
 
     def renew(self, key: str, owner: Owner, ttl: float) -> bool:
         """Extend the lease of ``key`` to ``ttl`` from now if ``owner`` still validly holds it."""

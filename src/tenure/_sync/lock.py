@@ -85,8 +85,9 @@ class Lock:
         self._coordinator._ensure_connected()
         deadline = Deadline(timeout)
         backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
+        owner = Owner()  # one identity for every attempt of this wait
         while True:
-            lease = self._attempt()
+            lease = self._attempt(owner)
             if lease is not None:
                 return lease
             remaining = deadline.remaining()
@@ -104,7 +105,7 @@ class Lock:
         if reentered is not None:
             return reentered
         self._coordinator._ensure_connected()
-        return self._attempt()
+        return self._attempt(Owner())
 
     def holder(self) -> str | None:
         """Return the label of the current holder, or None if the lock is free."""
@@ -141,8 +142,7 @@ class Lock:
         lease._depth += 1
         return lease
 
-    def _attempt(self) -> Lease | None:
-        owner = Owner()
+    def _attempt(self, owner: Owner) -> Lease | None:
         started = time.monotonic()
         try:
             fence = self._store.try_acquire(self.key, owner, self.ttl)

@@ -43,19 +43,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "frozen (SIGSTOP) past its ttl. Prints a table and writes a timeline picture (SVG). "
         "The backend is --url, else $TENURE_URL, else a fresh SQLite file in the output folder."
     )
-    parser.add_argument("--stock", type=_number(int, 1, "a whole number >= 1"), default=20, metavar="N",
-                        help="units on sale (default: %(default)s)")
-    parser.add_argument("--workers", type=_number(int, 2, "a whole number >= 2"), default=5, metavar="N",
-                        help="buyer processes per scenario (default: %(default)s)")
-    parser.add_argument("--ttl", type=_number(float, 0.05, "a number of seconds >= 0.05"), default=0.8,
-                        metavar="SECONDS", help="lease ttl in scenario (c), where a holder is frozen past it "
-                        "(default: %(default)s)")
-    parser.add_argument("--think", type=_number(float, 0.0, "a number of seconds >= 0"), default=0.01,
-                        metavar="SECONDS", help="time between reading the stock and writing it back: "
-                        "the race window (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
-                        help="folder for the shop and lock databases, worker logs, results.json and "
-                        "timeline.svg (default: a new temporary folder)")
+    parser.add_argument(
+        "--stock",
+        type=_number(int, 1, "a whole number >= 1"),
+        default=20,
+        metavar="N",
+        help="units on sale (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_number(int, 2, "a whole number >= 2"),
+        default=5,
+        metavar="N",
+        help="buyer processes per scenario (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ttl",
+        type=_number(float, 0.05, "a number of seconds >= 0.05"),
+        default=0.8,
+        metavar="SECONDS",
+        help="lease ttl in scenario (c), where a holder is frozen past it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--think",
+        type=_number(float, 0.0, "a number of seconds >= 0"),
+        default=0.01,
+        metavar="SECONDS",
+        help="time between reading the stock and writing it back: the race window (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder for the shop and lock databases, worker logs, results.json and "
+        "timeline.svg (default: a new temporary folder)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
     except tenure.TenureError as exc:
         print(f"tenure demo: error: cannot use the backend: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"tenure demo: {settings.stock} units, {settings.workers} buyer processes per scenario, "
-          f"backend {tenure.parse_url(settings.url)}; files in {settings.out}{note}", file=sys.stderr)
+    print(
+        f"tenure demo: {settings.stock} units, {settings.workers} buyer processes per scenario, "
+        f"backend {tenure.parse_url(settings.url)}; files in {settings.out}{note}",
+        file=sys.stderr,
+    )
     progress = Progress(sys.stderr)
     outcomes: list[Outcome] = []
     try:
@@ -131,8 +157,14 @@ def _settings(args: argparse.Namespace, url: str | None) -> Settings:
     for stale in out.glob("shop.db*"):
         stale.unlink()
     return Settings(
-        url=url, out=out, run_id=secrets.token_hex(4), stock=int(args.stock), workers=int(args.workers),
-        ttl=float(args.ttl), think=float(args.think), max_run=30.0 + 0.2 * args.stock,
+        url=url,
+        out=out,
+        run_id=secrets.token_hex(4),
+        stock=int(args.stock),
+        workers=int(args.workers),
+        ttl=float(args.ttl),
+        think=float(args.think),
+        max_run=30.0 + 0.2 * args.stock,
     )
 
 
@@ -149,8 +181,10 @@ def _report(outcomes: Sequence[Outcome], settings: Settings) -> int:
         for problem in outcome.problems:
             failed = True
             print(f"! ({outcome.scenario.key}) {problem}")
-    subtitle = (f"{settings.stock} units, {settings.workers} buyer processes, read→write gap "
-                f"{settings.think * 1000:g} ms, backend {tenure.parse_url(settings.url)}")
+    subtitle = (
+        f"{settings.stock} units, {settings.workers} buyer processes, read→write gap "
+        f"{settings.think * 1000:g} ms, backend {tenure.parse_url(settings.url)}"
+    )
     svg = write_timeline(settings.out / "timeline.svg", outcomes, workers=settings.workers, subtitle=subtitle)
     (settings.out / "results.json").write_text(json.dumps([_summary(o) for o in outcomes], indent=2))
     print()

@@ -11,7 +11,12 @@ if TYPE_CHECKING:
     from tenure.demo.scenarios import Outcome
 
 HEADERS = (
-    "scenario", "orders accepted", "stock left", "units oversold", "stale writes rejected", "lock lost"
+    "scenario",
+    "orders accepted",
+    "stock left",
+    "units oversold",
+    "stale writes rejected",
+    "lock lost",
 )
 
 
@@ -94,19 +99,27 @@ def _verdict(o: Outcome) -> tuple[bool, str]:
     sold = f"{o.orders} orders for {o.stock} units"
     if o.scenario.mode == "none":
         if o.oversold:
-            return True, (f"{name}: OVERSOLD by {o.oversold} ({sold}): buyers read the same stock "
-                          "and each wrote back its own decrement, so sales were counted over each other.")
-        return True, (f"{name}: did not oversell this time ({sold}); the race depends on timing, "
-                      "try more --workers or a longer --think.")
+            return True, (
+                f"{name}: OVERSOLD by {o.oversold} ({sold}): buyers read the same stock "
+                "and each wrote back its own decrement, so sales were counted over each other."
+            )
+        return True, (
+            f"{name}: did not oversell this time ({sold}); the race depends on timing, "
+            "try more --workers or a longer --think."
+        )
     if not o.exact:
-        return False, (f"{name}: NOT exact ({sold}, {o.stock_left} left, {o.oversold} oversold): "
-                       "the lock did not protect the stock.")
+        return False, (
+            f"{name}: NOT exact ({sold}, {o.stock_left} left, {o.oversold} oversold): "
+            "the lock did not protect the stock."
+        )
     if o.scenario.mode == "lock":
         return True, f"{name}: exact ({sold}): the lock let one buyer at a time read, decrement and write."
     pause = o.pause
     if pause is None or not o.paused_write_rejected:
-        return False, (f"{name}: exact ({sold}), but the demo did not show what it claims: no stale write "
-                       "of a paused holder reached the shop to be rejected.")
+        return False, (
+            f"{name}: exact ({sold}), but the demo did not show what it claims: no stale write "
+            "of a paused holder reached the shop to be rejected."
+        )
     lost = any((m.kind, m.worker, m.fence) == ("lost", pause.worker, pause.fence) for m in o.history.marks)
     return True, (
         f"{name}: exact ({sold}). Worker {pause.worker} checked its lease (fence {pause.fence}) and was "

@@ -177,10 +177,15 @@ def run_scenario(scenario: Scenario, settings: Settings, progress: Progress) -> 
     try:
         for worker in range(settings.workers):
             logs.append(log_file(workdir, worker).open("wb"))
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "tenure.demo.worker", str(workdir / "plan.json"), str(worker)],
-                stdin=subprocess.DEVNULL, stdout=logs[-1], stderr=subprocess.STDOUT, env=_child_env(),
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "tenure.demo.worker", str(workdir / "plan.json"), str(worker)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=logs[-1],
+                    stderr=subprocess.STDOUT,
+                    env=_child_env(),
+                )
+            )
         if not _wait_ready(workdir, procs, outcome):
             return outcome  # the finally clause stops those that did start
         t0 = time.monotonic()
@@ -232,8 +237,10 @@ def _wait_ready(workdir: Path, procs: list[subprocess.Popen[bytes]], outcome: Ou
             return True
         for n, proc in enumerate(procs):
             if proc.poll() is not None:
-                outcome.problems.append(f"worker {n} exited with code {proc.returncode} before it started; "
-                                        f"see {log_file(workdir, n)}")
+                outcome.problems.append(
+                    f"worker {n} exited with code {proc.returncode} before it started; "
+                    f"see {log_file(workdir, n)}"
+                )
                 return False
         time.sleep(0.01)
     outcome.problems.append(f"the workers were not ready after {START_TIMEOUT:g} s")

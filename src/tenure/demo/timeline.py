@@ -130,8 +130,9 @@ def _group(canvas: Canvas, outcome: Outcome, workers: int, top: float) -> float:
     t = 0.0
     while t <= span + step / 2:
         canvas.add("line", x1=x(t), y1=top, x2=x(t), y2=bottom + 4, stroke=COLOURS["grid"])
-        canvas.add("text", f"{t:g} s", x=x(t), y=bottom + 17, font_size=11, text_anchor="middle",
-                   fill="#555555")
+        canvas.add(
+            "text", f"{t:g} s", x=x(t), y=bottom + 17, font_size=11, text_anchor="middle", fill="#555555"
+        )
         t += step
 
     def mid(worker: int) -> float:
@@ -152,10 +153,19 @@ def _group(canvas: Canvas, outcome: Outcome, workers: int, top: float) -> float:
 def _window(canvas: Canvas, window: Window, x: Scale, cy: float) -> None:
     """Draw one unlocked read-to-write stretch, labelled with the stock it read."""
     width = max(1.0, x(window.end) - x(window.start))
-    canvas.add("rect", x=x(window.start), y=cy - BAR / 2, width=width, height=BAR, fill=COLOURS["window"],
-               stroke="white", stroke_width=0.6, class_="window",
-               title=f"worker {window.worker} read {window.qty} left at {window.start:.3f} s "
-               f"and wrote {window.qty - 1} at {window.end:.3f} s")
+    canvas.add(
+        "rect",
+        x=x(window.start),
+        y=cy - BAR / 2,
+        width=width,
+        height=BAR,
+        fill=COLOURS["window"],
+        stroke="white",
+        stroke_width=0.6,
+        class_="window",
+        title=f"worker {window.worker} read {window.qty} left at {window.start:.3f} s "
+        f"and wrote {window.qty - 1} at {window.end:.3f} s",
+    )
     _inside(canvas, str(window.qty), x(window.start), width, cy)
 
 
@@ -172,35 +182,72 @@ def _hold(canvas: Canvas, hold: Hold, pause: Pause | None, ttl: float, x: Scale,
     if frozen is not None or not hold.lost:
         solid_end = frozen.stopped if frozen is not None else hold.end
         width = max(1.0, x(solid_end) - x(hold.start))
-        canvas.add("rect", x=x(hold.start), y=cy - BAR / 2, width=width, height=BAR,
-                   fill=COLOURS["hold"] if hold.wrote else COLOURS["idle"], stroke="white", stroke_width=0.6,
-                   class_="hold", title=tip, data_fence=hold.fence)
+        canvas.add(
+            "rect",
+            x=x(hold.start),
+            y=cy - BAR / 2,
+            width=width,
+            height=BAR,
+            fill=COLOURS["hold"] if hold.wrote else COLOURS["idle"],
+            stroke="white",
+            stroke_width=0.6,
+            class_="hold",
+            title=tip,
+            data_fence=hold.fence,
+        )
         _inside(canvas, str(hold.fence), x(hold.start), width, cy)
     if hold.lost:
         # Renewals stop with the process, so one ttl after SIGSTOP the lease had surely expired;
         # from then on the worker only believed it held the lock.
         start = min(frozen.stopped + ttl, hold.end) if frozen is not None else hold.start
-        canvas.add("rect", x=x(start), y=cy - BAR / 2 - 3, width=max(2.0, x(hold.end) - x(start)),
-                   height=BAR + 6, fill="none", stroke=COLOURS["stale"], stroke_width=1.5,
-                   stroke_dasharray="4 2", class_="stale-hold", title=tip)
+        canvas.add(
+            "rect",
+            x=x(start),
+            y=cy - BAR / 2 - 3,
+            width=max(2.0, x(hold.end) - x(start)),
+            height=BAR + 6,
+            fill="none",
+            stroke=COLOURS["stale"],
+            stroke_width=1.5,
+            stroke_dasharray="4 2",
+            class_="stale-hold",
+            title=tip,
+        )
 
 
 def _inside(canvas: Canvas, text: str, left: float, width: float, cy: float) -> None:
     """Label a bar in white if the text fits inside it."""
     if width >= 6.5 * len(text) + 3:
-        canvas.add("text", text, x=left + width / 2, y=cy + 4, font_size=10.5, fill="white",
-                   text_anchor="middle", font_weight="bold")
+        canvas.add(
+            "text",
+            text,
+            x=left + width / 2,
+            y=cy + 4,
+            font_size=10.5,
+            fill="white",
+            text_anchor="middle",
+            font_weight="bold",
+        )
 
 
 def _pause(canvas: Canvas, pause: Pause, ttl: float, x: Scale, cy: float) -> None:
     """Draw the SIGSTOP band over the frozen worker's row."""
     x0, x1 = x(pause.stopped), x(pause.resumed)
-    canvas.add("rect", x=x0, y=cy - ROW / 2 + 2, width=max(2.0, x1 - x0), height=ROW - 4, fill="url(#hatch)",
-               stroke=COLOURS["pause"], class_="pause",
-               title=f"SIGSTOP at {pause.stopped:.3f} s, SIGCONT at {pause.resumed:.3f} s")
+    canvas.add(
+        "rect",
+        x=x0,
+        y=cy - ROW / 2 + 2,
+        width=max(2.0, x1 - x0),
+        height=ROW - 4,
+        fill="url(#hatch)",
+        stroke=COLOURS["pause"],
+        class_="pause",
+        title=f"SIGSTOP at {pause.stopped:.3f} s, SIGCONT at {pause.resumed:.3f} s",
+    )
     text = f"SIGSTOP {pause.resumed - pause.stopped:.2f} s, holding fence {pause.fence}"
-    canvas.text((x0 + x1) / 2, cy + 4, text, size=11, text_anchor="middle", font_weight="bold",
-                fill="#8a4b00")
+    canvas.text(
+        (x0 + x1) / 2, cy + 4, text, size=11, text_anchor="middle", font_weight="bold", fill="#8a4b00"
+    )
 
 
 def _takeover(canvas: Canvas, holds: Sequence[Hold], pause: Pause, x: Scale, mid: Row) -> None:
@@ -209,8 +256,15 @@ def _takeover(canvas: Canvas, holds: Sequence[Hold], pause: Pause, x: Scale, mid
     if later:
         first = min(later, key=lambda h: h.start)
         # On its own row, just before its bar: nobody held the lock there, the row is empty.
-        canvas.text(x(first.start) - 5, mid(first.worker) + 4, f"fence {first.fence} takes over →", size=11,
-                    fill=COLOURS["hold"], font_weight="bold", text_anchor="end")
+        canvas.text(
+            x(first.start) - 5,
+            mid(first.worker) + 4,
+            f"fence {first.fence} takes over →",
+            size=11,
+            fill=COLOURS["hold"],
+            font_weight="bold",
+            text_anchor="end",
+        )
 
 
 def _marks(canvas: Canvas, marks: Sequence[Mark], x: Scale, mid: Row) -> None:
@@ -220,17 +274,28 @@ def _marks(canvas: Canvas, marks: Sequence[Mark], x: Scale, mid: Row) -> None:
         cx, cy = x(mark.at), mid(mark.worker)
         if mark.kind == "rejected":
             crosses[mark.worker] = cx
-            canvas.add("path", d=_cross(cx, cy, 5), stroke=COLOURS["stale"], stroke_width=3,
-                       stroke_linecap="round", class_="rejected",
-                       title=f"worker {mark.worker}: write with fence {mark.fence} rejected by the shop "
-                       f"at {mark.at:.3f} s")
+            canvas.add(
+                "path",
+                d=_cross(cx, cy, 5),
+                stroke=COLOURS["stale"],
+                stroke_width=3,
+                stroke_linecap="round",
+                class_="rejected",
+                title=f"worker {mark.worker}: write with fence {mark.fence} rejected by the shop "
+                f"at {mark.at:.3f} s",
+            )
             _side_label(canvas, cx, cy - 7, f"stale write (fence {mark.fence}) rejected", COLOURS["stale"])
         else:
             # Raised a moment after the rejected write: keep the diamond beside the cross, not on it.
             cx = max(cx, crosses.get(mark.worker, -1e9) + 12)
             points = f"{cx},{cy - 6} {cx + 6},{cy} {cx},{cy + 6} {cx - 6},{cy}"
-            canvas.add("polygon", points=points, fill=COLOURS["lost"], class_="lost",
-                       title=f"worker {mark.worker}: LockLost for fence {mark.fence} at {mark.at:.3f} s")
+            canvas.add(
+                "polygon",
+                points=points,
+                fill=COLOURS["lost"],
+                class_="lost",
+                title=f"worker {mark.worker}: LockLost for fence {mark.fence} at {mark.at:.3f} s",
+            )
             _side_label(canvas, cx, cy + 13, "LockLost", COLOURS["lost"])
 
 
@@ -276,11 +341,24 @@ def _swatch(canvas: Canvas, kind: str, x: float, y: float) -> None:
     elif kind == "pause":
         canvas.add("rect", x=x, y=y - 11, width=18, height=14, fill="url(#hatch)", stroke=COLOURS["pause"])
     elif kind == "stale-hold":
-        canvas.add("rect", x=x, y=y - 11, width=18, height=14, fill="none", stroke=COLOURS["stale"],
-                   stroke_dasharray="4 2", stroke_width=1.5)
+        canvas.add(
+            "rect",
+            x=x,
+            y=y - 11,
+            width=18,
+            height=14,
+            fill="none",
+            stroke=COLOURS["stale"],
+            stroke_dasharray="4 2",
+            stroke_width=1.5,
+        )
     elif kind == "rejected":
-        canvas.add("path", d=_cross(x + 9, y - 4, 5), stroke=COLOURS["stale"], stroke_width=3,
-                   stroke_linecap="round")
+        canvas.add(
+            "path", d=_cross(x + 9, y - 4, 5), stroke=COLOURS["stale"], stroke_width=3, stroke_linecap="round"
+        )
     else:
-        canvas.add("polygon", points=f"{x + 9},{y - 10} {x + 15},{y - 4} {x + 9},{y + 2} {x + 3},{y - 4}",
-                   fill=COLOURS["lost"])
+        canvas.add(
+            "polygon",
+            points=f"{x + 9},{y - 10} {x + 15},{y - 4} {x + 9},{y + 2} {x + 3},{y - 4}",
+            fill=COLOURS["lost"],
+        )

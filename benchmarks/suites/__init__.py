@@ -1,0 +1,1 @@
+"""One module per suite, each defining ``SUITE``; listed in ``benchmarks.registry.SUITES``."""

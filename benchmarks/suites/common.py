@@ -1,0 +1,36 @@
+"""Handles shared by every suite: tenure's own lock, driven through its public sync API."""
+
+from __future__ import annotations
+
+import tenure
+
+# Generous bounds: a benchmark measures waiting, it must not turn a slow hand-off into an error.
+# 10 s outlasts any contended run's duration, and a lease never expires while it is held.
+TTL = 10.0
+TIMEOUT = 10.0
+
+
+class TenureHandle:
+    """A tenure lock on any backend URL: ``Coordinator(url).lock(name)``, one lease at a time.
+
+    Each handle owns its coordinator, as each worker process of a real service would.
+    """
+
+    def __init__(self, url: str, name: str, *, ttl: float = TTL, timeout: float = TIMEOUT) -> None:
+        self._coordinator = tenure.Coordinator(url)
+        self._lock = self._coordinator.lock(name, ttl=ttl, timeout=timeout)
+        self._lease: tenure.Lease | None = None
+        self.last_fence = 0
+
+    def acquire(self) -> None:
+        self._lease = self._lock.acquire()
+        self.last_fence = self._lease.fence
+
+    def release(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is None:
+            raise RuntimeError("release() without a held lease")
+        lease.release()
+
+    def close(self) -> None:
+        self._coordinator.close()
