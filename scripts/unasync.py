@@ -33,6 +33,7 @@ SUBSTITUTIONS = [
     (r"\b__anext__\b", "__next__"),
     (r"\baclose\b", "close"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
+    (r"\bredis\.asyncio\b", "redis"),
     (r"\bAsync([A-Z]\w*)", r"\1"),
     (r"\basync_(\w+)", r"\1"),
     (r"\b_async\b", "_sync"),

@@ -7,14 +7,16 @@ returns a URL to a real, running instance (starting the server if it needs one).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tenure._core.guarantees import Guarantee
 from tenure._registry import resolve
+from tests.servers import RedisServer
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "redis"]
 
 
 @pytest.fixture
@@ -25,6 +27,19 @@ def memory_url() -> str:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite://{tmp_path}/locks.db"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    # One server for the session; a namespace per test keeps tests apart.
+    return f"{redis_server.url}?namespace=test-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(params=BACKENDS)

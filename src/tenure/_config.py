@@ -44,6 +44,17 @@ def positive_float(name: str) -> Callable[[str], float]:
     return parse
 
 
+def whole_number(name: str) -> Callable[[str], int]:
+    """Return a parser of an option that must be a whole number >= 0."""
+
+    def parse(text: str) -> int:
+        if not text.isdigit():
+            raise ConfigurationError(f"option {name}={text!r} must be a whole number >= 0")
+        return int(text)
+
+    return parse
+
+
 def plain_text(name: str) -> Callable[[str], str]:
     """Return a parser of a free-text option."""
 

@@ -90,7 +90,13 @@ class AsyncCoordinator:
             raise ConfigurationError(f"reentrant must be True or False, got {reentrant!r}")
         key = namespaced_key(self.namespace, name)
         return AsyncLock(
-            self, name, key, ttl=check_ttl(ttl), timeout=check_timeout(timeout), reentrant=reentrant
+            self,
+            name,
+            key,
+            ttl=check_ttl(ttl),
+            timeout=check_timeout(timeout),
+            reentrant=reentrant,
+            fair=fair,
         )
 
     async def try_lock(self, name: str, *, ttl: float = DEFAULT_TTL) -> AsyncLease | None:

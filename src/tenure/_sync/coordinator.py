@@ -91,7 +91,13 @@ class Coordinator:
             raise ConfigurationError(f"reentrant must be True or False, got {reentrant!r}")
         key = namespaced_key(self.namespace, name)
         return Lock(
-            self, name, key, ttl=check_ttl(ttl), timeout=check_timeout(timeout), reentrant=reentrant
+            self,
+            name,
+            key,
+            ttl=check_ttl(ttl),
+            timeout=check_timeout(timeout),
+            reentrant=reentrant,
+            fair=fair,
         )
 
     def try_lock(self, name: str, *, ttl: float = DEFAULT_TTL) -> Lease | None:

@@ -58,12 +58,14 @@ class Lock:
         ttl: float,
         timeout: float | None,
         reentrant: bool,
+        fair: bool = False,
     ) -> None:
         self.name = name
         self.key = key
         self.ttl = ttl
         self.timeout = timeout
         self.reentrant = reentrant
+        self.fair = fair
         self._coordinator = coordinator
         self._store = coordinator._store
         self._entered: dict[object, list[Lease]] = {}  # actor -> leases of ``with``
@@ -84,27 +86,33 @@ class Lock:
             return reentered
         self._coordinator._ensure_connected()
         deadline = Deadline(timeout)
-        backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
         owner = Owner()  # one identity for every attempt of this wait
+        if self.fair:
+            return self._acquire_in_turn(owner, deadline)
+        backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
         while True:
             lease = self._attempt(owner)
             if lease is not None:
                 return lease
             remaining = deadline.remaining()
             if remaining <= 0:
-                waited = "one attempt" if timeout == 0 else f"{timeout:g} s"
-                raise AcquireTimeout(
-                    f"lock {self.name!r} on {self._store.url} is held by someone else "
-                    f"(gave up after {waited}); retry later or raise the timeout"
-                )
+                raise self._timeout_error(timeout)
             self._store.wait_released(self.key, min(remaining, backoff.next_delay()))
 
     def try_acquire(self) -> Lease | None:
-        """Make one attempt; return the lease, or None if someone else holds the lock."""
+        """Make one attempt; return the lease, or None if someone else holds the lock.
+
+        A fair lock's single attempt also respects the queue: it fails while others wait.
+        """
         reentered = self._reenter()
         if reentered is not None:
             return reentered
         self._coordinator._ensure_connected()
+        if self.fair:
+            try:
+                return self._acquire_in_turn(Owner(), Deadline(0))
+            except AcquireTimeout:
+                return None
         return self._attempt(Owner())
 
     def holder(self) -> str | None:
@@ -142,6 +150,32 @@ class Lock:
         lease._depth += 1
         return lease
 
+    def _acquire_in_turn(self, owner: Owner, deadline: Deadline) -> Lease:
+        """Wait in the backend's FIFO queue; the lock is handed over when our turn comes."""
+        slowest = self._store.poll_interval[1]
+        # Waits are short enough to refresh the queue entry well within its patience, and to
+        # count a hand-over's validity from no more than a third of the TTL before it happened.
+        patience = 3 * slowest + 1.0
+        longest_wait = min(slowest, self.ttl / 3)
+        backoff = Backoff(initial=self._store.poll_interval[0], maximum=longest_wait)
+        acquired = False
+        try:
+            while True:
+                started = time.monotonic()
+                fence = self._store.try_acquire_queued(self.key, owner, self.ttl, patience=patience)
+                if fence is None:
+                    remaining = deadline.remaining()
+                    if remaining <= 0:
+                        raise self._timeout_error(deadline.timeout)
+                    started = time.monotonic()
+                    fence = self._store.wait_turn(self.key, owner, min(remaining, backoff.next_delay()))
+                if fence is not None:
+                    acquired = True
+                    return self._held(owner, fence, started)
+        finally:
+            if not acquired:
+                self._leave_queue(owner)
+
     def _attempt(self, owner: Owner) -> Lease | None:
         started = time.monotonic()
         try:
@@ -152,11 +186,31 @@ class Lock:
             raise
         if fence is None:
             return None
+        return self._held(owner, fence, started)
+
+    def _held(self, owner: Owner, fence: int, started: float) -> Lease:
+        """Return the lease for a granted acquisition, counted from when its request was sent."""
         lease = Lease(self, owner, fence, Validity.starting(started, self.ttl))
         if self.reentrant:
             self._coordinator._reentrant[(self.key, current_actor())] = lease
         self._coordinator._renewer.add(lease)
         return lease
+
+    def _leave_queue(self, owner: Owner) -> None:
+        """Leave the queue after a timeout, an error or a cancellation, keeping the first error."""
+        try:
+            shielded(lambda: self._store.leave_queue(self.key, owner))
+        except Exception as exc:
+            log.warning(
+                "tenure: leaving the queue of %r failed (%s); its entry expires by itself", self.name, exc
+            )
+
+    def _timeout_error(self, timeout: float | None) -> AcquireTimeout:
+        waited = "one attempt" if timeout == 0 else f"{timeout:g} s"
+        return AcquireTimeout(
+            f"lock {self.name!r} on {self._store.url} is held by someone else "
+            f"(gave up after {waited}); retry later or raise the timeout"
+        )
 
     def _abandon(self, owner: Owner) -> None:
         """Release whatever an interrupted attempt may have taken, keeping the first error."""

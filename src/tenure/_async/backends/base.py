@@ -9,6 +9,7 @@ from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
+from tenure._exceptions import BackendIncapable
 
 
 class AsyncLeaseStore(abc.ABC):
@@ -67,3 +68,21 @@ class AsyncLeaseStore(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Close connections; idempotent."""
+
+    # -- Queueing: FIFO waiting, for backends that declare Capability.QUEUEING -----------------
+
+    async def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
+        """Join or stay in ``key``'s queue; take the lock only when free and first in line.
+
+        The queue entry dies unless this is called again within ``patience`` seconds, so a
+        waiter that crashed does not block the line for long.
+        """
+        raise BackendIncapable(f"{self.scheme}:// does not queue waiters")
+
+    async def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
+        """Wait up to ``timeout`` for ``owner``'s turn; return the fence if the lock was handed over."""
+        raise BackendIncapable(f"{self.scheme}:// does not queue waiters")
+
+    async def leave_queue(self, key: str, owner: Owner) -> None:
+        """Leave ``key``'s queue; pass the lock on if it was handed over meanwhile."""
+        raise BackendIncapable(f"{self.scheme}:// does not queue waiters")

@@ -1,0 +1,13 @@
+# Sourced by scripts/test: install the servers the tests start, from Debian's packages, if missing.
+install_servers() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing ${missing[*]} ..." >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "error: the tests need ${missing[*]}; install them (apt-get install -y ${missing[*]})" >&2
+        return 1
+    fi
+}

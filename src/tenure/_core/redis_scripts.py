@@ -1,0 +1,203 @@
+r"""The Lua scripts of the Redis backend: one script per atomic step.
+
+Keys of one lock share its namespaced key as prefix, each with its own suffix (a name cannot
+end in two different suffixes, so keys of different locks never collide):
+
+    <key>:lock          the lease: "<token>\n<fence>\n<label>", with a PX expiry
+    <key>:fence         the fence counter; never deleted
+    <key>:signal        a list pushed on release to wake one waiter (BLPOP)
+    <key>:queue         fair waiters: zset token -> arrival time (ms)
+    <key>:queue:alive   fair waiters: zset token -> time (ms) their entry dies unless refreshed
+    <key>:queue:info    fair waiters: hash token -> "<ttl ms>\n<label>", for a direct hand-over
+    <key>:wake:<token>  a list a fair waiter BLPOPs; a hand-over pushes the fence there
+
+The scripts take the prefix in ARGV rather than each key in KEYS because a hand-over must
+address the head waiter's wake list, which no client can name in advance. The prefix is
+wrapped in a hash tag (``{key}``), so every key of one lock lives in one cluster slot.
+
+The fence counter survives a server that restarts without persistence and loses every key:
+a missing counter starts from the server's ``TIME`` in microseconds, which is larger than any
+fence handed out before unless more than one acquisition per microsecond was ever made on the
+name, or the server's clock stepped back across the restart.
+"""
+
+from __future__ import annotations
+
+# Shared Lua: bump the fence, hand the lock to the oldest live fair waiter.
+_FUNCTIONS = r"""
+local function bump_fence(fence_key)
+    if redis.call('EXISTS', fence_key) == 0 then
+        local t = redis.call('TIME')
+        redis.call('SET', fence_key, t[1] .. string.format('%06d', tonumber(t[2])))
+    end
+    return redis.call('INCR', fence_key)
+end
+
+-- Lua 5.1 numbers are doubles, and ".." would write a fence of 16 digits as 1.7e+15.
+local function digits(n)
+    return string.format('%.0f', n)
+end
+
+local function now_ms()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function drop_dead_waiters(prefix, now)
+    local dead = redis.call('ZRANGEBYSCORE', prefix .. ':queue:alive', '-inf', now)
+    for _, token in ipairs(dead) do
+        redis.call('ZREM', prefix .. ':queue', token)
+        redis.call('ZREM', prefix .. ':queue:alive', token)
+        redis.call('HDEL', prefix .. ':queue:info', token)
+    end
+end
+
+local function leave_queue(prefix, token)
+    redis.call('ZREM', prefix .. ':queue', token)
+    redis.call('ZREM', prefix .. ':queue:alive', token)
+    redis.call('HDEL', prefix .. ':queue:info', token)
+end
+
+-- Give a free lock to the oldest live fair waiter; else wake one plain waiter.
+local function hand_over(prefix, signal_ttl_ms)
+    drop_dead_waiters(prefix, now_ms())
+    local head = redis.call('ZRANGE', prefix .. ':queue', 0, 0)[1]
+    if head then
+        local info = redis.call('HGET', prefix .. ':queue:info', head)
+        local nl = string.find(info, '\n', 1, true)
+        local ttl_ms = string.sub(info, 1, nl - 1)
+        local label = string.sub(info, nl + 1)
+        local fence = bump_fence(prefix .. ':fence')
+        redis.call('SET', prefix .. ':lock', head .. '\n' .. digits(fence) .. '\n' .. label, 'PX', ttl_ms)
+        leave_queue(prefix, head)
+        local wake = prefix .. ':wake:' .. head
+        redis.call('DEL', wake)
+        redis.call('RPUSH', wake, digits(fence))
+        redis.call('PEXPIRE', wake, signal_ttl_ms)
+        return
+    end
+    local signal = prefix .. ':signal'
+    redis.call('DEL', signal)
+    redis.call('RPUSH', signal, 1)
+    redis.call('PEXPIRE', signal, signal_ttl_ms)
+end
+
+local function owned_by(value, token)
+    return value and string.sub(value, 1, #token + 1) == token .. '\n'
+end
+"""
+
+ACQUIRE = (
+    _FUNCTIONS
+    + r"""
+-- Take the lock if it is free and bump the fence in the same step.
+-- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ttl in ms, ARGV[4] holder label
+-- Returns: the new fence, or the negated remaining ms of the current holder (-1: no expiry).
+local prefix = ARGV[1]
+local lock = prefix .. ':lock'
+if redis.call('EXISTS', lock) == 1 then
+    return -math.max(redis.call('PTTL', lock), 1)
+end
+local fence = bump_fence(prefix .. ':fence')
+redis.call('SET', lock, ARGV[2] .. '\n' .. digits(fence) .. '\n' .. ARGV[4], 'PX', ARGV[3])
+return fence
+"""
+)
+
+ACQUIRE_QUEUED = (
+    _FUNCTIONS
+    + r"""
+-- Join (or stay in) the fair queue; take the lock only when free and first in line.
+-- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ttl in ms, ARGV[4] holder label,
+-- ARGV[5] patience in ms: how long the queue entry lives unless this script runs again
+-- Returns: the new fence, or the negated remaining ms of the current holder (-1: none yet).
+local prefix, token, ttl_ms, label, patience = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local lock = prefix .. ':lock'
+local current = redis.call('GET', lock)
+if owned_by(current, token) then
+    -- Handed over while we were not listening: it is ours.
+    leave_queue(prefix, token)
+    return tonumber(string.match(current, '\n(%d+)\n'))
+end
+local now = now_ms()
+drop_dead_waiters(prefix, now)
+redis.call('ZADD', prefix .. ':queue', 'NX', now, token)
+redis.call('ZADD', prefix .. ':queue:alive', now + patience, token)
+redis.call('HSET', prefix .. ':queue:info', token, ttl_ms .. '\n' .. label)
+for _, suffix in ipairs({':queue', ':queue:alive', ':queue:info'}) do
+    redis.call('PEXPIRE', prefix .. suffix, patience * 2)
+end
+if current then
+    return -math.max(redis.call('PTTL', lock), 1)
+end
+if redis.call('ZRANGE', prefix .. ':queue', 0, 0)[1] ~= token then
+    return -1
+end
+leave_queue(prefix, token)
+local fence = bump_fence(prefix .. ':fence')
+redis.call('SET', lock, token .. '\n' .. digits(fence) .. '\n' .. label, 'PX', ttl_ms)
+return fence
+"""
+)
+
+RENEW = (
+    _FUNCTIONS
+    + r"""
+-- Set the lease to expire ttl ms from now if the owner still holds it.
+-- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ttl in ms
+-- Returns: 1 if renewed, 0 if not held by this owner (expired, taken over, server restarted).
+local lock = ARGV[1] .. ':lock'
+if owned_by(redis.call('GET', lock), ARGV[2]) then
+    redis.call('PEXPIRE', lock, ARGV[3])
+    return 1
+end
+return 0
+"""
+)
+
+RELEASE = (
+    _FUNCTIONS
+    + r"""
+-- Free the lock if the owner holds it, then hand it over or wake a waiter.
+-- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ms a wake-up signal stays readable
+-- Returns: 1 if released, 0 if not held by this owner.
+local prefix = ARGV[1]
+if not owned_by(redis.call('GET', prefix .. ':lock'), ARGV[2]) then
+    return 0
+end
+redis.call('DEL', prefix .. ':lock')
+hand_over(prefix, ARGV[3])
+return 1
+"""
+)
+
+LEAVE_QUEUE = (
+    _FUNCTIONS
+    + r"""
+-- Stop waiting in the fair queue; if the lock was handed over meanwhile, pass it on.
+-- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ms a wake-up signal stays readable
+-- Returns: 1 if a handed-over lock was passed on, else 0.
+local prefix, token = ARGV[1], ARGV[2]
+leave_queue(prefix, token)
+redis.call('DEL', prefix .. ':wake:' .. token)
+if owned_by(redis.call('GET', prefix .. ':lock'), token) then
+    redis.call('DEL', prefix .. ':lock')
+    hand_over(prefix, ARGV[3])
+    return 1
+end
+return 0
+"""
+)
+
+HOLDER = r"""
+-- Describe the current holder without revealing its token.
+-- ARGV[1] prefix
+-- Returns: {label, fence, remaining ms} or nil when free.
+local lock = ARGV[1] .. ':lock'
+local value = redis.call('GET', lock)
+if not value then
+    return nil
+end
+local token, fence, label = string.match(value, '^([^\n]*)\n(%d+)\n(.*)$')
+return {label, fence, redis.call('PTTL', lock)}
+"""

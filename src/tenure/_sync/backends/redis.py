@@ -1,0 +1,197 @@
+# GENERATED from src/tenure/_async/backends/redis.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""The ``redis://`` backend: one Lua script per atomic step, waiters woken by a push.
+
+URLs: ``redis://[user:password@]host[:port][/db]``, ``rediss://`` for TLS, and
+``redis+unix:///path/to/redis.sock[?db=N]`` for a unix socket.
+
+Acquiring takes the lock and bumps the fence in one script; renew and release check the owner
+token. A release pushes onto a per-lock signal list that one waiter is blocked on (BLPOP), so
+the hand-off is immediate; with ``fair=True`` the release hands the lock directly to the oldest
+live waiter of a queue kept in Redis and pushes the fence to that waiter alone. The push is a
+hint: the lease record is the truth, and a waiter also wakes when the holder's lease would
+expire and after a bounded, jittered pause. The client never retries a command on its own, so a
+lost connection cannot resurrect an ownership that was lost; connection errors surface as
+``BackendUnavailable`` and every call is bounded by ``op_timeout``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from redis import exceptions as redis_errors
+from redis import Redis as Redis
+from redis.retry import Retry as Retry
+from redis.backoff import NoBackoff
+
+from tenure._sync.backends.base import LeaseStore
+from tenure._config import BackendConfig
+from tenure._core import redis_scripts
+from tenure._core.guarantees import Capability, Guarantee
+from tenure._core.holder import HolderInfo
+from tenure._core.tokens import Owner
+from tenure._exceptions import (
+    BackendProtocolError,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigurationError,
+)
+
+SIGNAL_TTL_MS = 60_000  # a wake-up nobody read is dropped after a minute
+
+
+class RedisStore(LeaseStore):
+    """Serve leases from one Redis server."""
+
+    scheme: ClassVar[str] = "redis"
+    description: ClassVar[str] = "Lua scripts, fence from the server's TIME after a data loss; BLPOP hand-off"
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
+        {Guarantee.FENCING, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS, Guarantee.CROSS_HOST}
+    )
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING})
+    # A release wakes a waiter at once; the pause bounds how long a missed push can cost.
+    poll_interval: ClassVar[tuple[float, float]] = (0.05, 0.5)
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self._client_options = client_options(config)
+        self._client: Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._holder_expiry: dict[str, float] = {}  # key -> local time its holder's lease ends
+
+    def connect(self) -> None:
+        if self._client is not None:
+            return
+        client = Redis(**self._client_options)
+        with self._mapped("connecting"):
+            client.ping()
+        self._client = client
+        for name in ("ACQUIRE", "ACQUIRE_QUEUED", "RENEW", "RELEASE", "LEAVE_QUEUE", "HOLDER"):
+            self._scripts[name] = client.register_script(getattr(redis_scripts, name))
+
+    def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
+        args = [_prefix(key), owner.token, _ms(ttl), owner.label]
+        return self._fence_or_hint(key, self._run("ACQUIRE", args))
+
+    def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
+        args = [_prefix(key), owner.token, _ms(ttl), owner.label, _ms(patience)]
+        return self._fence_or_hint(key, self._run("ACQUIRE_QUEUED", args))
+
+    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
+        return bool(self._run("RENEW", [_prefix(key), owner.token, _ms(ttl)]))
+
+    def release(self, key: str, owner: Owner) -> bool:
+        return bool(self._run("RELEASE", [_prefix(key), owner.token, SIGNAL_TTL_MS]))
+
+    def leave_queue(self, key: str, owner: Owner) -> None:
+        self._run("LEAVE_QUEUE", [_prefix(key), owner.token, SIGNAL_TTL_MS])
+
+    def holder(self, key: str) -> HolderInfo | None:
+        reply = self._run("HOLDER", [_prefix(key)])
+        if reply is None:
+            return None
+        label, fence, remaining_ms = reply
+        remaining = None if int(remaining_ms) < 0 else int(remaining_ms) / 1000
+        return HolderInfo(_text(label), int(fence), remaining)
+
+    def wait_released(self, key: str, timeout: float) -> None:
+        self._blpop(f"{_prefix(key)}:signal", self._cap(key, timeout))
+
+    def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
+        popped = self._blpop(f"{_prefix(key)}:wake:{owner.token}", self._cap(key, timeout))
+        return None if popped is None else int(popped)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _run(self, script: str, args: list[Any]) -> Any:
+        if self._client is None:
+            raise BackendUnavailable(f"the connection to {self.url} is closed")
+        with self._mapped(script.lower()):
+            return self._scripts[script](keys=[], args=args)
+
+    def _blpop(self, list_key: str, timeout: float) -> bytes | str | None:
+        if timeout < 0.001 or self._client is None:
+            return None
+        with self._mapped("waiting"):
+            reply = self._client.blpop([list_key], timeout=round(timeout, 3))
+        return None if reply is None else reply[1]
+
+    def _fence_or_hint(self, key: str, reply: Any) -> int | None:
+        value = int(reply)
+        if value > 0:
+            self._holder_expiry.pop(key, None)
+            return value
+        if len(self._holder_expiry) >= 4096:  # one entry per contended key; stay bounded
+            self._holder_expiry.clear()
+        self._holder_expiry[key] = time.monotonic() + (-value) / 1000
+        return None
+
+    def _cap(self, key: str, timeout: float) -> float:
+        """Shorten a wait so it ends when the holder's lease would expire, and within op_timeout."""
+        ends = self._holder_expiry.get(key)
+        if ends is not None:
+            timeout = min(timeout, max(0.001, ends - time.monotonic() + 0.001))
+        # A blocked read must finish before the socket timeout (op_timeout) fires.
+        return min(timeout, self.config.common.op_timeout * 0.8)
+
+    @contextmanager
+    def _mapped(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except redis_errors.TimeoutError as exc:
+            raise BackendTimeout(f"{self.url} did not answer within the timeout ({what})") from exc
+        except (redis_errors.ConnectionError, OSError) as exc:
+            raise BackendUnavailable(f"cannot reach {self.url} ({what}): {exc}") from exc
+        except redis_errors.RedisError as exc:
+            raise BackendProtocolError(f"unexpected reply from {self.url} ({what}): {exc}") from exc
+
+
+def client_options(config: BackendConfig) -> dict[str, Any]:
+    """Return redis-py client options for a validated ``redis://``-family URL (no I/O)."""
+    url, common = config.url, config.common
+    options: dict[str, Any] = {
+        "socket_connect_timeout": common.connect_timeout,
+        "socket_timeout": common.op_timeout,
+        "retry": Retry(NoBackoff(), 0),  # never retry: a retried acquire could double-hold
+        "username": url.username,
+        "password": url.password,
+    }
+    if url.scheme == "redis+unix":
+        if not url.path or url.hosts:
+            raise ConfigurationError(
+                f"redis+unix URL needs a socket path: redis+unix:///path/redis.sock ({url})"
+            )
+        options["unix_socket_path"] = url.path
+        options["db"] = config.extra.get("db", 0)
+        return options
+    if len(url.hosts) > 1:
+        raise ConfigurationError(f"{url.scheme}:// takes one host; for several use redlock:// ({url})")
+    host = url.hosts[0] if url.hosts else None
+    options["host"] = host.host if host and host.host else "127.0.0.1"
+    options["port"] = host.port if host and host.port else 6379
+    db_text = url.path.strip("/") or "0"
+    if not db_text.isdigit():
+        raise ConfigurationError(f"the database in {url} must be a number, e.g. redis://host:6379/0")
+    options["db"] = int(db_text)
+    if url.scheme == "rediss":
+        options["ssl"] = True
+    return options
+
+
+def _prefix(key: str) -> str:
+    return "{" + key + "}"  # a hash tag: every key of one lock in one cluster slot
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
