@@ -39,6 +39,10 @@ def hold_and_check(url: str, name: str, ttl: str) -> int:
             try:
                 lease.check()
             except tenure.LockLost:
+                # The renewer may be running the callbacks right now, on its own thread.
+                waited = time.monotonic() + 2
+                while not called and time.monotonic() < waited:
+                    time.sleep(0.01)
                 print(f"LOST {lease.fence} callback={bool(called)}", flush=True)
                 try:
                     lease.release()

@@ -7,7 +7,7 @@ A new backend joins by adding a ``<name>_url`` fixture and its name to ``tests/c
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Awaitable, Callable
 
 import pytest
 
@@ -288,12 +288,34 @@ def test_bad_durations_on_acquire_and_renew_are_rejected(coord: tenure.Coordinat
         lease.check()
 
 
-def test_fair_needs_a_queueing_backend(coord: tenure.Coordinator) -> None:
-    if tenure.Capability.QUEUEING in coord.capabilities:
-        assert coord.lock("fair", fair=True).name == "fair"
-    else:
+def test_fair_waiters_are_served_in_arrival_order(
+    coord: tenure.Coordinator, backend_url: str
+) -> None:
+    if tenure.Capability.QUEUEING not in coord.capabilities:
         with pytest.raises(tenure.BackendIncapable):
             coord.lock("fair", fair=True)
+        return
+    assert Guarantee.FIFO in coord.guarantees
+    lease = coord.lock("fair", ttl=5, fair=True).acquire()
+    served: list[int] = []
+    waiters = []
+    for index in range(4):
+        waiters.append(Background(_fair_waiter(backend_url, index, served), name=f"waiter-{index}"))
+        waiters[-1].start()
+        sleep(0.15)  # arrival order: each waiter queues before the next starts
+    assert coord.lock("fair", fair=True).try_acquire() is None, "a newcomer must not jump the line"
+    lease.release()
+    for waiter in waiters:
+        waiter.join()
+    assert served == [0, 1, 2, 3]
+
+
+def _fair_waiter(url: str, index: int, served: list[int]) -> Callable[[], Awaitable[None]]:
+    def wait_in_line() -> None:
+        with tenure.Coordinator(url) as client, client.lock("fair", ttl=5, fair=True, timeout=10):
+            served.append(index)
+
+    return wait_in_line
 
 
 def test_an_outage_while_waiting_surfaces_as_backend_error(coord: tenure.Coordinator) -> None:

@@ -9,7 +9,7 @@ class Guarantee(enum.Enum):
     """A property of a backend that the contract suite verifies and the README tabulates."""
 
     FENCING = "strictly monotonic fences per name, never repeated"
-    FIFO = "waiters served in arrival order"
+    FIFO = "waiters of a fair=True lock served in arrival order"
     SERVER_TIME = "expiry measured by one authoritative clock, not each client's"
     SURVIVES_FAILOVER = "held locks survive the loss of one server node"
     SESSION_BOUND = "a lease ends with its holder's session"

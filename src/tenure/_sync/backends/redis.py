@@ -48,7 +48,13 @@ class RedisStore(LeaseStore):
     scheme: ClassVar[str] = "redis"
     description: ClassVar[str] = "Lua scripts, fence from the server's TIME after a data loss; BLPOP hand-off"
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
-        {Guarantee.FENCING, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS, Guarantee.CROSS_HOST}
+        {
+            Guarantee.FENCING,
+            Guarantee.FIFO,
+            Guarantee.SERVER_TIME,
+            Guarantee.CROSS_PROCESS,
+            Guarantee.CROSS_HOST,
+        }
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING})
     # A release wakes a waiter at once; the pause bounds how long a missed push can cost.
