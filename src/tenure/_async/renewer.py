@@ -31,21 +31,24 @@ class AsyncRenewer:
         self._wake: AsyncSignal | None = None
         self._worker: AsyncBackground | None = None
         self._closed = False
+        self._sleeping_until = math.inf  # when the worker will next look at its leases
 
     def add(self, lease: AsyncLease) -> None:
         """Start keeping ``lease`` alive."""
+        due = lease._validity.renew_at
         with self._table_lock:
-            self._leases[lease] = lease._validity.renew_at
+            self._leases[lease] = due
             start = self._worker is None
             if start:
                 self._wake = AsyncSignal()
                 self._worker = AsyncBackground(self._run, name="tenure-renewer")
+            # Wake the worker only if it sleeps past this lease's first renewal: waking a
+            # thread on every acquisition would cost more than the acquisition itself.
+            wake = not start and due < self._sleeping_until
         if start:
             assert self._worker is not None
             self._worker.start()
-        else:
-            # The worker may be asleep until a later renewal, or with no end if it had no
-            # leases: wake it to schedule this one.
+        elif wake:
             assert self._wake is not None
             self._wake.set()
 
@@ -64,6 +67,7 @@ class AsyncRenewer:
         with self._table_lock:
             for lease in self._leases:
                 self._leases[lease] = min(lease._validity.renew_at, lease._validity.valid_until)
+            self._sleeping_until = -math.inf  # the worker must look again
         if self._wake is not None:
             self._wake.set()
 
@@ -94,6 +98,7 @@ class AsyncRenewer:
                 await self._service(lease)
             with self._table_lock:
                 soonest = min(self._leases.values(), default=math.inf)
+                self._sleeping_until = soonest
             pause = None if soonest == math.inf else max(0.0, soonest - time.monotonic())
             await self._wake.wait(pause)
 

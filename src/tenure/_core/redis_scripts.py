@@ -23,21 +23,35 @@ name, or the server's clock stepped back across the restart.
 
 from __future__ import annotations
 
-# Shared Lua: bump the fence, hand the lock to the oldest live fair waiter.
-_FUNCTIONS = r"""
-local function bump_fence(fence_key)
-    if redis.call('EXISTS', fence_key) == 0 then
-        local t = redis.call('TIME')
-        redis.call('SET', fence_key, t[1] .. string.format('%06d', tonumber(t[2])))
-    end
-    return redis.call('INCR', fence_key)
-end
-
+# Shared Lua, prepended to the scripts that use it: each script carries only what it needs,
+# because Redis runs a script's whole text, function definitions included, on every call.
+_DIGITS = r"""
 -- Lua 5.1 numbers are doubles, and ".." would write a fence of 16 digits as 1.7e+15.
 local function digits(n)
     return string.format('%.0f', n)
 end
+"""
 
+_BUMP_FENCE = r"""
+local function bump_fence(fence_key)
+    local fence = redis.call('INCR', fence_key)
+    if fence == 1 then
+        -- New name, or a server that lost its data: start above every fence it ever gave.
+        local t = redis.call('TIME')
+        redis.call('SET', fence_key, t[1] .. string.format('%06d', tonumber(t[2])))
+        fence = redis.call('INCR', fence_key)
+    end
+    return fence
+end
+"""
+
+_OWNED_BY = r"""
+local function owned_by(value, token)
+    return value and string.sub(value, 1, #token + 1) == token .. '\n'
+end
+"""
+
+_QUEUE = r"""
 local function now_ms()
     local t = redis.call('TIME')
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -57,38 +71,41 @@ local function leave_queue(prefix, token)
     redis.call('ZREM', prefix .. ':queue:alive', token)
     redis.call('HDEL', prefix .. ':queue:info', token)
 end
+"""
 
--- Give a free lock to the oldest live fair waiter; else wake one plain waiter.
+_HAND_OVER = r"""
+-- Give a free lock to the oldest live fair waiter; else leave a wake-up for a plain waiter.
 local function hand_over(prefix, signal_ttl_ms)
-    drop_dead_waiters(prefix, now_ms())
-    local head = redis.call('ZRANGE', prefix .. ':queue', 0, 0)[1]
-    if head then
-        local info = redis.call('HGET', prefix .. ':queue:info', head)
-        local nl = string.find(info, '\n', 1, true)
-        local ttl_ms = string.sub(info, 1, nl - 1)
-        local label = string.sub(info, nl + 1)
-        local fence = bump_fence(prefix .. ':fence')
-        redis.call('SET', prefix .. ':lock', head .. '\n' .. digits(fence) .. '\n' .. label, 'PX', ttl_ms)
-        leave_queue(prefix, head)
-        local wake = prefix .. ':wake:' .. head
-        redis.call('DEL', wake)
-        redis.call('RPUSH', wake, digits(fence))
-        redis.call('PEXPIRE', wake, signal_ttl_ms)
-        return
+    if redis.call('EXISTS', prefix .. ':queue') == 1 then
+        drop_dead_waiters(prefix, now_ms())
+        local head = redis.call('ZRANGE', prefix .. ':queue', 0, 0)[1]
+        if head then
+            local info = redis.call('HGET', prefix .. ':queue:info', head)
+            local nl = string.find(info, '\n', 1, true)
+            local ttl_ms = string.sub(info, 1, nl - 1)
+            local label = string.sub(info, nl + 1)
+            local fence = bump_fence(prefix .. ':fence')
+            redis.call('SET', prefix .. ':lock', head .. '\n' .. digits(fence) .. '\n' .. label, 'PX', ttl_ms)
+            leave_queue(prefix, head)
+            local wake = prefix .. ':wake:' .. head
+            redis.call('DEL', wake)
+            redis.call('RPUSH', wake, digits(fence))
+            redis.call('PEXPIRE', wake, signal_ttl_ms)
+            return
+        end
     end
+    -- One pending wake-up is enough: a waiter that finds it stale just tries and waits again.
     local signal = prefix .. ':signal'
-    redis.call('DEL', signal)
-    redis.call('RPUSH', signal, 1)
-    redis.call('PEXPIRE', signal, signal_ttl_ms)
-end
-
-local function owned_by(value, token)
-    return value and string.sub(value, 1, #token + 1) == token .. '\n'
+    if redis.call('LLEN', signal) == 0 then
+        redis.call('RPUSH', signal, 1)
+        redis.call('PEXPIRE', signal, signal_ttl_ms)
+    end
 end
 """
 
 ACQUIRE = (
-    _FUNCTIONS
+    _DIGITS
+    + _BUMP_FENCE
     + r"""
 -- Take the lock if it is free and bump the fence in the same step.
 -- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ttl in ms, ARGV[4] holder label
@@ -105,7 +122,10 @@ return fence
 )
 
 ACQUIRE_QUEUED = (
-    _FUNCTIONS
+    _DIGITS
+    + _BUMP_FENCE
+    + _OWNED_BY
+    + _QUEUE
     + r"""
 -- Join (or stay in) the fair queue; take the lock only when free and first in line.
 -- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ttl in ms, ARGV[4] holder label,
@@ -141,7 +161,7 @@ return fence
 )
 
 RENEW = (
-    _FUNCTIONS
+    _OWNED_BY
     + r"""
 -- Set the lease to expire ttl ms from now if the owner still holds it.
 -- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ttl in ms
@@ -156,7 +176,11 @@ return 0
 )
 
 RELEASE = (
-    _FUNCTIONS
+    _DIGITS
+    + _BUMP_FENCE
+    + _OWNED_BY
+    + _QUEUE
+    + _HAND_OVER
     + r"""
 -- Free the lock if the owner holds it, then hand it over or wake a waiter.
 -- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ms a wake-up signal stays readable
@@ -172,7 +196,11 @@ return 1
 )
 
 LEAVE_QUEUE = (
-    _FUNCTIONS
+    _DIGITS
+    + _BUMP_FENCE
+    + _OWNED_BY
+    + _QUEUE
+    + _HAND_OVER
     + r"""
 -- Stop waiting in the fair queue; if the lock was handed over meanwhile, pass it on.
 -- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ms a wake-up signal stays readable

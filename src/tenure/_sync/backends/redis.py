@@ -17,8 +17,6 @@ lost connection cannot resurrect an ownership that was lost; connection errors s
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from redis import exceptions as redis_errors
@@ -71,8 +69,11 @@ class RedisStore(LeaseStore):
         if self._client is not None:
             return
         client = Redis(**self._client_options)
-        with self._mapped("connecting"):
+        try:
             client.ping()
+        except (redis_errors.RedisError, OSError) as exc:
+            client.close()
+            raise self._mapped_error(exc, "connecting") from exc
         self._client = client
         for name in ("ACQUIRE", "ACQUIRE_QUEUED", "RENEW", "RELEASE", "LEAVE_QUEUE", "HOLDER"):
             self._scripts[name] = client.register_script(getattr(redis_scripts, name))
@@ -119,14 +120,18 @@ class RedisStore(LeaseStore):
     def _run(self, script: str, args: list[Any]) -> Any:
         if self._client is None:
             raise BackendUnavailable(f"the connection to {self.url} is closed")
-        with self._mapped(script.lower()):
+        try:  # inline rather than a context manager: this is the hot path
             return self._scripts[script](keys=[], args=args)
+        except (redis_errors.RedisError, OSError) as exc:
+            raise self._mapped_error(exc, script.lower()) from exc
 
     def _blpop(self, list_key: str, timeout: float) -> bytes | str | None:
         if timeout < 0.001 or self._client is None:
             return None
-        with self._mapped("waiting"):
+        try:
             reply = self._client.blpop([list_key], timeout=round(timeout, 3))
+        except (redis_errors.RedisError, OSError) as exc:
+            raise self._mapped_error(exc, "waiting") from exc
         return None if reply is None else reply[1]
 
     def _fence_or_hint(self, key: str, reply: Any) -> int | None:
@@ -147,16 +152,13 @@ class RedisStore(LeaseStore):
         # A blocked read must finish before the socket timeout (op_timeout) fires.
         return min(timeout, self.config.common.op_timeout * 0.8)
 
-    @contextmanager
-    def _mapped(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except redis_errors.TimeoutError as exc:
-            raise BackendTimeout(f"{self.url} did not answer within the timeout ({what})") from exc
-        except (redis_errors.ConnectionError, OSError) as exc:
-            raise BackendUnavailable(f"cannot reach {self.url} ({what}): {exc}") from exc
-        except redis_errors.RedisError as exc:
-            raise BackendProtocolError(f"unexpected reply from {self.url} ({what}): {exc}") from exc
+    def _mapped_error(self, exc: BaseException, what: str) -> Exception:
+        """Return the tenure error for a driver error (the caller chains it)."""
+        if isinstance(exc, redis_errors.TimeoutError):
+            return BackendTimeout(f"{self.url} did not answer within the timeout ({what})")
+        if isinstance(exc, (redis_errors.ConnectionError, OSError)):
+            return BackendUnavailable(f"cannot reach {self.url} ({what}): {exc}")
+        return BackendProtocolError(f"unexpected reply from {self.url} ({what}): {exc}")
 
 
 def client_options(config: BackendConfig) -> dict[str, Any]:
