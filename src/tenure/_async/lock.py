@@ -88,15 +88,17 @@ class AsyncLock:
         owner = Owner()  # one identity for every attempt of this wait
         if self.fair:
             return await self._acquire_in_turn(owner, deadline)
-        backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
-        while True:
-            lease = await self._attempt(owner)
-            if lease is not None:
-                return lease
+        lease = await self._attempt(owner)
+        backoff: Backoff | None = None  # built only when contended: acquiring is a hot path
+        while lease is None:
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise self._timeout_error(timeout)
+            if backoff is None:
+                backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
             await self._store.wait_released(self.key, min(remaining, backoff.next_delay()))
+            lease = await self._attempt(owner)
+        return lease
 
     async def try_acquire(self) -> AsyncLease | None:
         """Make one attempt; return the lease, or None if someone else holds the lock.

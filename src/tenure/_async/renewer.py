@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from tenure._async.lease import AsyncLease
 
 
+IDLE_NAP = 1.0  # seconds the worker sleeps when it has no lease to renew
+
+
 class AsyncRenewer:
     """Renew held leases at about a third of their TTL, on one background worker.
 
@@ -97,10 +100,11 @@ class AsyncRenewer:
             for lease in due:
                 await self._service(lease)
             with self._table_lock:
-                soonest = min(self._leases.values(), default=math.inf)
+                # Idle, nap rather than sleep without end: a lease due after the nap then
+                # needs no wake-up, which would cost a thread switch per acquisition.
+                soonest = min(self._leases.values(), default=time.monotonic() + IDLE_NAP)
                 self._sleeping_until = soonest
-            pause = None if soonest == math.inf else max(0.0, soonest - time.monotonic())
-            await self._wake.wait(pause)
+            await self._wake.wait(max(0.0, soonest - time.monotonic()))
 
     async def _service(self, lease: AsyncLease) -> None:
         started = time.monotonic()

@@ -3,8 +3,9 @@ r"""The Lua scripts of the Redis backend: one script per atomic step.
 Keys of one lock share its namespaced key as prefix, each with its own suffix (a name cannot
 end in two different suffixes, so keys of different locks never collide):
 
-    <key>:lock          the lease: "<token>\n<fence>\n<label>", with a PX expiry
-    <key>:fence         the fence counter; never deleted
+    <key>:lock          the lease: "<token>\n<label>", with a PX expiry
+    <key>:fence         the fence counter; only acquisitions bump it, so while the lock is
+                        held its value is the holder's fence; never deleted
     <key>:signal        a list pushed on release to wake one waiter (BLPOP)
     <key>:queue         fair waiters: zset token -> arrival time (ms)
     <key>:queue:alive   fair waiters: zset token -> time (ms) their entry dies unless refreshed
@@ -84,8 +85,8 @@ local function hand_over(prefix, signal_ttl_ms)
             local nl = string.find(info, '\n', 1, true)
             local ttl_ms = string.sub(info, 1, nl - 1)
             local label = string.sub(info, nl + 1)
+            redis.call('SET', prefix .. ':lock', head .. '\n' .. label, 'PX', ttl_ms)
             local fence = bump_fence(prefix .. ':fence')
-            redis.call('SET', prefix .. ':lock', head .. '\n' .. digits(fence) .. '\n' .. label, 'PX', ttl_ms)
             leave_queue(prefix, head)
             local wake = prefix .. ':wake:' .. head
             redis.call('DEL', wake)
@@ -104,26 +105,21 @@ end
 """
 
 ACQUIRE = (
-    _DIGITS
-    + _BUMP_FENCE
+    _BUMP_FENCE
     + r"""
 -- Take the lock if it is free and bump the fence in the same step.
 -- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ttl in ms, ARGV[4] holder label
 -- Returns: the new fence, or the negated remaining ms of the current holder (-1: no expiry).
-local prefix = ARGV[1]
-local lock = prefix .. ':lock'
-if redis.call('EXISTS', lock) == 1 then
+local lock = ARGV[1] .. ':lock'
+if not redis.call('SET', lock, ARGV[2] .. '\n' .. ARGV[4], 'NX', 'PX', ARGV[3]) then
     return -math.max(redis.call('PTTL', lock), 1)
 end
-local fence = bump_fence(prefix .. ':fence')
-redis.call('SET', lock, ARGV[2] .. '\n' .. digits(fence) .. '\n' .. ARGV[4], 'PX', ARGV[3])
-return fence
+return bump_fence(ARGV[1] .. ':fence')
 """
 )
 
 ACQUIRE_QUEUED = (
-    _DIGITS
-    + _BUMP_FENCE
+    _BUMP_FENCE
     + _OWNED_BY
     + _QUEUE
     + r"""
@@ -135,9 +131,9 @@ local prefix, token, ttl_ms, label, patience = ARGV[1], ARGV[2], ARGV[3], ARGV[4
 local lock = prefix .. ':lock'
 local current = redis.call('GET', lock)
 if owned_by(current, token) then
-    -- Handed over while we were not listening: it is ours.
+    -- Handed over while we were not listening: it is ours, with the fence it was given.
     leave_queue(prefix, token)
-    return tonumber(string.match(current, '\n(%d+)\n'))
+    return tonumber(redis.call('GET', prefix .. ':fence'))
 end
 local now = now_ms()
 drop_dead_waiters(prefix, now)
@@ -154,9 +150,8 @@ if redis.call('ZRANGE', prefix .. ':queue', 0, 0)[1] ~= token then
     return -1
 end
 leave_queue(prefix, token)
-local fence = bump_fence(prefix .. ':fence')
-redis.call('SET', lock, token .. '\n' .. digits(fence) .. '\n' .. label, 'PX', ttl_ms)
-return fence
+redis.call('SET', lock, token .. '\n' .. label, 'PX', ttl_ms)
+return bump_fence(prefix .. ':fence')
 """
 )
 
@@ -226,6 +221,6 @@ local value = redis.call('GET', lock)
 if not value then
     return nil
 end
-local token, fence, label = string.match(value, '^([^\n]*)\n(%d+)\n(.*)$')
-return {label, fence, redis.call('PTTL', lock)}
+local label = string.sub(value, string.find(value, '\n', 1, true) + 1)
+return {label, redis.call('GET', ARGV[1] .. ':fence'), redis.call('PTTL', lock)}
 """

@@ -89,15 +89,17 @@ class Lock:
         owner = Owner()  # one identity for every attempt of this wait
         if self.fair:
             return self._acquire_in_turn(owner, deadline)
-        backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
-        while True:
-            lease = self._attempt(owner)
-            if lease is not None:
-                return lease
+        lease = self._attempt(owner)
+        backoff: Backoff | None = None  # built only when contended: acquiring is a hot path
+        while lease is None:
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise self._timeout_error(timeout)
+            if backoff is None:
+                backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
             self._store.wait_released(self.key, min(remaining, backoff.next_delay()))
+            lease = self._attempt(owner)
+        return lease
 
     def try_acquire(self) -> Lease | None:
         """Make one attempt; return the lease, or None if someone else holds the lock.

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from tenure._sync.lease import Lease
 
 
+IDLE_NAP = 1.0  # seconds the worker sleeps when it has no lease to renew
+
+
 class Renewer:
     """Renew held leases at about a third of their TTL, on one background worker.
 
@@ -98,10 +101,11 @@ class Renewer:
             for lease in due:
                 self._service(lease)
             with self._table_lock:
-                soonest = min(self._leases.values(), default=math.inf)
+                # Idle, nap rather than sleep without end: a lease due after the nap then
+                # needs no wake-up, which would cost a thread switch per acquisition.
+                soonest = min(self._leases.values(), default=time.monotonic() + IDLE_NAP)
                 self._sleeping_until = soonest
-            pause = None if soonest == math.inf else max(0.0, soonest - time.monotonic())
-            self._wake.wait(pause)
+            self._wake.wait(max(0.0, soonest - time.monotonic()))
 
     def _service(self, lease: Lease) -> None:
         started = time.monotonic()

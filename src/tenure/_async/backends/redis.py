@@ -136,7 +136,8 @@ class AsyncRedisStore(AsyncLeaseStore):
     def _fence_or_hint(self, key: str, reply: Any) -> int | None:
         value = int(reply)
         if value > 0:
-            self._holder_expiry.pop(key, None)
+            if self._holder_expiry:
+                self._holder_expiry.pop(key, None)
             return value
         if len(self._holder_expiry) >= 4096:  # one entry per contended key; stay bounded
             self._holder_expiry.clear()

@@ -137,7 +137,8 @@ class RedisStore(LeaseStore):
     def _fence_or_hint(self, key: str, reply: Any) -> int | None:
         value = int(reply)
         if value > 0:
-            self._holder_expiry.pop(key, None)
+            if self._holder_expiry:
+                self._holder_expiry.pop(key, None)
             return value
         if len(self._holder_expiry) >= 4096:  # one entry per contended key; stay bounded
             self._holder_expiry.clear()
