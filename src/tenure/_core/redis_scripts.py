@@ -133,6 +133,7 @@ local current = redis.call('GET', lock)
 if owned_by(current, token) then
     -- Handed over while we were not listening: it is ours, with the fence it was given.
     leave_queue(prefix, token)
+    redis.call('DEL', prefix .. ':wake:' .. token)
     return tonumber(redis.call('GET', prefix .. ':fence'))
 end
 local now = now_ms()
