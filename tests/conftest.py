@@ -16,7 +16,7 @@ from tenure._core.guarantees import Guarantee
 from tenure._registry import resolve
 from tests.servers import RedisServer
 
-BACKENDS = ["memory", "sqlite", "redis"]
+BACKENDS = ["memory", "sqlite", "redis", "redlock"]
 
 
 @pytest.fixture
@@ -40,6 +40,31 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def redis_url(redis_server: RedisServer) -> str:
     # One server for the session; a namespace per test keeps tests apart.
     return f"{redis_server.url}?namespace=test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def redlock_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisServer]]:
+    servers: list[RedisServer] = []
+    try:
+        for i in range(5):
+            servers.append(RedisServer(tmp_path_factory.mktemp(f"redlock-{i}")).start())
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def redlock_url_of(servers: list[RedisServer], **options: object) -> str:
+    """Return a ``redlock://`` URL over ``servers`` with a fresh namespace and ``options``."""
+    hosts = ",".join(f"127.0.0.1:{server.port}" for server in servers)
+    query = "&".join([f"namespace=test-{uuid.uuid4().hex[:12]}", *(f"{k}={v}" for k, v in options.items())])
+    return f"redlock://{hosts}/0?{query}"
+
+
+@pytest.fixture
+def redlock_url(redlock_servers: list[RedisServer]) -> str:
+    # Five servers for the session; a namespace per test keeps tests apart.
+    return redlock_url_of(redlock_servers)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -40,6 +40,24 @@ def run_blocking(fn: Callable[..., T], *args: Any) -> T:
     return fn(*args)
 
 
+async def async_read_reply(connection: Any, timeout: float) -> Any:
+    """Read one reply from a redis-py asyncio connection, waiting at most ``timeout`` seconds.
+
+    Raises TimeoutError when the reply is late; redis-py then closes the connection, so the
+    reply cannot be taken later for the answer to another command.
+    """
+    async with asyncio.timeout(timeout):
+        return await connection.read_response()
+
+
+def read_reply(connection: Any, timeout: float) -> Any:
+    """Read one reply from a redis-py connection, waiting at most ``timeout`` seconds.
+
+    Raises redis's TimeoutError when the reply is late, and redis-py closes the connection.
+    """
+    return connection.read_response(timeout=timeout)
+
+
 async def async_shielded(make: Callable[[], Awaitable[T]]) -> T:
     """Run a cleanup step to completion even if the caller is cancelled meanwhile."""
     task = asyncio.ensure_future(make())

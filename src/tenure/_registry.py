@@ -30,6 +30,7 @@ BACKENDS: Mapping[str, BackendEntry] = {
     "redis": BackendEntry("redis", "RedisStore", extra="redis"),
     "rediss": BackendEntry("redis", "RedisStore", extra="redis"),
     "redis+unix": BackendEntry("redis", "RedisStore", extra="redis", options={"db": whole_number("db")}),
+    "redlock": BackendEntry("redlock", "RedlockStore", extra="redis"),
 }
 
 

@@ -168,6 +168,27 @@ async def test_a_lease_taken_after_the_renewer_went_idle_is_renewed(
         fast.check()
 
 
+async def test_a_bug_in_one_renewal_does_not_stop_the_renewer(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    store = coord._store
+    real_renew = store.renew
+
+    async def buggy_renew(key: str, owner: object, ttl: float) -> bool:
+        if key.endswith(":cursed"):
+            raise RuntimeError("a bug in the backend")
+        return await real_renew(key, owner, ttl)  # type: ignore[arg-type]
+
+    store.renew = buggy_renew  # type: ignore[method-assign,assignment]
+    cursed = await coord.lock("cursed", ttl=0.3).acquire()
+    healthy = await coord.lock("healthy", ttl=0.3).acquire()
+    await async_sleep(0.8)
+    assert cursed.lost, "a lease whose renewals keep failing is lost when its validity runs out"
+    healthy.check()  # the renewer survived and kept the other lease alive
+    assert await rival.lock("healthy").try_acquire() is None
+    await healthy.release()
+
+
 async def test_release_is_owner_checked(
     coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
 ) -> None:

@@ -169,6 +169,27 @@ def test_a_lease_taken_after_the_renewer_went_idle_is_renewed(
         fast.check()
 
 
+def test_a_bug_in_one_renewal_does_not_stop_the_renewer(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    store = coord._store
+    real_renew = store.renew
+
+    def buggy_renew(key: str, owner: object, ttl: float) -> bool:
+        if key.endswith(":cursed"):
+            raise RuntimeError("a bug in the backend")
+        return real_renew(key, owner, ttl)  # type: ignore[arg-type]
+
+    store.renew = buggy_renew  # type: ignore[method-assign,assignment]
+    cursed = coord.lock("cursed", ttl=0.3).acquire()
+    healthy = coord.lock("healthy", ttl=0.3).acquire()
+    sleep(0.8)
+    assert cursed.lost, "a lease whose renewals keep failing is lost when its validity runs out"
+    healthy.check()  # the renewer survived and kept the other lease alive
+    assert rival.lock("healthy").try_acquire() is None
+    healthy.release()
+
+
 def test_release_is_owner_checked(
     coord: tenure.Coordinator, rival: tenure.Coordinator
 ) -> None:

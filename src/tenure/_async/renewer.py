@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from tenure._async.backends.base import AsyncLeaseStore
     from tenure._async.lease import AsyncLease
 
+
+log = logging.getLogger("tenure")
 
 IDLE_NAP = 1.0  # seconds the worker sleeps when it has no lease to renew
 
@@ -116,7 +119,11 @@ class AsyncRenewer:
             return
         try:
             renewed = await self._store.renew(lease._lock.key, lease._owner, validity.ttl)
-        except BackendError as exc:
+        except Exception as exc:
+            # Anything but a backend error is a bug, but it must not stop the one worker that
+            # keeps every lease alive: log it and treat it like an outage of this renewal.
+            if not isinstance(exc, BackendError):
+                log.exception("tenure: renewing %r failed unexpectedly", lease.name)
             lease._last_renew_error = exc
             self._schedule(lease, min(validity.retry_at(time.monotonic()), validity.valid_until))
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from tenure._core.clock import boot_id, host_now
@@ -79,7 +80,7 @@ class SQLiteLeaseTable:
                     isolation_level=None,  # autocommit: every statement is its own transaction
                     check_same_thread=False,  # guarded by self._lock instead
                 )
-                db.execute("PRAGMA journal_mode=WAL")
+                _use_wal(db, self.busy_timeout)
                 db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes
                 db.execute(SCHEMA)
             except (OSError, sqlite3.Error) as exc:
@@ -168,3 +169,21 @@ def _mapped(exc: BaseException, what: str) -> Exception:
     if isinstance(exc, (OSError, sqlite3.OperationalError)):
         return BackendUnavailable(f"{what}: {exc}")
     return BackendProtocolError(f"{what}: {exc}")
+
+
+def _use_wal(db: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch the file to WAL mode, waiting out processes that are creating it at the same time.
+
+    Changing the journal mode needs the file to itself and does not wait on the busy handler,
+    so several processes opening a new file at once can see "database is locked".
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # persists in the file
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from tenure._sync.backends.base import LeaseStore
     from tenure._sync.lease import Lease
 
+
+log = logging.getLogger("tenure")
 
 IDLE_NAP = 1.0  # seconds the worker sleeps when it has no lease to renew
 
@@ -117,7 +120,11 @@ class Renewer:
             return
         try:
             renewed = self._store.renew(lease._lock.key, lease._owner, validity.ttl)
-        except BackendError as exc:
+        except Exception as exc:
+            # Anything but a backend error is a bug, but it must not stop the one worker that
+            # keeps every lease alive: log it and treat it like an outage of this renewal.
+            if not isinstance(exc, BackendError):
+                log.exception("tenure: renewing %r failed unexpectedly", lease.name)
             lease._last_renew_error = exc
             self._schedule(lease, min(validity.retry_at(time.monotonic()), validity.valid_until))
             return
