@@ -38,11 +38,13 @@ def render() -> str:
     head = "| backend | " + " | ".join(g.name for g in COLUMNS) + " | notes |"
     rule = "|---|" + "---|" * len(COLUMNS) + "---|"
     rows = [head, rule]
+    schemes: dict[tuple[str, str], list[str]] = {}  # one row per backend, with all its schemes
     for scheme, entry in BACKENDS.items():
-        module = importlib.import_module(f"tenure._sync.backends.{entry.module}")
-        cls = getattr(module, entry.cls)
+        schemes.setdefault((entry.module, entry.cls), []).append(f"`{scheme}://`")
+    for (module_name, cls_name), names in schemes.items():
+        cls = getattr(importlib.import_module(f"tenure._sync.backends.{module_name}"), cls_name)
         marks = " | ".join("yes" if g in cls.guarantees else "no" for g in COLUMNS)
-        rows.append(f"| `{scheme}://` | {marks} | {cls.description} |")
+        rows.append(f"| {', '.join(names)} | {marks} | {cls.description} |")
     legend = "\n".join(f"- **{g.name}**: {g.value}" for g in COLUMNS)
     return "\n".join(rows) + "\n\n" + legend
 
