@@ -63,6 +63,14 @@ class BenchContext:
         return Path(self.workdir, *parts)
 
 
+class Unavailable(Exception):
+    """Raised by a factory whose contender cannot run here; the runner reports it as skipped.
+
+    Its message says why: e.g. tenure raised ``ConfigurationError`` for the suite's URL scheme
+    because that backend is not built yet. A missing library raises ``ImportError`` instead.
+    """
+
+
 Factory = Callable[[BenchContext, str], LockHandle]
 Environment = Callable[[Path], AbstractContextManager[dict[str, str]]]
 
@@ -93,11 +101,33 @@ class Contender:
 
 
 @dataclass(frozen=True)
+class Target:
+    """A goal of the issue behind a suite: computed and reported with the table, never asserted.
+
+    ``metric`` is ``"<section>.<field>"`` of a contender record (``"uncontended.p50_us"``,
+    ``"contended.gap_p50_us"``, ``"contended.fairness"``...). With ``reference`` the goal is on
+    the ratio of the contender's figure to the reference contender's, else on the figure itself;
+    it is met when that value is ``<= limit`` (``at_most``) or ``>= limit``. ``hold_ms`` limits
+    the goal to contended runs with that hold time (``None``: any run).
+    """
+
+    contender: str
+    metric: str
+    limit: float
+    reference: str | None = None
+    at_most: bool = True
+    hold_ms: float | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
 class Suite:
     """Contenders compared in one run; ratios are taken against ``baseline``.
 
     ``environment`` is entered once per run, in the parent process, with the work directory; it
     yields the ``params`` of the ``BenchContext`` (e.g. a server it started and will stop).
+    ``targets`` are the suite's goals; ``None`` keeps the default one: each tenure contender at
+    least as fast uncontended as the baseline while also giving a TTL and a fence.
     """
 
     name: str
@@ -105,12 +135,18 @@ class Suite:
     baseline: str
     contenders: tuple[Contender, ...]
     environment: Environment = no_environment
+    targets: tuple[Target, ...] | None = None
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.contenders]
         if len(set(names)) != len(names):
             raise ValueError(f"suite {self.name}: duplicate contender names {names}")
-        for wanted in [self.baseline, *(c.floor for c in self.contenders if c.floor)]:
+        referenced = [self.baseline, *(c.floor for c in self.contenders if c.floor)]
+        for target in self.targets or ():
+            referenced += [target.contender, *([target.reference] if target.reference else [])]
+            if target.metric.count(".") != 1:
+                raise ValueError(f"suite {self.name}: target metric {target.metric!r} is not section.field")
+        for wanted in referenced:
             if wanted not in names:
                 raise ValueError(f"suite {self.name}: {wanted!r} is not one of its contenders {names}")
 
@@ -125,6 +161,8 @@ class Suite:
 # Suite name -> module defining ``SUITE``. A new backend adds one line here and one module.
 SUITES: dict[str, str] = {
     "sqlite-local": "benchmarks.suites.sqlite_local",
+    "redis-single": "benchmarks.suites.redis_single",
+    "redlock5": "benchmarks.suites.redlock5",
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.contended import ContendedResult
-from benchmarks.registry import Contender, Role, Suite
+from benchmarks.registry import Contender, Role, Suite, Target
 from benchmarks.stats import median
 from benchmarks.uncontended import UncontendedResult
 
@@ -83,11 +83,12 @@ def _ratios(record: Record, reference: Record | None) -> dict[str, float] | None
     }
 
 
-def add_ratios(suite: Suite, records: dict[str, Record]) -> list[Record]:
+def add_ratios(suite: Suite, records: dict[str, Record], hold_ms: float | None = 0.0) -> list[Record]:
     """Fill each record's ratios against the suite's baseline and its own floor; return targets.
 
-    The target (from the issue that asked for this suite): a tenure contender is at least as fast
-    uncontended as the baseline while also giving a TTL and a fence.
+    Targets are the suite's own (``Suite.targets``; ``hold_ms`` is the contended runs' hold, None
+    if none ran) or by default: a tenure contender at least as fast uncontended as the baseline
+    while also giving a TTL and a fence (the goal of the issue that asked for the runner).
     """
     baseline = records.get(suite.baseline)
     targets = []
@@ -98,6 +99,8 @@ def add_ratios(suite: Suite, records: dict[str, Record]) -> list[Record]:
         record["ratios"]["vs_baseline"] = _ratios(record, baseline)
         if contender.floor is not None:
             record["ratios"]["vs_floor"] = _ratios(record, records.get(contender.floor))
+        if suite.targets is not None:
+            continue
         if contender.role is Role.TENURE and record["ratios"]["vs_baseline"] is not None:
             ratio = record["ratios"]["vs_baseline"]["uncontended_cycles_per_s"]
             targets.append(
@@ -109,13 +112,48 @@ def add_ratios(suite: Suite, records: dict[str, Record]) -> list[Record]:
                     "met": bool(ratio >= 1.0 and contender.ttl and contender.fence),
                 }
             )
+    for target in suite.targets or ():
+        checked = check_target(target, records, hold_ms)
+        if checked is not None:
+            targets.append(checked)
     return targets
+
+
+def check_target(target: Target, records: dict[str, Record], hold_ms: float | None) -> Record | None:
+    """Return how ``target`` fares, or None if it does not apply (contender not chosen, other hold).
+
+    ``met`` is None, and ``not_measured`` says why, when the figure is missing: the contender or
+    its reference was skipped, or the contended runs were left out.
+    """
+    record = records.get(target.contender)
+    if record is None or (target.hold_ms is not None and target.hold_ms != hold_ms):
+        return None
+    section, key = target.metric.split(".")
+    value = _figure(record, section, key)
+    skipped = record.get("skipped")
+    if target.reference is not None:
+        reference = records.get(target.reference) or {"skipped": "not chosen"}
+        value = _ratio(value, _figure(reference, section, key))
+        skipped = skipped or (reference.get("skipped") and f"{target.reference}: {reference['skipped']}")
+    met = None if math.isnan(value) else (value <= target.limit if target.at_most else value >= target.limit)
+    return {
+        "contender": target.contender,
+        "label": target.label,
+        "metric": target.metric,
+        "reference": target.reference,
+        "value": value,
+        "limit": target.limit,
+        "comparison": "<=" if target.at_most else ">=",
+        "hold_ms": target.hold_ms,
+        "met": met,
+        "not_measured": None if met is not None else skipped or "no figure in this run",
+    }
 
 
 def machine_info(workdir: Path) -> Record:
     """Return what the figures depend on: CPUs, Python, SQLite, library versions, file system."""
     versions: dict[str, str | None] = {}
-    for dist in ("tenure", "filelock", "portalocker"):
+    for dist in ("tenure", "filelock", "portalocker", "redis", "python-redis-lock", "pottery"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -130,6 +168,8 @@ def machine_info(workdir: Path) -> Record:
         "sqlite": sqlite3.sqlite_version,
         "versions": versions,
         "workdir_fs": _filesystem(workdir),
+        # Other work on the host skews every figure; servers and workers share these CPUs.
+        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -175,15 +215,16 @@ def _num(value: float, spec: str) -> str:
 def render_suite(suite: Suite, records: dict[str, Record], targets: list[Record], header: str) -> str:
     """Return the side-by-side table of one suite, its ratios and its target lines."""
     lines = [f"suite {suite.name}: {suite.description}  ({header})", ""]
+    w = _name_width(records)
     cols = (
-        f"{'contender':<14} {'role':<6} {'cycles/s':>9} {'p50 µs':>7} {'p99 µs':>7} | "
+        f"{'contender':<{w}} {'role':<6} {'cycles/s':>9} {'p50 µs':>7} {'p99 µs':>7} | "
         f"{'hand-offs/s':>11} {'gap p50 µs':>10} {'switch':>6} {'sw.gap µs':>9} {'fairness':>8} "
         f"{'max wait ms':>11}"
     )
     lines += [cols, "-" * len(cols)]
     for name, rec in records.items():
         if rec["skipped"]:
-            lines.append(f"{name:<14} {rec['role']:<6} skipped: {rec['skipped']}")
+            lines.append(f"{name:<{w}} {rec['role']:<6} skipped: {rec['skipped']}")
             continue
 
         def u(key: str, spec: str, scale: float = 1.0, rec: Record = rec) -> str:
@@ -193,7 +234,7 @@ def render_suite(suite: Suite, records: dict[str, Record], targets: list[Record]
             return _num(_figure(rec, "contended", key) * scale, spec)
 
         lines.append(
-            f"{name:<14} {rec['role']:<6} {u('cycles_per_s', ',.0f'):>9} {u('p50_us', '.1f'):>7} "
+            f"{name:<{w}} {rec['role']:<6} {u('cycles_per_s', ',.0f'):>9} {u('p50_us', '.1f'):>7} "
             f"{u('p99_us', '.1f'):>7} | {c('handoffs_per_s', ',.0f'):>11} {c('gap_p50_us', ',.0f'):>10} "
             f"{c('switches', '.0f', 100) + '%':>6} {c('switch_gap_p50_us', ',.0f'):>9} "
             f"{c('fairness', '.3f'):>8} {c('max_wait_ms', ',.1f'):>11}"
@@ -204,11 +245,14 @@ def render_suite(suite: Suite, records: dict[str, Record], targets: list[Record]
         failed = contended.get("failed_attempts") or 0
         if problems or overlaps or failed:
             lines.append(
-                f"{'':<14} !! {overlaps} overlapping holds, {failed} failed attempts, "
+                f"{'':<{w}} !! {overlaps} overlapping holds, {failed} failed attempts, "
                 f"{len(problems)} worker errors (see the JSON)"
             )
     lines += ["", _render_ratios(suite, records)]
     for target in targets:
+        if "metric" in target:
+            lines.append(_render_target(target))
+            continue
         verdict = "met" if target["met"] else "NOT met"
         lines.append(
             f"target: {target['contender']} uncontended cycles/s ÷ {target['baseline']} = "
@@ -218,19 +262,39 @@ def render_suite(suite: Suite, records: dict[str, Record], targets: list[Record]
     return "\n".join(lines)
 
 
+def _name_width(records: dict[str, Record]) -> int:
+    return max([14, *(len(name) for name in records)])
+
+
+def _render_target(target: Record) -> str:
+    """Return one suite-declared target line: the figure or ratio, the limit and the verdict."""
+    figure = target["metric"].replace(".", " ")
+    if target["reference"]:
+        figure = f"{figure} ÷ {target['reference']}"
+    limit = format(target["limit"], "g") + ("×" if target["reference"] else "")
+    if target["met"] is None:
+        verdict = f"not measured ({target['not_measured']})"
+    else:
+        value = format(target["value"], ".3g") + ("×" if target["reference"] else "")
+        verdict = f"= {value} → {'met' if target['met'] else 'NOT met'}"
+    label = f"{target['label']}: " if target["label"] else ""
+    return f"target: {label}{target['contender']} {figure} {target['comparison']} {limit} {verdict}"
+
+
 def _render_ratios(suite: Suite, records: dict[str, Record]) -> str:
+    w = _name_width(records)
     cols = (
-        f"{'ratios':<14} {'reference':<14} {'cycles/s':>9} {'p50 µs':>8} "
+        f"{'ratios':<{w}} {'reference':<{w}} {'cycles/s':>9} {'p50 µs':>8} "
         f"{'hand-offs/s':>11} {'gap p50 µs':>10}"
     )
     lines = [cols + "   (×; above 1 is faster for /s, slower for µs)", "-" * len(cols)]
     for name, rec in records.items():
         against = [(suite.baseline, rec["ratios"]["vs_baseline"]), (rec["floor"], rec["ratios"]["vs_floor"])]
-        for reference, ratios in against:
+        for reference, ratios in [] if rec["skipped"] else against:
             if ratios is None or reference == name:
                 continue
             lines.append(
-                f"{name:<14} {reference:<14} {_num(ratios['uncontended_cycles_per_s'], '.2f'):>9} "
+                f"{name:<{w}} {reference:<{w}} {_num(ratios['uncontended_cycles_per_s'], '.2f'):>9} "
                 f"{_num(ratios['uncontended_p50_us'], '.2f'):>8} "
                 f"{_num(ratios['contended_handoffs_per_s'], '.2f'):>11} "
                 f"{_num(ratios['contended_gap_p50_us'], '.2f'):>10}"

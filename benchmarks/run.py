@@ -7,16 +7,19 @@ machine it ran on, to a JSON file (default: ``benchmarks/results/<suite>-<time>.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from benchmarks.contended import ContendedConfig, ContendedResult, measure_contended
-from benchmarks.registry import SUITES, BenchContext, Contender, Suite, get_suite
+from benchmarks.registry import SUITES, BenchContext, Contender, Suite, Unavailable, get_suite
 from benchmarks.report import Record, add_ratios, contender_record, machine_info, render_suite, strict_json
 from benchmarks.uncontended import UncontendedConfig, UncontendedResult, measure_uncontended
 
@@ -48,6 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="contended: measured window in seconds (3)")
     parser.add_argument("--hold-ms", type=float, default=0.0, help="contended: hold time per acquisition")
     parser.add_argument("--start-method", choices=("spawn", "forkserver"), default="spawn")
+    parser.add_argument(
+        "--pin-cpu",
+        type=int,
+        metavar="CPU",
+        help="uncontended: run on this CPU, with the suite's servers (Linux; default: unpinned)",
+    )
     parser.add_argument("--no-contended", action="store_true", help="skip the multi-process runs")
     parser.add_argument("--workdir", type=Path, help="where lock files live (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="where to write the results")
@@ -58,6 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name} must be > 0")
     if args.hold_ms < 0:
         parser.error("--hold-ms must be >= 0")
+    if args.pin_cpu is not None:
+        if not hasattr(os, "sched_setaffinity"):
+            parser.error("--pin-cpu needs sched_setaffinity (Linux)")
+        if args.pin_cpu not in os.sched_getaffinity(0):
+            parser.error(f"--pin-cpu {args.pin_cpu} is not a CPU this process may use")
     return args
 
 
@@ -82,6 +96,29 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def pinned(cpu: int | None, ctx: BenchContext) -> Iterator[None]:
+    """Run the block on ``cpu`` together with the suite's servers (``server_pids``), then unpin.
+
+    A round trip between processes on two CPUs pays a wake-up of the other CPU (on a VM, a
+    vCPU wake-up: over 100 µs), and the scheduler places client and server together or apart
+    from run to run, so unpinned p50s of server-backed suites can jump between two modes.
+    """
+    if cpu is None:
+        yield
+        return
+    pids = [0, *(int(pid) for pid in ctx.params.get("server_pids", "").split(",") if pid)]
+    saved = {pid: os.sched_getaffinity(pid) for pid in pids}
+    try:
+        for pid in pids:
+            os.sched_setaffinity(pid, {cpu})
+        yield
+    finally:
+        for pid, cpus in saved.items():
+            with contextlib.suppress(OSError):  # a server that has exited needs no unpinning
+                os.sched_setaffinity(pid, cpus)
+
+
 def run_suite(
     suite: Suite,
     ctx: BenchContext,
@@ -89,30 +126,32 @@ def run_suite(
     uncontended: UncontendedConfig,
     contended: ContendedConfig | None,
     repeat: int,
+    pin_cpu: int | None = None,
 ) -> dict[str, Record]:
     """Measure every chosen contender: uncontended repeats interleaved, then one contended run each."""
     skipped: dict[str, str] = {}
     runs: dict[str, list[UncontendedResult]] = {c.name: [] for c in chosen}
     # Interleaving the repeats spreads slow drifts of the machine (thermal, neighbours) evenly.
-    for round_ in range(repeat):
-        for contender in chosen:
-            if contender.name in skipped:
-                continue
-            try:
-                handle = contender.factory(ctx, "uncontended")
-            except ImportError as exc:  # a peer library that is not installed
-                skipped[contender.name] = str(exc)
-                progress(f"  {contender.name}: skipped ({exc})")
-                continue
-            try:
-                result = measure_uncontended(handle, uncontended)
-            finally:
-                handle.close()
-            runs[contender.name].append(result)
-            progress(
-                f"  uncontended {round_ + 1}/{repeat} {contender.name}: "
-                f"{result.cycles_per_s:,.0f} cycles/s, p50 {result.p50_us:.1f} µs"
-            )
+    with pinned(pin_cpu, ctx):
+        for round_ in range(repeat):
+            for contender in chosen:
+                if contender.name in skipped:
+                    continue
+                try:
+                    handle = contender.factory(ctx, "uncontended")
+                except (ImportError, Unavailable) as exc:  # a library not installed, a backend not built
+                    skipped[contender.name] = str(exc)
+                    progress(f"  {contender.name}: skipped ({exc})")
+                    continue
+                try:
+                    result = measure_uncontended(handle, uncontended)
+                finally:
+                    handle.close()
+                runs[contender.name].append(result)
+                progress(
+                    f"  uncontended {round_ + 1}/{repeat} {contender.name}: "
+                    f"{result.cycles_per_s:,.0f} cycles/s, p50 {result.p50_us:.1f} µs"
+                )
     outcomes: dict[str, ContendedResult] = {}
     for contender in chosen:
         if contended is None or contender.name in skipped:
@@ -143,17 +182,20 @@ def measure_suite(name: str, args: argparse.Namespace, tmp: Path, machine: Recor
     progress(f"suite {name}: {len(chosen)} contenders in {workdir}")
     with suite.environment(workdir) as params:
         ctx = BenchContext(suite.name, str(workdir), params)
-        records = run_suite(suite, ctx, chosen, uncontended, None if args.no_contended else contended, repeat)
-    targets = add_ratios(suite, records)
+        contended_or_none = None if args.no_contended else contended
+        records = run_suite(suite, ctx, chosen, uncontended, contended_or_none, repeat, args.pin_cpu)
+    targets = add_ratios(suite, records, hold_ms=None if args.no_contended else args.hold_ms)
     record = {
         "description": suite.description,
         "baseline": suite.baseline,
+        "environment": params,
         "contenders": records,
         "targets": targets,
     }
     header = (
         f"nproc {machine['nproc']}, Python {machine['python']}, {repeat}× uncontended "
-        f"≤{uncontended.max_cycles} cycles/≤{uncontended.max_seconds:g} s, "
+        f"≤{uncontended.max_cycles} cycles/≤{uncontended.max_seconds:g} s"
+        f"{'' if args.pin_cpu is None else f' on CPU {args.pin_cpu}'}, "
         f"{contended.processes} processes × {contended.duration:g} s, hold {contended.hold * 1e3:g} ms"
     )
     return record, render_suite(suite, records, targets, header)
@@ -164,7 +206,7 @@ def list_suites() -> None:
         suite = get_suite(name)
         print(f"{name}: {suite.description} (baseline {suite.baseline})")
         for c in suite.contenders:
-            print(f"  {c.name:<14} {c.role:<6} {c.summary}")
+            print(f"  {c.name:<17} {c.role:<6} {c.summary}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {
             "quick": args.quick,
             "repeat": repeat,
+            "pin_cpu": args.pin_cpu,
             "uncontended": dataclasses.asdict(uncontended),
             "contended": None if args.no_contended else dataclasses.asdict(contended),
         },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tenure
+from benchmarks.registry import Unavailable
 
 # Generous bounds: a benchmark measures waiting, it must not turn a slow hand-off into an error.
 # 10 s outlasts any contended run's duration, and a lease never expires while it is held.
@@ -13,12 +14,24 @@ TIMEOUT = 10.0
 class TenureHandle:
     """A tenure lock on any backend URL: ``Coordinator(url).lock(name)``, one lease at a time.
 
-    Each handle owns its coordinator, as each worker process of a real service would.
+    Each handle owns its coordinator, as each worker process of a real service would. A backend
+    tenure does not have yet (``ConfigurationError`` for the URL) or one that cannot serve the
+    options (``BackendIncapable``, e.g. ``fair=True`` without queueing) raises ``Unavailable``,
+    so the runner reports the contender as skipped instead of failing the suite.
     """
 
-    def __init__(self, url: str, name: str, *, ttl: float = TTL, timeout: float = TIMEOUT) -> None:
-        self._coordinator = tenure.Coordinator(url)
-        self._lock = self._coordinator.lock(name, ttl=ttl, timeout=timeout)
+    def __init__(
+        self, url: str, name: str, *, ttl: float = TTL, timeout: float = TIMEOUT, fair: bool = False
+    ) -> None:
+        try:
+            self._coordinator = tenure.Coordinator(url)
+        except tenure.ConfigurationError as exc:
+            raise Unavailable(f"backend not available ({type(exc).__name__}: {exc})") from exc
+        try:
+            self._lock = self._coordinator.lock(name, ttl=ttl, timeout=timeout, fair=fair)
+        except tenure.BackendIncapable as exc:
+            self._coordinator.close()
+            raise Unavailable(f"backend not capable ({type(exc).__name__}: {exc})") from exc
         self._lease: tenure.Lease | None = None
         self.last_fence = 0
 
