@@ -83,17 +83,20 @@ def _client(url: str) -> Any:
 class RedisFloor:
     """The floor: ``SET key token NX PX ttl`` to acquire, compare-and-delete (EVALSHA) to release.
 
-    One redis-py client, one owner token per handle, the script registered once. A waiter
-    retries SET NX with no pause (``FLOOR_RETRY_SLEEP``).
+    One redis-py client and the script registered once. Each acquisition draws a fresh random
+    token, as any correct lock must (redis-py's ``Lock`` does too): with one token for every
+    hold, a late release of an old hold would free a newer one. A waiter retries SET NX with no
+    pause (``FLOOR_RETRY_SLEEP``).
     """
 
     def __init__(self, ctx: BenchContext, name: str) -> None:
         self._client = _client(ctx.params["redis_url"])
         self._release = self._client.register_script(COMPARE_AND_DELETE)
         self._key = f"floor:{name}"
-        self._token = os.urandom(16).hex()
+        self._token = ""
 
     def acquire(self) -> None:
+        self._token = os.urandom(16).hex()
         deadline = time.monotonic() + TIMEOUT
         while not self._client.set(self._key, self._token, nx=True, px=TTL_MS):
             if time.monotonic() > deadline:

@@ -84,13 +84,17 @@ class AsyncLock:
         if reentered is not None:
             return reentered
         await self._coordinator._ensure_connected()
-        deadline = Deadline(timeout)
+        started = time.monotonic()
         owner = Owner()  # one identity for every attempt of this wait
         if self.fair:
-            return await self._acquire_in_turn(owner, deadline)
+            return await self._acquire_in_turn(owner, Deadline(timeout, start=started))
         lease = await self._attempt(owner)
-        backoff: Backoff | None = None  # built only when contended: acquiring is a hot path
+        # The deadline and backoff are built only when contended: acquiring is a hot path.
+        deadline: Deadline | None = None
+        backoff: Backoff | None = None
         while lease is None:
+            if deadline is None:
+                deadline = Deadline(timeout, start=started)
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise self._timeout_error(timeout)

@@ -12,10 +12,13 @@ class Deadline:
 
     __slots__ = ("_clock", "_end", "timeout")
 
-    def __init__(self, timeout: float | None, *, clock: Clock = monotonic) -> None:
+    def __init__(
+        self, timeout: float | None, *, clock: Clock = monotonic, start: float | None = None
+    ) -> None:
         self.timeout = timeout
         self._clock = clock
-        self._end = math.inf if timeout is None else clock() + max(0.0, timeout)
+        begun = clock() if start is None else start
+        self._end = math.inf if timeout is None else begun + max(0.0, timeout)
 
     def remaining(self) -> float:
         """Return the seconds left, never negative; ``math.inf`` when unbounded."""

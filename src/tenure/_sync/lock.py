@@ -85,13 +85,17 @@ class Lock:
         if reentered is not None:
             return reentered
         self._coordinator._ensure_connected()
-        deadline = Deadline(timeout)
+        started = time.monotonic()
         owner = Owner()  # one identity for every attempt of this wait
         if self.fair:
-            return self._acquire_in_turn(owner, deadline)
+            return self._acquire_in_turn(owner, Deadline(timeout, start=started))
         lease = self._attempt(owner)
-        backoff: Backoff | None = None  # built only when contended: acquiring is a hot path
+        # The deadline and backoff are built only when contended: acquiring is a hot path.
+        deadline: Deadline | None = None
+        backoff: Backoff | None = None
         while lease is None:
+            if deadline is None:
+                deadline = Deadline(timeout, start=started)
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise self._timeout_error(timeout)

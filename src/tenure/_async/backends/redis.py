@@ -15,6 +15,7 @@ lost connection cannot resurrect an ownership that was lost; connection errors s
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any, ClassVar
 
@@ -37,6 +38,12 @@ from tenure._exceptions import (
 )
 
 SIGNAL_TTL_MS = 60_000  # a wake-up nobody read is dropped after a minute
+
+SCRIPTS = {
+    name: (source, hashlib.sha1(source.encode()).hexdigest())
+    for name in ("ACQUIRE", "ACQUIRE_QUEUED", "RENEW", "RELEASE", "LEAVE_QUEUE", "HOLDER")
+    for source in [getattr(redis_scripts, name)]
+}
 
 
 class AsyncRedisStore(AsyncLeaseStore):
@@ -61,7 +68,6 @@ class AsyncRedisStore(AsyncLeaseStore):
         super().__init__(config)
         self._client_options = client_options(config)
         self._client: AsyncRedis | None = None
-        self._scripts: dict[str, Any] = {}
         self._holder_expiry: dict[str, float] = {}  # key -> local time its holder's lease ends
 
     async def connect(self) -> None:
@@ -74,8 +80,6 @@ class AsyncRedisStore(AsyncLeaseStore):
             await client.aclose()
             raise self._mapped_error(exc, "connecting") from exc
         self._client = client
-        for name in ("ACQUIRE", "ACQUIRE_QUEUED", "RENEW", "RELEASE", "LEAVE_QUEUE", "HOLDER"):
-            self._scripts[name] = client.register_script(getattr(redis_scripts, name))
 
     async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         args = [_prefix(key), owner.token, _ms(ttl), owner.label]
@@ -119,8 +123,13 @@ class AsyncRedisStore(AsyncLeaseStore):
     async def _run(self, script: str, args: list[Any]) -> Any:
         if self._client is None:
             raise BackendUnavailable(f"the connection to {self.url} is closed")
-        try:  # inline rather than a context manager: this is the hot path
-            return await self._scripts[script](keys=[], args=args)
+        source, sha = SCRIPTS[script]
+        try:  # the hot path: EVALSHA directly, no redis-py Script object in between
+            try:
+                return await self._client.execute_command("EVALSHA", sha, 0, *args)  # type: ignore[no-untyped-call]
+            except redis_errors.NoScriptError:
+                # A restarted server forgot it: EVAL sends the source and caches it again.
+                return await self._client.execute_command("EVAL", source, 0, *args)  # type: ignore[no-untyped-call]
         except (redis_errors.RedisError, OSError) as exc:
             raise self._mapped_error(exc, script.lower()) from exc
 
