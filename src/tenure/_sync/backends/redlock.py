@@ -64,6 +64,7 @@ SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in SCRI
 DRIVER_ERRORS = (redis_errors.RedisError, OSError)
 
 Reply = Any  # one instance's reply, or the exception standing for its missing answer
+MAX_IDLE = 16  # idle connections kept per instance
 
 
 class RedlockStore(LeaseStore):
@@ -103,6 +104,9 @@ class RedlockStore(LeaseStore):
         self._names = [f"{o['host']}:{o['port']}" for o in self._instance_options]
         self._count = len(self._names)
         self._pools: list[ConnectionPool] = []
+        # Idle connections per instance, taken and given back without the pool's bookkeeping,
+        # which would otherwise cost more than a round trip on every step (N takes and returns).
+        self._idle: list[list[Any]] = [[] for _ in range(self._count)]
         self._fences: dict[tuple[str, str], int] = {}  # (key, token) -> fence, while held here
 
     def connect(self) -> None:
@@ -113,9 +117,7 @@ class RedlockStore(LeaseStore):
         outcomes = self._fan_out(range(self._count), loads, self._deadline(time.monotonic()))
         replies = [_first_failure(outcome) for outcome in outcomes]
         if _failures(replies) > self._count - quorum(self._count):
-            pools, self._pools = self._pools, []
-            for pool in pools:
-                pool.close()
+            self.close()
             self._raise_unreachable("connecting", replies)
 
     def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
@@ -176,6 +178,9 @@ class RedlockStore(LeaseStore):
 
     def close(self) -> None:
         pools, self._pools = self._pools, []
+        for idle in self._idle:
+            while idle:
+                idle.pop().disconnect()
         for pool in pools:
             pool.close()
 
@@ -229,9 +234,9 @@ class RedlockStore(LeaseStore):
         taken: list[Any] = [None] * len(targets)
         try:
             for slot, i in enumerate(targets):
-                pool: Any = self._pools[i]  # redis-py's async get_connection() is not annotated
+                idle, pool = self._idle[i], self._pools[i]
                 try:
-                    taken[slot] = pool.get_connection()
+                    taken[slot] = idle.pop() if idle else _new_connection(pool)
                     for command in commands:
                         taken[slot].send_command(*command)
                 except DRIVER_ERRORS as exc:
@@ -245,8 +250,13 @@ class RedlockStore(LeaseStore):
                     continue
                 if not isinstance(outcomes[slot], list):
                     # Replies may still be on their way: they must not answer a later command.
+                    # A disconnected connection reconnects when next used.
                     connection.disconnect()
-                self._pools[targets[slot]].release(connection)
+                idle = self._idle[targets[slot]]
+                if len(idle) < MAX_IDLE:
+                    idle.append(connection)
+                else:
+                    connection.disconnect()
         return [outcome for outcome in outcomes if outcome is not None]  # all filled by now
 
     def _read_all(self, connection: Any, count: int, deadline: float) -> list[Reply] | Exception:
@@ -347,3 +357,8 @@ def _prefix(key: str) -> str:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
+
+
+def _new_connection(pool: Any) -> Any:
+    """Return a new connection to the pool's instance; it connects when first used."""
+    return pool.make_connection()  # Any: redis-py's async pool is not annotated
