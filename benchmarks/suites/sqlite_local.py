@@ -20,6 +20,10 @@ def tenure_sqlite(ctx: BenchContext, name: str) -> TenureHandle:
     return TenureHandle(f"sqlite:///{ctx.path('tenure.db')}", name)
 
 
+def tenure_sqlite_fair(ctx: BenchContext, name: str) -> TenureHandle:
+    return TenureHandle(f"sqlite:///{ctx.path('tenure.db')}", name, fair=True)
+
+
 class FileLockHandle:
     """``filelock.FileLock`` with its defaults: its blocking acquire polls every 0.05 s."""
 
@@ -147,6 +151,16 @@ SUITE = Suite(
             fence=True,
             summary="tenure.Coordinator('sqlite:///…').lock(name, ttl=10).acquire() / lease.release()",
             notes="waiters poll the table: 2 ms backing off to 50 ms, jittered",
+        ),
+        Contender(
+            "tenure-sqlite-fair",
+            Role.TENURE,
+            tenure_sqlite_fair,
+            floor="sqlite-floor",
+            ttl=True,
+            fence=True,
+            summary="the same with lock(name, ttl=10, fair=True): a line in the file, served in arrival order",
+            notes="the head of the line polls: 2 ms backing off to 50 ms, jittered",
         ),
         Contender(
             "filelock",

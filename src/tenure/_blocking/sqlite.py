@@ -10,15 +10,20 @@ reader-to-writer upgrade can fail midway.
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from tenure._core.clock import boot_id, host_now
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
 from tenure._exceptions import BackendProtocolError, BackendTimeout, BackendUnavailable
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenure_leases (
@@ -29,6 +34,44 @@ CREATE TABLE IF NOT EXISTS tenure_leases (
     boot       TEXT NOT NULL,      -- boot id of the host clock expires_at is read on
     expires_at REAL NOT NULL       -- host monotonic seconds
 ) WITHOUT ROWID
+"""
+
+# Fair waiters (fair=True), in arrival order; an entry dies unless refreshed before alive_until.
+WAITERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenure_waiters (
+    key         TEXT NOT NULL,
+    token       TEXT NOT NULL,
+    arrived     REAL NOT NULL,     -- host monotonic seconds of the first attempt
+    alive_until REAL NOT NULL,     -- host monotonic seconds
+    boot        TEXT NOT NULL,
+    PRIMARY KEY (key, token)
+) WITHOUT ROWID
+"""
+
+DROP_DEAD_WAITERS = "DELETE FROM tenure_waiters WHERE key = :key AND (alive_until <= :now OR boot != :boot)"
+
+JOIN_QUEUE = """
+INSERT INTO tenure_waiters (key, token, arrived, alive_until, boot)
+VALUES (:key, :owner, :now, :alive_until, :boot)
+ON CONFLICT (key, token) DO UPDATE SET alive_until = excluded.alive_until
+"""
+
+HEAD_OF_QUEUE = "SELECT token FROM tenure_waiters WHERE key = :key ORDER BY arrived, token LIMIT 1"
+
+LEAVE_QUEUE = "DELETE FROM tenure_waiters WHERE key = :key AND token = :owner"
+
+# How many wait ahead of the caller (NULL if it is not in line) and whether the lock is free:
+# one read, no write lock.
+TURN = """
+SELECT
+    (SELECT COUNT(*) FROM tenure_waiters AS other
+     WHERE other.key = :key AND (other.arrived < me.arrived
+        OR (other.arrived = me.arrived AND other.token < me.token))),
+    NOT EXISTS (
+        SELECT 1 FROM tenure_leases
+        WHERE key = :key AND owner IS NOT NULL AND boot = :boot AND expires_at > :now
+    )
+FROM (SELECT arrived, token FROM tenure_waiters WHERE key = :key AND token = :owner) AS me
 """
 
 # Take the row if it is free, expired, or from another boot; bump the fence in the same step.
@@ -66,6 +109,7 @@ class SQLiteLeaseTable:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._refused: dict[tuple[str, str], None] = {}  # (key, token) of waiters that were refused
+        self._joined: dict[tuple[str, str], float] = {}  # (key, token) -> when last put in line
 
     def open(self) -> None:
         """Open the file (creating it and its folder) and the table; idempotent."""
@@ -76,13 +120,16 @@ class SQLiteLeaseTable:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(
                     self.path,
-                    timeout=self.busy_timeout,
+                    # Busy waits are ours (_call): SQLite's own handler sleeps 1, 2, 5, 10 ms...,
+                    # far longer than a lock hand-off takes.
+                    timeout=0,
                     isolation_level=None,  # autocommit: every statement is its own transaction
                     check_same_thread=False,  # guarded by self._lock instead
                 )
-                _use_wal(db, self.busy_timeout)
+                _while_locked(lambda: _use_wal(db), self.busy_timeout)
                 db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes
-                db.execute(SCHEMA)
+                _while_locked(lambda: db.execute(SCHEMA), self.busy_timeout)
+                _while_locked(lambda: db.execute(WAITERS_SCHEMA), self.busy_timeout)
             except (OSError, sqlite3.Error) as exc:
                 raise _mapped(exc, f"cannot open the SQLite lock file {self.path}") from exc
             self._db = db
@@ -94,24 +141,40 @@ class SQLiteLeaseTable:
                 self._db.close()
                 self._db = None
 
-    def _run(self, sql: str, params: dict[str, object]) -> list[tuple[object, ...]]:
+    def _open_db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise BackendUnavailable(f"the SQLite lock file {self.path} is closed")
+        return self._db
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on the connection, retrying while another process holds the write lock.
+
+        The retries pause 0.1 ms, doubling to 2 ms, jittered, for at most ``busy_timeout``.
+        """
         with self._lock:
-            if self._db is None:
-                raise BackendUnavailable(f"the SQLite lock file {self.path} is closed")
-            try:
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise _mapped(exc, f"SQLite lock file {self.path}") from exc
+            db = self._open_db()
+            pause, deadline = 0.0001, time.monotonic() + self.busy_timeout
+            while True:
+                try:
+                    return work(db)
+                except sqlite3.OperationalError as exc:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    if "locked" not in str(exc) or time.monotonic() >= deadline:
+                        raise _mapped(exc, f"SQLite lock file {self.path}") from exc
+                    time.sleep(pause * (0.5 + random.random()))
+                    pause = min(pause * 2, 0.002)
+                except sqlite3.Error as exc:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise _mapped(exc, f"SQLite lock file {self.path}") from exc
+
+    def _run(self, sql: str, params: dict[str, object]) -> list[tuple[object, ...]]:
+        return self._call(lambda db: db.execute(sql, params).fetchall())
 
     def _write(self, sql: str, params: dict[str, object]) -> bool:
         """Run an owner-checked UPDATE; return whether it changed the row."""
-        with self._lock:
-            if self._db is None:
-                raise BackendUnavailable(f"the SQLite lock file {self.path} is closed")
-            try:
-                return self._db.execute(sql, params).rowcount == 1
-            except sqlite3.Error as exc:
-                raise _mapped(exc, f"SQLite lock file {self.path}") from exc
+        return self._call(lambda db: db.execute(sql, params).rowcount == 1)
 
     def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         """Take ``key`` if free or expired and return the new fence, else None."""
@@ -139,6 +202,62 @@ class SQLiteLeaseTable:
             self._refused.clear()
         self._refused[(key, owner.token)] = None
         return None
+
+    def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
+        """Join or stay in ``key``'s line; take the lock only when it is free and we are first.
+
+        One ``BEGIN IMMEDIATE`` transaction, so no other process sees the line half-updated.
+        """
+        now, boot = host_now(), boot_id()
+        joined = self._joined.get((key, owner.token))
+        if joined is not None and now - joined < patience / 3:
+            # In line and refreshed lately: write only if it is our turn (reads take no lock).
+            ahead, free = self.turn(key, owner)
+            if ahead is not None and not (ahead == 0 and free):
+                return None
+        params = {"key": key, "owner": owner.token, "label": owner.label, "boot": boot, "now": now,
+                  "alive_until": now + patience, "expires_at": now + ttl}  # fmt: skip
+
+        def join_and_try(db: sqlite3.Connection) -> int | None:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(DROP_DEAD_WAITERS, params)
+            db.execute(JOIN_QUEUE, params)
+            head = db.execute(HEAD_OF_QUEUE, params).fetchone()
+            fence = None
+            if head is not None and head[0] == owner.token:
+                rows = db.execute(ACQUIRE, params).fetchall()
+                if rows:
+                    fence = int(rows[0][0])
+                    db.execute(LEAVE_QUEUE, params)
+            db.execute("COMMIT")
+            return fence
+
+        fence = self._call(join_and_try)
+        if fence is None:
+            if len(self._joined) >= 4096:  # waiters that gave up leave entries behind; stay bounded
+                self._joined.clear()
+            self._joined[(key, owner.token)] = now
+        else:
+            self._joined.pop((key, owner.token), None)
+        return fence
+
+    def turn(self, key: str, owner: Owner) -> tuple[int | None, bool]:
+        """Return how many wait ahead of ``owner`` (None: not in line) and whether it is free."""
+        rows = self._run(TURN, {"key": key, "owner": owner.token, "boot": boot_id(), "now": host_now()})
+        if not rows:
+            return None, False
+        ahead, free = rows[0]
+        return int(ahead), bool(free)  # type: ignore[call-overload]
+
+    def leave_queue(self, key: str, owner: Owner) -> None:
+        """Leave ``key``'s line after a timeout, an error or a cancellation.
+
+        An attempt interrupted after it took the lock leaves it held by a token nobody will
+        renew: free it too.
+        """
+        self._joined.pop((key, owner.token), None)
+        self._run(LEAVE_QUEUE, {"key": key, "owner": owner.token})
+        self.release(key, owner)
 
     def renew(self, key: str, owner: Owner, ttl: float) -> bool:
         """Extend the lease of ``key`` to ``ttl`` from now if ``owner`` still validly holds it."""
@@ -171,19 +290,24 @@ def _mapped(exc: BaseException, what: str) -> Exception:
     return BackendProtocolError(f"{what}: {exc}")
 
 
-def _use_wal(db: sqlite3.Connection, busy_timeout: float) -> None:
-    """Switch the file to WAL mode, waiting out processes that are creating it at the same time.
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode (it persists in the file, so check first)."""
+    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        db.execute("PRAGMA journal_mode=WAL")
 
-    Changing the journal mode needs the file to itself and does not wait on the busy handler,
-    so several processes opening a new file at once can see "database is locked".
+
+def _while_locked(step: Callable[[], object], busy_timeout: float) -> None:
+    """Run ``step``, retrying while processes that create the same file at once hold it.
+
+    Changing the journal mode needs the file to itself, and the connection does not wait on
+    its own (timeout=0), so a few processes opening a new file together can see "locked".
     """
     deadline = time.monotonic() + busy_timeout
     while True:
         try:
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # persists in the file
-                db.execute("PRAGMA journal_mode=WAL")
+            step()
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
-            time.sleep(0.005)
+            time.sleep(0.001 * (0.5 + random.random()))

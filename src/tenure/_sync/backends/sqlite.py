@@ -8,6 +8,8 @@ directly.
 
 from __future__ import annotations
 
+import functools
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,20 +17,25 @@ from tenure._sync.backends.base import LeaseStore
 from tenure._blocking.sqlite import SQLiteLeaseTable
 from tenure._concurrency import run_blocking, sleep
 from tenure._config import BackendConfig
-from tenure._core.guarantees import Guarantee
+from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
 from tenure._exceptions import ConfigurationError
+
+LINE_POLL = 0.001  # seconds between looks at a fair line, per waiter ahead
 
 
 class SQLiteStore(LeaseStore):
     """Serve leases from a SQLite file; waiters poll it with a short jittered backoff."""
 
     scheme: ClassVar[str] = "sqlite"
-    description: ClassVar[str] = "lease table in one file, WAL; cross-process on one host; embedded default"
-    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
-        {Guarantee.FENCING, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS}
+    description: ClassVar[str] = (
+        "lease table in one file, WAL; cross-process on one host; fair=True polls in line; embedded default"
     )
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
+        {Guarantee.FENCING, Guarantee.FIFO, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS}
+    )
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING})
     # No notification crosses processes: poll from 2 ms, backing off to 50 ms.
     poll_interval: ClassVar[tuple[float, float]] = (0.002, 0.05)
 
@@ -58,6 +65,25 @@ class SQLiteStore(LeaseStore):
 
     def wait_released(self, key: str, timeout: float) -> None:
         sleep(timeout)
+
+    def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
+        return run_blocking(
+            functools.partial(self._table.try_acquire_queued, key, owner, ttl, patience=patience)
+        )
+
+    def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
+        # No hand-over in a file: waiters watch the line with a cheap read (WAL readers take no
+        # lock), the nearer the front the more often, so the next in line is always watching.
+        ends = time.monotonic() + timeout
+        while True:
+            ahead, free = run_blocking(self._table.turn, key, owner)
+            left = ends - time.monotonic()
+            if ahead is None or (ahead == 0 and free) or left <= 0:
+                return None  # the caller tries again (and joins the line if it is not in it)
+            sleep(min(left, LINE_POLL * (1 + ahead)))
+
+    def leave_queue(self, key: str, owner: Owner) -> None:
+        run_blocking(self._table.leave_queue, key, owner)
 
     def close(self) -> None:
         run_blocking(self._table.close)
