@@ -2,6 +2,9 @@
 install_servers() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v etcd >/dev/null || missing+=(etcd-server)
+    command -v etcdctl >/dev/null || missing+=(etcd-client)
+    [ -e /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing ${missing[*]} ..." >&2

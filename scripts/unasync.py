@@ -34,6 +34,8 @@ SUBSTITUTIONS = [
     (r"\baclose\b", "close"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
     (r"\bredis\.asyncio\b", "redis"),
+    # grpc's asyncio API lives in grpc.aio; the same channel factories exist on grpc itself.
+    (r"\bgrpc\.aio\b", "grpc"),
     (r"\bAsync([A-Z]\w*)", r"\1"),
     (r"\basync_(\w+)", r"\1"),
     (r"\b_async\b", "_sync"),

@@ -15,8 +15,10 @@ import pytest
 from tenure._core.guarantees import Guarantee
 from tenure._registry import resolve
 from tests.servers import RedisServer
+from tests.servers_etcd import EtcdCluster
+from tests.servers_zookeeper import ZooKeeperEnsemble
 
-BACKENDS = ["memory", "sqlite", "redis", "redlock"]
+BACKENDS = ["memory", "sqlite", "redis", "redlock", "etcd", "zookeeper"]
 
 
 @pytest.fixture
@@ -65,6 +67,32 @@ def redlock_url_of(servers: list[RedisServer], **options: object) -> str:
 def redlock_url(redlock_servers: list[RedisServer]) -> str:
     # Five servers for the session; a namespace per test keeps tests apart.
     return redlock_url_of(redlock_servers)
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def etcd_url(etcd_cluster: EtcdCluster) -> str:
+    # One three-node cluster for the session; a namespace per test keeps tests apart.
+    return f"{etcd_cluster.url}?namespace=test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def zookeeper_ensemble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperEnsemble]:
+    ensemble = ZooKeeperEnsemble(tmp_path_factory.mktemp("zookeeper")).start()
+    yield ensemble
+    ensemble.stop()
+
+
+@pytest.fixture
+def zookeeper_url(zookeeper_ensemble: ZooKeeperEnsemble) -> str:
+    # One three-node ensemble for the session; a chroot per test keeps tests apart.
+    return zookeeper_ensemble.url(f"/test-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(params=BACKENDS)

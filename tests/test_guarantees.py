@@ -35,6 +35,7 @@ VERIFIED_BY: dict[Guarantee, list[str]] = {
         "tests.test_multiprocess::test_a_killed_holder_frees_the_lock_after_its_ttl",
     ],
     Guarantee.FIFO: [
+        "tests.test_zookeeper::test_waiters_watch_only_their_predecessor",
         "tests._async.test_lock_contract::test_fair_waiters_are_served_in_arrival_order",
         "tests._sync.test_lock_contract::test_fair_waiters_are_served_in_arrival_order",
     ],
@@ -52,6 +53,18 @@ VERIFIED_BY: dict[Guarantee, list[str]] = {
         "tests.test_redlock::test_one_instance_down_it_still_works",
         "tests.test_redlock::test_holders_exclude_each_other_with_an_instance_down",
         "tests.test_redlock::test_a_restarted_instance_does_not_free_a_held_lock",
+        "tests.test_etcd::test_killing_the_leader_keeps_the_lock_held_and_the_line_moving",
+        "tests.test_etcd::test_a_dead_first_endpoint_is_skipped",
+        "tests.test_etcd::test_a_frozen_leader_is_left_behind",
+        "tests.test_zookeeper::test_killing_the_leader_keeps_the_lock_and_the_line",
+        "tests.test_zookeeper::test_the_session_moves_to_another_member_when_its_member_dies",
+    ],
+    # A lease ends with its session: a lost session loses every lock of it, and a holder frozen
+    # past its session's TTL is told when it wakes, after another took over with a larger fence.
+    Guarantee.SESSION_BOUND: [
+        "tests.test_etcd::test_a_revoked_session_loses_its_locks",
+        "tests.test_etcd::test_a_holder_paused_past_its_session_ttl_is_told",
+        "tests.test_zookeeper::test_a_frozen_holder_process_loses_its_session_and_is_told",
     ],
 }
 # The multi-process tests are parametrised over backends declaring either of these.

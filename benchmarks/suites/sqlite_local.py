@@ -159,8 +159,8 @@ SUITE = Suite(
             floor="sqlite-floor",
             ttl=True,
             fence=True,
-            summary="the same with lock(name, ttl=10, fair=True): a line in the file, served in arrival order",
-            notes="the head of the line polls: 2 ms backing off to 50 ms, jittered",
+            summary="the same with lock(name, ttl=10, fair=True): a line in the file, served in order",
+            notes="waiters poll a lock-free read every (1 + place in line) ms",
         ),
         Contender(
             "filelock",

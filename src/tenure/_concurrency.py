@@ -8,6 +8,7 @@ Everything else is generated, so the two colours cannot drift apart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -56,6 +57,43 @@ def read_reply(connection: Any, timeout: float) -> Any:
     Raises redis's TimeoutError when the reply is late, and redis-py closes the connection.
     """
     return connection.read_response(timeout=timeout)
+
+
+async def async_await_result(result: Any, timeout: float) -> Any:
+    """Wait up to ``timeout`` seconds for a driver's thread-completed result; return its value.
+
+    ``result`` is an ``IAsyncResult`` (kazoo's): a value set from the driver's own thread,
+    with ``rawlink(callback)``. The callback hands the completion to the event loop, so no
+    thread is spent per call. Raises TimeoutError when late, or the result's own exception.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def completed(_: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(settle)
+
+    result.rawlink(completed)
+    try:
+        async with asyncio.timeout(timeout):
+            await done
+    finally:
+        result.unlink(completed)
+    return result.get(block=False)
+
+
+def await_result(result: Any, timeout: float) -> Any:
+    """Wait up to ``timeout`` seconds for a driver's thread-completed result; return its value.
+
+    Raises TimeoutError when late, or the result's own exception.
+    """
+    if not result.wait(timeout):
+        raise TimeoutError(f"no result within {timeout:g} s")
+    return result.get(block=False)
 
 
 async def async_shielded(make: Callable[[], Awaitable[T]]) -> T:

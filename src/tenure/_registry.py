@@ -31,6 +31,15 @@ BACKENDS: Mapping[str, BackendEntry] = {
     "rediss": BackendEntry("redis", "RedisStore", extra="redis"),
     "redis+unix": BackendEntry("redis", "RedisStore", extra="redis", options={"db": whole_number("db")}),
     "redlock": BackendEntry("redlock", "RedlockStore", extra="redis"),
+    "zookeeper": BackendEntry(
+        "zookeeper",
+        "ZooKeeperStore",
+        extra="zookeeper",
+        options={"session_timeout": positive_float("session_timeout")},
+    ),
+    "etcd": BackendEntry(
+        "etcd", "EtcdStore", extra="etcd", options={"session_ttl": positive_float("session_ttl")}
+    ),
 }
 
 

@@ -1,0 +1,127 @@
+"""etcd v3 request messages, built from the protobuf modules that ship in ``aetcd``.
+
+Only aetcd's generated ``rpc_pb2``/``rpc_pb2_grpc`` modules are used, never its client. They
+have no type stubs, so this module is the one typed boundary: messages are ``Any`` here and the
+backends read only the few fields they need. Nothing here does I/O or depends on the colour.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aetcd.rpc import rpc_pb2, rpc_pb2_grpc  # type: ignore[import-untyped]
+
+KVStub: Any = rpc_pb2_grpc.KVStub
+LeaseStub: Any = rpc_pb2_grpc.LeaseStub
+WatchStub: Any = rpc_pb2_grpc.WatchStub
+
+DELETE_EVENT = 1  # mvccpb.Event.EventType.DELETE
+
+
+def lock_prefix(key: str) -> bytes:
+    """Return the prefix under which the entries of lock ``key`` live.
+
+    Lock names never contain NUL, so ``key + NUL`` cannot be the prefix of another lock's keys
+    (with ``/`` as separator, lock "a" would see the entries of lock "a/b").
+    """
+    return key.encode() + b"\x00"
+
+
+def entry_key(key: str, token: str) -> bytes:
+    """Return the etcd key of ``token``'s entry (holder or waiter) for lock ``key``."""
+    return lock_prefix(key) + token.encode()
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """Return the end of the range of every key starting with ``prefix`` (prefix has no 0xff)."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def first_entry(prefix: bytes, *, below: int = 0, last: bool = False, limit: int = 1) -> Any:
+    """Range over a lock's entries by creation: the oldest, or (``last``) the newest.
+
+    ``below`` > 0 keeps entries created at or before that revision.
+    """
+    return rpc_pb2.RangeRequest(
+        key=prefix,
+        range_end=prefix_end(prefix),
+        limit=limit,
+        sort_order=rpc_pb2.RangeRequest.DESCEND if last else rpc_pb2.RangeRequest.ASCEND,
+        sort_target=rpc_pb2.RangeRequest.CREATE,
+        max_create_revision=below,
+    )
+
+
+def get(key: bytes) -> Any:
+    """Return a Range request for one key."""
+    return rpc_pb2.RangeRequest(key=key)
+
+
+def delete(key: bytes) -> Any:
+    """Return a DeleteRange request for one key."""
+    return rpc_pb2.DeleteRangeRequest(key=key)
+
+
+def put_if_present(key: bytes, value: str, lease: int) -> Any:
+    """Return a Txn that rewrites ``key`` (keeping its create revision) only if it exists."""
+    compare = rpc_pb2.Compare(
+        result=rpc_pb2.Compare.GREATER, target=rpc_pb2.Compare.CREATE, key=key, create_revision=0
+    )
+    put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value.encode(), lease=lease))
+    return rpc_pb2.TxnRequest(compare=[compare], success=[put])
+
+
+def create_if_absent(key: bytes, value: str, lease: int, *, guard: bytes | None = None) -> Any:
+    """Return a Txn that puts ``key`` if it does not exist, then reads the lock's first entry.
+
+    With ``guard`` (a lock prefix) the put happens only if no entry of that lock exists at all.
+    """
+    compare = rpc_pb2.Compare(
+        result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.CREATE, key=key, create_revision=0
+    )
+    if guard is not None:
+        compare.key, compare.range_end = guard, prefix_end(guard)
+    put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value.encode(), lease=lease))
+    mine = rpc_pb2.RequestOp(request_range=get(key))
+    prefix = guard if guard is not None else key[: key.rindex(b"\x00") + 1]
+    first = rpc_pb2.RequestOp(request_range=first_entry(prefix))
+    return rpc_pb2.TxnRequest(compare=[compare], success=[put, mine, first], failure=[mine, first])
+
+
+def watch_deletion(key: bytes, start_revision: int) -> Any:
+    """Return a Watch request for the deletion of ``key`` from ``start_revision`` on."""
+    create = rpc_pb2.WatchCreateRequest(
+        key=key, start_revision=start_revision, filters=[rpc_pb2.WatchCreateRequest.NOPUT]
+    )
+    return rpc_pb2.WatchRequest(create_request=create)
+
+
+def lease_grant(ttl: int) -> Any:
+    """Return a LeaseGrant request (the server picks the id)."""
+    return rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=0)
+
+
+def lease_keepalive(lease: int) -> Any:
+    """Return a LeaseKeepAlive request."""
+    return rpc_pb2.LeaseKeepAliveRequest(ID=lease)
+
+
+def lease_time_to_live(lease: int) -> Any:
+    """Return a LeaseTimeToLive request."""
+    return rpc_pb2.LeaseTimeToLiveRequest(ID=lease)
+
+
+def entry_value(label: str, ttl: float) -> str:
+    """Return what an entry stores: the holder's ttl (for ``holder()``) and its label."""
+    return f"{ttl!r} {label}"
+
+
+def parse_value(value: bytes) -> tuple[float, str]:
+    """Return the ttl and the label an entry stores."""
+    ttl, _, label = bytes(value).decode().partition(" ")
+    return float(ttl), label
+
+
+def lease_revoke(lease: int) -> Any:
+    """Return a LeaseRevoke request."""
+    return rpc_pb2.LeaseRevokeRequest(ID=lease)

@@ -1,0 +1,277 @@
+# GENERATED from src/tenure/_async/backends/etcd.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""The ``etcd://h1:p1,h2:p2,...`` backend: etcd's own lock recipe over the v3 gRPC API.
+
+The algorithm is the one of etcd's ``client/v3/concurrency`` package (session.go, mutex.go).
+The store holds etcd leases as *sessions*, kept alive by one background keeper. Every holder or
+waiter of lock ``K`` has its own etcd key ``K NUL token``, attached to a session lease and
+created in one transaction only if it does not exist yet. The entry with the lowest create
+revision holds the lock; its create revision is the fence (one counter for the whole cluster,
+so it only grows and never repeats). A fair waiter keeps its entry, which queues it (FIFO by
+construction), and watches only the entry just before its own for deletion, so a release wakes
+one waiter and no herd. ``try_acquire`` creates its entry only if the lock has no entry at all,
+so a plain attempt never jumps the queue and leaves nothing behind when it fails; plain
+(``fair=False``) waiters watch the holder's entry, so a release wakes all of them.
+
+``ttl`` for a session-bound lock: the entry lives while its session lives, so a crashed holder
+blocks others for the session's TTL. Locks of one ttl share a session whose lease is granted
+lazily for a little more than ``ttl``, in whole seconds (etcd's unit), and at least the URL
+option ``session_ttl`` (default 1; the server may raise it to its own minimum). A renewal
+succeeds only while the session is known alive at the server for at least ``ttl`` more seconds
+(a ``renew(ttl)`` longer than the session's TTL is therefore refused), so the local validity
+never outlives the server's. When a holder's renewals stop for longer than ``ttl`` (a partition
+only this store sees, a stuck renewer), the keeper deletes its entry, so others do not wait for
+the whole session to expire.
+
+Every call carries ``op_timeout``; calls move on to the next endpoint while one is unreachable
+(see ``etcd_client``: every request is idempotent by its entry's name, so no resend can take a
+lock twice or bring back one that was lost).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from typing import ClassVar
+
+from tenure import _etcd_proto as proto
+from tenure._sync.backends.base import LeaseStore
+from tenure._sync.backends.etcd_client import EtcdClient
+from tenure._concurrency import Background, Signal
+from tenure._config import BackendConfig
+from tenure._core.guarantees import Capability, Guarantee
+from tenure._core.holder import HolderInfo
+from tenure._core.tokens import Owner
+from tenure._exceptions import BackendError, BackendProtocolError, ConfigurationError
+
+REAP_GRACE = 0.05  # seconds past a stalled holder's validity before its entry is deleted
+
+
+class EtcdStore(LeaseStore):
+    """Serve leases from an etcd v3 cluster, bound to a keep-alive session.
+
+    **Guarantees.** FENCING: the fence is the entry's create revision, one cluster-wide counter
+    that only grows. FIFO: fair waiters are served in order of their create revisions.
+    SERVER_TIME: entries end when the session lease expires by the server's clock.
+    SURVIVES_FAILOVER: the entries are replicated by raft, so a held lock survives the loss of
+    a minority of nodes, and calls move on to the next endpoint. SESSION_BOUND: every entry
+    dies with its session (a crashed or paused process loses its locks after the session TTL,
+    about the lock's ttl rounded up to whole seconds).
+    CROSS_PROCESS, CROSS_HOST. Capabilities: SESSIONS, QUEUEING.
+    """
+
+    scheme: ClassVar[str] = "etcd"
+    description: ClassVar[str] = "keys under a session lease; fence = create revision; watch the predecessor"
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
+        {
+            Guarantee.FENCING,
+            Guarantee.FIFO,
+            Guarantee.SERVER_TIME,
+            Guarantee.SURVIVES_FAILOVER,
+            Guarantee.SESSION_BOUND,
+            Guarantee.CROSS_PROCESS,
+            Guarantee.CROSS_HOST,
+        }
+    )
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.SESSIONS, Capability.QUEUEING})
+    # A release wakes the watcher at once; the pause bounds what a missed event can cost.
+    poll_interval: ClassVar[tuple[float, float]] = (0.05, 0.5)
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        session_ttl = math.ceil(float(config.extra.get("session_ttl", 1)))  # type: ignore[arg-type]
+        self._client = EtcdClient(
+            self.url, endpoints(config), session_ttl=session_ttl, op_timeout=config.common.op_timeout
+        )
+        self._table_lock = threading.Lock()  # the keeper and the callers share the tables below
+        self._held: dict[bytes, tuple[float, float]] = {}  # entry -> (ttl, last renewal start)
+        self._queued: dict[bytes, int] = {}  # waiting entry -> its create revision
+        self._wake: Signal | None = None
+        self._keeper: Background | None = None
+        self._closed = False
+
+    def connect(self) -> None:
+        if self._client.is_open:
+            return
+        self._client.open(self.config.common.connect_timeout)
+        self._closed = False
+        self._wake = self._client.wake = Signal()
+        self._keeper = Background(self._keep, name="tenure-etcd-sessions")
+        self._keeper.start()
+
+    def close(self) -> None:
+        if not self._client.is_open:
+            return
+        self._closed = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._keeper is not None:
+            self._keeper.join()
+        with self._table_lock:
+            self._held.clear()
+            self._queued.clear()
+        self._client.close()
+
+    # -- the lease store ------------------------------------------------------------------------
+
+    def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
+        started = time.monotonic()
+        name, value, guard = (
+            proto.entry_key(key, owner.token),
+            proto.entry_value(owner.label, ttl),
+            proto.lock_prefix(key),
+        )
+        _, reply = self._client.create(
+            ttl, started, lambda lease: proto.create_if_absent(name, value, lease, guard=guard)
+        )
+        if not reply.succeeded:
+            return None
+        self._hold(name, ttl, started)
+        return int(reply.responses[1].response_range.kvs[0].create_revision)
+
+    def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
+        # ``patience`` is not needed: a waiter's entry dies with its session, and a waiter that
+        # gives up deletes it (leave_queue).
+        started = time.monotonic()
+        name, value = proto.entry_key(key, owner.token), proto.entry_value(owner.label, ttl)
+        session, reply = self._client.create(
+            ttl, started, lambda lease: proto.create_if_absent(name, value, lease)
+        )
+        mine, first = reply.responses[-2].response_range.kvs, reply.responses[-1].response_range.kvs
+        if not mine or mine[0].lease != session.lease:
+            raise BackendProtocolError(f"{self.url} lost the queue entry of {key!r} right after creating it")
+        if first and first[0].key == name:
+            with self._table_lock:
+                self._queued.pop(name, None)
+            self._hold(name, ttl, started)
+            return int(mine[0].create_revision)
+        with self._table_lock:
+            self._queued[name] = int(mine[0].create_revision)
+        return None
+
+    def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
+        # Always None: once the predecessor is gone, the lock's next try_acquire_queued takes
+        # the lock in the same step that checks the entry is first and the session is alive.
+        name = proto.entry_key(key, owner.token)
+        revision = self._queued.get(name)
+        if revision is None:
+            return None
+        request = proto.first_entry(proto.lock_prefix(key), below=revision, last=True, limit=2)
+        reply = self._client.call("kv", "Range", request, "finding the predecessor")
+        kvs = reply.kvs
+        if len(kvs) == 2 and kvs[0].key == name:
+            self._client.wait_deleted(kvs[1].key, reply.header.revision + 1, timeout)
+        return None
+
+    def leave_queue(self, key: str, owner: Owner) -> None:
+        name = proto.entry_key(key, owner.token)
+        with self._table_lock:
+            self._queued.pop(name, None)
+            self._held.pop(name, None)
+        self._client.call("kv", "DeleteRange", proto.delete(name), "leaving the queue")
+
+    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
+        started = time.monotonic()
+        name = proto.entry_key(key, owner.token)
+        with self._table_lock:
+            record = self._held.get(name)
+            if record is None:
+                return False  # released, or deleted by the keeper after its renewals stalled
+            self._held[name] = (ttl, started)
+        reply = self._client.call("kv", "Range", proto.get(name), "renewing")
+        if not reply.kvs:
+            self._unhold(name)
+            return False
+        entry = reply.kvs[0]
+        session = next((s for s in self._client.sessions.values() if s.lease == entry.lease), None)
+        if session is None or not self._client.covers(session, ttl, started):
+            self._unhold(name)
+            return False
+        if proto.parse_value(entry.value)[0] != ttl:
+            # A new ttl is written down for holder(); the entry keeps its create revision (fence).
+            label = proto.parse_value(entry.value)[1]
+            request = proto.put_if_present(name, proto.entry_value(label, ttl), entry.lease)
+            if not (self._client.call("kv", "Txn", request, "renewing")).succeeded:
+                self._unhold(name)
+                return False
+        with self._table_lock:
+            return name in self._held  # the keeper deletes from the table before the server
+
+    def release(self, key: str, owner: Owner) -> bool:
+        # The entry's name contains the owner's secret token: only its owner can name it.
+        name = proto.entry_key(key, owner.token)
+        self._unhold(name)
+        reply = self._client.call("kv", "DeleteRange", proto.delete(name), "releasing")
+        return int(reply.deleted) > 0
+
+    def holder(self, key: str) -> HolderInfo | None:
+        reply = self._client.call(
+            "kv", "Range", proto.first_entry(proto.lock_prefix(key)), "inspecting"
+        )
+        if not reply.kvs:
+            return None
+        first = reply.kvs[0]
+        ttl, label = proto.parse_value(first.value)
+        # The holder renews its ttl while its session lives: at most the smaller of both is left.
+        lease = self._client.call(
+            "lease", "LeaseTimeToLive", proto.lease_time_to_live(first.lease), "inspecting"
+        )
+        remaining = min(ttl, float(lease.TTL)) if lease.TTL >= 0 else ttl
+        return HolderInfo(label, int(first.create_revision), remaining)
+
+    def wait_released(self, key: str, timeout: float) -> None:
+        reply = self._client.call("kv", "Range", proto.first_entry(proto.lock_prefix(key)), "waiting")
+        if reply.kvs:
+            self._client.wait_deleted(reply.kvs[0].key, reply.header.revision + 1, timeout)
+
+    # -- the keeper: sessions alive, stalled holders' entries deleted ---------------------------
+
+    def _keep(self) -> None:
+        assert self._wake is not None
+        while not self._closed:
+            self._wake.clear()
+            now = time.monotonic()
+            next_keepalive = self._client.keep_sessions_alive(now)
+            self._reap(now)
+            with self._table_lock:
+                reaps = [started + ttl + REAP_GRACE for ttl, started in self._held.values()]
+            wake_at = min([next_keepalive, *reaps])
+            self._wake.wait(min(max(0.01, wake_at - time.monotonic()), 1.0))
+
+    def _reap(self, now: float) -> None:
+        """Delete the entries of holders that stopped renewing (their validity has ended)."""
+        with self._table_lock:
+            stalled = [
+                name for name, (ttl, started) in self._held.items() if started + ttl + REAP_GRACE < now
+            ]
+            for name in stalled:
+                del self._held[name]  # before the delete: a renewal in flight then reports the loss
+        for name in stalled:
+            with contextlib.suppress(BackendError):  # else the session's expiry deletes it
+                self._client.call("kv", "DeleteRange", proto.delete(name), "deleting a stalled entry")
+
+    def _hold(self, name: bytes, ttl: float, started: float) -> None:
+        with self._table_lock:
+            self._held[name] = (ttl, started)
+        if self._wake is not None:
+            self._wake.set()  # the keeper must know when this entry's renewals are overdue
+
+    def _unhold(self, name: bytes) -> None:
+        with self._table_lock:
+            self._held.pop(name, None)
+            self._queued.pop(name, None)
+
+
+def endpoints(config: BackendConfig) -> list[str]:
+    """Return the ``host:port`` gRPC targets of a validated ``etcd://`` URL (no I/O)."""
+    url = config.url
+    if url.path.strip("/"):
+        raise ConfigurationError(
+            f"etcd:// takes no path, only hosts: etcd://h1:2379,h2:2379 ({url.redacted})"
+        )
+    if url.username or url.password:
+        raise ConfigurationError(f"etcd:// authentication is not supported yet ({url.redacted})")
+    if not url.hosts:
+        return ["127.0.0.1:2379"]
+    return [f"{host.host or '127.0.0.1'}:{host.port or 2379}" for host in url.hosts]

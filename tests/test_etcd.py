@@ -1,0 +1,232 @@
+"""Faults only an etcd cluster has: a leader killed, a session lost, a holder frozen past it.
+
+The contract suite already runs against etcd (conftest's ``etcd_url``); these tests use a
+cluster of their own, because they kill and restart its nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tenure
+from tenure import _etcd_proto as proto
+from tenure._exceptions import BackendUnavailable
+from tests.servers import free_port
+from tests.servers_etcd import EtcdCluster
+from tests.test_multiprocess import read_line, worker
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd-faults")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def url(cluster: EtcdCluster) -> Iterator[str]:
+    yield f"{cluster.url}?namespace=test-{uuid.uuid4().hex[:12]}&op_timeout=2"
+    for node in cluster.nodes:  # leave every node running for the next test
+        if not node.running:
+            cluster.restart(node)
+        node.resume()
+    cluster.wait_healthy()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "etcd://127.0.0.1:2379/some/path",
+        "etcd://127.0.0.1:2379?session_ttl=0",
+        "etcd://127.0.0.1:2379?session_ttl=soon",
+        "etcd://127.0.0.1:2379?lease=5",
+        "etcd://user:secret@127.0.0.1:2379",
+    ],
+)
+def test_bad_urls_fail_before_any_io(bad: str) -> None:
+    with pytest.raises(tenure.ConfigurationError) as info:
+        tenure.Coordinator(bad).lock("x")
+    assert "secret" not in str(info.value)
+
+
+def test_unreachable_endpoints_fail_within_connect_timeout() -> None:
+    with socket.socket() as silent:  # accepts connections, never answers: a black hole
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        hosts = f"127.0.0.1:{free_port()},127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        coord = tenure.Coordinator(f"etcd://{hosts}?connect_timeout=0.5")
+        with pytest.raises(BackendUnavailable):
+            coord.lock("x").try_acquire()
+        coord.close()
+        assert time.monotonic() - started < 1.5
+
+
+def test_a_dead_first_endpoint_is_skipped(cluster: EtcdCluster) -> None:
+    url = f"etcd://127.0.0.1:{free_port()},{cluster.endpoints}?namespace=test-{uuid.uuid4().hex[:12]}"
+    with tenure.Coordinator(url) as coord, coord.lock("x", ttl=2, timeout=2) as lease:
+        assert lease.fence > 0
+
+
+def test_killing_the_leader_keeps_the_lock_held_and_the_line_moving(url: str, cluster: EtcdCluster) -> None:
+    inside: list[int] = []  # who is in the critical section right now
+    served: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+    guard = threading.Lock()
+
+    def waiter(index: int) -> None:
+        deadline = time.monotonic() + 30
+        with tenure.Coordinator(url) as coord:
+            while time.monotonic() < deadline:
+                try:
+                    with coord.lock("job", ttl=1, fair=index % 2 == 0, timeout=20) as lease:
+                        with guard:
+                            inside.append(index)
+                            assert len(inside) == 1, f"two holders at once: {inside}"
+                        time.sleep(0.05)
+                        lease.check()
+                        with guard:
+                            inside.remove(index)
+                            served.append((index, lease.fence))
+                        return
+                except (BackendUnavailable, tenure.LockLost):
+                    with guard:
+                        if index in inside:
+                            inside.remove(index)
+                    time.sleep(0.1)  # the cluster is electing a leader: try again
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+
+    with tenure.Coordinator(url) as coord:
+        lease = coord.lock("job", ttl=1).acquire(timeout=5)
+        threads = [threading.Thread(target=waiter, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)  # the waiters are queued or watching
+        cluster.leader().kill()
+        time.sleep(3.0)  # several ttls: the holder's renewals must move to a live node
+        lease.check()
+        assert not served, "a waiter got the lock while it was still held"
+        lease.release()
+        for thread in threads:
+            thread.join(timeout=40)
+    assert not errors, errors
+    assert sorted(index for index, _ in served) == [0, 1, 2, 3]
+    fences = [fence for _, fence in served]
+    assert fences == sorted(fences) and fences[0] > lease.fence
+
+
+def test_a_frozen_leader_is_left_behind(url: str, cluster: EtcdCluster) -> None:
+    fast = url.replace("op_timeout=2", "op_timeout=0.5")
+    with tenure.Coordinator(fast) as coord, tenure.Coordinator(fast) as rival:
+        lease = coord.lock("frozen", ttl=3).acquire(timeout=2)
+        cluster.leader().pause()  # SIGSTOP: connections stay open, nothing answers
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            # A call that went to the frozen node fails; the next one goes elsewhere.
+            with contextlib.suppress(BackendUnavailable):
+                assert rival.lock("frozen").try_acquire() is None
+            time.sleep(0.2)
+        lease.check()  # renewals moved to the nodes that elected a new leader
+        lease.release()
+        again = rival.lock("frozen", ttl=3).acquire(timeout=3)
+        assert again.fence > lease.fence
+        again.release()
+
+
+def test_a_revoked_session_loses_its_locks(url: str) -> None:
+    lost: list[tenure.Lease] = []
+    with tenure.Coordinator(url) as coord, tenure.Coordinator(url) as rival:
+        lease = coord.lock("session", ttl=1).acquire(timeout=2)
+        lease.on_lost(lost.append)
+        store: Any = coord._store
+        for session in list(store._client.sessions.values()):  # what an expired session looks like
+            store._client.call("lease", "LeaseRevoke", proto.lease_revoke(session.lease), "test")
+        thief = rival.lock("session", ttl=1).acquire(timeout=2)
+        assert thief.fence > lease.fence
+        deadline = time.monotonic() + 2
+        while not lost and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert lost == [lease]
+        with pytest.raises(tenure.LockLost):
+            lease.check()
+        thief.check()
+        thief.release()
+        again = coord.lock("session", ttl=1).acquire(timeout=2)  # a new session is granted
+        again.release()
+
+
+def test_a_holder_paused_past_its_session_ttl_is_told(url: str) -> None:
+    slow = f"{url}&session_ttl=2"
+    holder = worker("hold-and-check", slow, "paused", "0.5")
+    try:
+        first_fence = int(read_line(holder, "HELD").split()[1])
+        os.kill(holder.pid, signal.SIGSTOP)
+        time.sleep(1.0)
+        with tenure.Coordinator(slow) as coord:
+            # The session still lives at the server (2 s): nobody may take the lock yet.
+            assert coord.lock("paused", ttl=5).try_acquire() is None
+            lease = coord.lock("paused", ttl=5).acquire(timeout=4)
+            assert lease.fence > first_fence
+            os.kill(holder.pid, signal.SIGCONT)
+            assert read_line(holder, "LOST") == f"LOST {first_fence} callback=True"
+            assert read_line(holder, "RELEASE-REFUSED")
+            lease.check()
+            lease.release()
+        assert holder.wait(timeout=10) == 0
+    finally:
+        os.kill(holder.pid, signal.SIGCONT) if holder.poll() is None else None
+        holder.kill()
+        holder.wait()
+
+
+def test_waiters_watch_only_their_predecessor(url: str) -> None:
+    watched: dict[int, list[bytes]] = {}
+    tokens: dict[int, str] = {}
+
+    def waiter(index: int) -> None:
+        with tenure.Coordinator(url) as coord:
+            coord.connect()
+            store: Any = coord._store
+            real_wait = store._client.wait_deleted
+
+            def spy(name: bytes, revision: int, timeout: float) -> None:
+                watched.setdefault(index, []).append(name)
+                real_wait(name, revision, timeout)
+
+            store._client.wait_deleted = spy
+            with coord.lock("line", ttl=2, fair=True, timeout=20) as lease:
+                tokens[index] = lease.token
+                time.sleep(0.1)
+
+    with tenure.Coordinator(url) as coord:
+        lease = coord.lock("line", ttl=2, fair=True).acquire(timeout=2)
+        tokens[-1] = lease.token
+        threads = [threading.Thread(target=waiter, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.3)  # arrival order
+        lease.release()
+        for thread in threads:
+            thread.join(timeout=20)
+    key = f"{url.split('namespace=')[1].split('&')[0]}:line"
+    for index in range(4):
+        predecessor = proto.entry_key(key, tokens[index - 1])
+        assert watched[index], f"waiter {index} never watched"
+        assert set(watched[index]) == {predecessor}, f"waiter {index} watched {watched[index]}"
+
+
+def test_the_cluster_helper_finds_the_leader(cluster: EtcdCluster, tmp_path: Path) -> None:
+    assert cluster.leader() in cluster.nodes
