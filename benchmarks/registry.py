@@ -163,6 +163,8 @@ SUITES: dict[str, str] = {
     "sqlite-local": "benchmarks.suites.sqlite_local",
     "redis-single": "benchmarks.suites.redis_single",
     "redlock5": "benchmarks.suites.redlock5",
+    "etcd3": "benchmarks.suites.etcd3",
+    "zookeeper3": "benchmarks.suites.zookeeper3",
 }
 
 

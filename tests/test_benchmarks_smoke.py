@@ -205,3 +205,66 @@ def test_quick_redis_suite_runs_every_contender_that_exists(tmp_path: Path, suit
             assert isinstance(target["met"], bool) and target["value"] > 0
         else:
             assert target["met"] is None and target["not_measured"].startswith(TENURE_SKIPS)
+
+
+# -- cluster-backed suites: a 3-node etcd cluster, a 3-member ZooKeeper ensemble -----------------
+
+CLUSTER_SUITES = ["etcd3", "zookeeper3"]
+# Every peer is in the bench extra, so none may be missing.
+PEER_SKIP = "(no peer may be skipped)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suite_name", CLUSTER_SUITES)
+def test_quick_cluster_suite_writes_sane_json(tmp_path: Path, suite_name: str) -> None:
+    # scripts/test installs the servers; a machine without them fails here rather than skip.
+    out = tmp_path / "bench.json"
+    argv = ["--suite", suite_name, "--quick", "--processes", str(PROCESSES), "--json", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ratios" in proc.stdout and "target:" in proc.stdout
+
+    data = json.loads(out.read_text())
+    assert data["config"]["quick"] is True and data["config"]["pin_cpu"] is None
+    result = data["suites"][suite_name]
+    suite = get_suite(suite_name)
+    assert result["baseline"] == suite.baseline
+    assert set(result["contenders"]) == {c.name for c in suite.contenders}
+    environment = result["environment"]
+    assert len(environment["server_pids"].split(",")) == 3  # three nodes, all recorded for --pin-cpu
+    assert environment["server"] and environment["leader"].startswith("127.0.0.1:")
+    measured = set()
+    for contender in suite.contenders:
+        record = result["contenders"][contender.name]
+        if record["skipped"] is not None:
+            allowed = TENURE_SKIPS if contender.role is Role.TENURE else (PEER_SKIP,)
+            assert contender.role is not Role.FLOOR and record["skipped"].startswith(allowed), record
+            assert record["uncontended"] is None and record["contended"] is None
+            continue
+        measured.add(contender.name)
+        unc = record["uncontended"]
+        assert unc["cycles"] > 0 and 0 < unc["p50_us"] <= unc["p99_us"]
+        con = record["contended"]
+        assert con["errors"] == [] and con["overlaps"] == 0 and con["acquisitions"] > 0
+        assert len(con["per_worker"]) == PROCESSES and sum(con["per_worker"]) == con["acquisitions"]
+        assert 0 < con["fairness"] <= 1 and con["max_wait_ms"] >= 0
+        if contender.floor is not None:
+            assert record["ratios"]["vs_floor"]["uncontended_p50_us"] > 0
+    assert {c.name for c in suite.contenders if c.role is Role.FLOOR} <= measured
+
+    declared = [t for t in suite.targets or () if t.hold_ms in (None, 0.0)]
+    assert [(t["contender"], t["metric"]) for t in result["targets"]] == [
+        (t.contender, t.metric) for t in declared
+    ]
+    for target in result["targets"]:
+        if target["contender"] in measured:
+            assert isinstance(target["met"], bool) and target["value"] > 0
+        else:
+            assert target["met"] is None and target["not_measured"].startswith(TENURE_SKIPS)
