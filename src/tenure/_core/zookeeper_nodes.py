@@ -22,6 +22,10 @@ class LineNode:
     label: str
     in_line: bool = True  # False once our node was found gone (its session expired)
     predecessor: str | None = None  # the child just before ours, when we last looked
+    # False if a create of ours lost its reply: another child of ours may exist, so releasing
+    # must list the line; True when ``name`` is known to be our only child.
+    exact: bool = True
+    held: bool = False  # our node was first when we last returned its fence
 
 
 def check_ttl_fits(ttl: float, session_timeout: float, url: str) -> None:

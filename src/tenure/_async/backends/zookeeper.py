@@ -6,7 +6,10 @@ A lock is a persistent directory node ``<chroot>/<key>``; every contender create
 *sequential* child ``<token>-<sequence>`` whose data is ``<ttl ms>\n<label>``. The child with
 the lowest sequence holds the lock. With ``fair=True`` the others wait in line, each watching
 only the child just before its own (no herd when the holder leaves); a plain ``try_acquire``
-that is not first deletes its child at once, and its waits watch the holder.
+that is not first deletes its child at once, and its waits watch the holder (then each new
+first child) until the line is empty, so a release does not make every plain waiter queue a
+create and a delete. Acquiring sends the create and the listing together (one round trip: the
+ensemble serves a session's requests in order); releasing deletes our child by name.
 
 The fence is the child's ``czxid``: the id of the transaction that created it, which the
 ensemble assigns in one total order that grows across leader elections (epoch in the high bits)
@@ -28,6 +31,7 @@ import logging
 import time
 from typing import Any, ClassVar
 
+from kazoo import exceptions as zk_errors  # type: ignore[import-untyped]
 from kazoo.client import KazooState  # type: ignore[import-untyped]
 
 from tenure._async.backends.base import AsyncLeaseStore
@@ -106,14 +110,17 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
             op_timeout=config.common.op_timeout,
         )
         self._nodes: dict[tuple[str, str], LineNode] = {}  # (key, token) -> our child
+        # key -> the first child a plain try last found (watched if its TTL was read): first
+        # still, or gone, since a child never comes back; ``wait_released`` watches it.
+        self._heads: dict[str, str] = {}
 
     async def connect(self) -> None:
         await self._zk.connect()
 
     async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         check_ttl_fits(ttl, self._session_timeout, self.url)
-        node, now_ms = await self._create(key, owner, ttl)
-        fence = await self._first_or_take_over(key, node, now_ms)
+        node, now_ms, children = await self._create(key, owner, ttl)
+        fence = await self._first_or_take_over(key, node, now_ms, children, plain=True)
         if fence is None:  # not first: leave no node behind
             await self._delete_path(f"{self._dir(key)}/{node.name}")
             self._nodes.pop((key, owner.token), None)
@@ -130,8 +137,8 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
             if fence is not None or node.in_line:
                 return fence
             # Our node died with an expired session: join the line again, at its end.
-        node, now_ms = await self._create(key, owner, ttl)
-        return await self._first_or_take_over(key, node, now_ms)
+        node, now_ms, children = await self._create(key, owner, ttl)
+        return await self._first_or_take_over(key, node, now_ms, children)
 
     async def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
         node = self._nodes.get((key, owner.token))
@@ -163,6 +170,13 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
 
     async def release(self, key: str, owner: Owner) -> bool:
         node = self._nodes.pop((key, owner.token), None)
+        if node is not None and node.exact:
+            # Our only child, by name: one request. A node that was first when we took its
+            # fence is still first while it exists (later children have higher sequences);
+            # gone, it was taken over (TTL) or ended with its session: the hold was lost.
+            deleted = await self._delete_path(f"{self._dir(key)}/{node.name}")
+            return deleted and node.held
+        # An interrupted create (or none cached): every child of ours must go.
         children = await self._children(key)
         # Every child of ours, not only the cached one: an interrupted create may have left one.
         ours = [name for name in children if name.startswith(owner.token + "-")]
@@ -190,9 +204,24 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
         return None
 
     async def wait_released(self, key: str, timeout: float) -> None:
-        children = await self._children(key)
-        if children:
-            await self._zk.wait_for_change(f"{self._dir(key)}/{children[0]}", timeout)
+        # Return only once the line is seen empty (or the time is up, so that the next try judges
+        # a stuck holder's TTL): a waiter that wakes after another took the lock over watches the
+        # new holder with two reads, instead of queueing a create and a delete for nothing.
+        deadline = time.monotonic() + timeout
+        head = self._heads.pop(key, None)
+        while True:
+            if head is None:
+                children = await self._children(key)
+                if not children:
+                    return
+                head = children[0]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await self._zk.wait_for_change(f"{self._dir(key)}/{head}", remaining)
+            if time.monotonic() >= deadline:
+                return
+            head = None
 
     async def aclose(self) -> None:
         await self._zk.aclose()  # ends the session: its nodes go with it
@@ -202,11 +231,20 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
     def _dir(self, key: str) -> str:
         return f"{self._root}/{node_component(key)}"
 
-    async def _create(self, key: str, owner: Owner, ttl: float) -> tuple[LineNode, int]:
-        """Create our child at the end of ``key``'s line; return it and the server's time (ms)."""
+    async def _create(self, key: str, owner: Owner, ttl: float) -> tuple[LineNode, int, list[str] | None]:
+        """Create our child at the end of ``key``'s line.
+
+        Return it, the server's time (ms) and the line as listed right after the create, or None
+        if that listing is unusable. The listing is sent with the create, without waiting for
+        its reply: the ensemble serves one session's requests in order, so a listing that holds
+        our child was read after it was created (one round trip for both).
+        """
+        self._nodes.pop((key, owner.token), None)  # a dead node of ours; a failure below: release lists
         client = self._zk.live_client()
         deadline = time.monotonic() + self.config.common.op_timeout
+        exact = True
         while True:
+            listing: Any = None
             result = client.create_async(
                 f"{self._dir(key)}/{owner.token}-",
                 node_data(ttl, owner.label),
@@ -215,16 +253,20 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
                 makepath=True,
                 include_data=True,
             )
+            if exact:
+                listing = client.get_children_async(self._dir(key))
             try:
                 path, stat = await self._zk.result(result, deadline, "joining the line")
                 break
             except CallInterrupted as retry:
+                exact = False
                 # The create may have been applied before the connection dropped: the token in
                 # the name finds it (after a sync, so the member we reach now has seen it).
                 await self._zk.call(lambda c: c.sync_async(self._dir(key)), "syncing")
                 found = await self._find_own(key, owner)
                 if found is not None:
                     path, stat = found
+                    listing = None
                     break
                 if time.monotonic() >= deadline:
                     raise self._zk.mapped(retry.__cause__, "joining the line") from retry.__cause__
@@ -233,8 +275,17 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
                 result.rawlink(lambda done: done.successful() and client.delete_async(done.value[0]))
                 raise
         node = LineNode(path.rsplit("/", 1)[1], int(stat.czxid), int(stat.ephemeralOwner), ttl, owner.label)
+        node.exact = exact
         self._nodes[(key, owner.token)] = node
-        return node, int(stat.ctime)
+        children = None
+        if listing is not None:
+            try:
+                names = await self._zk.result(listing, deadline, "listing the line")
+            except (CallInterrupted, zk_errors.NoNodeError):
+                names = None  # e.g. the directory was made by the create's retry: list again
+            if names is not None:
+                children = sorted((n for n in names if sequence(n) >= 0), key=sequence)
+        return node, int(stat.ctime), children
 
     async def _find_own(self, key: str, owner: Owner) -> tuple[str, Any] | None:
         """Return the path and stat of our newest child of ``key``, or None."""
@@ -245,13 +296,23 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
                     return f"{self._dir(key)}/{name}", got[1]
         return None
 
-    async def _first_or_take_over(self, key: str, node: LineNode, created_ms: int | None) -> int | None:
+    async def _first_or_take_over(
+        self,
+        key: str,
+        node: LineNode,
+        created_ms: int | None,
+        listed: list[str] | None = None,
+        *,
+        plain: bool = False,
+    ) -> int | None:
         """Return our fence if our node is first, taking over from a holder whose TTL ran out.
 
-        ``created_ms`` is the server's time when our node was just created, else None.
+        ``created_ms`` is the server's time when our node was just created, else None;
+        ``listed`` the line as listed since, used only if it holds our node. ``plain``: a plain
+        try, whose caller waits on the first child next; reading it also arms that watch.
         """
         now_ms = created_ms
-        children = await self._children(key)
+        children = listed if listed is not None and node.name in listed else await self._children(key)
         for _ in range(len(children) + 1):
             if not children or children[0] == node.name:
                 break
@@ -263,7 +324,7 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
                 continue
             if created_ms is None and predecessor(children, node.name) != children[0]:
                 break  # a waiter further back: the one just behind the holder judges it
-            got = await self._get(first)
+            got = await self._zk.get(first, "reading the holder", watch=plain)
             if got is not None:
                 data, stat = got
                 ttl, _ = parse_node_data(data)
@@ -277,10 +338,15 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
         node.in_line = node.name in children
         node.predecessor = predecessor(children, node.name)
         if not children or children[0] != node.name:
+            if plain and children:
+                if len(self._heads) >= 4096:  # stay bounded: a dropped entry costs one listing
+                    self._heads.clear()
+                self._heads[key] = children[0]
             return None
         # First after waiting: stamp the node so contenders count the TTL from now.
         if created_ms is None and await self._touch(key, node, node.ttl) is None:
             return None
+        node.held = True
         return node.fence
 
     async def _server_now(self, key: str) -> int:
@@ -305,5 +371,4 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
 
     async def _get(self, path: str) -> tuple[bytes, Any] | None:
         """Return a node's data and stat, or None if it is gone."""
-        got: tuple[bytes, Any] | None = await self._zk.call(lambda c: c.get_async(path), "reading the holder")
-        return got
+        return await self._zk.get(path, "reading the holder")

@@ -7,7 +7,10 @@ A lock is a persistent directory node ``<chroot>/<key>``; every contender create
 *sequential* child ``<token>-<sequence>`` whose data is ``<ttl ms>\n<label>``. The child with
 the lowest sequence holds the lock. With ``fair=True`` the others wait in line, each watching
 only the child just before its own (no herd when the holder leaves); a plain ``try_acquire``
-that is not first deletes its child at once, and its waits watch the holder.
+that is not first deletes its child at once, and its waits watch the holder (then each new
+first child) until the line is empty, so a release does not make every plain waiter queue a
+create and a delete. Acquiring sends the create and the listing together (one round trip: the
+ensemble serves a session's requests in order); releasing deletes our child by name.
 
 The fence is the child's ``czxid``: the id of the transaction that created it, which the
 ensemble assigns in one total order that grows across leader elections (epoch in the high bits)
@@ -29,6 +32,7 @@ import logging
 import time
 from typing import Any, ClassVar
 
+from kazoo import exceptions as zk_errors  # type: ignore[import-untyped]
 from kazoo.client import KazooState  # type: ignore[import-untyped]
 
 from tenure._sync.backends.base import LeaseStore
@@ -107,14 +111,17 @@ class ZooKeeperStore(LeaseStore):
             op_timeout=config.common.op_timeout,
         )
         self._nodes: dict[tuple[str, str], LineNode] = {}  # (key, token) -> our child
+        # key -> the first child a plain try last found (watched if its TTL was read): first
+        # still, or gone, since a child never comes back; ``wait_released`` watches it.
+        self._heads: dict[str, str] = {}
 
     def connect(self) -> None:
         self._zk.connect()
 
     def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         check_ttl_fits(ttl, self._session_timeout, self.url)
-        node, now_ms = self._create(key, owner, ttl)
-        fence = self._first_or_take_over(key, node, now_ms)
+        node, now_ms, children = self._create(key, owner, ttl)
+        fence = self._first_or_take_over(key, node, now_ms, children, plain=True)
         if fence is None:  # not first: leave no node behind
             self._delete_path(f"{self._dir(key)}/{node.name}")
             self._nodes.pop((key, owner.token), None)
@@ -131,8 +138,8 @@ class ZooKeeperStore(LeaseStore):
             if fence is not None or node.in_line:
                 return fence
             # Our node died with an expired session: join the line again, at its end.
-        node, now_ms = self._create(key, owner, ttl)
-        return self._first_or_take_over(key, node, now_ms)
+        node, now_ms, children = self._create(key, owner, ttl)
+        return self._first_or_take_over(key, node, now_ms, children)
 
     def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
         node = self._nodes.get((key, owner.token))
@@ -164,6 +171,13 @@ class ZooKeeperStore(LeaseStore):
 
     def release(self, key: str, owner: Owner) -> bool:
         node = self._nodes.pop((key, owner.token), None)
+        if node is not None and node.exact:
+            # Our only child, by name: one request. A node that was first when we took its
+            # fence is still first while it exists (later children have higher sequences);
+            # gone, it was taken over (TTL) or ended with its session: the hold was lost.
+            deleted = self._delete_path(f"{self._dir(key)}/{node.name}")
+            return deleted and node.held
+        # An interrupted create (or none cached): every child of ours must go.
         children = self._children(key)
         # Every child of ours, not only the cached one: an interrupted create may have left one.
         ours = [name for name in children if name.startswith(owner.token + "-")]
@@ -191,9 +205,24 @@ class ZooKeeperStore(LeaseStore):
         return None
 
     def wait_released(self, key: str, timeout: float) -> None:
-        children = self._children(key)
-        if children:
-            self._zk.wait_for_change(f"{self._dir(key)}/{children[0]}", timeout)
+        # Return only once the line is seen empty (or the time is up, so that the next try judges
+        # a stuck holder's TTL): a waiter that wakes after another took the lock over watches the
+        # new holder with two reads, instead of queueing a create and a delete for nothing.
+        deadline = time.monotonic() + timeout
+        head = self._heads.pop(key, None)
+        while True:
+            if head is None:
+                children = self._children(key)
+                if not children:
+                    return
+                head = children[0]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._zk.wait_for_change(f"{self._dir(key)}/{head}", remaining)
+            if time.monotonic() >= deadline:
+                return
+            head = None
 
     def close(self) -> None:
         self._zk.close()  # ends the session: its nodes go with it
@@ -203,11 +232,20 @@ class ZooKeeperStore(LeaseStore):
     def _dir(self, key: str) -> str:
         return f"{self._root}/{node_component(key)}"
 
-    def _create(self, key: str, owner: Owner, ttl: float) -> tuple[LineNode, int]:
-        """Create our child at the end of ``key``'s line; return it and the server's time (ms)."""
+    def _create(self, key: str, owner: Owner, ttl: float) -> tuple[LineNode, int, list[str] | None]:
+        """Create our child at the end of ``key``'s line.
+
+        Return it, the server's time (ms) and the line as listed right after the create, or None
+        if that listing is unusable. The listing is sent with the create, without waiting for
+        its reply: the ensemble serves one session's requests in order, so a listing that holds
+        our child was read after it was created (one round trip for both).
+        """
+        self._nodes.pop((key, owner.token), None)  # a dead node of ours; a failure below: release lists
         client = self._zk.live_client()
         deadline = time.monotonic() + self.config.common.op_timeout
+        exact = True
         while True:
+            listing: Any = None
             result = client.create_async(
                 f"{self._dir(key)}/{owner.token}-",
                 node_data(ttl, owner.label),
@@ -216,16 +254,20 @@ class ZooKeeperStore(LeaseStore):
                 makepath=True,
                 include_data=True,
             )
+            if exact:
+                listing = client.get_children_async(self._dir(key))
             try:
                 path, stat = self._zk.result(result, deadline, "joining the line")
                 break
             except CallInterrupted as retry:
+                exact = False
                 # The create may have been applied before the connection dropped: the token in
                 # the name finds it (after a sync, so the member we reach now has seen it).
                 self._zk.call(lambda c: c.sync_async(self._dir(key)), "syncing")
                 found = self._find_own(key, owner)
                 if found is not None:
                     path, stat = found
+                    listing = None
                     break
                 if time.monotonic() >= deadline:
                     raise self._zk.mapped(retry.__cause__, "joining the line") from retry.__cause__
@@ -234,8 +276,17 @@ class ZooKeeperStore(LeaseStore):
                 result.rawlink(lambda done: done.successful() and client.delete_async(done.value[0]))
                 raise
         node = LineNode(path.rsplit("/", 1)[1], int(stat.czxid), int(stat.ephemeralOwner), ttl, owner.label)
+        node.exact = exact
         self._nodes[(key, owner.token)] = node
-        return node, int(stat.ctime)
+        children = None
+        if listing is not None:
+            try:
+                names = self._zk.result(listing, deadline, "listing the line")
+            except (CallInterrupted, zk_errors.NoNodeError):
+                names = None  # e.g. the directory was made by the create's retry: list again
+            if names is not None:
+                children = sorted((n for n in names if sequence(n) >= 0), key=sequence)
+        return node, int(stat.ctime), children
 
     def _find_own(self, key: str, owner: Owner) -> tuple[str, Any] | None:
         """Return the path and stat of our newest child of ``key``, or None."""
@@ -246,13 +297,23 @@ class ZooKeeperStore(LeaseStore):
                     return f"{self._dir(key)}/{name}", got[1]
         return None
 
-    def _first_or_take_over(self, key: str, node: LineNode, created_ms: int | None) -> int | None:
+    def _first_or_take_over(
+        self,
+        key: str,
+        node: LineNode,
+        created_ms: int | None,
+        listed: list[str] | None = None,
+        *,
+        plain: bool = False,
+    ) -> int | None:
         """Return our fence if our node is first, taking over from a holder whose TTL ran out.
 
-        ``created_ms`` is the server's time when our node was just created, else None.
+        ``created_ms`` is the server's time when our node was just created, else None;
+        ``listed`` the line as listed since, used only if it holds our node. ``plain``: a plain
+        try, whose caller waits on the first child next; reading it also arms that watch.
         """
         now_ms = created_ms
-        children = self._children(key)
+        children = listed if listed is not None and node.name in listed else self._children(key)
         for _ in range(len(children) + 1):
             if not children or children[0] == node.name:
                 break
@@ -264,7 +325,7 @@ class ZooKeeperStore(LeaseStore):
                 continue
             if created_ms is None and predecessor(children, node.name) != children[0]:
                 break  # a waiter further back: the one just behind the holder judges it
-            got = self._get(first)
+            got = self._zk.get(first, "reading the holder", watch=plain)
             if got is not None:
                 data, stat = got
                 ttl, _ = parse_node_data(data)
@@ -278,10 +339,15 @@ class ZooKeeperStore(LeaseStore):
         node.in_line = node.name in children
         node.predecessor = predecessor(children, node.name)
         if not children or children[0] != node.name:
+            if plain and children:
+                if len(self._heads) >= 4096:  # stay bounded: a dropped entry costs one listing
+                    self._heads.clear()
+                self._heads[key] = children[0]
             return None
         # First after waiting: stamp the node so contenders count the TTL from now.
         if created_ms is None and self._touch(key, node, node.ttl) is None:
             return None
+        node.held = True
         return node.fence
 
     def _server_now(self, key: str) -> int:
@@ -306,5 +372,4 @@ class ZooKeeperStore(LeaseStore):
 
     def _get(self, path: str) -> tuple[bytes, Any] | None:
         """Return a node's data and stat, or None if it is gone."""
-        got: tuple[bytes, Any] | None = self._zk.call(lambda c: c.get_async(path), "reading the holder")
-        return got
+        return self._zk.get(path, "reading the holder")

@@ -90,18 +90,36 @@ class ZooKeeperSession:
             if not watch.ready():
                 watch.set(None)
 
+    def get(self, path: str, what: str, *, watch: bool = False) -> tuple[bytes, Any] | None:
+        """Return ``path``'s data and stat, or None if it is gone.
+
+        With ``watch``, the same request also arms the shared watch on ``path`` (unless one is
+        armed already), so a later ``wait_for_change(path)`` need not send one of its own.
+        """
+        armed: Any = None
+        if watch:
+            current = self._watches.get(path)
+            if current is None or current.ready():
+                armed = getattr(self.live_client().handler, NEW_RESULT)()
+        # get (not exists) so a node that is already gone leaves no creation watch behind.
+        got: tuple[bytes, Any] | None = self.call(
+            lambda c: c.get_async(path, watch=None if armed is None else armed.set), what
+        )
+        if armed is not None and got is not None:
+            if len(self._watches) >= 4096:  # stay bounded: a dropped entry only costs a watch
+                self._wake_watchers()
+            self._watches[path] = armed
+        return got
+
     def wait_for_change(self, path: str, timeout: float) -> None:
         """Wait up to ``timeout`` for ``path`` to change or go; one watch per path, shared."""
         watch = self._watches.get(path)
         if watch is None or watch.ready():
-            watch = getattr(self.live_client().handler, NEW_RESULT)()
-            armed = watch
-            # get (not exists) so a node that is already gone leaves no creation watch behind.
-            if self.call(lambda c: c.get_async(path, watch=armed.set), "watching") is None:
+            if self.get(path, "watching", watch=True) is None:
                 return
-            if len(self._watches) >= 4096:  # stay bounded: a dropped entry only costs a watch
-                self._wake_watchers()
-            self._watches[path] = watch
+            watch = self._watches.get(path)
+            if watch is None:  # woken meanwhile (the session was lost): look again
+                return
         try:
             await_result(watch, timeout)
         except TimeoutError:
