@@ -88,6 +88,34 @@ def create_if_absent(key: bytes, value: str, lease: int, *, guard: bytes | None 
     return rpc_pb2.TxnRequest(compare=[compare], success=[put, mine, first], failure=[mine, first])
 
 
+def join_queue(key: bytes, value: str, lease: int) -> Any:
+    """Return a Txn that puts entry ``key`` if it does not exist and reads where it stands.
+
+    Created: the lock's newest entries by creation (``LOOK_BEHIND``), ours first, then the one
+    just before it (the predecessor) and the one before that, if any. Already there: our entry
+    and the lock's first entry.
+    """
+    compare = rpc_pb2.Compare(
+        result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.CREATE, key=key, create_revision=0
+    )
+    prefix = key[: key.rindex(b"\x00") + 1]
+    put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value.encode(), lease=lease))
+    behind = rpc_pb2.RequestOp(request_range=first_entry(prefix, last=True, limit=LOOK_BEHIND))
+    mine = rpc_pb2.RequestOp(request_range=get(key))
+    first = rpc_pb2.RequestOp(request_range=first_entry(prefix))
+    return rpc_pb2.TxnRequest(compare=[compare], success=[put, behind], failure=[mine, first])
+
+
+# Entries read from a waiter's own backwards: itself, its predecessor, and one more, which tells
+# whether the predecessor is the only entry before it.
+LOOK_BEHIND = 3
+
+
+def look_behind(prefix: bytes, revision: int) -> Any:
+    """Return a Range over the newest ``LOOK_BEHIND`` entries created at or before ``revision``."""
+    return first_entry(prefix, below=revision, last=True, limit=LOOK_BEHIND)
+
+
 def watch_deletion(key: bytes, start_revision: int) -> Any:
     """Return a Watch request for the deletion of ``key`` from ``start_revision`` on."""
     create = rpc_pb2.WatchCreateRequest(

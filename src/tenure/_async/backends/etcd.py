@@ -7,9 +7,12 @@ created in one transaction only if it does not exist yet. The entry with the low
 revision holds the lock; its create revision is the fence (one counter for the whole cluster,
 so it only grows and never repeats). A fair waiter keeps its entry, which queues it (FIFO by
 construction), and watches only the entry just before its own for deletion, so a release wakes
-one waiter and no herd. ``try_acquire`` creates its entry only if the lock has no entry at all,
-so a plain attempt never jumps the queue and leaves nothing behind when it fails; plain
-(``fair=False``) waiters watch the holder's entry, so a release wakes all of them.
+one waiter and no herd. The create returns the entries just before the new one, so the waiter
+knows its predecessor at once; when the only entry before its own is deleted (no entry is ever
+created before it) it holds the lock without another request, else it reads the line again.
+``try_acquire`` creates its entry only if the lock has no entry at all, so a plain attempt never
+jumps the queue and leaves nothing behind when it fails; plain (``fair=False``) waiters watch the
+holder's entry the failed attempt saw, so a release wakes all of them.
 
 ``ttl`` for a session-bound lock: the entry lives while its session lives, so a crashed holder
 blocks others for the session's TTL. Locks of one ttl share a session whose lease is granted
@@ -32,19 +35,33 @@ import contextlib
 import math
 import threading
 import time
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from tenure import _etcd_proto as proto
 from tenure._async.backends.base import AsyncLeaseStore
-from tenure._async.backends.etcd_client import AsyncEtcdClient
+from tenure._async.backends.etcd_client import AsyncEtcdClient, Session
 from tenure._concurrency import AsyncBackground, AsyncSignal
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
-from tenure._exceptions import BackendError, BackendProtocolError, ConfigurationError
+from tenure._exceptions import BackendError, BackendProtocolError, BackendUnavailable, ConfigurationError
 
 REAP_GRACE = 0.05  # seconds past a stalled holder's validity before its entry is deleted
+BLOCKED_KEPT = 256  # locks whose last seen holder is kept for wait_released
+
+
+@dataclass(slots=True)
+class Waiting:
+    """A fair waiter's entry: its place in the line and the entry it watches."""
+
+    revision: int  # the entry's create revision, its fence once it is first
+    ttl: float
+    session: Session  # the session whose lease the entry is attached to
+    predecessor: bytes | None = None  # the entry just before it; None: to be looked up
+    alone: bool = False  # the predecessor is the only entry before it
+    since: int = 0  # the revision from which the predecessor's deletion is watched
 
 
 class AsyncEtcdStore(AsyncLeaseStore):
@@ -85,7 +102,8 @@ class AsyncEtcdStore(AsyncLeaseStore):
         )
         self._table_lock = threading.Lock()  # the keeper and the callers share the tables below
         self._held: dict[bytes, tuple[float, float]] = {}  # entry -> (ttl, last renewal start)
-        self._queued: dict[bytes, int] = {}  # waiting entry -> its create revision
+        self._queued: dict[bytes, Waiting] = {}  # a fair waiter's entry -> its place
+        self._blocked: dict[str, tuple[bytes, int]] = {}  # lock -> (holder, revision) last seen
         self._wake: AsyncSignal | None = None
         self._keeper: AsyncBackground | None = None
         self._closed = False
@@ -110,6 +128,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
         with self._table_lock:
             self._held.clear()
             self._queued.clear()
+            self._blocked.clear()
         await self._client.aclose()
 
     # -- the lease store ------------------------------------------------------------------------
@@ -125,6 +144,11 @@ class AsyncEtcdStore(AsyncLeaseStore):
             ttl, started, lambda lease: proto.create_if_absent(name, value, lease, guard=guard)
         )
         if not reply.succeeded:
+            first = reply.responses[-1].response_range.kvs
+            if first:  # where wait_released starts watching, without another read
+                if len(self._blocked) >= BLOCKED_KEPT:
+                    self._blocked.clear()  # only hints: failed tries on many locks must not pile up
+                self._blocked[key] = (bytes(first[0].key), int(reply.header.revision) + 1)
             return None
         self._hold(name, ttl, started)
         return int(reply.responses[1].response_range.kvs[0].create_revision)
@@ -132,36 +156,92 @@ class AsyncEtcdStore(AsyncLeaseStore):
     async def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
         # ``patience`` is not needed: a waiter's entry dies with its session, and a waiter that
         # gives up deletes it (leave_queue).
+        name = proto.entry_key(key, owner.token)
+        with self._table_lock:
+            waiting = self._queued.get(name)
+        if waiting is not None and waiting.session.alive and waiting.ttl == ttl:
+            # In line already: no entry can be created before ours, so only wait_turn, which
+            # watches the predecessor, can find that our turn has come. Nothing to send.
+            return None
         started = time.monotonic()
-        name, value = proto.entry_key(key, owner.token), proto.entry_value(owner.label, ttl)
+        value = proto.entry_value(owner.label, ttl)
         session, reply = await self._client.create(
-            ttl, started, lambda lease: proto.create_if_absent(name, value, lease)
+            ttl, started, lambda lease: proto.join_queue(name, value, lease)
         )
-        mine, first = reply.responses[-2].response_range.kvs, reply.responses[-1].response_range.kvs
-        if not mine or mine[0].lease != session.lease:
+        if reply.succeeded:  # created: ours is the newest entry, the ones before it follow
+            behind = reply.responses[1].response_range.kvs
+            mine, first = behind[:1], None
+        else:  # ours was there already (a resent create): our entry and the first one
+            mine, first = reply.responses[0].response_range.kvs, reply.responses[1].response_range.kvs
+        if not mine or mine[0].key != name or mine[0].lease != session.lease:
             raise BackendProtocolError(f"{self.url} lost the queue entry of {key!r} right after creating it")
-        if first and first[0].key == name:
+        waiting = Waiting(int(mine[0].create_revision), ttl, session)
+        if first is None:
+            in_turn = place(waiting, behind, int(reply.header.revision))
+        else:
+            in_turn = bool(first) and first[0].key == name
+        if in_turn:
             with self._table_lock:
                 self._queued.pop(name, None)
             self._hold(name, ttl, started)
-            return int(mine[0].create_revision)
+            return waiting.revision
         with self._table_lock:
-            self._queued[name] = int(mine[0].create_revision)
+            self._queued[name] = waiting
         return None
 
     async def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
-        # Always None: once the predecessor is gone, the lock's next try_acquire_queued takes
-        # the lock in the same step that checks the entry is first and the session is alive.
+        # Entries are never created before ours, so once the only one before it is deleted our
+        # entry is first: the lock is ours without another request (its session must cover the
+        # hand-over). Else the entries before ours are read again and the new predecessor watched.
+        begun = time.monotonic()
+        deadline = begun + timeout
         name = proto.entry_key(key, owner.token)
-        revision = self._queued.get(name)
-        if revision is None:
+        with self._table_lock:
+            waiting = self._queued.get(name)
+        if waiting is None:
             return None
-        request = proto.first_entry(proto.lock_prefix(key), below=revision, last=True, limit=2)
-        reply = await self._client.call("kv", "Range", request, "finding the predecessor")
-        kvs = reply.kvs
-        if len(kvs) == 2 and kvs[0].key == name:
-            await self._client.wait_deleted(kvs[1].key, reply.header.revision + 1, timeout)
-        return None
+        while True:
+            if waiting.predecessor is None:
+                request = proto.look_behind(proto.lock_prefix(key), waiting.revision)
+                reply = await self._client.call("kv", "Range", request, "finding the predecessor")
+                kvs = reply.kvs
+                if not kvs or kvs[0].key != name or kvs[0].lease != waiting.session.lease:
+                    self._unhold(name)  # our entry is gone with its session: join the line again
+                    return None
+                if place(waiting, kvs, int(reply.header.revision)):
+                    return await self._take_turn(name, waiting, begun)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            assert waiting.predecessor is not None
+            if waiting.alone and not await self._client.covers(waiting.session, waiting.ttl, begun):
+                self._session_lost(name, waiting)  # refreshed before the wake, not after it
+                return None
+            seen = await self._client.wait_deleted(waiting.predecessor, waiting.since, left)
+            if seen is False:
+                # Timed out. The next wait reads the line again and watches from then on: a watch
+                # from an older revision would lag (etcd catches such watchers up every 100 ms).
+                waiting.predecessor = None
+                return None
+            if seen and waiting.alone:
+                return await self._take_turn(name, waiting, begun)
+            waiting.predecessor = None  # others are still before ours, or the watch told nothing
+
+    async def _take_turn(self, name: bytes, waiting: Waiting, begun: float) -> int | None:
+        """Hold ``name``, first in line, if its session outlives the hand-over; return its fence."""
+        if not await self._client.covers(waiting.session, waiting.ttl, begun):
+            self._session_lost(name, waiting)
+            return None
+        with self._table_lock:
+            self._queued.pop(name, None)
+        self._hold(name, waiting.ttl, begun)
+        return waiting.revision
+
+    def _session_lost(self, name: bytes, waiting: Waiting) -> None:
+        """Forget a waiting entry whose session expired; raise if the session is just unreachable."""
+        if waiting.session.alive:
+            raise BackendUnavailable(f"the etcd session on {self.url} could not be kept alive")
+        self._unhold(name)  # the entry expired with its session: the next attempt joins again
 
     async def leave_queue(self, key: str, owner: Owner) -> None:
         name = proto.entry_key(key, owner.token)
@@ -220,6 +300,10 @@ class AsyncEtcdStore(AsyncLeaseStore):
         return HolderInfo(label, int(first.create_revision), remaining)
 
     async def wait_released(self, key: str, timeout: float) -> None:
+        blocked = self._blocked.pop(key, None)
+        if blocked is not None:  # the holder the last failed attempt saw, from just after it
+            await self._client.wait_deleted(*blocked, timeout)
+            return
         reply = await self._client.call("kv", "Range", proto.first_entry(proto.lock_prefix(key)), "waiting")
         if reply.kvs:
             await self._client.wait_deleted(reply.kvs[0].key, reply.header.revision + 1, timeout)
@@ -260,6 +344,19 @@ class AsyncEtcdStore(AsyncLeaseStore):
         with self._table_lock:
             self._held.pop(name, None)
             self._queued.pop(name, None)
+
+
+def place(waiting: Waiting, behind: list[Any], revision: int) -> bool:
+    """Note the predecessor from ``behind`` (ours, then the entries before it, newest first).
+
+    Return whether ours is first. ``revision`` is the store's revision when ``behind`` was read.
+    """
+    if len(behind) == 1:
+        return True
+    waiting.predecessor = bytes(behind[1].key)
+    waiting.alone = len(behind) == 2
+    waiting.since = revision + 1
+    return False
 
 
 def endpoints(config: BackendConfig) -> list[str]:

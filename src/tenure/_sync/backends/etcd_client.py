@@ -181,22 +181,34 @@ class EtcdClient:
         assert error is not None
         raise error
 
-    def wait_deleted(self, name: bytes, revision: int, timeout: float) -> None:
-        """Return when ``name`` is deleted at or after ``revision``, or after ``timeout`` s."""
-        if timeout <= 0.001 or not self._stubs:
-            return
+    def wait_deleted(self, name: bytes, revision: int, timeout: float) -> bool | None:
+        """Return when ``name`` is deleted at or after ``revision``, or after ``timeout`` s.
+
+        True: the deletion was seen. False: ``timeout`` passed without it. None: the watch
+        ended without telling (its revision was compacted, the endpoint failed).
+        """
+        if not self._stubs:
+            return None
+        if timeout <= 0.001:
+            return False
         index = self._current
+        ends = time.monotonic() + timeout
         request = proto.watch_deletion(name, revision)
         call = self._stubs[index]["watch"].Watch(iter([request]), timeout=timeout)
         try:
             for reply in call:
-                if reply.canceled or any(event.type == proto.DELETE_EVENT for event in reply.events):
-                    return
+                if any(event.type == proto.DELETE_EVENT for event in reply.events):
+                    return True
+                if reply.canceled:
+                    return None
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
-                self._current = (index + 1) % len(self._stubs)  # only a hint: the caller tries again
+            # The server may end the stream at the deadline first ("context deadline exceeded").
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED or time.monotonic() >= ends - 0.005:
+                return False
+            self._current = (index + 1) % len(self._stubs)  # only a hint: the caller tries again
         finally:
             call.cancel()
+        return False if time.monotonic() >= ends - 0.005 else None
 
     def _first_answer(self, method: str, request: Any, budget: float, what: str) -> Any:
         """Send ``request`` to each endpoint in turn until one answers, all within ``budget`` s."""
