@@ -37,7 +37,49 @@ def wait_for_port(port: int, *, timeout: float = 10.0, proc: subprocess.Popen[by
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
-class RedisServer:
+class ServerProcess:
+    """One server process that tests can stop, kill -9, freeze (SIGSTOP) and thaw."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Terminate the process and wait for it (kill it if it will not go)."""
+        if self.running:
+            assert self.proc is not None
+            self.resume()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        """Kill -9 the process: no goodbye to its clients or peers."""
+        if self.running:
+            assert self.proc is not None
+            self.resume()
+            self.proc.kill()
+            self.proc.wait()
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): its sockets stay open but nothing answers."""
+        if self.running:
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a frozen process."""
+        if self.running:
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGCONT)
+
+
+class RedisServer(ServerProcess):
     """A redis-server without persistence: a restart loses every key, as in production caches."""
 
     def __init__(self, workdir: Path, *, port: int | None = None) -> None:
@@ -70,34 +112,7 @@ class RedisServer:
         wait_for_port(self.port, proc=self.proc)
         return self
 
-    def stop(self) -> None:
-        """Terminate the server and wait for it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.resume()
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill(self) -> None:
-        """Kill -9 the server: no goodbye to its clients."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
     def restart(self) -> None:
         """Kill the server and start a fresh one on the same port (every key is lost)."""
         self.kill()
         self.start()
-
-    def pause(self) -> None:
-        """Freeze the server (SIGSTOP): connections stay open but nothing answers."""
-        if self.proc is not None:
-            os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Thaw a paused server."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-from tests.servers import free_port, wait_for_port
+from tests.servers import ServerProcess, free_port, wait_for_port
 
 
-class EtcdNode:
+class EtcdNode(ServerProcess):
     """One member of an ``EtcdCluster``."""
 
     def __init__(self, name: str, workdir: Path) -> None:
@@ -35,10 +34,6 @@ class EtcdNode:
     @property
     def peer_url(self) -> str:
         return f"http://127.0.0.1:{self.peer_port}"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def start(self, binary: str, initial_cluster: str, state: str) -> None:
         args = [
@@ -59,26 +54,6 @@ class EtcdNode:
             "--log-outputs", str(self.workdir / "etcd.log"),
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def kill(self) -> None:
-        """Kill -9 the node: no goodbye to clients or peers."""
-        if self.running:
-            assert self.proc is not None
-            self.resume()
-            self.proc.kill()
-            self.proc.wait()
-
-    def pause(self) -> None:
-        """Freeze the node (SIGSTOP): connections stay open but nothing answers."""
-        if self.running:
-            assert self.proc is not None
-            os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Thaw a paused node."""
-        if self.running:
-            assert self.proc is not None
-            os.kill(self.proc.pid, signal.SIGCONT)
 
 
 class EtcdCluster:

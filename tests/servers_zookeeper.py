@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from tests.servers import free_port
+from tests.servers import ServerProcess, free_port
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")  # its manifest names the other jars
 LOGGER_JAR = Path("/usr/share/java/slf4j-simple.jar")  # node logs go to the node's log file
@@ -35,7 +34,7 @@ def four_letter_word(port: int, word: str, timeout: float = 0.5) -> str:
         return ""
 
 
-class ZooKeeperNode:
+class ZooKeeperNode(ServerProcess):
     """One member of the ensemble: its id, ports, data dir and JVM process."""
 
     def __init__(self, myid: int, workdir: Path) -> None:
@@ -84,10 +83,6 @@ class ZooKeeperNode:
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def mode(self) -> str | None:
         """Return 'leader', 'follower' or None when the node does not serve."""
         for line in four_letter_word(self.client_port, "srvr").splitlines():
@@ -96,38 +91,14 @@ class ZooKeeperNode:
         return None
 
     def kill(self) -> None:
-        """Kill -9 the node."""
+        """Kill -9 the node, and keep it down."""
         self.wanted = False
-        if self.running:
-            assert self.proc is not None
-            self.resume()
-            self.proc.kill()
-            self.proc.wait()
-
-    def pause(self) -> None:
-        """Freeze the node (SIGSTOP): its sockets stay open but nothing answers."""
-        if self.running:
-            assert self.proc is not None
-            os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Thaw a frozen node."""
-        if self.running:
-            assert self.proc is not None
-            os.kill(self.proc.pid, signal.SIGCONT)
+        super().kill()
 
     def stop(self) -> None:
-        """Terminate the node and wait for it."""
+        """Terminate the node, and keep it down."""
         self.wanted = False
-        if self.running:
-            assert self.proc is not None
-            self.resume()
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().stop()
 
 
 class ZooKeeperEnsemble:
