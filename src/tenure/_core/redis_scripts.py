@@ -24,6 +24,17 @@ name, or the server's clock stepped back across the restart.
 
 from __future__ import annotations
 
+
+def key_prefix(key: str) -> str:
+    """Return the prefix of every Redis key of lock ``key``: a hash tag, one cluster slot."""
+    return "{" + key + "}"
+
+
+def milliseconds(seconds: float) -> int:
+    """Return ``seconds`` as whole milliseconds, at least 1 (Redis expiries are in ms)."""
+    return max(1, round(seconds * 1000))
+
+
 # Shared Lua, prepended to the scripts that use it: each script carries only what it needs,
 # because Redis runs a script's whole text, function definitions included, on every call.
 _DIGITS = r"""

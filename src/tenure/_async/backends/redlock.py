@@ -40,6 +40,7 @@ from tenure._config import BackendConfig
 from tenure._core import redis_scripts, redlock
 from tenure._core.guarantees import Guarantee
 from tenure._core.holder import HolderInfo
+from tenure._core.redis_scripts import key_prefix, milliseconds
 from tenure._core.redlock import Tally, majority_holder, parse_seen, quorum, validity_left
 from tenure._core.renewal import RENEW_FRACTION
 from tenure._core.tokens import Owner
@@ -121,7 +122,7 @@ class AsyncRedlockStore(AsyncLeaseStore):
 
     async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         started = time.monotonic()
-        args = [_prefix(key), owner.token, _ms(ttl), owner.label]
+        args = [key_prefix(key), owner.token, milliseconds(ttl), owner.label]
         replies = await self._script("ACQUIRE", args, self._deadline(started, ttl))
         granted = [reply for reply in replies if _is_int(reply) and reply > 0]
         tally = Tally(len(granted), sum(_is_int(r) and r <= 0 for r in replies), _failures(replies))
@@ -133,7 +134,7 @@ class AsyncRedlockStore(AsyncLeaseStore):
         # those of instances that did not answer (the grant may have got there).
         undo = [i for i, reply in enumerate(replies) if not (_is_int(reply) and reply <= 0)]
         if undo:
-            release = [_prefix(key), owner.token, SIGNAL_TTL_MS]
+            release = [key_prefix(key), owner.token, SIGNAL_TTL_MS]
             await self._script("RELEASE", release, self._deadline(time.monotonic(), ttl), undo)
         if not tally.reachable(self._count):
             self._raise_unreachable("acquiring", replies)
@@ -141,7 +142,7 @@ class AsyncRedlockStore(AsyncLeaseStore):
 
     async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
         started = time.monotonic()
-        args = [_prefix(key), owner.token, _ms(ttl)]
+        args = [key_prefix(key), owner.token, milliseconds(ttl)]
         replies = await self._script("RENEW", args, self._deadline(started, ttl))
         tally = Tally(replies.count(1), replies.count(0), _failures(replies))
         if tally.majority(self._count) and validity_left(ttl, time.monotonic() - started) > 0:
@@ -154,14 +155,14 @@ class AsyncRedlockStore(AsyncLeaseStore):
 
     async def release(self, key: str, owner: Owner) -> bool:
         self._fences.pop((key, owner.token), None)
-        replies = await self._script("RELEASE", [_prefix(key), owner.token, SIGNAL_TTL_MS])
+        replies = await self._script("RELEASE", [key_prefix(key), owner.token, SIGNAL_TTL_MS])
         tally = Tally(replies.count(1), replies.count(0), _failures(replies))
         if not tally.reachable(self._count):
             self._raise_unreachable("releasing", replies)
         return tally.majority(self._count)
 
     async def holder(self, key: str) -> HolderInfo | None:
-        replies = await self._script("HOLDER", [_prefix(key)])
+        replies = await self._script("HOLDER", [key_prefix(key)])
         if _failures(replies) > self._count - quorum(self._count):
             self._raise_unreachable("reading the holder", replies)
         try:
@@ -195,7 +196,7 @@ class AsyncRedlockStore(AsyncLeaseStore):
         if not missing or fence is None:  # None: released meanwhile, nothing to restore
             return
         value = f"{owner.token}\n{fence}\n{owner.label}"
-        command = ("SET", f"{_prefix(key)}:lock", value, "NX", "PX", _ms(ttl))
+        command = ("SET", f"{key_prefix(key)}:lock", value, "NX", "PX", milliseconds(ttl))
         await self._fan_out(missing, [command], self._deadline(time.monotonic(), ttl))
 
     async def _script(
@@ -348,14 +349,6 @@ def _failures(replies: list[Reply]) -> int:
 
 def _is_int(reply: Reply) -> bool:
     return isinstance(reply, int) and not isinstance(reply, bool)
-
-
-def _prefix(key: str) -> str:
-    return "{" + key + "}"  # the Redis backend's key layout, so its scripts apply per instance
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
 
 
 def _new_connection(pool: Any) -> Any:

@@ -30,6 +30,7 @@ from tenure._config import BackendConfig
 from tenure._core import redis_scripts
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
+from tenure._core.redis_scripts import key_prefix, milliseconds
 from tenure._core.tokens import Owner
 from tenure._exceptions import (
     BackendProtocolError,
@@ -83,24 +84,24 @@ class RedisStore(LeaseStore):
         self._client = client
 
     def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
-        args = [_prefix(key), owner.token, _ms(ttl), owner.label]
+        args = [key_prefix(key), owner.token, milliseconds(ttl), owner.label]
         return self._fence_or_hint(key, self._run("ACQUIRE", args))
 
     def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
-        args = [_prefix(key), owner.token, _ms(ttl), owner.label, _ms(patience)]
+        args = [key_prefix(key), owner.token, milliseconds(ttl), owner.label, milliseconds(patience)]
         return self._fence_or_hint(key, self._run("ACQUIRE_QUEUED", args))
 
     def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        return bool(self._run("RENEW", [_prefix(key), owner.token, _ms(ttl)]))
+        return bool(self._run("RENEW", [key_prefix(key), owner.token, milliseconds(ttl)]))
 
     def release(self, key: str, owner: Owner) -> bool:
-        return bool(self._run("RELEASE", [_prefix(key), owner.token, SIGNAL_TTL_MS]))
+        return bool(self._run("RELEASE", [key_prefix(key), owner.token, SIGNAL_TTL_MS]))
 
     def leave_queue(self, key: str, owner: Owner) -> None:
-        self._run("LEAVE_QUEUE", [_prefix(key), owner.token, SIGNAL_TTL_MS])
+        self._run("LEAVE_QUEUE", [key_prefix(key), owner.token, SIGNAL_TTL_MS])
 
     def holder(self, key: str) -> HolderInfo | None:
-        reply = self._run("HOLDER", [_prefix(key)])
+        reply = self._run("HOLDER", [key_prefix(key)])
         if reply is None:
             return None
         label, fence, remaining_ms = reply
@@ -108,10 +109,10 @@ class RedisStore(LeaseStore):
         return HolderInfo(_text(label), int(fence), remaining)
 
     def wait_released(self, key: str, timeout: float) -> None:
-        self._blpop(f"{_prefix(key)}:signal", self._cap(key, timeout))
+        self._blpop(f"{key_prefix(key)}:signal", self._cap(key, timeout))
 
     def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
-        popped = self._blpop(f"{_prefix(key)}:wake:{owner.token}", self._cap(key, timeout))
+        popped = self._blpop(f"{key_prefix(key)}:wake:{owner.token}", self._cap(key, timeout))
         return None if popped is None else int(popped)
 
     def close(self) -> None:
@@ -201,14 +202,6 @@ def client_options(config: BackendConfig) -> dict[str, Any]:
     if url.scheme == "rediss":
         options["ssl"] = True
     return options
-
-
-def _prefix(key: str) -> str:
-    return "{" + key + "}"  # a hash tag: every key of one lock in one cluster slot
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
 
 
 def _text(value: bytes | str) -> str:
