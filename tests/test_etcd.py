@@ -110,13 +110,15 @@ def test_killing_the_leader_keeps_the_lock_held_and_the_line_moving(url: str, cl
                     return
 
     with tenure.Coordinator(url) as coord:
-        lease = coord.lock("job", ttl=1).acquire(timeout=5)
+        # The holder's ttl must outlast a renewal stuck on the dying leader (op_timeout=2)
+        # plus an election; a shorter lease is rightly reported lost when that happens.
+        lease = coord.lock("job", ttl=5).acquire(timeout=5)
         threads = [threading.Thread(target=waiter, args=(i,)) for i in range(4)]
         for thread in threads:
             thread.start()
         time.sleep(0.5)  # the waiters are queued or watching
         cluster.leader().kill()
-        time.sleep(3.0)  # several ttls: the holder's renewals must move to a live node
+        time.sleep(4.0)  # past a stuck renewal: the holder's renewals must move to a live node
         lease.check()
         assert not served, "a waiter got the lock while it was still held"
         lease.release()
