@@ -165,6 +165,8 @@ SUITES: dict[str, str] = {
     "redlock5": "benchmarks.suites.redlock5",
     "etcd3": "benchmarks.suites.etcd3",
     "zookeeper3": "benchmarks.suites.zookeeper3",
+    "postgresql": "benchmarks.suites.postgresql",
+    "mysql": "benchmarks.suites.mysql",
 }
 
 

@@ -40,7 +40,10 @@ def render() -> str:
     rows = [head, rule]
     schemes: dict[tuple[str, str], list[str]] = {}  # one row per backend, with all its schemes
     for scheme, entry in BACKENDS.items():
-        schemes.setdefault((entry.module, entry.cls), []).append(f"`{scheme}://`")
+        for cls_name in entry.classes():
+            mode = next((m for m, c in entry.modes.items() if c == cls_name), None)
+            shown = f"`{scheme}://?mode={mode}`" if mode and cls_name != entry.cls else f"`{scheme}://`"
+            schemes.setdefault((entry.module, cls_name), []).append(shown)
     for (module_name, cls_name), names in schemes.items():
         cls = getattr(importlib.import_module(f"tenure._sync.backends.{module_name}"), cls_name)
         marks = " | ".join("yes" if g in cls.guarantees else "no" for g in COLUMNS)

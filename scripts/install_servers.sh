@@ -5,6 +5,9 @@ install_servers() {
     command -v etcd >/dev/null || missing+=(etcd-server)
     command -v etcdctl >/dev/null || missing+=(etcd-client)
     [ -e /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
+    command -v mariadbd >/dev/null || missing+=(mariadb-server)
+    command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ] || missing+=(postgresql)
+    command -v pgbouncer >/dev/null || missing+=(pgbouncer)
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing ${missing[*]} ..." >&2

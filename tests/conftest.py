@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,7 +19,34 @@ from tests.servers import RedisServer
 from tests.servers_etcd import EtcdCluster
 from tests.servers_zookeeper import ZooKeeperEnsemble
 
-BACKENDS = ["memory", "sqlite", "redis", "redlock", "etcd", "zookeeper"]
+if TYPE_CHECKING:  # imported lazily: a run that skips them does not need their binaries
+    from tests.servers_mysql import MariaDBServer
+    from tests.servers_postgres import PostgresServer
+
+BACKENDS = [
+    "memory",
+    "sqlite",
+    "redis",
+    "redlock",
+    "etcd",
+    "zookeeper",
+    "postgresql",
+    "postgresql_table",
+    "mysql",
+    "mysql_table",
+]
+# A backend name whose URL is not ``<name>://``: the same scheme in another mode.
+EXAMPLE_URLS = {
+    "memory": "memory://",
+    "sqlite": "sqlite:///unused.db",
+    "postgresql_table": "postgresql://localhost?mode=table",
+    "mysql_table": "mysql://localhost?mode=table",
+}
+
+
+def backend_module(name: str) -> str:
+    """Return the backend whose own test module covers ``name`` (``postgresql_table`` -> ``postgresql``)."""
+    return name.removesuffix("_table")
 
 
 @pytest.fixture
@@ -95,6 +123,45 @@ def zookeeper_url(zookeeper_ensemble: ZooKeeperEnsemble) -> str:
     return zookeeper_ensemble.url(f"/test-{uuid.uuid4().hex[:12]}")
 
 
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    from tests.servers_postgres import PostgresServer
+
+    server = PostgresServer(tmp_path_factory.mktemp("postgres")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgresql_url(postgres_server: PostgresServer) -> str:
+    # One server for the session; a namespace per test keeps tests apart.
+    return f"{postgres_server.url}?namespace=test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def postgresql_table_url(postgres_server: PostgresServer) -> str:
+    return f"{postgres_server.url}?mode=table&namespace=test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+    from tests.servers_mysql import MariaDBServer
+
+    server = MariaDBServer(tmp_path_factory.mktemp("mariadb")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mysql_url(mariadb_server: MariaDBServer) -> str:
+    return f"{mariadb_server.url}?namespace=test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def mysql_table_url(mariadb_server: MariaDBServer) -> str:
+    return f"{mariadb_server.url}?mode=table&namespace=test-{uuid.uuid4().hex[:12]}"
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_url(request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue(f"{request.param}_url")
@@ -108,7 +175,7 @@ def backends_with(guarantee: Guarantee) -> list[str]:
 
 def declared(name: str) -> frozenset[Guarantee]:
     """Return the guarantees backend ``name`` declares."""
-    example = {"memory": "memory://", "sqlite": "sqlite:///unused.db"}.get(name, f"{name}://localhost")
+    example = EXAMPLE_URLS.get(name, f"{name}://localhost")
     cls, _ = resolve(example, "_sync")
     guarantees: frozenset[Guarantee] = cls.guarantees  # type: ignore[attr-defined]
     return guarantees

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tenure._core.guarantees import Guarantee
-from tests.conftest import BACKENDS, declared
+from tests.conftest import BACKENDS, backend_module, declared
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,4 +97,4 @@ def _runs_against(module_name: str, backend: str) -> bool:
         return True  # parametrised over every backend
     if module_name == "tests.test_multiprocess":
         return bool(declared(backend) & MULTIPROCESS)
-    return module_name == f"tests.test_{backend}"  # a backend's own fault tests
+    return module_name == f"tests.test_{backend_module(backend)}"  # a backend's own fault tests

@@ -55,6 +55,17 @@ def whole_number(name: str) -> Callable[[str], int]:
     return parse
 
 
+def one_of(name: str, *choices: str) -> Callable[[str], str]:
+    """Return a parser of an option that must be one of ``choices``."""
+
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ConfigurationError(f"option {name}={text!r} must be one of: {', '.join(choices)}")
+        return text
+
+    return parse
+
+
 def plain_text(name: str) -> Callable[[str], str]:
     """Return a parser of a free-text option."""
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tenure._config import BackendConfig, positive_float, validate_options, whole_number
+from tenure._config import BackendConfig, one_of, positive_float, validate_options, whole_number
 from tenure._exceptions import ConfigurationError
 from tenure._url import parse_url
 
@@ -22,6 +22,12 @@ class BackendEntry:
     cls: str
     extra: str | None = None
     options: Mapping[str, Callable[[str], object]] = field(default_factory=dict)
+    modes: Mapping[str, str] = field(default_factory=dict)
+    """Other classes of the same module chosen by the URL's ``mode`` option (``cls`` is the default)."""
+
+    def classes(self) -> list[str]:
+        """Return every class name this entry can resolve to, the default first."""
+        return [self.cls, *(name for name in self.modes.values() if name != self.cls)]
 
 
 BACKENDS: Mapping[str, BackendEntry] = {
@@ -39,6 +45,16 @@ BACKENDS: Mapping[str, BackendEntry] = {
     ),
     "etcd": BackendEntry(
         "etcd", "EtcdStore", extra="etcd", options={"session_ttl": positive_float("session_ttl")}
+    ),
+    # Both SQL backends: session-bound advisory locks by default, a lease table with ?mode=table.
+    "postgresql": BackendEntry(
+        "postgresql",
+        "PostgresStore",
+        extra="postgresql",
+        options={"mode": one_of("mode", "advisory", "table")},
+    ),
+    "mysql": BackendEntry(
+        "mysql", "MySQLStore", extra="mysql", options={"mode": one_of("mode", "advisory", "table")}
     ),
 }
 
@@ -63,5 +79,6 @@ def resolve(url: str, colour: Colour) -> tuple[type[object], BackendConfig]:
         hint = f"; install it with: pip install 'tenure[{entry.extra}]'" if entry.extra else ""
         raise ConfigurationError(f"the {parsed.scheme}:// backend is not available{hint}") from exc
     # The async source names its classes Async*; the generated sync twin drops the prefix.
-    cls: type[object] = getattr(module, ("Async" if colour == "_async" else "") + entry.cls)
+    name = entry.modes.get(str(config.extra.get("mode", "")), entry.cls)
+    cls: type[object] = getattr(module, ("Async" if colour == "_async" else "") + name)
     return cls, config
