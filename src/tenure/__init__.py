@@ -11,10 +11,12 @@ See ``AsyncCoordinator`` for the asyncio twin, and the README for the guarantees
 """
 
 from tenure._async.coordinator import AsyncCoordinator
+from tenure._async.election import AsyncElection, AsyncLeadership
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
+from tenure._core.leader import Leader
 from tenure._default import lock, try_lock
 from tenure._exceptions import (
     AcquireTimeout,
@@ -40,6 +42,7 @@ from tenure._exceptions import (
     TenureError,
 )
 from tenure._sync.coordinator import Coordinator
+from tenure._sync.election import Election, Leadership
 from tenure._sync.lease import Lease
 from tenure._sync.lock import Lock
 from tenure._url import BackendURL, parse_url
@@ -49,6 +52,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AcquireTimeout",
     "AsyncCoordinator",
+    "AsyncElection",
+    "AsyncLeadership",
     "AsyncLease",
     "AsyncLock",
     "BackendError",
@@ -62,11 +67,14 @@ __all__ = [
     "CircuitOpen",
     "ConfigurationError",
     "Coordinator",
+    "Election",
     "ElectionError",
     "Guarantee",
     "HolderInfo",
     "IdempotencyError",
     "InProgress",
+    "Leader",
+    "Leadership",
     "LeadershipLost",
     "Lease",
     "Lock",

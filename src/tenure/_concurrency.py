@@ -18,6 +18,11 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 log = logging.getLogger("tenure")
 
+AsyncReturning = Callable[..., Awaitable[T]]
+"""A function the async colour awaits for its result (a coroutine function)."""
+Returning = Callable[..., T]
+"""Its sync twin: a function called for its result."""
+
 # -- sleeping and blocking calls -------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import cast
 
 from tenure._async.backends.base import AsyncLeaseStore
+from tenure._async.election import AsyncElection
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
 from tenure._async.renewer import AsyncRenewer
@@ -16,6 +17,8 @@ from tenure._core.durations import check_timeout, check_ttl
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.keys import namespaced_key, validate_name
+from tenure._core.leader import check_value, election_key
+from tenure._core.tokens import holder_label
 from tenure._exceptions import BackendIncapable, ConfigurationError, TenureError
 from tenure._registry import resolve
 
@@ -98,6 +101,18 @@ class AsyncCoordinator:
             reentrant=reentrant,
             fair=fair,
         )
+
+    def election(self, name: str, *, value: str | None = None, ttl: float = DEFAULT_TTL) -> AsyncElection:
+        """Return a candidate in the election ``name`` (no I/O yet) that proclaims ``value``.
+
+        ``value`` is what ``leader()`` shows while this candidate leads (default: host, pid and
+        thread); ``ttl`` is how long a leader that stopped renewing keeps the leadership.
+        Elections and locks of the same name are apart. Raises ``ConfigurationError`` for a bad
+        name, value or ttl.
+        """
+        validate_name(name, what="election name")
+        value = holder_label() if value is None else check_value(value)
+        return AsyncElection(self, name, election_key(self.namespace, name), value=value, ttl=check_ttl(ttl))
 
     async def try_lock(self, name: str, *, ttl: float = DEFAULT_TTL) -> AsyncLease | None:
         """Make one attempt at ``name``; return the lease or None if it is held elsewhere."""

@@ -58,6 +58,7 @@ class AsyncLock:
         timeout: float | None,
         reentrant: bool,
         fair: bool = False,
+        label: str | None = None,
     ) -> None:
         self.name = name
         self.key = key
@@ -65,6 +66,7 @@ class AsyncLock:
         self.timeout = timeout
         self.reentrant = reentrant
         self.fair = fair
+        self._label = label  # what holder() shows: an election's value, else host/pid/thread
         self._coordinator = coordinator
         self._store = coordinator._store
         self._entered: dict[object, list[AsyncLease]] = {}  # actor -> leases of ``async with``
@@ -85,7 +87,7 @@ class AsyncLock:
             return reentered
         await self._coordinator._ensure_connected()
         started = time.monotonic()
-        owner = Owner()  # one identity for every attempt of this wait
+        owner = Owner(label=self._label)  # one identity for every attempt of this wait
         if self.fair:
             return await self._acquire_in_turn(owner, Deadline(timeout, start=started))
         lease = await self._attempt(owner)
@@ -115,10 +117,10 @@ class AsyncLock:
         await self._coordinator._ensure_connected()
         if self.fair:
             try:
-                return await self._acquire_in_turn(Owner(), Deadline(0))
+                return await self._acquire_in_turn(Owner(label=self._label), Deadline(0))
             except AcquireTimeout:
                 return None
-        return await self._attempt(Owner())
+        return await self._attempt(Owner(label=self._label))
 
     async def holder(self) -> str | None:
         """Return the label of the current holder, or None if the lock is free."""

@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import cast
 
 from tenure._sync.backends.base import LeaseStore
+from tenure._sync.election import Election
 from tenure._sync.lease import Lease
 from tenure._sync.lock import Lock
 from tenure._sync.renewer import Renewer
@@ -17,6 +18,8 @@ from tenure._core.durations import check_timeout, check_ttl
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.keys import namespaced_key, validate_name
+from tenure._core.leader import check_value, election_key
+from tenure._core.tokens import holder_label
 from tenure._exceptions import BackendIncapable, ConfigurationError, TenureError
 from tenure._registry import resolve
 
@@ -99,6 +102,18 @@ class Coordinator:
             reentrant=reentrant,
             fair=fair,
         )
+
+    def election(self, name: str, *, value: str | None = None, ttl: float = DEFAULT_TTL) -> Election:
+        """Return a candidate in the election ``name`` (no I/O yet) that proclaims ``value``.
+
+        ``value`` is what ``leader()`` shows while this candidate leads (default: host, pid and
+        thread); ``ttl`` is how long a leader that stopped renewing keeps the leadership.
+        Elections and locks of the same name are apart. Raises ``ConfigurationError`` for a bad
+        name, value or ttl.
+        """
+        validate_name(name, what="election name")
+        value = holder_label() if value is None else check_value(value)
+        return Election(self, name, election_key(self.namespace, name), value=value, ttl=check_ttl(ttl))
 
     def try_lock(self, name: str, *, ttl: float = DEFAULT_TTL) -> Lease | None:
         """Make one attempt at ``name``; return the lease or None if it is held elsewhere."""

@@ -59,6 +59,7 @@ class Lock:
         timeout: float | None,
         reentrant: bool,
         fair: bool = False,
+        label: str | None = None,
     ) -> None:
         self.name = name
         self.key = key
@@ -66,6 +67,7 @@ class Lock:
         self.timeout = timeout
         self.reentrant = reentrant
         self.fair = fair
+        self._label = label  # what holder() shows: an election's value, else host/pid/thread
         self._coordinator = coordinator
         self._store = coordinator._store
         self._entered: dict[object, list[Lease]] = {}  # actor -> leases of ``with``
@@ -86,7 +88,7 @@ class Lock:
             return reentered
         self._coordinator._ensure_connected()
         started = time.monotonic()
-        owner = Owner()  # one identity for every attempt of this wait
+        owner = Owner(label=self._label)  # one identity for every attempt of this wait
         if self.fair:
             return self._acquire_in_turn(owner, Deadline(timeout, start=started))
         lease = self._attempt(owner)
@@ -116,10 +118,10 @@ class Lock:
         self._coordinator._ensure_connected()
         if self.fair:
             try:
-                return self._acquire_in_turn(Owner(), Deadline(0))
+                return self._acquire_in_turn(Owner(label=self._label), Deadline(0))
             except AcquireTimeout:
                 return None
-        return self._attempt(Owner())
+        return self._attempt(Owner(label=self._label))
 
     def holder(self) -> str | None:
         """Return the label of the current holder, or None if the lock is free."""

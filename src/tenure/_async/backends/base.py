@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from typing import ClassVar
 
+from tenure._concurrency import async_sleep
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -69,6 +70,14 @@ class AsyncLeaseStore(abc.ABC):
     async def aclose(self) -> None:
         """Close connections; idempotent."""
 
+    async def watch(self, key: str) -> AsyncChangeFeed:
+        """Return a feed that wakes its reader when the holder of ``key`` may have changed.
+
+        Backends with notifications (watches, pub/sub, LISTEN/NOTIFY) override this so that an
+        observer learns of a change as it happens; this default polls.
+        """
+        return AsyncChangeFeed(self.poll_interval[1])
+
     # -- Queueing: FIFO waiting, for backends that declare Capability.QUEUEING -----------------
 
     async def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
@@ -86,3 +95,21 @@ class AsyncLeaseStore(abc.ABC):
     async def leave_queue(self, key: str, owner: Owner) -> None:
         """Leave ``key``'s queue; pass the lock on if it was handed over meanwhile."""
         raise BackendIncapable(f"{self.scheme}:// does not queue waiters")
+
+
+class AsyncChangeFeed:
+    """Wake an observer when a key's holder may have changed: only a hint, the caller re-reads.
+
+    Opened before the observer's first read, so no change after that read is missed. This
+    base feed has no notifications and just pauses for at most ``poll`` seconds.
+    """
+
+    def __init__(self, poll: float) -> None:
+        self._poll = poll
+
+    async def wait(self, timeout: float) -> None:
+        """Return when the holder may have changed, or after ``timeout`` seconds."""
+        await async_sleep(max(0.0, min(timeout, self._poll)))
+
+    async def aclose(self) -> None:
+        """Stop listening; idempotent."""

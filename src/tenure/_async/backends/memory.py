@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from tenure._async.backends.base import AsyncLeaseStore
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
 from tenure._concurrency import AsyncSignal
 from tenure._core.guarantees import Guarantee
 from tenure._core.holder import HolderInfo
@@ -25,6 +25,11 @@ class _Entry:
     label: str = ""
     expires_at: float = 0.0
     waiters: set[AsyncSignal] = field(default_factory=set)
+    watchers: set[AsyncSignal] = field(default_factory=set)  # observers: woken by every change
+
+    def changed(self) -> list[AsyncSignal]:
+        """Return the observers to wake after a change of holder."""
+        return list(self.watchers)
 
     def held(self, now: float) -> bool:
         return self.token is not None and now < self.expires_at
@@ -65,7 +70,10 @@ class AsyncMemoryStore(AsyncLeaseStore):
                 return None
             entry.fence += 1
             entry.token, entry.label, entry.expires_at = owner.token, owner.label, now + ttl
-            return entry.fence
+            fence, watchers = entry.fence, entry.changed()
+        for signal in watchers:
+            signal.set()
+        return fence
 
     async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
         now = time.monotonic()
@@ -84,7 +92,7 @@ class AsyncMemoryStore(AsyncLeaseStore):
                 return False
             was_valid = entry.held(now)
             entry.token, entry.label, entry.expires_at = None, "", 0.0
-            waiters = list(entry.waiters)
+            waiters = list(entry.waiters) + entry.changed()
         for signal in waiters:
             signal.set()
         return was_valid
@@ -112,5 +120,27 @@ class AsyncMemoryStore(AsyncLeaseStore):
             with self._space.lock:
                 entry.waiters.discard(signal)
 
+    async def watch(self, key: str) -> AsyncChangeFeed:
+        signal = AsyncSignal()
+        with self._space.lock:
+            self._entry(key).watchers.add(signal)
+        return _MemoryFeed(self._space, key, signal)
+
     async def aclose(self) -> None:
         """Nothing to close: the space outlives coordinators, like a server would."""
+
+
+class _MemoryFeed(AsyncChangeFeed):
+    """Woken directly by every acquisition and release of the key."""
+
+    def __init__(self, space: _Space, key: str, signal: AsyncSignal) -> None:
+        super().__init__(0.0)
+        self._space, self._key, self._signal = space, key, signal
+
+    async def wait(self, timeout: float) -> None:
+        await self._signal.wait(max(0.0, timeout))
+        self._signal.clear()
+
+    async def aclose(self) -> None:
+        with self._space.lock:
+            self._space.entries[self._key].watchers.discard(self._signal)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import abc
 from typing import ClassVar
 
+from tenure._concurrency import sleep
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -70,6 +71,14 @@ class LeaseStore(abc.ABC):
     def close(self) -> None:
         """Close connections; idempotent."""
 
+    def watch(self, key: str) -> ChangeFeed:
+        """Return a feed that wakes its reader when the holder of ``key`` may have changed.
+
+        Backends with notifications (watches, pub/sub, LISTEN/NOTIFY) override this so that an
+        observer learns of a change as it happens; this default polls.
+        """
+        return ChangeFeed(self.poll_interval[1])
+
     # -- Queueing: FIFO waiting, for backends that declare Capability.QUEUEING -----------------
 
     def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
@@ -87,3 +96,21 @@ class LeaseStore(abc.ABC):
     def leave_queue(self, key: str, owner: Owner) -> None:
         """Leave ``key``'s queue; pass the lock on if it was handed over meanwhile."""
         raise BackendIncapable(f"{self.scheme}:// does not queue waiters")
+
+
+class ChangeFeed:
+    """Wake an observer when a key's holder may have changed: only a hint, the caller re-reads.
+
+    Opened before the observer's first read, so no change after that read is missed. This
+    base feed has no notifications and just pauses for at most ``poll`` seconds.
+    """
+
+    def __init__(self, poll: float) -> None:
+        self._poll = poll
+
+    def wait(self, timeout: float) -> None:
+        """Return when the holder may have changed, or after ``timeout`` seconds."""
+        sleep(max(0.0, min(timeout, self._poll)))
+
+    def close(self) -> None:
+        """Stop listening; idempotent."""

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from tenure._sync.backends.base import LeaseStore
+from tenure._sync.backends.base import ChangeFeed, LeaseStore
 from tenure._concurrency import Signal
 from tenure._core.guarantees import Guarantee
 from tenure._core.holder import HolderInfo
@@ -26,6 +26,11 @@ class _Entry:
     label: str = ""
     expires_at: float = 0.0
     waiters: set[Signal] = field(default_factory=set)
+    watchers: set[Signal] = field(default_factory=set)  # observers: woken by every change
+
+    def changed(self) -> list[Signal]:
+        """Return the observers to wake after a change of holder."""
+        return list(self.watchers)
 
     def held(self, now: float) -> bool:
         return self.token is not None and now < self.expires_at
@@ -66,7 +71,10 @@ class MemoryStore(LeaseStore):
                 return None
             entry.fence += 1
             entry.token, entry.label, entry.expires_at = owner.token, owner.label, now + ttl
-            return entry.fence
+            fence, watchers = entry.fence, entry.changed()
+        for signal in watchers:
+            signal.set()
+        return fence
 
     def renew(self, key: str, owner: Owner, ttl: float) -> bool:
         now = time.monotonic()
@@ -85,7 +93,7 @@ class MemoryStore(LeaseStore):
                 return False
             was_valid = entry.held(now)
             entry.token, entry.label, entry.expires_at = None, "", 0.0
-            waiters = list(entry.waiters)
+            waiters = list(entry.waiters) + entry.changed()
         for signal in waiters:
             signal.set()
         return was_valid
@@ -113,5 +121,27 @@ class MemoryStore(LeaseStore):
             with self._space.lock:
                 entry.waiters.discard(signal)
 
+    def watch(self, key: str) -> ChangeFeed:
+        signal = Signal()
+        with self._space.lock:
+            self._entry(key).watchers.add(signal)
+        return _MemoryFeed(self._space, key, signal)
+
     def close(self) -> None:
         """Nothing to close: the space outlives coordinators, like a server would."""
+
+
+class _MemoryFeed(ChangeFeed):
+    """Woken directly by every acquisition and release of the key."""
+
+    def __init__(self, space: _Space, key: str, signal: Signal) -> None:
+        super().__init__(0.0)
+        self._space, self._key, self._signal = space, key, signal
+
+    def wait(self, timeout: float) -> None:
+        self._signal.wait(max(0.0, timeout))
+        self._signal.clear()
+
+    def close(self) -> None:
+        with self._space.lock:
+            self._space.entries[self._key].watchers.discard(self._signal)

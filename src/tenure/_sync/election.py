@@ -1,0 +1,217 @@
+# GENERATED from src/tenure/_async/election.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""Leader election: one leader at a time per name, with a term that fences its writes.
+
+An election is a lock whose holder proclaims a value. Campaigning waits for the lock (in
+arrival order where the backend queues waiters, so candidates succeed each other in turn);
+the lease's fence is the leader's *term*; the lease's renewal keeps the leadership, and its loss
+is the loss of leadership. Everything the lock guarantees therefore holds for leaders: at most
+one valid leadership per name, a deposed leader learns it at its next ``check()``, and a write
+fenced with its term is rejected once a newer term exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, TypeVar
+
+from tenure._sync.lease import Lease
+from tenure._sync.lock import Lock
+from tenure._concurrency import Returning
+from tenure._core.durations import check_timeout
+from tenure._core.guarantees import Capability
+from tenure._core.leader import Leader
+from tenure._exceptions import AcquireTimeout, ElectionError, LeadershipLost, LockLost, NotLeader, NotOwner
+
+if TYPE_CHECKING:
+    from tenure._sync.coordinator import Coordinator
+
+log = logging.getLogger("tenure")
+
+T = TypeVar("T")
+
+OBSERVE_PAUSE = 5.0
+"""Longest pause between two looks of an observer whose backend sends no notification of a change."""
+EXPIRY_SLACK = 0.005
+"""How long after a holder's lease should end an observer looks again (a dead holder tells nobody)."""
+
+
+class Leadership:
+    """Being the leader: the ``term`` (a fence) and the signals that say when it ends.
+
+    Use it as ``with``: leaving the block resigns, and raises ``LeadershipLost`` if the
+    leadership was lost meanwhile (the body is cancelled when that happens). ``check()`` raises
+    ``LeadershipLost`` once a newer leader may exist; pass ``term`` to the resources the leader
+    writes so they can reject a deposed leader's late writes.
+    """
+
+    def __init__(self, election: Election, lease: Lease) -> None:
+        self.name = election.name
+        self.value = election.value
+        self._lease = lease
+        self._resigned = False
+
+    def __repr__(self) -> str:
+        state = "resigned" if self._resigned else "lost" if self.lost else "leading"
+        return f"<Leadership {self.name!r} term={self.term} {state}>"
+
+    @property
+    def term(self) -> int:
+        """Return this leadership's term: it grows with every new leader of the election."""
+        return self._lease.fence
+
+    @property
+    def lost(self) -> bool:
+        """Return whether the leadership was lost (expired, taken over or its session ended)."""
+        return self._lease.lost
+
+    def remaining(self) -> float:
+        """Return the seconds this leadership is surely still valid, by the local clock."""
+        return self._lease.remaining()
+
+    def check(self) -> None:
+        """Raise ``LeadershipLost`` if the leadership was lost, ``NotLeader`` after ``resign()``."""
+        try:
+            self._lease.check()
+        except NotOwner:
+            raise NotLeader(f"election {self.name!r}: term {self.term} was resigned") from None
+        except LockLost as exc:
+            raise self._lost_error(exc) from exc
+
+    def on_lost(self, callback: Callable[[Leadership], object]) -> None:
+        """Call ``callback(leadership)`` once when the leadership is lost (at once if it is)."""
+        self._lease.on_lost(lambda _lease: callback(self))
+
+    def resign(self) -> None:
+        """Step down so that the next candidate leads; idempotent.
+
+        Raises ``LeadershipLost`` if the leadership had been lost before: whatever the leader did
+        after that was not protected.
+        """
+        if self._resigned:
+            return
+        self._resigned = True
+        try:
+            self._lease.release()
+        except LockLost as exc:
+            raise self._lost_error(exc) from exc
+
+    def __enter__(self) -> Leadership:
+        self._lease.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._resigned = True
+        try:
+            self._lease.__exit__(exc_type, exc, tb)
+        except LeadershipLost:
+            raise
+        except LockLost as lost:
+            raise self._lost_error(lost) from lost
+
+    def _lost_error(self, cause: LockLost) -> LeadershipLost:
+        if isinstance(cause, LeadershipLost):
+            return cause
+        return LeadershipLost(
+            f"election {self.name!r}: leadership of term {self.term} was lost; a newer leader may act. "
+            f"({cause})"
+        )
+
+
+class Election:
+    """Campaign for leadership of one name; observe who leads.
+
+    ``campaign()`` waits until this candidate leads and returns an ``Leadership``;
+    ``leader()`` reads the current leader; ``observe()`` yields each change of leader as it
+    happens; ``run(fn, *args)`` campaigns, then runs ``fn`` as leader and stops it if the
+    leadership is lost.
+    """
+
+    def __init__(self, coordinator: Coordinator, name: str, key: str, *, value: str, ttl: float) -> None:
+        self.name = name
+        self.key = key
+        self.value = value
+        self.ttl = ttl
+        self._coordinator = coordinator
+        self._store = coordinator._store
+        # Candidates queue in arrival order where the backend can: succession is then in turn.
+        fair = Capability.QUEUEING in self._store.capabilities
+        self._lock = Lock(
+            coordinator, name, key, ttl=ttl, timeout=None, reentrant=False, fair=fair, label=value
+        )
+        self._leadership: Leadership | None = None
+
+    def __repr__(self) -> str:
+        return f"<Election {self.name!r} value={self.value!r} ttl={self.ttl} on {self._store.url}>"
+
+    def campaign(self, *, timeout: float | None = None) -> Leadership:
+        """Wait up to ``timeout`` seconds (None: without end) to become leader; return the leadership.
+
+        Raises ``AcquireTimeout`` when the time runs out, ``ElectionError`` if this candidate
+        already leads, ``BackendUnavailable`` when the backend cannot be reached.
+        """
+        timeout = check_timeout(timeout)
+        current = self._leadership
+        if current is not None and not current._resigned and not current.lost:
+            raise ElectionError(
+                f"election {self.name!r}: this candidate already leads (term {current.term}); resign first"
+            )
+        try:
+            lease = self._lock.acquire(timeout=timeout)
+        except AcquireTimeout:
+            raise AcquireTimeout(
+                f"election {self.name!r} on {self._store.url}: not leader after {timeout:g} s; "
+                "another candidate leads"
+            ) from None
+        self._leadership = Leadership(self, lease)
+        return self._leadership
+
+    def resign(self) -> None:
+        """Step down if this candidate leads (see ``Leadership.resign``); else do nothing."""
+        if self._leadership is not None:
+            self._leadership.resign()
+
+    def leader(self) -> Leader | None:
+        """Return the current leader's value and term, or None if nobody leads."""
+        self._coordinator._ensure_connected()
+        info = self._store.holder(self.key)
+        return None if info is None else Leader(info.label, info.fence)
+
+    def observe(self) -> Iterator[Leader | None]:
+        """Yield the current leader (or None), then every change of leader as it happens.
+
+        Changes come from the backend's own notifications where it has them (watches, pub/sub,
+        LISTEN/NOTIFY); a leader that dies sends none, so the observer also looks again when
+        its lease would end. Close the iterator when done (``contextlib.aclosing``).
+        """
+        self._coordinator._ensure_connected()
+        feed = self._store.watch(self.key)  # opened first: no change after it is missed
+        try:
+            last: Leader | bool | None = False  # False: nothing yielded yet
+            while True:
+                info = self._store.holder(self.key)
+                current = None if info is None else Leader(info.label, info.fence)
+                if current != last:
+                    last = current
+                    yield current
+                pause = OBSERVE_PAUSE
+                if info is not None and info.remaining is not None:
+                    pause = min(pause, info.remaining + EXPIRY_SLACK)
+                feed.wait(pause)
+        finally:
+            feed.close()
+
+    def run(self, fn: Returning[T], *args: object) -> T:
+        """Campaign, then run ``fn(*args)`` as leader and resign when it returns; return its result.
+
+        If the leadership is lost meanwhile, ``fn`` is cancelled and ``LeadershipLost`` raised.
+        """
+        leadership = self.campaign()
+        with leadership:
+            return fn(*args)

@@ -1,0 +1,194 @@
+"""The election contract every backend passes: written once in async, the sync twin is generated."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+import tenure
+from tenure._concurrency import AsyncBackground, async_sleep
+from tenure._exceptions import BackendUnavailable
+from tests.fenced import FencedRegister
+
+
+@pytest.fixture
+async def coord(backend_url: str) -> AsyncIterator[tenure.AsyncCoordinator]:
+    async with tenure.AsyncCoordinator(backend_url) as coordinator:
+        yield coordinator
+
+
+@pytest.fixture
+async def rival(backend_url: str) -> AsyncIterator[tenure.AsyncCoordinator]:
+    """A second coordinator on the same backend: another node, as far as the election can tell."""
+    async with tenure.AsyncCoordinator(backend_url) as coordinator:
+        yield coordinator
+
+
+async def test_a_campaign_makes_a_leader_with_its_value_and_term(coord: tenure.AsyncCoordinator) -> None:
+    election = coord.election("scheduler", value="node-1", ttl=5)
+    assert await election.leader() is None
+    leadership = await election.campaign(timeout=2)
+    assert leadership.value == "node-1" and isinstance(leadership.term, int)
+    assert await election.leader() == tenure.Leader("node-1", leadership.term)
+    leadership.check()
+    assert 4 < leadership.remaining() <= 5
+    assert await coord.inspect("scheduler") is None, "an election and a lock of one name are apart"
+    with pytest.raises(tenure.ElectionError):
+        await election.campaign(timeout=0)  # already the leader
+    await leadership.resign()
+    await leadership.resign()  # idempotent
+    assert await election.leader() is None
+    with pytest.raises(tenure.NotLeader):
+        leadership.check()
+
+
+async def test_a_second_candidate_waits_and_times_out(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    async with await coord.election("scheduler", value="a").campaign() as leadership:
+        started = time.monotonic()
+        with pytest.raises(tenure.AcquireTimeout) as info:
+            await rival.election("scheduler", value="b").campaign(timeout=0.3)
+        assert 0.25 < time.monotonic() - started < 3
+        assert "scheduler" in str(info.value)
+        leadership.check()
+
+
+async def test_resign_hands_over_to_the_next_candidate_with_a_larger_term(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    first = await coord.election("scheduler", value="a", ttl=5).campaign(timeout=2)
+    resigned_at = time.monotonic()
+
+    async def resign_soon() -> None:
+        nonlocal resigned_at
+        await async_sleep(0.2)
+        resigned_at = time.monotonic()
+        await first.resign()
+
+    resigner = AsyncBackground(resign_soon, name="resigner")  # a task here, a thread in sync
+    resigner.start()
+    second = await rival.election("scheduler", value="b", ttl=5).campaign(timeout=5)
+    await resigner.join()
+    assert time.monotonic() - resigned_at < 1.0
+    assert second.term > first.term
+    assert await rival.election("scheduler").leader() == tenure.Leader("b", second.term)
+    await second.resign()
+
+
+async def test_observe_yields_every_change_of_leader(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    seen: list[tenure.Leader | None] = []
+    observer = rival.election("scheduler").observe()
+
+    async def watch() -> None:
+        async for leader in observer:
+            seen.append(leader)
+            if len(seen) == 4:
+                break
+
+    watcher = AsyncBackground(watch, name="observer")
+    watcher.start()
+    await _until(lambda: len(seen) >= 1)
+    a = await coord.election("scheduler", value="a").campaign(timeout=2)
+    await _until(lambda: len(seen) >= 2)
+    await a.resign()
+    await _until(lambda: len(seen) >= 3)
+    b = await coord.election("scheduler", value="b").campaign(timeout=2)
+    await _until(lambda: len(seen) >= 4)
+    await watcher.join()
+    await observer.aclose()
+    assert seen == [None, tenure.Leader("a", a.term), None, tenure.Leader("b", b.term)]
+    await b.resign()
+
+
+async def test_a_partitioned_leader_is_deposed_and_its_fenced_writes_rejected(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    register = FencedRegister()
+    lost: list[tenure.AsyncLeadership] = []
+    old = await coord.election("scheduler", value="old", ttl=0.4).campaign(timeout=2)
+    old.on_lost(lost.append)
+    assert register.write("from old", term=old.term)
+    await _stall_renewals(coord, seconds=2.0)  # the old leader is cut off (or paused)
+    new = await rival.election("scheduler", value="new", ttl=5).campaign(timeout=3)
+    assert new.term > old.term
+    assert register.write("from new", term=new.term)
+    # Split brain made harmless: the old leader learns it at its next check, and its late
+    # write, fenced with its stale term, is rejected by the resource.
+    await _until(lambda: lost == [old])
+    with pytest.raises(tenure.LeadershipLost) as info:
+        old.check()
+    assert isinstance(info.value, tenure.LockLost)
+    assert not register.write("late from old", term=old.term)
+    assert register.value == "from new"
+    with pytest.raises(tenure.LeadershipLost):
+        await old.resign()
+    assert await rival.election("scheduler").leader() == tenure.Leader("new", new.term)
+    await new.resign()
+
+
+async def test_run_returns_the_result_and_resigns(coord: tenure.AsyncCoordinator) -> None:
+    election = coord.election("scheduler", value="runner")
+
+    async def work(x: int, y: int) -> int:
+        leader = await election.leader()
+        assert leader is not None and leader.value == "runner"
+        return x + y
+
+    assert await election.run(work, 2, 3) == 5
+    assert await election.leader() is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": ""},
+        {"name": 42},
+        {"value": 42},
+        {"value": ""},
+        {"value": "two\nlines"},
+        {"value": "x" * 2000},
+        {"ttl": 0},
+        {"ttl": -1},
+    ],
+)
+async def test_bad_input_fails_before_any_io(backend_url: str, bad: dict[str, object]) -> None:
+    coordinator = tenure.AsyncCoordinator(backend_url)
+    args: dict[str, object] = {"name": "scheduler", "value": "v", "ttl": 5, **bad}
+    name = args.pop("name")
+    with pytest.raises(tenure.ConfigurationError):
+        coordinator.election(name, **args)  # type: ignore[arg-type]
+    election = coordinator.election("scheduler")
+    with pytest.raises(tenure.ConfigurationError):
+        await election.campaign(timeout=-1)
+    assert not coordinator._connected, "bad input must be refused before connecting"
+    await coordinator.aclose()
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+async def _until(condition: object, timeout: float = 5.0) -> None:
+    """Wait until ``condition()`` holds (it is checked every 10 ms), or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out waiting for the condition"
+        await async_sleep(0.01)
+
+
+async def _stall_renewals(coordinator: tenure.AsyncCoordinator, *, seconds: float) -> None:
+    """Inject a backend outage that only this coordinator's renewals see, as during a partition."""
+    store = coordinator._store
+    real_renew = store.renew
+    until = time.monotonic() + seconds
+
+    async def failing_renew(key: str, owner: object, ttl: float) -> bool:
+        if time.monotonic() < until:
+            raise BackendUnavailable("injected partition")
+        return await real_renew(key, owner, ttl)  # type: ignore[arg-type]
+
+    store.renew = failing_renew  # type: ignore[method-assign,assignment]

@@ -1,0 +1,195 @@
+# GENERATED from tests/_async/test_election_contract.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""The election contract every backend passes: written once in async, the sync twin is generated."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import tenure
+from tenure._concurrency import Background, sleep
+from tenure._exceptions import BackendUnavailable
+from tests.fenced import FencedRegister
+
+
+@pytest.fixture
+def coord(backend_url: str) -> Iterator[tenure.Coordinator]:
+    with tenure.Coordinator(backend_url) as coordinator:
+        yield coordinator
+
+
+@pytest.fixture
+def rival(backend_url: str) -> Iterator[tenure.Coordinator]:
+    """A second coordinator on the same backend: another node, as far as the election can tell."""
+    with tenure.Coordinator(backend_url) as coordinator:
+        yield coordinator
+
+
+def test_a_campaign_makes_a_leader_with_its_value_and_term(coord: tenure.Coordinator) -> None:
+    election = coord.election("scheduler", value="node-1", ttl=5)
+    assert election.leader() is None
+    leadership = election.campaign(timeout=2)
+    assert leadership.value == "node-1" and isinstance(leadership.term, int)
+    assert election.leader() == tenure.Leader("node-1", leadership.term)
+    leadership.check()
+    assert 4 < leadership.remaining() <= 5
+    assert coord.inspect("scheduler") is None, "an election and a lock of one name are apart"
+    with pytest.raises(tenure.ElectionError):
+        election.campaign(timeout=0)  # already the leader
+    leadership.resign()
+    leadership.resign()  # idempotent
+    assert election.leader() is None
+    with pytest.raises(tenure.NotLeader):
+        leadership.check()
+
+
+def test_a_second_candidate_waits_and_times_out(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    with coord.election("scheduler", value="a").campaign() as leadership:
+        started = time.monotonic()
+        with pytest.raises(tenure.AcquireTimeout) as info:
+            rival.election("scheduler", value="b").campaign(timeout=0.3)
+        assert 0.25 < time.monotonic() - started < 3
+        assert "scheduler" in str(info.value)
+        leadership.check()
+
+
+def test_resign_hands_over_to_the_next_candidate_with_a_larger_term(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    first = coord.election("scheduler", value="a", ttl=5).campaign(timeout=2)
+    resigned_at = time.monotonic()
+
+    def resign_soon() -> None:
+        nonlocal resigned_at
+        sleep(0.2)
+        resigned_at = time.monotonic()
+        first.resign()
+
+    resigner = Background(resign_soon, name="resigner")  # a task here, a thread in sync
+    resigner.start()
+    second = rival.election("scheduler", value="b", ttl=5).campaign(timeout=5)
+    resigner.join()
+    assert time.monotonic() - resigned_at < 1.0
+    assert second.term > first.term
+    assert rival.election("scheduler").leader() == tenure.Leader("b", second.term)
+    second.resign()
+
+
+def test_observe_yields_every_change_of_leader(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    seen: list[tenure.Leader | None] = []
+    observer = rival.election("scheduler").observe()
+
+    def watch() -> None:
+        for leader in observer:
+            seen.append(leader)
+            if len(seen) == 4:
+                break
+
+    watcher = Background(watch, name="observer")
+    watcher.start()
+    _until(lambda: len(seen) >= 1)
+    a = coord.election("scheduler", value="a").campaign(timeout=2)
+    _until(lambda: len(seen) >= 2)
+    a.resign()
+    _until(lambda: len(seen) >= 3)
+    b = coord.election("scheduler", value="b").campaign(timeout=2)
+    _until(lambda: len(seen) >= 4)
+    watcher.join()
+    observer.close()
+    assert seen == [None, tenure.Leader("a", a.term), None, tenure.Leader("b", b.term)]
+    b.resign()
+
+
+def test_a_partitioned_leader_is_deposed_and_its_fenced_writes_rejected(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    register = FencedRegister()
+    lost: list[tenure.Leadership] = []
+    old = coord.election("scheduler", value="old", ttl=0.4).campaign(timeout=2)
+    old.on_lost(lost.append)
+    assert register.write("from old", term=old.term)
+    _stall_renewals(coord, seconds=2.0)  # the old leader is cut off (or paused)
+    new = rival.election("scheduler", value="new", ttl=5).campaign(timeout=3)
+    assert new.term > old.term
+    assert register.write("from new", term=new.term)
+    # Split brain made harmless: the old leader learns it at its next check, and its late
+    # write, fenced with its stale term, is rejected by the resource.
+    _until(lambda: lost == [old])
+    with pytest.raises(tenure.LeadershipLost) as info:
+        old.check()
+    assert isinstance(info.value, tenure.LockLost)
+    assert not register.write("late from old", term=old.term)
+    assert register.value == "from new"
+    with pytest.raises(tenure.LeadershipLost):
+        old.resign()
+    assert rival.election("scheduler").leader() == tenure.Leader("new", new.term)
+    new.resign()
+
+
+def test_run_returns_the_result_and_resigns(coord: tenure.Coordinator) -> None:
+    election = coord.election("scheduler", value="runner")
+
+    def work(x: int, y: int) -> int:
+        leader = election.leader()
+        assert leader is not None and leader.value == "runner"
+        return x + y
+
+    assert election.run(work, 2, 3) == 5
+    assert election.leader() is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": ""},
+        {"name": 42},
+        {"value": 42},
+        {"value": ""},
+        {"value": "two\nlines"},
+        {"value": "x" * 2000},
+        {"ttl": 0},
+        {"ttl": -1},
+    ],
+)
+def test_bad_input_fails_before_any_io(backend_url: str, bad: dict[str, object]) -> None:
+    coordinator = tenure.Coordinator(backend_url)
+    args: dict[str, object] = {"name": "scheduler", "value": "v", "ttl": 5, **bad}
+    name = args.pop("name")
+    with pytest.raises(tenure.ConfigurationError):
+        coordinator.election(name, **args)  # type: ignore[arg-type]
+    election = coordinator.election("scheduler")
+    with pytest.raises(tenure.ConfigurationError):
+        election.campaign(timeout=-1)
+    assert not coordinator._connected, "bad input must be refused before connecting"
+    coordinator.close()
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _until(condition: object, timeout: float = 5.0) -> None:
+    """Wait until ``condition()`` holds (it is checked every 10 ms), or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out waiting for the condition"
+        sleep(0.01)
+
+
+def _stall_renewals(coordinator: tenure.Coordinator, *, seconds: float) -> None:
+    """Inject a backend outage that only this coordinator's renewals see, as during a partition."""
+    store = coordinator._store
+    real_renew = store.renew
+    until = time.monotonic() + seconds
+
+    def failing_renew(key: str, owner: object, ttl: float) -> bool:
+        if time.monotonic() < until:
+            raise BackendUnavailable("injected partition")
+        return real_renew(key, owner, ttl)  # type: ignore[arg-type]
+
+    store.renew = failing_renew  # type: ignore[method-assign,assignment]
