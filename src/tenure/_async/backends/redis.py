@@ -24,7 +24,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 
-from tenure._async.backends.base import AsyncLeaseStore
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
 from tenure._config import BackendConfig
 from tenure._core import redis_scripts
 from tenure._core.guarantees import Capability, Guarantee
@@ -114,6 +114,15 @@ class AsyncRedisStore(AsyncLeaseStore):
         popped = await self._blpop(f"{key_prefix(key)}:wake:{owner.token}", self._cap(key, timeout))
         return None if popped is None else int(popped)
 
+    async def watch(self, key: str) -> AsyncChangeFeed:
+        # Every script that changes the holder publishes on the lock's channel (pub/sub).
+        if self._client is None:
+            raise BackendUnavailable(f"the connection to {self.url} is closed")
+        client: Any = self._client  # the sync client's pubsub() is untyped
+        feed = AsyncRedisFeed(client.pubsub(), self.config.common.op_timeout, self._mapped_error)
+        await feed.subscribe(f"{key_prefix(key)}:changes")
+        return feed
+
     async def aclose(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -169,6 +178,41 @@ class AsyncRedisStore(AsyncLeaseStore):
         if isinstance(exc, (redis_errors.ConnectionError, OSError)):
             return BackendUnavailable(f"cannot reach {self.url} ({what}): {exc}")
         return BackendProtocolError(f"unexpected reply from {self.url} ({what}): {exc}")
+
+
+class AsyncRedisFeed(AsyncChangeFeed):
+    """Read a lock's change channel on a pub/sub connection of its own."""
+
+    def __init__(self, pubsub: Any, op_timeout: float, mapped_error: Any) -> None:
+        super().__init__(op_timeout)
+        self._pubsub = pubsub
+        self._op_timeout = op_timeout
+        self._mapped_error = mapped_error
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe, and wait for the server's confirmation: from then on no change is missed."""
+        try:
+            await self._pubsub.subscribe(channel)
+            confirmed = await self._pubsub.get_message(timeout=self._op_timeout)
+        except (redis_errors.RedisError, OSError) as exc:
+            await self.aclose()
+            raise self._mapped_error(exc, "subscribing") from exc
+        if confirmed is None or confirmed.get("type") != "subscribe":
+            await self.aclose()
+            raise BackendTimeout(f"no confirmation of the subscription to {channel!r}")
+
+    async def wait(self, timeout: float) -> None:
+        # A blocked read must finish before the socket timeout (op_timeout) fires.
+        timeout = min(max(0.0, timeout), self._op_timeout * 0.8)
+        try:
+            await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+            while await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0) is not None:
+                pass  # several changes at once: one look at the holder covers them all
+        except (redis_errors.RedisError, OSError) as exc:
+            raise self._mapped_error(exc, "waiting for a change") from exc
+
+    async def aclose(self) -> None:
+        await self._pubsub.aclose()
 
 
 def client_options(config: BackendConfig) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from redis import Redis as Redis
 from redis.retry import Retry as Retry
 from redis.backoff import NoBackoff
 
-from tenure._sync.backends.base import LeaseStore
+from tenure._sync.backends.base import ChangeFeed, LeaseStore
 from tenure._config import BackendConfig
 from tenure._core import redis_scripts
 from tenure._core.guarantees import Capability, Guarantee
@@ -115,6 +115,15 @@ class RedisStore(LeaseStore):
         popped = self._blpop(f"{key_prefix(key)}:wake:{owner.token}", self._cap(key, timeout))
         return None if popped is None else int(popped)
 
+    def watch(self, key: str) -> ChangeFeed:
+        # Every script that changes the holder publishes on the lock's channel (pub/sub).
+        if self._client is None:
+            raise BackendUnavailable(f"the connection to {self.url} is closed")
+        client: Any = self._client  # the sync client's pubsub() is untyped
+        feed = RedisFeed(client.pubsub(), self.config.common.op_timeout, self._mapped_error)
+        feed.subscribe(f"{key_prefix(key)}:changes")
+        return feed
+
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -170,6 +179,41 @@ class RedisStore(LeaseStore):
         if isinstance(exc, (redis_errors.ConnectionError, OSError)):
             return BackendUnavailable(f"cannot reach {self.url} ({what}): {exc}")
         return BackendProtocolError(f"unexpected reply from {self.url} ({what}): {exc}")
+
+
+class RedisFeed(ChangeFeed):
+    """Read a lock's change channel on a pub/sub connection of its own."""
+
+    def __init__(self, pubsub: Any, op_timeout: float, mapped_error: Any) -> None:
+        super().__init__(op_timeout)
+        self._pubsub = pubsub
+        self._op_timeout = op_timeout
+        self._mapped_error = mapped_error
+
+    def subscribe(self, channel: str) -> None:
+        """Subscribe, and wait for the server's confirmation: from then on no change is missed."""
+        try:
+            self._pubsub.subscribe(channel)
+            confirmed = self._pubsub.get_message(timeout=self._op_timeout)
+        except (redis_errors.RedisError, OSError) as exc:
+            self.close()
+            raise self._mapped_error(exc, "subscribing") from exc
+        if confirmed is None or confirmed.get("type") != "subscribe":
+            self.close()
+            raise BackendTimeout(f"no confirmation of the subscription to {channel!r}")
+
+    def wait(self, timeout: float) -> None:
+        # A blocked read must finish before the socket timeout (op_timeout) fires.
+        timeout = min(max(0.0, timeout), self._op_timeout * 0.8)
+        try:
+            self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+            while self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0) is not None:
+                pass  # several changes at once: one look at the holder covers them all
+        except (redis_errors.RedisError, OSError) as exc:
+            raise self._mapped_error(exc, "waiting for a change") from exc
+
+    def close(self) -> None:
+        self._pubsub.close()
 
 
 def client_options(config: BackendConfig) -> dict[str, Any]:
