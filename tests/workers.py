@@ -61,6 +61,50 @@ def hold_forever(url: str, name: str, ttl: str) -> int:
     return 1
 
 
+def lead_and_check(url: str, name: str, ttl: str, register: Path) -> int:
+    """Lead, write with our term, and check every 20 ms; once deposed, try a late fenced write."""
+    called = []
+    with tenure.Coordinator(url) as coord:
+        leadership = coord.election(name, value="paused-leader", ttl=float(ttl)).campaign(timeout=5)
+        leadership.on_lost(called.append)
+        assert fenced_write(register, "from the first leader", leadership.term)
+        print(f"LEADER {leadership.term}", flush=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                leadership.check()
+            except tenure.LeadershipLost:
+                waited = time.monotonic() + 2  # the renewer may be running the callbacks now
+                while not called and time.monotonic() < waited:
+                    time.sleep(0.01)
+                accepted = fenced_write(register, "late from the deposed leader", leadership.term)
+                print(f"DEPOSED {leadership.term} callback={bool(called)} late-write={accepted}", flush=True)
+                return 0
+            time.sleep(0.02)
+    return 1
+
+
+def lead_forever(url: str, name: str, ttl: str) -> int:
+    """Lead until killed."""
+    with tenure.Coordinator(url) as coord, coord.election(name, ttl=float(ttl)).campaign() as leadership:
+        print(f"LEADER {leadership.term}", flush=True)
+        time.sleep(60)
+    return 1
+
+
+def fenced_write(register: Path, value: str, term: int) -> bool:
+    """Write ``value`` to a SQLite register that rejects terms lower than the highest it has seen."""
+    import sqlite3
+
+    with sqlite3.connect(register, timeout=10) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS register (id INTEGER PRIMARY KEY, value TEXT, term INTEGER)")
+        db.execute("INSERT OR IGNORE INTO register VALUES (1, NULL, 0)")
+        cursor = db.execute(
+            "UPDATE register SET value = ?, term = ? WHERE id = 1 AND term <= ?", (value, term, term)
+        )
+        return cursor.rowcount == 1
+
+
 if __name__ == "__main__":
     role, *args = sys.argv[1:]
     if role == "count":
@@ -69,4 +113,8 @@ if __name__ == "__main__":
         sys.exit(hold_and_check(*args))
     if role == "hold-forever":
         sys.exit(hold_forever(*args))
+    if role == "lead-and-check":
+        sys.exit(lead_and_check(args[0], args[1], args[2], Path(args[3])))
+    if role == "lead-forever":
+        sys.exit(lead_forever(*args))
     sys.exit(f"unknown role {role}")

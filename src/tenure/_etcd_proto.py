@@ -124,6 +124,19 @@ def watch_deletion(key: bytes, start_revision: int) -> Any:
     return rpc_pb2.WatchRequest(create_request=create)
 
 
+def watch_entries(prefix: bytes, start_revision: int) -> Any:
+    """Return a Watch request for every change under ``prefix`` from ``start_revision`` on."""
+    create = rpc_pb2.WatchCreateRequest(
+        key=prefix, range_end=prefix_end(prefix), start_revision=start_revision
+    )
+    return rpc_pb2.WatchRequest(create_request=create)
+
+
+def count_entries(prefix: bytes) -> Any:
+    """Return a Range request that only counts the entries under ``prefix`` (for the revision)."""
+    return rpc_pb2.RangeRequest(key=prefix, range_end=prefix_end(prefix), count_only=True)
+
+
 def lease_grant(ttl: int) -> Any:
     """Return a LeaseGrant request (the server picks the id)."""
     return rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=0)

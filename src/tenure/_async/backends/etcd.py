@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from tenure import _etcd_proto as proto
-from tenure._async.backends.base import AsyncLeaseStore
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
 from tenure._async.backends.etcd_client import AsyncEtcdClient, Session
 from tenure._concurrency import AsyncBackground, AsyncSignal
 from tenure._config import BackendConfig
@@ -308,6 +308,12 @@ class AsyncEtcdStore(AsyncLeaseStore):
         if reply.kvs:
             await self._client.wait_deleted(reply.kvs[0].key, reply.header.revision + 1, timeout)
 
+    async def watch(self, key: str) -> AsyncChangeFeed:
+        # Watch the lock's entries from the revision of this read on: nothing after it is missed.
+        prefix = proto.lock_prefix(key)
+        reply = await self._client.call("kv", "Range", proto.count_entries(prefix), "watching")
+        return AsyncEtcdFeed(self._client, prefix, int(reply.header.revision) + 1)
+
     # -- the keeper: sessions alive, stalled holders' entries deleted ---------------------------
 
     async def _keep(self) -> None:
@@ -371,3 +377,14 @@ def endpoints(config: BackendConfig) -> list[str]:
     if not url.hosts:
         return ["127.0.0.1:2379"]
     return [f"{host.host or '127.0.0.1'}:{host.port or 2379}" for host in url.hosts]
+
+
+class AsyncEtcdFeed(AsyncChangeFeed):
+    """Wake an observer on any change to a lock's entries: a creation, a deletion, a renewal."""
+
+    def __init__(self, client: AsyncEtcdClient, prefix: bytes, since: int) -> None:
+        super().__init__(client.op_timeout)
+        self._client, self._prefix, self._since = client, prefix, since
+
+    async def wait(self, timeout: float) -> None:
+        self._since = await self._client.wait_changed(self._prefix, self._since, timeout)

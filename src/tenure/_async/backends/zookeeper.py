@@ -34,8 +34,9 @@ from typing import Any, ClassVar
 from kazoo import exceptions as zk_errors  # type: ignore[import-untyped]
 from kazoo.client import KazooState  # type: ignore[import-untyped]
 
-from tenure._async.backends.base import AsyncLeaseStore
-from tenure._async.backends.zookeeper_session import AsyncZooKeeperSession, CallInterrupted
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
+from tenure._async.backends.zookeeper_session import NEW_RESULT, AsyncZooKeeperSession, CallInterrupted
+from tenure._concurrency import async_await_result
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -223,6 +224,11 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
                 return
             head = None
 
+    async def watch(self, key: str) -> AsyncChangeFeed:
+        feed = AsyncZooKeeperFeed(self._zk, self._dir(key), self.config.common.op_timeout)
+        await feed.look()  # the holder as of now: a change after this is not missed
+        return feed
+
     async def aclose(self) -> None:
         await self._zk.aclose()  # ends the session: its nodes go with it
 
@@ -372,3 +378,41 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
     async def _get(self, path: str) -> tuple[bytes, Any] | None:
         """Return a node's data and stat, or None if it is gone."""
         return await self._zk.get(path, "reading the holder")
+
+
+class AsyncZooKeeperFeed(AsyncChangeFeed):
+    """Wake an observer when the first child of a lock's line changes, by a child watch.
+
+    A watch fires once; a new one is armed (with the listing that reads the line) only after
+    the last one fired, so an observer that sees no change never piles up watches.
+    """
+
+    def __init__(self, zk: AsyncZooKeeperSession, directory: str, op_timeout: float) -> None:
+        super().__init__(op_timeout)
+        self._zk, self._dir = zk, directory
+        self._head: str | None = None
+        self._armed: Any = None
+
+    async def look(self) -> bool:
+        """List the line, arming a watch if none is pending; return whether its head changed."""
+        armed = None
+        if self._armed is None or self._armed.ready():
+            armed = getattr(self._zk.live_client().handler, NEW_RESULT)()
+        watch = None if armed is None else armed.set
+        names = await self._zk.call(lambda c: c.get_children_async(self._dir, watch=watch), "watching")
+        if names is None and armed is not None:  # no line yet: be told when it is created
+            await self._zk.call(lambda c: c.exists_async(self._dir, watch=armed.set), "watching")
+        if armed is not None:
+            self._armed = armed
+        line = sorted((n for n in names or () if sequence(n) >= 0), key=sequence)
+        head = line[0] if line else None
+        changed, self._head = head != self._head, head
+        return changed
+
+    async def wait(self, timeout: float) -> None:
+        if await self.look():
+            return
+        try:
+            await async_await_result(self._armed, max(0.0, timeout))
+        except TimeoutError:
+            return

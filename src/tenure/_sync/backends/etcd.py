@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from tenure import _etcd_proto as proto
-from tenure._sync.backends.base import LeaseStore
+from tenure._sync.backends.base import ChangeFeed, LeaseStore
 from tenure._sync.backends.etcd_client import EtcdClient, Session
 from tenure._concurrency import Background, Signal
 from tenure._config import BackendConfig
@@ -309,6 +309,12 @@ class EtcdStore(LeaseStore):
         if reply.kvs:
             self._client.wait_deleted(reply.kvs[0].key, reply.header.revision + 1, timeout)
 
+    def watch(self, key: str) -> ChangeFeed:
+        # Watch the lock's entries from the revision of this read on: nothing after it is missed.
+        prefix = proto.lock_prefix(key)
+        reply = self._client.call("kv", "Range", proto.count_entries(prefix), "watching")
+        return EtcdFeed(self._client, prefix, int(reply.header.revision) + 1)
+
     # -- the keeper: sessions alive, stalled holders' entries deleted ---------------------------
 
     def _keep(self) -> None:
@@ -372,3 +378,14 @@ def endpoints(config: BackendConfig) -> list[str]:
     if not url.hosts:
         return ["127.0.0.1:2379"]
     return [f"{host.host or '127.0.0.1'}:{host.port or 2379}" for host in url.hosts]
+
+
+class EtcdFeed(ChangeFeed):
+    """Wake an observer on any change to a lock's entries: a creation, a deletion, a renewal."""
+
+    def __init__(self, client: EtcdClient, prefix: bytes, since: int) -> None:
+        super().__init__(client.op_timeout)
+        self._client, self._prefix, self._since = client, prefix, since
+
+    def wait(self, timeout: float) -> None:
+        self._since = self._client.wait_changed(self._prefix, self._since, timeout)

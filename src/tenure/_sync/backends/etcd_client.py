@@ -210,6 +210,30 @@ class EtcdClient:
             call.cancel()
         return False if time.monotonic() >= ends - 0.005 else None
 
+    def wait_changed(self, prefix: bytes, since: int, timeout: float) -> int:
+        """Return when an entry under ``prefix`` changes at or after revision ``since``, or later.
+
+        Waits at most ``timeout`` s; returns the revision to watch from next (``since`` if
+        nothing was seen).
+        """
+        if not self._stubs or timeout <= 0.001:
+            return since
+        index = self._current
+        ends = time.monotonic() + timeout
+        call = self._stubs[index]["watch"].Watch(iter([proto.watch_entries(prefix, since)]), timeout=timeout)
+        try:
+            for reply in call:
+                if reply.events:
+                    return max(int(event.kv.mod_revision) for event in reply.events) + 1
+                if reply.canceled:  # compacted past ``since``: whatever changed, look again
+                    return max(since, int(reply.compact_revision))
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() < ends - 0.005:
+                self._current = (index + 1) % len(self._stubs)  # the caller looks again
+        finally:
+            call.cancel()
+        return since
+
     def _first_answer(self, method: str, request: Any, budget: float, what: str) -> Any:
         """Send ``request`` to each endpoint in turn until one answers, all within ``budget`` s."""
         deadline = time.monotonic() + budget

@@ -35,8 +35,9 @@ from typing import Any, ClassVar
 from kazoo import exceptions as zk_errors  # type: ignore[import-untyped]
 from kazoo.client import KazooState  # type: ignore[import-untyped]
 
-from tenure._sync.backends.base import LeaseStore
-from tenure._sync.backends.zookeeper_session import ZooKeeperSession, CallInterrupted
+from tenure._sync.backends.base import ChangeFeed, LeaseStore
+from tenure._sync.backends.zookeeper_session import NEW_RESULT, ZooKeeperSession, CallInterrupted
+from tenure._concurrency import await_result
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -224,6 +225,11 @@ class ZooKeeperStore(LeaseStore):
                 return
             head = None
 
+    def watch(self, key: str) -> ChangeFeed:
+        feed = ZooKeeperFeed(self._zk, self._dir(key), self.config.common.op_timeout)
+        feed.look()  # the holder as of now: a change after this is not missed
+        return feed
+
     def close(self) -> None:
         self._zk.close()  # ends the session: its nodes go with it
 
@@ -373,3 +379,41 @@ class ZooKeeperStore(LeaseStore):
     def _get(self, path: str) -> tuple[bytes, Any] | None:
         """Return a node's data and stat, or None if it is gone."""
         return self._zk.get(path, "reading the holder")
+
+
+class ZooKeeperFeed(ChangeFeed):
+    """Wake an observer when the first child of a lock's line changes, by a child watch.
+
+    A watch fires once; a new one is armed (with the listing that reads the line) only after
+    the last one fired, so an observer that sees no change never piles up watches.
+    """
+
+    def __init__(self, zk: ZooKeeperSession, directory: str, op_timeout: float) -> None:
+        super().__init__(op_timeout)
+        self._zk, self._dir = zk, directory
+        self._head: str | None = None
+        self._armed: Any = None
+
+    def look(self) -> bool:
+        """List the line, arming a watch if none is pending; return whether its head changed."""
+        armed = None
+        if self._armed is None or self._armed.ready():
+            armed = getattr(self._zk.live_client().handler, NEW_RESULT)()
+        watch = None if armed is None else armed.set
+        names = self._zk.call(lambda c: c.get_children_async(self._dir, watch=watch), "watching")
+        if names is None and armed is not None:  # no line yet: be told when it is created
+            self._zk.call(lambda c: c.exists_async(self._dir, watch=armed.set), "watching")
+        if armed is not None:
+            self._armed = armed
+        line = sorted((n for n in names or () if sequence(n) >= 0), key=sequence)
+        head = line[0] if line else None
+        changed, self._head = head != self._head, head
+        return changed
+
+    def wait(self, timeout: float) -> None:
+        if self.look():
+            return
+        try:
+            await_result(self._armed, max(0.0, timeout))
+        except TimeoutError:
+            return
