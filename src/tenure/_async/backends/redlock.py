@@ -31,10 +31,12 @@ from typing import Any, ClassVar, NoReturn
 
 from redis import exceptions as redis_errors
 from redis.asyncio import ConnectionPool as AsyncConnectionPool
+from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 
-from tenure._async.backends.base import AsyncLeaseStore
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
+from tenure._async.backends.redis import AsyncRedisFeed
 from tenure._concurrency import async_read_reply, async_sleep
 from tenure._config import BackendConfig
 from tenure._core import redis_scripts, redlock
@@ -175,6 +177,26 @@ class AsyncRedlockStore(AsyncLeaseStore):
         # No single instance can say that a majority is free: wait out Redlock's random retry
         # delay (the caller's jittered backoff), then the caller votes again.
         await async_sleep(timeout)
+
+    async def watch(self, key: str) -> AsyncChangeFeed:
+        # Every instance publishes the changes it takes part in; listening to the first one that
+        # answers hears almost all of them, and the observer looks again now and then anyway.
+        error: Exception | None = None
+        for pool in self._pools:
+            client: Any = AsyncRedis(connection_pool=pool)
+            feed = AsyncRedisFeed(client.pubsub(), self.config.common.op_timeout, self._mapped_error)
+            try:
+                await feed.subscribe(f"{key_prefix(key)}:changes")
+            except BackendUnavailable as exc:
+                error = exc
+                continue
+            return feed
+        raise BackendUnavailable(f"cannot subscribe to any instance of {self.url}") from error
+
+    def _mapped_error(self, exc: BaseException, what: str) -> Exception:
+        if isinstance(exc, redis_errors.TimeoutError | TimeoutError):
+            return BackendTimeout(f"{self.url} did not answer within the timeout ({what})")
+        return BackendUnavailable(f"cannot reach {self.url} ({what}): {exc}")
 
     async def aclose(self) -> None:
         pools, self._pools = self._pools, []

@@ -32,10 +32,12 @@ from typing import Any, ClassVar, NoReturn
 
 from redis import exceptions as redis_errors
 from redis import ConnectionPool as ConnectionPool
+from redis import Redis as Redis
 from redis.retry import Retry as Retry
 from redis.backoff import NoBackoff
 
-from tenure._sync.backends.base import LeaseStore
+from tenure._sync.backends.base import ChangeFeed, LeaseStore
+from tenure._sync.backends.redis import RedisFeed
 from tenure._concurrency import read_reply, sleep
 from tenure._config import BackendConfig
 from tenure._core import redis_scripts, redlock
@@ -176,6 +178,26 @@ class RedlockStore(LeaseStore):
         # No single instance can say that a majority is free: wait out Redlock's random retry
         # delay (the caller's jittered backoff), then the caller votes again.
         sleep(timeout)
+
+    def watch(self, key: str) -> ChangeFeed:
+        # Every instance publishes the changes it takes part in; listening to the first one that
+        # answers hears almost all of them, and the observer looks again now and then anyway.
+        error: Exception | None = None
+        for pool in self._pools:
+            client: Any = Redis(connection_pool=pool)
+            feed = RedisFeed(client.pubsub(), self.config.common.op_timeout, self._mapped_error)
+            try:
+                feed.subscribe(f"{key_prefix(key)}:changes")
+            except BackendUnavailable as exc:
+                error = exc
+                continue
+            return feed
+        raise BackendUnavailable(f"cannot subscribe to any instance of {self.url}") from error
+
+    def _mapped_error(self, exc: BaseException, what: str) -> Exception:
+        if isinstance(exc, redis_errors.TimeoutError | TimeoutError):
+            return BackendTimeout(f"{self.url} did not answer within the timeout ({what})")
+        return BackendUnavailable(f"cannot reach {self.url} ({what}): {exc}")
 
     def close(self) -> None:
         pools, self._pools = self._pools, []
