@@ -60,3 +60,28 @@ async def test_a_body_that_notices_the_loss_itself_is_not_cancelled_too(backend_
                 lease.check()
         assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
         await asyncio.sleep(0.01)  # no stray cancellation is pending for this task
+
+
+async def test_run_stops_fn_when_leadership_is_lost(backend_url: str) -> None:
+    async with tenure.AsyncCoordinator(backend_url) as coord:
+        election = coord.election("run-me", value="runner", ttl=0.4)
+        started = time.monotonic()
+        finished = False
+
+        async def lead() -> None:
+            nonlocal finished
+            store = coord._store
+
+            async def refuse(*args: object) -> bool:
+                raise BackendUnavailable("injected partition")
+
+            store.renew = refuse  # type: ignore[method-assign,assignment]
+            await asyncio.sleep(30)
+            finished = True
+
+        with pytest.raises(tenure.LeadershipLost) as info:
+            await election.run(lead)
+        assert isinstance(info.value, tenure.LockLost) and "run-me" in str(info.value)
+        assert not finished
+        assert time.monotonic() - started < 2.0, "fn must be stopped when the leadership runs out"
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
