@@ -280,8 +280,39 @@ def test_inspect_says_free_otherwise(url: str) -> None:
     text = run("inspect", "job", url=url)
     assert (text.returncode, text.stdout) == (0, "free\n")
     data = json.loads(run("inspect", "job", "--json", url=url).stdout)
-    free = {"held": False, "holder": None, "fence": None, "remaining": None}
+    free = {"held": False, "holder": None, "fence": None, "remaining": None, "leader": None}
     assert data == {"lock": "job", "backend": url, **free}
+
+
+def test_inspect_shows_the_leader_of_the_election(url: str, coordinator: tenure.Coordinator) -> None:
+    with coordinator.election("job", value="node-1", ttl=30).campaign(timeout=0) as leadership:
+        text = run("inspect", "job", url=url)
+        data = json.loads(run("inspect", "job", "--json", url=url).stdout)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines() == [
+        "election:  job",
+        f"backend:   {url}",
+        "leader:    node-1",
+        f"term:      {leadership.term}",
+    ]
+    free_lock = {"held": False, "holder": None, "fence": None, "remaining": None}
+    leader = {"value": "node-1", "term": leadership.term}
+    assert data == {"lock": "job", "backend": url, **free_lock, "leader": leader}
+
+
+def test_inspect_shows_lock_holder_and_leader_together(url: str, coordinator: tenure.Coordinator) -> None:
+    election = coordinator.election("job", value="node-1", ttl=30)
+    with (
+        coordinator.lock("job", ttl=30).acquire(timeout=0) as lease,
+        election.campaign(timeout=0) as leadership,
+    ):
+        text = run("inspect", "job", url=url).stdout.splitlines()
+        data = json.loads(run("inspect", "job", "--json", url=url).stdout)
+    assert text[:4] == ["lock:      job", f"backend:   {url}", text[2], f"fence:     {lease.fence}"]
+    assert f"pid {os.getpid()}" in text[2] and text[4].startswith("remaining: ")
+    assert text[5:] == ["leader:    node-1", f"term:      {leadership.term}"]
+    assert data["held"] is True and data["fence"] == lease.fence
+    assert data["leader"] == {"value": "node-1", "term": leadership.term}
 
 
 # -- bad input, help, version ------------------------------------------------------------------
@@ -325,7 +356,7 @@ def test_unreachable_backend_exits_69(tmp_path: Path) -> None:
     assert_one_line_error(result)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["lock", "--help"], ["inspect", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["lock", "--help"], ["elect", "--help"], ["inspect", "--help"]])
 def test_help_lists_exit_codes(args: list[str]) -> None:
     result = run(*args)
     assert result.returncode == 0

@@ -10,9 +10,12 @@ USAGE = 2
 UNAVAILABLE = 69
 """EX_UNAVAILABLE from sysexits.h: the backend cannot be reached."""
 TEMPFAIL = 75
-"""EX_TEMPFAIL from sysexits.h: the lock could not be had within the timeout; try again later."""
+"""EX_TEMPFAIL from sysexits.h: the lock or leadership could not be had within the timeout."""
 LEASE_LOST = 79
 """The lease was lost while CMD ran, so CMD was stopped; its work may overlap another holder's.
+
+For ``tenure elect``, only when CMD exited by itself and the leadership turned out to have been
+lost meanwhile: a leadership lost while CMD runs sends tenure back to campaigning instead.
 
 79 is the first code after the sysexits.h range (64-78), so it never reads as one of those
 meanings, and it is not 124, which GNU timeout uses and which people read as "timed out"
@@ -33,13 +36,15 @@ def from_signal(signum: int) -> int:
 
 HELP = f"""\
 exit codes:
-  {OK:<6} success; for "lock", CMD's own exit code is passed through
+  {OK:<6} success; for "lock" and "elect", CMD's own exit code is passed through
   {FAILURE:<6} a tenure error not listed here
-  {USAGE:<6} usage error: bad arguments, lock name, TTL, timeout, URL or URL option
+  {USAGE:<6} usage error: bad arguments, name, TTL, timeout, value, URL or URL option
   {UNAVAILABLE:<6} the backend cannot be reached (EX_UNAVAILABLE)
-  {TEMPFAIL:<6} lock: the lock could not be had within --timeout (EX_TEMPFAIL)
-  {LEASE_LOST:<6} lock: the lease was lost while CMD ran, and CMD was stopped
-  {CANNOT_EXECUTE:<6} lock: CMD could not be executed
-  {NOT_FOUND:<6} lock: CMD was not found
+  {TEMPFAIL:<6} lock: the lock could not be had within --timeout (EX_TEMPFAIL);
+         elect: not leader within --timeout
+  {LEASE_LOST:<6} lock: the lease was lost while CMD ran, and CMD was stopped;
+         elect: CMD exited, but the leadership had been lost meanwhile
+  {CANNOT_EXECUTE:<6} lock, elect: CMD could not be executed
+  {NOT_FOUND:<6} lock, elect: CMD was not found
   128+N  tenure got signal N (SIGINT, SIGTERM or SIGHUP), or CMD was killed by signal N
 """

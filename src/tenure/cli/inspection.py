@@ -1,4 +1,4 @@
-"""The ``tenure inspect`` command: show who holds a lock, with which fence, for how long."""
+"""The ``tenure inspect`` command: show who holds a lock and who leads the election of that name."""
 
 from __future__ import annotations
 
@@ -9,41 +9,56 @@ import tenure
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    """Print the holder of ``args.name`` (or "free"), as text or ``--json``; return 0.
+    """Print the holder and the leader of ``args.name`` (or "free"), as text or ``--json``; return 0.
 
-    Raises ``ConfigurationError`` for bad input (before any I/O) and ``BackendUnavailable`` when
-    the backend cannot be reached.
+    A lock and an election of the same name are apart; both are shown. Raises
+    ``ConfigurationError`` for bad input (before any I/O) and ``BackendUnavailable`` when the
+    backend cannot be reached.
     """
     coordinator = tenure.Coordinator(args.url)
     try:
         info = coordinator.inspect(args.name)
+        leader = coordinator.election(args.name).leader()
         url = coordinator.url
     finally:
         coordinator.close()
-    print(as_json(args.name, url, info) if args.json else as_text(args.name, url, info))
+    if args.json:
+        print(as_json(args.name, url, info, leader))
+    else:
+        print(as_text(args.name, url, info, leader))
     return 0
 
 
-def as_text(name: str, url: str, info: tenure.HolderInfo | None) -> str:
-    """Return the holder as aligned ``key: value`` lines, or "free"."""
-    if info is None:
+def as_text(name: str, url: str, info: tenure.HolderInfo | None, leader: tenure.Leader | None) -> str:
+    """Return the holder and the leader as aligned ``key: value`` lines, or "free" if neither exists."""
+    if info is None and leader is None:
         return "free"
-    if info.remaining is None:
-        remaining = "unknown (the lease lives as long as the holder's session)"
-    else:
-        remaining = f"{info.remaining:.3f} s"
-    rows = [
-        ("lock", name),
-        ("backend", url),
-        ("holder", info.label),
-        ("fence", str(info.fence)),
-        ("remaining", remaining),
-    ]
+    rows: list[tuple[str, str]] = []
+    if info is not None:
+        if info.remaining is None:
+            remaining = "unknown (the lease lives as long as the holder's session)"
+        else:
+            remaining = f"{info.remaining:.3f} s"
+        rows += [
+            ("lock", name),
+            ("backend", url),
+            ("holder", info.label),
+            ("fence", str(info.fence)),
+            ("remaining", remaining),
+        ]
+    if leader is not None:
+        if info is None:
+            rows += [("election", name), ("backend", url)]
+        rows += [("leader", leader.value), ("term", str(leader.term))]
     return "\n".join(f"{key + ':':<10} {value}" for key, value in rows)
 
 
-def as_json(name: str, url: str, info: tenure.HolderInfo | None) -> str:
-    """Return the holder as one JSON object; ``held`` is false and the rest null when free."""
+def as_json(name: str, url: str, info: tenure.HolderInfo | None, leader: tenure.Leader | None) -> str:
+    """Return the holder and the leader as one JSON object.
+
+    ``held`` is false and ``holder``, ``fence`` and ``remaining`` null when nobody holds the
+    lock; ``leader`` is ``{"value": ..., "term": ...}``, or null when nobody leads the election.
+    """
     return json.dumps(
         {
             "lock": name,
@@ -52,5 +67,6 @@ def as_json(name: str, url: str, info: tenure.HolderInfo | None) -> str:
             "holder": None if info is None else info.label,
             "fence": None if info is None else info.fence,
             "remaining": None if info is None else info.remaining,
+            "leader": None if leader is None else {"value": leader.value, "term": leader.term},
         }
     )

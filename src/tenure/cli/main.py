@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import tenure
 from tenure._sync.coordinator import DEFAULT_TIMEOUT, DEFAULT_TTL
 from tenure.cli import exitcodes
+from tenure.cli.elect import run_elect
 from tenure.cli.inspection import run_inspect
 from tenure.cli.supervisor import Interrupted, report, run_lock
 
@@ -25,6 +26,7 @@ Distributed locks with leases and fencing tokens, from the shell.
 examples:
   tenure lock nightly-backup -- ./backup.sh        run backup.sh only while holding the lock
   tenure --url redis://127.0.0.1:6379/0 lock orders:42 --timeout 0 -- ./job
+  tenure elect scheduler --ttl 10 -- ./scheduler   run the scheduler only on the elected leader
   tenure inspect nightly-backup                    who holds it, with which fence, for how long
   tenure demo                                      the oversell demo, on the embedded SQLite file
 """
@@ -44,9 +46,29 @@ already delivered to CMD is not sent twice); tenure waits for CMD, releases the 
 128+N. Otherwise tenure exits with CMD's exit code, or 128+N if a signal N killed CMD.
 """
 
+ELECT_DESCRIPTION = f"""\
+Campaign in the election NAME and run CMD only while this candidate is the leader; the others
+wait on standby and one of them takes over when the leader dies, resigns or is cut off. CMD gets
+TENURE_TERM (the leadership's term: a fence that grows with every new leader), TENURE_ELECTION
+(the election's name) and TENURE_LEADER_VALUE (the value proclaimed, --value) in its
+environment: pass the term to the resource you protect so it can reject a deposed leader.
+
+If the leadership is lost while CMD runs (a renewal is refused, or this process was paused or
+cut off from the backend past the TTL), CMD gets SIGTERM, then SIGKILL after --grace seconds,
+and tenure goes back to standby: it campaigns again and runs CMD anew when it leads again.
+Each campaign waits at most --timeout seconds (default: without end), then tenure exits {exitcodes.TEMPFAIL}.
+Status lines (campaigning, leader with term N, lost, campaigning again) go to stderr.
+
+When CMD exits by itself, tenure resigns and exits with CMD's exit code (128+N if a signal N
+killed it), or {exitcodes.LEASE_LOST} if the leadership turns out to have been lost meanwhile. SIGINT,
+SIGTERM and SIGHUP sent to tenure are passed on to CMD; tenure waits for CMD, resigns and exits
+128+N.
+"""
+
 INSPECT_DESCRIPTION = """\
 Show who holds the lock NAME: the holder's label (host/pid/thread), the fence, and the seconds
-of TTL left. Prints "free" when nobody holds it. Exits 0 either way.
+of TTL left; and who leads the election NAME: the leader's value and term. Prints "free" when
+nobody holds the lock and nobody leads the election. Exits 0 either way.
 """
 
 
@@ -99,10 +121,49 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     lock.set_defaults(handler=run_lock, command_name="lock")
 
+    elect = commands.add_parser(
+        "elect",
+        parents=[late_url],
+        help="run CMD only while elected leader",
+        usage="tenure [--url URL] elect NAME [--ttl S] [--value V] [--timeout S] [--grace S] -- CMD...",
+        description=ELECT_DESCRIPTION,
+        epilog=exitcodes.HELP,
+        formatter_class=formatter,
+    )
+    elect.add_argument("name", metavar="NAME", help="the election's name")
+    elect.add_argument(
+        "--ttl",
+        type=float,
+        default=DEFAULT_TTL,
+        metavar="S",
+        help=f"how long a leader that stopped renewing keeps the leadership (default: {DEFAULT_TTL:g})",
+    )
+    elect.add_argument(
+        "--value",
+        default=None,
+        metavar="V",
+        help="the value this candidate proclaims while it leads (default: host/pid/thread)",
+    )
+    elect.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="longest wait to become leader in seconds, for each campaign (default: without end)",
+    )
+    elect.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE,
+        metavar="S",
+        help=f"seconds between SIGTERM and SIGKILL when leadership is lost (default: {DEFAULT_GRACE:g})",
+    )
+    elect.set_defaults(handler=run_elect, command_name="elect")
+
     inspect = commands.add_parser(
         "inspect",
         parents=[late_url],
-        help="show who holds a lock, its fence and remaining TTL",
+        help="show who holds a lock (fence, remaining TTL) and who leads an election (value, term)",
         description=INSPECT_DESCRIPTION,
         epilog=exitcodes.HELP,
         formatter_class=formatter,
@@ -119,7 +180,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         description="Run the oversell demo.",
     )
     demo.set_defaults(handler=run_demo, command_name="demo")
-    return parser, {"lock": lock, "inspect": inspect, "demo": demo}
+    return parser, {"lock": lock, "elect": elect, "inspect": inspect, "demo": demo}
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -155,16 +216,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = parser.parse_known_args(words)
         name = getattr(args, "command_name", None)
         if name is None:
-            parser.error("a command is required: lock, inspect or demo")
+            parser.error("a command is required: lock, elect, inspect or demo")
         if name == "demo":
             args.demo_argv = extra + ([] if after is None else ["--", *after])
-        elif extra or (after is not None and name != "lock"):
+        elif extra or (after is not None and name not in ("lock", "elect")):
             unexpected = extra + ([] if after is None else ["--", *after])
             subparsers[name].error(f"unrecognized arguments: {' '.join(unexpected)}")
-        elif name == "lock":
+        elif name in ("lock", "elect"):
             if not after:
+                example = "make deploy" if name == "lock" else "./scheduler"
                 subparsers[name].error(
-                    "missing CMD: give the command to run after --, e.g. tenure lock NAME -- make deploy"
+                    f"missing CMD: give the command to run after --, e.g. tenure {name} NAME -- {example}"
                 )
             args.command = after
         configure_logging(verbose=args.verbose)

@@ -1,4 +1,8 @@
-"""The ``tenure lock`` command: run a child command only while a lease on a lock is held."""
+"""Run a child command only while something is held: a lease (``tenure lock``) or a leadership.
+
+``Supervision`` does the work for both commands; a ``Hold`` adapts what is held (``LeaseHold``,
+``LeadershipHold``) to it: the environment CMD gets, how a loss is seen and told, how to let go.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Protocol
 
 import tenure
 from tenure.cli import exitcodes
@@ -32,7 +37,7 @@ class Interrupted(Exception):
 
 
 class SignalInbox:
-    """Receive the stop signals while ``tenure lock`` runs, and restore the old handlers after.
+    """Receive the stop signals while ``tenure lock`` or ``elect`` runs; restore the old handlers after.
 
     Until CMD is started there is nobody to pass a signal on to, so the handler raises
     ``Interrupted`` (as Ctrl-C raises KeyboardInterrupt) to abandon the wait for the lock.
@@ -83,7 +88,7 @@ def run_lock(args: argparse.Namespace) -> int:
     try:
         with SignalInbox() as inbox:
             lease = lock.acquire()
-            return Supervision(lease, args.command, grace=grace, inbox=inbox).run()
+            return Supervision(LeaseHold(lease), args.command, grace=grace, inbox=inbox).run()
     finally:
         coordinator.close()  # releases the lease if an error left it held
 
@@ -95,35 +100,149 @@ def check_grace(grace: float) -> float:
     return grace
 
 
-class Supervision:
-    """Run one child command under a held lease and stop it if the lease is lost.
+class Hold(Protocol):
+    """What CMD runs under, as ``Supervision`` sees it: a lease or a leadership.
 
-    **Guarantees.** CMD starts only after the lease was acquired and checked, and the lease is
-    released only after CMD has exited. When the lease is lost (a renewal refused, or validity
-    run out because this process was paused or the backend was unreachable), CMD gets SIGTERM
-    at once and SIGKILL ``grace`` seconds later; tenure notices within the renewer's report or
-    ``BACKSTOP_INTERVAL``. Only CMD itself is signalled, not processes it started. If tenure is
-    killed with SIGKILL, CMD keeps running unprotected while the lease runs out after its TTL:
-    pass ``TENURE_FENCE`` to the resource so it can reject CMD's late writes.
+    ``check()`` and ``release()`` raise ``LockLost`` (``LeadershipLost`` is one) once what is
+    held was lost; ``release()`` may also raise ``BackendError``.
     """
 
-    def __init__(
-        self, lease: tenure.Lease, command: Sequence[str], *, grace: float, inbox: SignalInbox
-    ) -> None:
+    loss_level: str
+    """The level of the line that reports a loss."""
+
+    @property
+    def lost(self) -> bool:
+        """Return whether what is held was lost."""
+
+    def check(self) -> None:
+        """Raise ``LockLost`` if what is held was lost."""
+
+    def on_lost(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once when what is held is lost."""
+
+    def release(self) -> None:
+        """Let go (release or resign); raise ``LockLost`` if it had been lost before."""
+
+    def environment(self) -> dict[str, str]:
+        """Return the variables CMD gets in its environment, besides tenure's own."""
+
+    def loss_fallback(self) -> str:
+        """Return the line that reports a loss when ``check()`` has no message to give."""
+
+    def release_warning(self, exc: tenure.BackendError) -> str:
+        """Return the line that reports a release that failed with ``exc``."""
+
+
+class LeaseHold:
+    """A lease on a lock: CMD gets ``TENURE_FENCE`` and ``TENURE_LOCK``."""
+
+    loss_level = "error"
+
+    def __init__(self, lease: tenure.Lease) -> None:
         self.lease = lease
+
+    @property
+    def lost(self) -> bool:
+        return self.lease.lost
+
+    def check(self) -> None:
+        self.lease.check()
+
+    def on_lost(self, callback: Callable[[], object]) -> None:
+        self.lease.on_lost(lambda _lease: callback())
+
+    def release(self) -> None:
+        self.lease.release()
+
+    def environment(self) -> dict[str, str]:
+        return {"TENURE_FENCE": str(self.lease.fence), "TENURE_LOCK": self.lease.name}
+
+    def loss_fallback(self) -> str:
+        return f"lock {self.lease.name!r} (fence {self.lease.fence}) was lost"
+
+    def release_warning(self, exc: tenure.BackendError) -> str:
+        return f"could not release lock {self.lease.name!r}: {exc}; it expires within its TTL"
+
+
+class LeadershipHold:
+    """The leadership of an election: CMD gets ``TENURE_TERM``, ``TENURE_ELECTION``, ``TENURE_LEADER_VALUE``.
+
+    Letting go resigns. A loss is part of the job (the candidate goes back to standby), so it
+    is reported as a warning.
+    """
+
+    loss_level = "warning"
+
+    def __init__(self, leadership: tenure.Leadership) -> None:
+        self.leadership = leadership
+
+    @property
+    def lost(self) -> bool:
+        return self.leadership.lost
+
+    def check(self) -> None:
+        self.leadership.check()
+
+    def on_lost(self, callback: Callable[[], object]) -> None:
+        self.leadership.on_lost(lambda _leadership: callback())
+
+    def release(self) -> None:
+        self.leadership.resign()
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "TENURE_TERM": str(self.leadership.term),
+            "TENURE_ELECTION": self.leadership.name,
+            "TENURE_LEADER_VALUE": self.leadership.value,
+        }
+
+    def loss_fallback(self) -> str:
+        return f"election {self.leadership.name!r}: leadership of term {self.leadership.term} was lost"
+
+    def release_warning(self, exc: tenure.BackendError) -> str:
+        return (
+            f"could not resign from election {self.leadership.name!r}: {exc}; "
+            "the leadership ends within its TTL"
+        )
+
+
+class Supervision:
+    """Run one child command under a held lease or leadership and stop it if that is lost.
+
+    **Guarantees.** CMD starts only after the hold was acquired and checked, and it is released
+    only after CMD has exited. When it is lost (a renewal refused, or validity run out because
+    this process was paused or the backend was unreachable), CMD gets SIGTERM at once and
+    SIGKILL ``grace`` seconds later; tenure notices within the renewer's report or
+    ``BACKSTOP_INTERVAL``. Only CMD itself is signalled, not processes it started. If tenure is
+    killed with SIGKILL, CMD keeps running unprotected while the hold runs out after its TTL:
+    pass the fence (``TENURE_FENCE``, ``TENURE_TERM``) to the resource so it can reject CMD's
+    late writes.
+
+    After ``run()``: ``lost`` says whether the hold was lost (seen while CMD ran or on release),
+    ``stopped_for_loss`` whether CMD was signalled because of it, and ``stop_signal`` the first
+    stop signal tenure received (passed on to CMD), if any.
+    """
+
+    def __init__(self, hold: Hold, command: Sequence[str], *, grace: float, inbox: SignalInbox) -> None:
+        self.hold = hold
         self.command = list(command)
         self.grace = grace
         self.inbox = inbox
+        self.lost = False
+        self.stopped_for_loss = False
+        self.stop_signal: int | None = None
         self._wake = threading.Event()  # set by the child waiter and the on_lost callback
-        self._lost = False
-        self._stop_signal: int | None = None
         self._sigints = 0
 
     def run(self) -> int:
-        """Start the command, supervise it to its end, release the lease; return the exit code."""
-        self.lease.on_lost(lambda _lease: self._wake.set())
-        self.lease.check()  # never start the command on a lease that is already gone
-        env = {**os.environ, "TENURE_FENCE": str(self.lease.fence), "TENURE_LOCK": self.lease.name}
+        """Start the command, supervise it to its end, release the hold; return the exit code.
+
+        The code is ``LEASE_LOST`` if the hold was lost, else 128+N after stop signal N, else
+        the command's own exit code (128+N if signal N killed it).
+        """
+        self.hold.on_lost(self._wake.set)
+        self.hold.check()  # never start the command on a hold that is already gone
+        env = {**os.environ, **self.hold.environment()}
         # From here a signal is passed on to the child rather than raised.
         self.inbox.raise_at_once = False
         try:
@@ -132,14 +251,14 @@ class Supervision:
             self._release()
             code = exitcodes.NOT_FOUND if isinstance(exc, FileNotFoundError) else exitcodes.CANNOT_EXECUTE
             report(f"cannot run {self.command[0]!r}: {exc.strerror or exc}")
-            return exitcodes.LEASE_LOST if self._lost else code
+            return exitcodes.LEASE_LOST if self.lost else code
         threading.Thread(target=self._wait_for, args=(child,), name="tenure-child", daemon=True).start()
         self._supervise(child)
         self._release()
-        if self._lost:
+        if self.lost:
             return exitcodes.LEASE_LOST
-        if self._stop_signal is not None:
-            return exitcodes.from_signal(self._stop_signal)
+        if self.stop_signal is not None:
+            return exitcodes.from_signal(self.stop_signal)
         returncode = child.returncode
         return exitcodes.from_signal(-returncode) if returncode < 0 else returncode
 
@@ -155,12 +274,13 @@ class Supervision:
                 return
             for signum in self.inbox.take():
                 self._pass_on(child, signum)
-            if not self._lost and self.lease.lost:
-                self._lost = True
+            if not self.lost and self.hold.lost:
+                self.lost = self.stopped_for_loss = True
                 kill_at = time.monotonic() + self.grace
                 report(
                     f"{self._loss_message()}; stopping {self.command[0]!r} (pid {child.pid}) with "
-                    f"SIGTERM, then SIGKILL after {self.grace:g} s"
+                    f"SIGTERM, then SIGKILL after {self.grace:g} s",
+                    level=self.hold.loss_level,
                 )
                 child.terminate()
             pause = BACKSTOP_INTERVAL
@@ -174,8 +294,8 @@ class Supervision:
             self._wake.wait(pause)
 
     def _pass_on(self, child: subprocess.Popen[bytes], signum: int) -> None:
-        if self._stop_signal is None:
-            self._stop_signal = signum
+        if self.stop_signal is None:
+            self.stop_signal = signum
         if signum == signal.SIGINT:
             self._sigints += 1
             # Ctrl-C reaches every process of the terminal's foreground group, the child too;
@@ -186,23 +306,20 @@ class Supervision:
 
     def _release(self) -> None:
         try:
-            self.lease.release()
+            self.hold.release()
         except tenure.LockLost as exc:
-            if not self._lost:  # lost unnoticed, e.g. just before the child exited
-                self._lost = True
-                report(str(exc))
+            if not self.lost:  # lost unnoticed, e.g. just before the child exited
+                self.lost = True
+                report(str(exc), level=self.hold.loss_level)
         except tenure.BackendError as exc:
-            report(
-                f"could not release lock {self.lease.name!r}: {exc}; it expires within its TTL",
-                level="warning",
-            )
+            report(self.hold.release_warning(exc), level="warning")
 
     def _loss_message(self) -> str:
         try:
-            self.lease.check()
+            self.hold.check()
         except tenure.LockLost as exc:
             return str(exc)
-        return f"lock {self.lease.name!r} (fence {self.lease.fence}) was lost"
+        return self.hold.loss_fallback()
 
 
 def terminal_delivered_sigint(child_pid: int) -> bool:
