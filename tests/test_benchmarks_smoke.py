@@ -268,3 +268,91 @@ def test_quick_cluster_suite_writes_sane_json(tmp_path: Path, suite_name: str) -
             assert isinstance(target["met"], bool) and target["value"] > 0
         else:
             assert target["met"] is None and target["not_measured"].startswith(TENURE_SKIPS)
+
+
+# -- leader-election failover (benchmarks/failover.py) -------------------------------------------
+
+
+def test_failover_summary_and_table() -> None:
+    from benchmarks.failover import SPECS, render, summarize
+
+    spec = next(s for s in SPECS if s.name == "tenure-sqlite")
+    record = summarize(spec, 2.0, [1.9, 2.05, 2.2], [0.004, 0.06])
+    assert record["failover_median_ms"] == pytest.approx(2050.0)
+    assert record["failover_minus_ttl_max_ms"] == pytest.approx(200.0)
+    assert record["failover_ratio_ttl"] == pytest.approx(1.025)
+    assert record["failover_target_met"] is False and record["handover_target_met"] is False
+    table = render({"tenure-sqlite": record}, {"tenure-mysql": "no server"}, 2.0)
+    assert "MISSED" in table and "skipped: tenure-mysql: no server" in table
+
+
+@pytest.mark.slow
+def test_failover_benchmark_writes_sane_json(tmp_path: Path) -> None:
+    out = tmp_path / "failover.json"
+    contenders = ["tenure-sqlite", "tooz-redis"]  # tenure, and one peer on a real redis-server
+    argv = ["--backend", "sqlite,redis", "--only", ",".join(contenders), "--rounds", "1", "--ttl", "1"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.failover", *argv, "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "tenure-sqlite" in proc.stdout and "tooz-redis" in proc.stdout
+
+    data = json.loads(out.read_text())
+    assert data["ttl_s"] == 1 and data["rounds"] == 1 and data["skipped"] == {}
+    assert set(data["contenders"]) == set(contenders)
+    for name, record in data["contenders"].items():
+        assert "error" not in record, (name, record["error"])
+        assert len(record["failover_ms"]) == 1 and len(record["handover_ms"]) == 1
+        # A kill -9 is noticed only when the lease or lock expires; a resign hands over at once.
+        assert 0 < record["failover_median_ms"] <= record["failover_max_ms"]
+        assert 0 < record["handover_median_ms"] <= record["handover_max_ms"]
+        assert isinstance(record["failover_target_met"], bool)
+        assert isinstance(record["handover_target_met"], bool)
+    tenure = data["contenders"]["tenure-sqlite"]
+    assert len(tenure["terms"]) == 3 and tenure["terms_increasing"] is True  # first, after kill, after resign
+    # The killed leader's last validity gives how late the others noticed, unless a renewal was due.
+    assert len(tenure["past_validity_ms"]) + tenure["renewals_in_flight"] == 1
+    assert data["contenders"]["tooz-redis"]["terms_increasing"] is None  # tooz has no terms
+
+
+# -- single-server SQL suites (a PostgreSQL or MariaDB server started by the suite) -------------
+
+SQL_SUITES = ["postgresql", "mysql"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suite_name", SQL_SUITES)
+def test_quick_sql_suite_writes_sane_json(tmp_path: Path, suite_name: str) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["--suite", suite_name, "--quick", "--processes", str(PROCESSES), "--json", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ratios" in proc.stdout and "target:" in proc.stdout
+    result = json.loads(out.read_text())["suites"][suite_name]
+    suite = get_suite(suite_name)
+    assert set(result["contenders"]) == {c.name for c in suite.contenders}
+    assert result["environment"]["server"] and result["environment"]["server_pids"]
+    for contender in suite.contenders:
+        record = result["contenders"][contender.name]
+        # Every peer is in the bench extra and the backend exists: nothing may be skipped.
+        assert record["skipped"] is None, (contender.name, record["skipped"])
+        unc = record["uncontended"]
+        assert unc["cycles"] > 0 and 0 < unc["p50_us"] <= unc["p99_us"]
+        con = record["contended"]
+        assert con["errors"] == [] and con["overlaps"] == 0 and con["acquisitions"] > 0
+        assert len(con["per_worker"]) == PROCESSES and sum(con["per_worker"]) == con["acquisitions"]
+        if contender.floor is not None:
+            assert record["ratios"]["vs_floor"]["uncontended_p50_us"] > 0
+    assert all(isinstance(t["met"], bool) for t in result["targets"])

@@ -26,6 +26,9 @@ class LineNode:
     # must list the line; True when ``name`` is known to be our only child.
     exact: bool = True
     held: bool = False  # our node was first when we last returned its fence
+    # When the holder just before ours runs out of TTL unless renewed (local monotonic time),
+    # so that waiting for our turn ends then rather than at the holder's session expiry.
+    holder_ends: float | None = None
 
 
 def check_ttl_fits(ttl: float, session_timeout: float, url: str) -> None:

@@ -146,6 +146,8 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
         if node is None:
             return None
         if node.predecessor is not None:
+            if node.holder_ends is not None:  # wake when the holder's TTL would run out
+                timeout = min(timeout, max(0.001, node.holder_ends - time.monotonic() + 0.001))
             await self._zk.wait_for_change(f"{self._dir(key)}/{node.predecessor}", timeout)
         return await self._first_or_take_over(key, node, None)
 
@@ -318,6 +320,7 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
         try, whose caller waits on the first child next; reading it also arms that watch.
         """
         now_ms = created_ms
+        node.holder_ends = None
         children = listed if listed is not None and node.name in listed else await self._children(key)
         for _ in range(len(children) + 1):
             if not children or children[0] == node.name:
@@ -336,8 +339,12 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
                 ttl, _ = parse_node_data(data)
                 if now_ms is None:
                     now_ms = await self._server_now(key)
-                if now_ms <= stat.mtime + (ttl + drift_margin(ttl)) * 1000:
-                    break  # a live holder (or a waiter just handed the lock)
+                ends_ms = stat.mtime + (ttl + drift_margin(ttl)) * 1000
+                if now_ms <= ends_ms:
+                    # A live holder (or a waiter just handed the lock). Read after the server's
+                    # clock was, our own clock errs late: the wake-up is never early.
+                    node.holder_ends = time.monotonic() + (ends_ms - now_ms) / 1000
+                    break
                 log.info("tenure: %s was not renewed within its ttl; taking over %r", first, key)
                 await self._delete_path(first, version=stat.version)
             children = await self._children(key)

@@ -26,6 +26,7 @@ from redis.retry import Retry as Retry
 from redis.backoff import NoBackoff
 
 from tenure._sync.backends.base import ChangeFeed, LeaseStore
+from tenure._concurrency import sleep
 from tenure._config import BackendConfig
 from tenure._core import redis_scripts
 from tenure._core.guarantees import Capability, Guarantee
@@ -40,6 +41,8 @@ from tenure._exceptions import (
 )
 
 SIGNAL_TTL_MS = 60_000  # a wake-up nobody read is dropped after a minute
+SERVER_TICK = 0.1  # Redis ends blocking timeouts on its ticks: 1/hz, hz 10 by default
+LAST_STRETCH_POLL = 0.005  # seconds between pops in the last tick before a holder's expiry
 
 SCRIPTS = {
     name: (source, hashlib.sha1(source.encode()).hexdigest())
@@ -109,10 +112,10 @@ class RedisStore(LeaseStore):
         return HolderInfo(_text(label), int(fence), remaining)
 
     def wait_released(self, key: str, timeout: float) -> None:
-        self._blpop(f"{key_prefix(key)}:signal", self._cap(key, timeout))
+        self._wait_for_push(key, f"{key_prefix(key)}:signal", timeout)
 
     def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
-        popped = self._blpop(f"{key_prefix(key)}:wake:{owner.token}", self._cap(key, timeout))
+        popped = self._wait_for_push(key, f"{key_prefix(key)}:wake:{owner.token}", timeout)
         return None if popped is None else int(popped)
 
     def watch(self, key: str) -> ChangeFeed:
@@ -143,6 +146,39 @@ class RedisStore(LeaseStore):
                 return self._client.execute_command("EVAL", source, 0, *args)  # type: ignore[no-untyped-call]
         except (redis_errors.RedisError, OSError) as exc:
             raise self._mapped_error(exc, script.lower()) from exc
+
+    def _wait_for_push(self, key: str, list_key: str, timeout: float) -> bytes | str | None:
+        """Pop ``list_key`` when something is pushed, or when the holder's lease would expire.
+
+        Redis ends a blocked command's timeout only at its next tick (``hz`` 10: up to 100 ms
+        late), so a wait that must end at the holder's expiry blocks until a tick before it and
+        polls the last stretch.
+        """
+        now = time.monotonic()
+        capped = self._cap(key, timeout)
+        ends = self._holder_expiry.get(key)
+        if ends is None or ends + 0.001 - now > capped + 0.0005:
+            return self._blpop(list_key, capped)  # the wait ends before the holder's expiry
+        wake_at = now + capped
+        if capped > SERVER_TICK:
+            popped = self._blpop(list_key, capped - SERVER_TICK)
+            if popped is not None:
+                return popped
+        while True:
+            popped = self._lpop(list_key)
+            left = wake_at - time.monotonic()
+            if popped is not None or left <= 0:
+                return popped
+            sleep(min(left, LAST_STRETCH_POLL))
+
+    def _lpop(self, list_key: str) -> bytes | str | None:
+        if self._client is None:
+            return None
+        try:
+            popped: bytes | str | None = self._client.lpop(list_key)  # type: ignore[assignment]
+        except (redis_errors.RedisError, OSError) as exc:
+            raise self._mapped_error(exc, "waiting") from exc
+        return popped
 
     def _blpop(self, list_key: str, timeout: float) -> bytes | str | None:
         if timeout < 0.001 or self._client is None:
