@@ -194,6 +194,33 @@ def test_a_holder_paused_past_its_session_ttl_is_told(url: str) -> None:
         holder.wait()
 
 
+def test_the_waiter_behind_a_killed_holder_takes_over_after_its_ttl(url: str) -> None:
+    # The session lives 10 s after the kill; the waiter just behind the holder sees no renewal
+    # (a rewrite of its entry) for the holder's ttl, and deletes its entry itself.
+    long_session = f"{url}&session_ttl=10"
+    holder = worker("hold-forever", long_session, "crashed", "1")
+    try:
+        first_fence = int(read_line(holder, "HELD").split()[1])
+        with tenure.Coordinator(long_session) as coord:
+            waiting: dict[str, tenure.Lease] = {}
+            lock = coord.lock("crashed", ttl=5, fair=True)
+            waiter = threading.Thread(target=lambda: waiting.update(lease=lock.acquire(timeout=8)))
+            waiter.start()
+            time.sleep(1.0)  # the waiter sees at least one renewal before the kill
+            assert not waiting, "the lock was taken from a live holder"
+            holder.kill()  # kill -9: no release, no goodbye
+            holder.wait()
+            killed = time.monotonic()
+            waiter.join(timeout=10)
+            took = time.monotonic() - killed
+            assert waiting["lease"].fence > first_fence
+            assert took < 2.5, f"took {took:.2f} s to take over a 1 s lease (the session lasts 10 s)"
+            waiting["lease"].release()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_waiters_watch_only_their_predecessor(url: str) -> None:
     watched: dict[int, list[bytes]] = {}
     tokens: dict[int, str] = {}
@@ -202,13 +229,20 @@ def test_waiters_watch_only_their_predecessor(url: str) -> None:
         with tenure.Coordinator(url) as coord:
             coord.connect()
             store: Any = coord._store
-            real_wait = store._client.wait_deleted
+            client = store._client
+            real_wait, real_watch = client.wait_deleted, client.watch_entry
 
-            def spy(name: bytes, revision: int, timeout: float) -> None:
+            # Deletions are watched by waiters further back; the waiter just behind the holder
+            # also watches its renewals (to take over from a holder that stops renewing).
+            def spy_wait(name: bytes, revision: int, timeout: float) -> Any:
                 watched.setdefault(index, []).append(name)
-                real_wait(name, revision, timeout)
+                return real_wait(name, revision, timeout)
 
-            store._client.wait_deleted = spy
+            def spy_watch(name: bytes, revision: int, timeout: float) -> Any:
+                watched.setdefault(index, []).append(name)
+                return real_watch(name, revision, timeout)
+
+            client.wait_deleted, client.watch_entry = spy_wait, spy_watch
             with coord.lock("line", ttl=2, fair=True, timeout=20) as lease:
                 tokens[index] = lease.token
                 time.sleep(0.1)

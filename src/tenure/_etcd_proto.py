@@ -15,6 +15,7 @@ KVStub: Any = rpc_pb2_grpc.KVStub
 LeaseStub: Any = rpc_pb2_grpc.LeaseStub
 WatchStub: Any = rpc_pb2_grpc.WatchStub
 
+PUT_EVENT = 0  # mvccpb.Event.EventType.PUT
 DELETE_EVENT = 1  # mvccpb.Event.EventType.DELETE
 
 
@@ -122,6 +123,21 @@ def watch_deletion(key: bytes, start_revision: int) -> Any:
         key=key, start_revision=start_revision, filters=[rpc_pb2.WatchCreateRequest.NOPUT]
     )
     return rpc_pb2.WatchRequest(create_request=create)
+
+
+def watch_entry(key: bytes, start_revision: int) -> Any:
+    """Return a Watch request for every put and the deletion of ``key`` from ``start_revision`` on."""
+    create = rpc_pb2.WatchCreateRequest(key=key, start_revision=start_revision)
+    return rpc_pb2.WatchRequest(create_request=create)
+
+
+def delete_if_unchanged(key: bytes, mod_revision: int) -> Any:
+    """Return a Txn that deletes ``key`` only if it was not written since ``mod_revision``."""
+    compare = rpc_pb2.Compare(
+        result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.MOD, key=key, mod_revision=mod_revision
+    )
+    delete_op = rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=key))
+    return rpc_pb2.TxnRequest(compare=[compare], success=[delete_op])
 
 
 def watch_entries(prefix: bytes, start_revision: int) -> Any:

@@ -22,7 +22,11 @@ succeeds only while the session is known alive at the server for at least ``ttl`
 (a ``renew(ttl)`` longer than the session's TTL is therefore refused), so the local validity
 never outlives the server's. When a holder's renewals stop for longer than ``ttl`` (a partition
 only this store sees, a stuck renewer), the keeper deletes its entry, so others do not wait for
-the whole session to expire.
+the whole session to expire. A holder that died cannot do that, so every renewal also rewrites
+the entry, and the fair waiter just behind the holder, which watches it, deletes the entry
+(only if it is unchanged) once it saw no rewrite for the holder's ttl plus the drift margin:
+the holder's validity, counted from before it sent its last rewrite, has ended by then. A
+killed holder is so replaced about ``ttl`` after its last renewal, not when its session expires.
 
 Every call carries ``op_timeout``; calls move on to the next endpoint while one is unreachable
 (see ``etcd_client``: every request is idempotent by its entry's name, so no resend can take a
@@ -32,6 +36,7 @@ lock twice or bring back one that was lost).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -45,8 +50,11 @@ from tenure._concurrency import AsyncBackground, AsyncSignal
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
+from tenure._core.renewal import drift_margin
 from tenure._core.tokens import Owner
 from tenure._exceptions import BackendError, BackendProtocolError, BackendUnavailable, ConfigurationError
+
+log = logging.getLogger("tenure")
 
 REAP_GRACE = 0.05  # seconds past a stalled holder's validity before its entry is deleted
 BLOCKED_KEPT = 256  # locks whose last seen holder is kept for wait_released
@@ -62,6 +70,12 @@ class Waiting:
     predecessor: bytes | None = None  # the entry just before it; None: to be looked up
     alone: bool = False  # the predecessor is the only entry before it
     since: int = 0  # the revision from which the predecessor's deletion is watched
+    # The holder just before ours (when ``alone``): its entry's last write, its ttl, and when we
+    # first saw that write (local clock). Silent for ttl after that, it is taken over.
+    holder_key: bytes = b""
+    holder_mod: int = 0
+    holder_ttl: float = 0.0
+    holder_seen: float = 0.0
 
 
 class AsyncEtcdStore(AsyncLeaseStore):
@@ -101,7 +115,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
             self.url, endpoints(config), session_ttl=session_ttl, op_timeout=config.common.op_timeout
         )
         self._table_lock = threading.Lock()  # the keeper and the callers share the tables below
-        self._held: dict[bytes, tuple[float, float]] = {}  # entry -> (ttl, last renewal start)
+        self._held: dict[bytes, tuple[float, float, Session]] = {}  # entry -> (ttl, last renewal, session)
         self._queued: dict[bytes, Waiting] = {}  # a fair waiter's entry -> its place
         self._blocked: dict[str, tuple[bytes, int]] = {}  # lock -> (holder, revision) last seen
         self._wake: AsyncSignal | None = None
@@ -140,7 +154,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
             proto.entry_value(owner.label, ttl),
             proto.lock_prefix(key),
         )
-        _, reply = await self._client.create(
+        session, reply = await self._client.create(
             ttl, started, lambda lease: proto.create_if_absent(name, value, lease, guard=guard)
         )
         if not reply.succeeded:
@@ -150,7 +164,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
                     self._blocked.clear()  # only hints: failed tries on many locks must not pile up
                 self._blocked[key] = (bytes(first[0].key), int(reply.header.revision) + 1)
             return None
-        self._hold(name, ttl, started)
+        self._hold(name, ttl, started, session)
         return int(reply.responses[1].response_range.kvs[0].create_revision)
 
     async def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
@@ -183,7 +197,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
         if in_turn:
             with self._table_lock:
                 self._queued.pop(name, None)
-            self._hold(name, ttl, started)
+            self._hold(name, ttl, started, session)
             return waiting.revision
         with self._table_lock:
             self._queued[name] = waiting
@@ -217,7 +231,10 @@ class AsyncEtcdStore(AsyncLeaseStore):
             if waiting.alone and not await self._client.covers(waiting.session, waiting.ttl, begun):
                 self._session_lost(name, waiting)  # refreshed before the wake, not after it
                 return None
-            seen = await self._client.wait_deleted(waiting.predecessor, waiting.since, left)
+            if waiting.alone:
+                seen = await self._wait_for_holder(waiting, left)
+            else:
+                seen = await self._client.wait_deleted(waiting.predecessor, waiting.since, left)
             if seen is False:
                 # Timed out. The next wait reads the line again and watches from then on: a watch
                 # from an older revision would lag (etcd catches such watchers up every 100 ms).
@@ -227,6 +244,42 @@ class AsyncEtcdStore(AsyncLeaseStore):
                 return await self._take_turn(name, waiting, begun)
             waiting.predecessor = None  # others are still before ours, or the watch told nothing
 
+    async def _wait_for_holder(self, waiting: Waiting, timeout: float) -> bool | None:
+        """Wait for the holder just before us to go, taking over if it stops renewing.
+
+        The holder rewrites its entry at every renewal, and its validity ends within its ttl of
+        sending one; we see each write after it was sent. So once no write was seen for ttl plus
+        the drift margin, the holder's validity has ended (it crashed, or hangs) and its entry is
+        deleted, unless it was written meanwhile. A crashed holder is then replaced within about
+        its ttl, rather than when its session lease expires.
+        True: the holder is gone. False: ``timeout`` passed. None: look at the line again.
+        """
+        assert waiting.predecessor is not None
+        ends = time.monotonic() + timeout
+        while True:
+            silent_until = waiting.holder_seen + waiting.holder_ttl + drift_margin(waiting.holder_ttl)
+            now = time.monotonic()
+            if now >= silent_until:
+                request = proto.delete_if_unchanged(waiting.predecessor, waiting.holder_mod)
+                if (await self._client.call("kv", "Txn", request, "taking over")).succeeded:
+                    log.info("tenure: %r was not renewed within its ttl; taken over", waiting.predecessor)
+                    return True
+                return None  # written or gone meanwhile
+            if now >= ends:
+                return False
+            kind, kv = await self._client.watch_entry(
+                waiting.predecessor, waiting.since, min(ends, silent_until) - now
+            )
+            if kind == "deleted":
+                return True
+            if kind == "ended":
+                return None
+            if kind == "put":
+                waiting.holder_seen = time.monotonic()
+                waiting.holder_mod = int(kv.mod_revision)
+                waiting.holder_ttl = proto.parse_value(kv.value)[0]
+                waiting.since = waiting.holder_mod + 1
+
     async def _take_turn(self, name: bytes, waiting: Waiting, begun: float) -> int | None:
         """Hold ``name``, first in line, if its session outlives the hand-over; return its fence."""
         if not await self._client.covers(waiting.session, waiting.ttl, begun):
@@ -234,7 +287,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
             return None
         with self._table_lock:
             self._queued.pop(name, None)
-        self._hold(name, waiting.ttl, begun)
+        self._hold(name, waiting.ttl, begun, waiting.session)
         return waiting.revision
 
     def _session_lost(self, name: bytes, waiting: Waiting) -> None:
@@ -257,23 +310,17 @@ class AsyncEtcdStore(AsyncLeaseStore):
             record = self._held.get(name)
             if record is None:
                 return False  # released, or deleted by the keeper after its renewals stalled
-            self._held[name] = (ttl, started)
-        reply = await self._client.call("kv", "Range", proto.get(name), "renewing")
-        if not reply.kvs:
+            session = record[2]
+            self._held[name] = (ttl, started, session)
+        if not await self._client.covers(session, ttl, started):
             self._unhold(name)
             return False
-        entry = reply.kvs[0]
-        session = next((s for s in self._client.sessions.values() if s.lease == entry.lease), None)
-        if session is None or not await self._client.covers(session, ttl, started):
+        # Every renewal rewrites the entry (same create revision, so the same fence): the waiter
+        # just behind it sees the write, and takes over from a holder that stops writing.
+        request = proto.put_if_present(name, proto.entry_value(owner.label, ttl), session.lease)
+        if not (await self._client.call("kv", "Txn", request, "renewing")).succeeded:
             self._unhold(name)
             return False
-        if proto.parse_value(entry.value)[0] != ttl:
-            # A new ttl is written down for holder(); the entry keeps its create revision (fence).
-            label = proto.parse_value(entry.value)[1]
-            request = proto.put_if_present(name, proto.entry_value(label, ttl), entry.lease)
-            if not (await self._client.call("kv", "Txn", request, "renewing")).succeeded:
-                self._unhold(name)
-                return False
         with self._table_lock:
             return name in self._held  # the keeper deletes from the table before the server
 
@@ -324,7 +371,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
             next_keepalive = await self._client.keep_sessions_alive(now)
             await self._reap(now)
             with self._table_lock:
-                reaps = [started + ttl + REAP_GRACE for ttl, started in self._held.values()]
+                reaps = [started + ttl + REAP_GRACE for ttl, started, _ in self._held.values()]
             wake_at = min([next_keepalive, *reaps])
             await self._wake.wait(min(max(0.01, wake_at - time.monotonic()), 1.0))
 
@@ -332,7 +379,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
         """Delete the entries of holders that stopped renewing (their validity has ended)."""
         with self._table_lock:
             stalled = [
-                name for name, (ttl, started) in self._held.items() if started + ttl + REAP_GRACE < now
+                name for name, (ttl, started, _) in self._held.items() if started + ttl + REAP_GRACE < now
             ]
             for name in stalled:
                 del self._held[name]  # before the delete: a renewal in flight then reports the loss
@@ -340,9 +387,9 @@ class AsyncEtcdStore(AsyncLeaseStore):
             with contextlib.suppress(BackendError):  # else the session's expiry deletes it
                 await self._client.call("kv", "DeleteRange", proto.delete(name), "deleting a stalled entry")
 
-    def _hold(self, name: bytes, ttl: float, started: float) -> None:
+    def _hold(self, name: bytes, ttl: float, started: float, session: Session) -> None:
         with self._table_lock:
-            self._held[name] = (ttl, started)
+            self._held[name] = (ttl, started, session)
         if self._wake is not None:
             self._wake.set()  # the keeper must know when this entry's renewals are overdue
 
@@ -359,9 +406,16 @@ def place(waiting: Waiting, behind: list[Any], revision: int) -> bool:
     """
     if len(behind) == 1:
         return True
-    waiting.predecessor = bytes(behind[1].key)
+    before = behind[1]
+    waiting.predecessor = bytes(before.key)
     waiting.alone = len(behind) == 2
     waiting.since = revision + 1
+    unseen = waiting.holder_key != waiting.predecessor or waiting.holder_mod != before.mod_revision
+    if waiting.alone and unseen:
+        # A holder, or a write of it, not seen before: its silence is counted from now.
+        waiting.holder_key, waiting.holder_mod = waiting.predecessor, int(before.mod_revision)
+        waiting.holder_ttl = proto.parse_value(before.value)[0]
+        waiting.holder_seen = time.monotonic()
     return False
 
 

@@ -209,6 +209,35 @@ class AsyncEtcdClient:
             call.cancel()
         return False if time.monotonic() >= ends - 0.005 else None
 
+    async def watch_entry(self, name: bytes, revision: int, timeout: float) -> tuple[str, Any]:
+        """Return the first change of ``name`` at or after ``revision``, within ``timeout`` s.
+
+        ``("put", kv)``, ``("deleted", None)``, ``("timeout", None)``, or ``("ended", None)``
+        when the watch ended without telling (compacted, the endpoint failed).
+        """
+        if not self._stubs:
+            return "ended", None
+        if timeout <= 0.001:
+            return "timeout", None
+        index = self._current
+        ends = time.monotonic() + timeout
+        call = self._stubs[index]["watch"].Watch(iter([proto.watch_entry(name, revision)]), timeout=timeout)
+        try:
+            async for reply in call:
+                for event in reply.events:
+                    if event.type == proto.DELETE_EVENT:
+                        return "deleted", None
+                    return "put", event.kv
+                if reply.canceled:
+                    return "ended", None
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED or time.monotonic() >= ends - 0.005:
+                return "timeout", None
+            self._current = (index + 1) % len(self._stubs)
+        finally:
+            call.cancel()
+        return ("timeout", None) if time.monotonic() >= ends - 0.005 else ("ended", None)
+
     async def wait_changed(self, prefix: bytes, since: int, timeout: float) -> int:
         """Return when an entry under ``prefix`` changes at or after revision ``since``, or later.
 
