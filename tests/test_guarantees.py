@@ -38,6 +38,8 @@ VERIFIED_BY: dict[Guarantee, list[str]] = {
         "tests.test_zookeeper::test_waiters_watch_only_their_predecessor",
         "tests._async.test_lock_contract::test_fair_waiters_are_served_in_arrival_order",
         "tests._sync.test_lock_contract::test_fair_waiters_are_served_in_arrival_order",
+        "tests.test_mysql::test_fair_waiters_are_handed_the_lock_by_the_server_in_order",
+        "tests.test_postgresql::test_fair_waiters_keep_their_place_across_many_waits",
     ],
     Guarantee.CROSS_HOST: [
         # Every client reaches the server over TCP; the processes here share a host, the
@@ -65,6 +67,11 @@ VERIFIED_BY: dict[Guarantee, list[str]] = {
         "tests.test_etcd::test_a_revoked_session_loses_its_locks",
         "tests.test_etcd::test_a_holder_paused_past_its_session_ttl_is_told",
         "tests.test_zookeeper::test_a_frozen_holder_process_loses_its_session_and_is_told",
+        "tests.test_mysql::test_a_restart_while_held_is_told_and_the_stale_fenced_write_is_rejected",
+        "tests.test_mysql::test_a_frozen_holder_loses_the_lock_when_the_server_ends_its_idle_session",
+        "tests.test_postgresql::test_a_server_restart_while_held_is_told_and_a_stale_fenced_write_is_rejected",
+        "tests.test_postgresql::test_a_terminated_session_loses_its_lock_and_is_told",
+        "tests.test_postgresql::test_a_holder_frozen_past_its_ttl_loses_its_session_and_the_next_fence_is_larger",
     ],
 }
 # The multi-process tests are parametrised over backends declaring either of these.

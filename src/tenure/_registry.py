@@ -52,9 +52,14 @@ BACKENDS: Mapping[str, BackendEntry] = {
         "PostgresStore",
         extra="postgresql",
         options={"mode": one_of("mode", "advisory", "table")},
+        modes={"table": "PostgresTableStore"},
     ),
     "mysql": BackendEntry(
-        "mysql", "MySQLStore", extra="mysql", options={"mode": one_of("mode", "advisory", "table")}
+        "mysql",
+        "MySQLStore",
+        extra="mysql",
+        options={"mode": one_of("mode", "advisory", "table")},
+        modes={"table": "MySQLTableStore"},
     ),
 }
 

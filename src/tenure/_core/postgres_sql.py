@@ -1,0 +1,277 @@
+"""PostgreSQL backend, sans I/O: connection parameters, lock ids and the SQL text.
+
+Both modes of ``postgresql://`` share the connection parameters and the wake-up channel; the
+advisory mode keeps a fence side table next to its session locks, the table mode a lease
+table. Every statement is one round trip, run in autocommit (one statement, one transaction).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tenure._config import BackendConfig
+from tenure._core.keys import key_hash64
+from tenure._exceptions import ConfigurationError
+
+DEFAULT_PORT = 5432
+CHANNEL = "tenure_released"  # table mode's NOTIFY channel: the payload is the lock's id
+PROBE_SETTING = "tenure.session_probe"  # a custom setting that tells one server session from another
+
+
+_ids: dict[str, int] = {}
+
+
+def lock_id(key: str) -> int:
+    """Return the signed 64-bit advisory lock id of a namespaced key (tooz's 16 bits collide)."""
+    found = _ids.get(key)
+    if found is None:
+        if len(_ids) >= 4096:  # a cache for the hot path (acquire and release hash the same key)
+            _ids.clear()
+        found = _ids[key] = key_hash64(key)
+    return found
+
+
+def lock_halves(lock: int) -> tuple[int, int]:
+    """Return how ``pg_locks`` shows a bigint advisory key: (classid, objid), high half first."""
+    unsigned = lock & 0xFFFF_FFFF_FFFF_FFFF
+    return unsigned >> 32, unsigned & 0xFFFF_FFFF
+
+
+_TYPE_OIDS = {int: 20, float: 701, str: 25}  # int8, float8, text
+
+
+def numbered(statement: str, names: Sequence[str]) -> bytes:
+    """Return ``statement`` with its ``%(name)s`` placeholders as ``$1, $2...``, for libpq."""
+    for index, name in enumerate(names, 1):
+        statement = statement.replace(f"%({name})s", f"${index}")
+    return statement.encode()
+
+
+def text_params(params: Mapping[str, Any], names: Sequence[str]) -> tuple[list[bytes | None], list[int]]:
+    """Return the values of ``params`` in ``names`` order as text, and their type oids."""
+    values: list[bytes | None] = []
+    types = []
+    for name in names:
+        value = params[name]
+        values.append((repr(value) if isinstance(value, float) else str(value)).encode())
+        types.append(_TYPE_OIDS[type(value)])
+    return values, types
+
+
+def milliseconds(seconds: float) -> str:
+    """Return ``seconds`` as a whole number of milliseconds (rounded up, at least 1) for a setting."""
+    return str(max(1, math.ceil(seconds * 1000)))
+
+
+def connect_params(config: BackendConfig) -> dict[str, Any]:
+    """Return psycopg's connection keywords for ``config`` (no I/O); the password included.
+
+    One host at most: a session lock lives on one server. No host means libpq's default (the
+    local unix socket). The client-side keepalive and ``tcp_user_timeout`` make a dead peer or
+    a lost network fail a call instead of hanging it; a frozen server is bounded by the store's
+    own deadline on every call.
+    """
+    url = config.url
+    if len(url.hosts) > 1:
+        raise ConfigurationError(
+            f"{url.redacted}: give one PostgreSQL server; a session lock lives on one server "
+            "(point the URL at the primary, or at a session-pooling proxy)"
+        )
+    dbname = url.path.lstrip("/")
+    if "/" in dbname:
+        raise ConfigurationError(f"{url.redacted}: the path must be a database name, e.g. /postgres")
+    common = config.common
+    params: dict[str, Any] = {
+        "application_name": "tenure",
+        # libpq counts whole seconds, at least 2.
+        "connect_timeout": max(2, math.ceil(common.connect_timeout)),
+        "keepalives": 1,
+        "keepalives_idle": max(1, math.ceil(common.op_timeout)),
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(milliseconds(common.op_timeout)),
+    }
+    if url.hosts:
+        params["host"] = url.hosts[0].host
+        params["port"] = url.hosts[0].port or DEFAULT_PORT
+    if url.username:
+        params["user"] = url.username
+    if url.password is not None:
+        params["password"] = url.password
+    if dbname:
+        params["dbname"] = dbname
+    return params
+
+
+# -- every session ----------------------------------------------------------------------------
+
+# Run once per new connection. ``seen`` is the probe setting as this server session had it: a
+# session that another open connection of ours already marked means a proxy shares server
+# sessions between client connections (transaction pooling). The idle-session limit is off
+# until a lock is held; lock and statement timeouts are off because the client bounds every
+# call itself (a fair waiter's lock wait lasts as long as the caller wants); a server session
+# blocked in a lock wait checks every second that its client is still there, so a waiter that
+# died leaves the line.
+SETUP = f"""
+WITH before AS (SELECT current_setting('{PROBE_SETTING}', true) AS seen)
+SELECT pg_backend_pid(), seen,
+       set_config('{PROBE_SETTING}', %(token)s, false),
+       set_config('idle_session_timeout', '0', false),
+       set_config('lock_timeout', '0', false),
+       set_config('statement_timeout', '0', false),
+       set_config('client_connection_check_interval', '1000', false)
+FROM before
+"""
+
+PROBE = f"SELECT pg_backend_pid(), current_setting('{PROBE_SETTING}', true)"
+
+TABLE_EXISTS = "SELECT to_regclass(%(table)s) IS NOT NULL"
+
+TERMINATE = "SELECT pg_terminate_backend(%(pid)s)"
+
+LISTEN = f"LISTEN {CHANNEL}"
+
+# -- advisory mode ------------------------------------------------------------------------------
+
+FENCES_TABLE = "tenure_lock_fences"
+
+FENCES_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {FENCES_TABLE} (
+    id         bigint PRIMARY KEY,         -- the advisory lock id: a 64-bit hash of the key
+    key        text NOT NULL,              -- the namespaced lock name, for people
+    fence      bigint NOT NULL,            -- bumped by every acquisition, never reset
+    owner      text,                       -- the last holder's token
+    label      text,                       -- who that is, for people (tenure inspect)
+    pid        integer,                    -- its server session: pg_locks says if it still holds
+    ttl        double precision,           -- seconds its session may stay silent
+    renewed_at timestamptz                 -- when it last proved itself (server clock)
+)
+"""
+
+# What a granted acquisition writes: the fence bump, the owner, and the idle-session limit
+# that ends a silent holder's session (and so its lock) ``ttl`` after its last statement.
+_BUMP = f"""
+bumped AS (
+    INSERT INTO {FENCES_TABLE} AS f (id, key, fence, owner, label, pid, ttl, renewed_at)
+    SELECT %(id)s, %(key)s, 1, %(owner)s, %(label)s, pg_backend_pid(), %(ttl)s, clock_timestamp()
+    FROM taken WHERE taken.ok
+    ON CONFLICT (id) DO UPDATE SET
+        fence = f.fence + 1, owner = excluded.owner, label = excluded.label, pid = excluded.pid,
+        ttl = excluded.ttl, renewed_at = excluded.renewed_at
+    RETURNING fence
+)
+SELECT fence, set_config('idle_session_timeout', %(idle)s, false) FROM bumped
+"""
+
+# One round trip. ``taken`` calls a volatile function, so PostgreSQL evaluates it once, as its
+# own step, before the INSERT that reads it: the fence is bumped only if the lock was taken.
+# No row back: the lock is held by another session (or others wait in line for it).
+TRY_ACQUIRE = "WITH taken AS (SELECT pg_try_advisory_lock(%(id)s) AS ok),\n" + _BUMP
+
+# The same, waiting in the server's lock queue (FIFO) for as long as it takes: sent without
+# waiting for the reply, which the caller reads when it comes (or not: it ends the session to
+# leave the line). Sent with libpq's own placeholders, in ``WAIT_PARAMS`` order.
+# pg_advisory_lock returns void, which is not NULL: ``ok`` is true once the lock is granted.
+WAIT_ACQUIRE = "WITH taken AS (SELECT pg_advisory_lock(%(id)s) IS NOT NULL AS ok),\n" + _BUMP
+WAIT_PARAMS = ("id", "key", "owner", "label", "ttl", "idle")
+WAIT_ACQUIRE_NUMBERED = numbered(WAIT_ACQUIRE, WAIT_PARAMS)
+WAIT_ACQUIRE_NAME = b"tenure_wait_acquire"  # prepared once per session
+
+# The renewal probe: proves that this session still holds the lock (pg_locks) and the row is
+# still ours, then restarts the idle-session limit for the new ttl. No row: the lock is gone.
+RENEW = f"""
+WITH held AS (
+    SELECT EXISTS (
+        SELECT 1 FROM pg_locks
+        WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+          AND classid = %(classid)s::oid AND objid = %(objid)s::oid AND objsubid = 1
+    ) AS ok
+), touched AS (
+    UPDATE {FENCES_TABLE} SET ttl = %(ttl)s, renewed_at = clock_timestamp()
+    WHERE id = %(id)s AND owner = %(owner)s AND (SELECT ok FROM held)
+    RETURNING 1
+)
+SELECT set_config('idle_session_timeout', %(idle)s, false) FROM touched
+"""
+
+# Restart the idle-session limit, for a hand-over whose reply waited before it was read.
+REFRESH = "SELECT set_config('idle_session_timeout', %(idle)s, false)"
+
+# Unlock and turn the idle limit off (the session goes back to the pool). pg_advisory_unlock
+# returns false when this session did not hold the lock. No NOTIFY: waiters wait on the server
+# (below), and a NOTIFY would cost every release a transaction id and a commit.
+RELEASE = "SELECT pg_advisory_unlock(%(id)s), set_config('idle_session_timeout', '0', false)"
+
+# A plain waiter's wait for a release, on the server: queue for a shared lock on the key, for at
+# most ``timeout`` ms (the statement's own lock timeout), and drop it at once when granted. The
+# server grants it the moment the lock is free, whether its holder released it or its session
+# ended (a crash, the idle limit), which no NOTIFY could report. Running out of the lock timeout
+# fails the statement with nothing taken. Fair waiters queued before it are served first.
+WAIT_RELEASED = """
+WITH limited AS (SELECT set_config('lock_timeout', %(timeout)s, true)),
+granted AS (SELECT pg_advisory_lock_shared(%(id)s) FROM limited)
+SELECT pg_advisory_unlock_shared(%(id)s) FROM granted
+"""
+
+# The holder as recorded, only if that session really holds the lock now: a crashed holder's
+# row reads as free. ``remaining``: seconds until its session would be ended for silence.
+HOLDER = f"""
+SELECT f.label, f.fence, f.ttl - extract(epoch FROM clock_timestamp() - f.renewed_at)
+FROM {FENCES_TABLE} AS f
+WHERE f.id = %(id)s AND EXISTS (
+    SELECT 1 FROM pg_locks AS l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.pid = f.pid
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = %(classid)s::oid AND l.objid = %(objid)s::oid AND l.objsubid = 1
+)
+"""
+
+# -- table mode ---------------------------------------------------------------------------------
+
+LEASES_TABLE = "tenure_leases"
+
+LEASES_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {LEASES_TABLE} (
+    key        text PRIMARY KEY,           -- the namespaced lock name
+    owner      text,                       -- the holder's token; NULL while free
+    label      text,                       -- who holds it, for people
+    fence      bigint NOT NULL,            -- bumped by every acquisition, never reset
+    expires_at timestamptz NOT NULL        -- by the server's clock
+)
+"""
+
+# Take the row if free or expired, by the server's clock; bump the fence in the same statement.
+# Rows are never deleted, so a name's fence never repeats.
+TABLE_ACQUIRE = f"""
+INSERT INTO {LEASES_TABLE} AS l (key, owner, label, fence, expires_at)
+VALUES (%(key)s, %(owner)s, %(label)s, 1, clock_timestamp() + %(ttl)s * interval '1 second')
+ON CONFLICT (key) DO UPDATE SET
+    owner = excluded.owner, label = excluded.label, fence = l.fence + 1, expires_at = excluded.expires_at
+WHERE l.owner IS NULL OR l.expires_at <= clock_timestamp()
+RETURNING fence
+"""
+
+# Owner-checked; an expired lease is never revived.
+TABLE_RENEW = f"""
+UPDATE {LEASES_TABLE} SET expires_at = clock_timestamp() + %(ttl)s * interval '1 second'
+WHERE key = %(key)s AND owner = %(owner)s AND expires_at > clock_timestamp()
+RETURNING 1
+"""
+
+# Free a valid lease and wake the waiters, in one statement; no row: it was not ours (any more).
+TABLE_RELEASE = f"""
+WITH freed AS (
+    UPDATE {LEASES_TABLE} SET owner = NULL, label = NULL, expires_at = clock_timestamp()
+    WHERE key = %(key)s AND owner = %(owner)s AND expires_at > clock_timestamp()
+    RETURNING 1
+)
+SELECT pg_notify('{CHANNEL}', %(payload)s) FROM freed
+"""
+
+TABLE_HOLDER = f"""
+SELECT label, fence, extract(epoch FROM expires_at - clock_timestamp())
+FROM {LEASES_TABLE}
+WHERE key = %(key)s AND owner IS NOT NULL AND expires_at > clock_timestamp()
+"""
