@@ -23,7 +23,7 @@ from tests.workers import fenced_write
 
 CROSS_PROCESS = sorted(set(backends_with(Guarantee.CROSS_PROCESS)) | set(backends_with(Guarantee.CROSS_HOST)))
 # Backends whose observers are told of a change by the server rather than by polling.
-NOTIFYING = ["memory", "redis", "redlock", "etcd", "zookeeper"]
+NOTIFYING = ["memory", "redis", "redlock", "etcd", "zookeeper", "postgresql", "postgresql_table"]
 
 
 def url_of(backend: str, request: pytest.FixtureRequest) -> str:

@@ -17,11 +17,19 @@ from typing import TYPE_CHECKING, TypeVar
 
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
-from tenure._concurrency import AsyncReturning
+from tenure._concurrency import AsyncReturning, async_shielded
 from tenure._core.durations import check_timeout
 from tenure._core.guarantees import Capability
 from tenure._core.leader import Leader
-from tenure._exceptions import AcquireTimeout, ElectionError, LeadershipLost, LockLost, NotLeader, NotOwner
+from tenure._exceptions import (
+    AcquireTimeout,
+    BackendError,
+    ElectionError,
+    LeadershipLost,
+    LockLost,
+    NotLeader,
+    NotOwner,
+)
 
 if TYPE_CHECKING:
     from tenure._async.coordinator import AsyncCoordinator
@@ -48,6 +56,7 @@ class AsyncLeadership:
     def __init__(self, election: AsyncElection, lease: AsyncLease) -> None:
         self.name = election.name
         self.value = election.value
+        self._election = election
         self._lease = lease
         self._resigned = False
 
@@ -95,6 +104,8 @@ class AsyncLeadership:
             await self._lease.release()
         except LockLost as exc:
             raise self._lost_error(exc) from exc
+        finally:
+            await self._election._announce()
 
     async def __aenter__(self) -> AsyncLeadership:
         await self._lease.__aenter__()
@@ -113,6 +124,8 @@ class AsyncLeadership:
             raise
         except LockLost as lost:
             raise self._lost_error(lost) from lost
+        finally:
+            await self._election._announce()
 
     def _lost_error(self, cause: LockLost) -> LeadershipLost:
         if isinstance(cause, LeadershipLost):
@@ -169,6 +182,7 @@ class AsyncElection:
                 "another candidate leads"
             ) from None
         self._leadership = AsyncLeadership(self, lease)
+        await self._announce()
         return self._leadership
 
     async def resign(self) -> None:
@@ -205,6 +219,13 @@ class AsyncElection:
                 await feed.wait(pause)
         finally:
             await feed.aclose()
+
+    async def _announce(self) -> None:
+        """Wake observers where the backend needs telling; they look again anyway, so best effort."""
+        try:
+            await async_shielded(lambda: self._store.announce(self.key))
+        except BackendError as exc:
+            log.debug("tenure: announcing a change of %r failed (%s); observers look later", self.name, exc)
 
     async def run(self, fn: AsyncReturning[T], *args: object) -> T:
         """Campaign, then run ``fn(*args)`` as leader and resign when it returns; return its result.

@@ -16,7 +16,7 @@ from tenure._core.keys import key_hash64
 from tenure._exceptions import ConfigurationError
 
 DEFAULT_PORT = 5432
-CHANNEL = "tenure_released"  # table mode's NOTIFY channel: the payload is the lock's id
+CHANNEL = "tenure_released"  # releases (table mode) and election changes: the payload is the lock id
 PROBE_SETTING = "tenure.session_probe"  # a custom setting that tells one server session from another
 
 
@@ -132,6 +132,7 @@ TABLE_EXISTS = "SELECT to_regclass(%(table)s) IS NOT NULL"
 TERMINATE = "SELECT pg_terminate_backend(%(pid)s)"
 
 LISTEN = f"LISTEN {CHANNEL}"
+ANNOUNCE = f"SELECT pg_notify('{CHANNEL}', %(payload)s)"  # an election's change, for observers
 
 # -- advisory mode ------------------------------------------------------------------------------
 

@@ -18,11 +18,19 @@ from typing import TYPE_CHECKING, TypeVar
 
 from tenure._sync.lease import Lease
 from tenure._sync.lock import Lock
-from tenure._concurrency import Returning
+from tenure._concurrency import Returning, shielded
 from tenure._core.durations import check_timeout
 from tenure._core.guarantees import Capability
 from tenure._core.leader import Leader
-from tenure._exceptions import AcquireTimeout, ElectionError, LeadershipLost, LockLost, NotLeader, NotOwner
+from tenure._exceptions import (
+    AcquireTimeout,
+    BackendError,
+    ElectionError,
+    LeadershipLost,
+    LockLost,
+    NotLeader,
+    NotOwner,
+)
 
 if TYPE_CHECKING:
     from tenure._sync.coordinator import Coordinator
@@ -49,6 +57,7 @@ class Leadership:
     def __init__(self, election: Election, lease: Lease) -> None:
         self.name = election.name
         self.value = election.value
+        self._election = election
         self._lease = lease
         self._resigned = False
 
@@ -96,6 +105,8 @@ class Leadership:
             self._lease.release()
         except LockLost as exc:
             raise self._lost_error(exc) from exc
+        finally:
+            self._election._announce()
 
     def __enter__(self) -> Leadership:
         self._lease.__enter__()
@@ -114,6 +125,8 @@ class Leadership:
             raise
         except LockLost as lost:
             raise self._lost_error(lost) from lost
+        finally:
+            self._election._announce()
 
     def _lost_error(self, cause: LockLost) -> LeadershipLost:
         if isinstance(cause, LeadershipLost):
@@ -170,6 +183,7 @@ class Election:
                 "another candidate leads"
             ) from None
         self._leadership = Leadership(self, lease)
+        self._announce()
         return self._leadership
 
     def resign(self) -> None:
@@ -206,6 +220,13 @@ class Election:
                 feed.wait(pause)
         finally:
             feed.close()
+
+    def _announce(self) -> None:
+        """Wake observers where the backend needs telling; they look again anyway, so best effort."""
+        try:
+            shielded(lambda: self._store.announce(self.key))
+        except BackendError as exc:
+            log.debug("tenure: announcing a change of %r failed (%s); observers look later", self.name, exc)
 
     def run(self, fn: Returning[T], *args: object) -> T:
         """Campaign, then run ``fn(*args)`` as leader and resign when it returns; return its result.

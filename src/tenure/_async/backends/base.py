@@ -78,6 +78,14 @@ class AsyncLeaseStore(abc.ABC):
         """
         return AsyncChangeFeed(self.poll_interval[1])
 
+    async def announce(self, key: str) -> None:
+        """Tell ``key``'s observers that its holder changed, if the lock steps do not already.
+
+        Elections call it after a campaign is won and after a resignation: rare events, so a
+        backend whose lock steps send no notification (to stay fast) can send one here.
+        """
+        return None  # most backends notify from the lock steps themselves, or not at all
+
     # -- Queueing: FIFO waiting, for backends that declare Capability.QUEUEING -----------------
 
     async def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:

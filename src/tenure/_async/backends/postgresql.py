@@ -68,7 +68,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from tenure._async.backends.base import AsyncLeaseStore
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
 from tenure._async.backends.postgresql_session import AsyncPgListener, AsyncPgPool, AsyncPgSession, Row
 from tenure._config import BackendConfig
 from tenure._core import postgres_sql as sql
@@ -93,6 +93,9 @@ class AsyncPostgresBase(AsyncLeaseStore):
         super().__init__(config)
         self._params = sql.connect_params(config)  # raises ConfigurationError, no I/O
         self._pool = self._new_pool()
+        # One LISTENing session, started by the first wait on it: table mode's releases and
+        # election changes (``announce``) arrive there.
+        self._listener = AsyncPgListener(self._pool)
         self._connected = False
 
     def _new_pool(self) -> AsyncPgPool:
@@ -113,6 +116,7 @@ class AsyncPostgresBase(AsyncLeaseStore):
         except BaseException:
             await self._pool.aclose()  # stop the watchdog; a later connect starts afresh
             self._pool = self._new_pool()
+            self._listener = AsyncPgListener(self._pool)
             raise
         self._connected = True
 
@@ -137,8 +141,32 @@ class AsyncPostgresBase(AsyncLeaseStore):
         await self._pool.checkin(session)
         return rows
 
+    async def announce(self, key: str) -> None:
+        # Lock statements send no NOTIFY (it would cost every release a commit); an election's
+        # campaign and resignation announce themselves with one.
+        await self._call(sql.ANNOUNCE, {"payload": str(sql.lock_id(key))}, "announcing a change")
+
+    async def watch(self, key: str) -> AsyncChangeFeed:
+        await self._listener.listening(self.config.common.op_timeout)  # else a change may be missed
+        return AsyncPostgresFeed(self._listener, sql.lock_id(key))
+
     async def aclose(self) -> None:
+        await self._listener.aclose()
         await self._pool.aclose()
+
+
+class AsyncPostgresFeed(AsyncChangeFeed):
+    """Wake an observer on a NOTIFY about its lock (a release in table mode, an announcement)."""
+
+    def __init__(self, listener: AsyncPgListener, lock: int) -> None:
+        super().__init__(0.0)
+        self._listener, self._lock = listener, lock
+        self._mark = listener.mark(lock)
+
+    async def wait(self, timeout: float) -> None:
+        # A listener that reconnects wakes every waiter: what it missed, the observer reads.
+        await self._listener.wait(self._lock, self._mark, max(0.0, timeout))
+        self._mark = self._listener.mark(self._lock)
 
 
 class _Hold:
@@ -428,23 +456,12 @@ class AsyncPostgresTableStore(AsyncPostgresBase):
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
-        self._listener = AsyncPgListener(self._pool)
         self._marks: dict[str, int] = {}  # key -> releases heard before its last refused attempt
-
-    async def connect(self) -> None:
-        pool = self._pool
-        await super().connect()
-        if self._pool is not pool:  # a failed connect replaced the pool
-            self._listener = AsyncPgListener(self._pool)
 
     async def wait_released(self, key: str, timeout: float) -> None:
         lock = sql.lock_id(key)
         mark = self._marks.pop(key, None)
         await self._listener.wait(lock, self._listener.mark(lock) if mark is None else mark, timeout)
-
-    async def aclose(self) -> None:
-        await self._listener.aclose()
-        await super().aclose()
 
     async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         mark = self._listener.mark(sql.lock_id(key))

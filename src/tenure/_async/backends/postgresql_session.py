@@ -25,7 +25,7 @@ import psycopg.errors
 from psycopg import generators
 from psycopg.pq import ExecStatus
 
-from tenure._concurrency import AsyncBackground, AsyncMutex, AsyncSignal
+from tenure._concurrency import AsyncBackground, AsyncMutex, AsyncSignal, async_sleep
 from tenure._core import postgres_sql as sql
 from tenure._core.tokens import new_token
 from tenure._exceptions import (
@@ -399,7 +399,21 @@ class AsyncPgListener:
         self._worker: AsyncBackground | None = None
         self._stop: AsyncSignal | None = None
         self._session: AsyncPgSession | None = None
+        self._listening = False  # a LISTEN is in effect right now
         self._closed = False
+
+    async def listening(self, timeout: float) -> None:
+        """Start listening if not yet, and return once a LISTEN is in effect (or after ``timeout``)."""
+        self._start()
+        deadline = time.monotonic() + timeout
+        while not self._listening and not self._closed and time.monotonic() < deadline:
+            await async_sleep(0.002)
+
+    def _start(self) -> None:
+        if self._worker is None and not self._closed:
+            self._stop = AsyncSignal()
+            self._worker = AsyncBackground(self._listen, name="tenure-postgresql-listener")
+            self._worker.start()
 
     def mark(self, lock: int) -> int:
         """Return how many releases of ``lock`` were heard so far (taken before an attempt)."""
@@ -407,10 +421,7 @@ class AsyncPgListener:
 
     async def wait(self, lock: int, mark: int, timeout: float) -> None:
         """Return when a release of ``lock`` was heard since ``mark``, or after ``timeout``."""
-        if self._worker is None and not self._closed:
-            self._stop = AsyncSignal()
-            self._worker = AsyncBackground(self._listen, name="tenure-postgresql-listener")
-            self._worker.start()
+        self._start()
         signal = AsyncSignal()
         with self._mutex:
             self._waiters.setdefault(lock, []).append(signal)
@@ -460,6 +471,7 @@ class AsyncPgListener:
                 await self._pool.run(session, sql.LISTEN, None, "listening for releases")
                 if self._closed:
                     break
+                self._listening = True
                 self._heard(None)
                 pause = 0.05
                 async for note in session.conn.notifies():
@@ -473,6 +485,7 @@ class AsyncPgListener:
                         "tenure: the release listener of %s stopped (%s); reconnecting", self._pool.url, exc
                     )
             finally:
+                self._listening = False
                 self._session = None
                 if session is not None:
                     await self._pool.discard(session)

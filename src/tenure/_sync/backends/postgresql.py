@@ -69,7 +69,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from tenure._sync.backends.base import LeaseStore
+from tenure._sync.backends.base import ChangeFeed, LeaseStore
 from tenure._sync.backends.postgresql_session import PgListener, PgPool, PgSession, Row
 from tenure._config import BackendConfig
 from tenure._core import postgres_sql as sql
@@ -94,6 +94,9 @@ class PostgresBase(LeaseStore):
         super().__init__(config)
         self._params = sql.connect_params(config)  # raises ConfigurationError, no I/O
         self._pool = self._new_pool()
+        # One LISTENing session, started by the first wait on it: table mode's releases and
+        # election changes (``announce``) arrive there.
+        self._listener = PgListener(self._pool)
         self._connected = False
 
     def _new_pool(self) -> PgPool:
@@ -114,6 +117,7 @@ class PostgresBase(LeaseStore):
         except BaseException:
             self._pool.close()  # stop the watchdog; a later connect starts afresh
             self._pool = self._new_pool()
+            self._listener = PgListener(self._pool)
             raise
         self._connected = True
 
@@ -138,8 +142,32 @@ class PostgresBase(LeaseStore):
         self._pool.checkin(session)
         return rows
 
+    def announce(self, key: str) -> None:
+        # Lock statements send no NOTIFY (it would cost every release a commit); an election's
+        # campaign and resignation announce themselves with one.
+        self._call(sql.ANNOUNCE, {"payload": str(sql.lock_id(key))}, "announcing a change")
+
+    def watch(self, key: str) -> ChangeFeed:
+        self._listener.listening(self.config.common.op_timeout)  # else a change may be missed
+        return PostgresFeed(self._listener, sql.lock_id(key))
+
     def close(self) -> None:
+        self._listener.close()
         self._pool.close()
+
+
+class PostgresFeed(ChangeFeed):
+    """Wake an observer on a NOTIFY about its lock (a release in table mode, an announcement)."""
+
+    def __init__(self, listener: PgListener, lock: int) -> None:
+        super().__init__(0.0)
+        self._listener, self._lock = listener, lock
+        self._mark = listener.mark(lock)
+
+    def wait(self, timeout: float) -> None:
+        # A listener that reconnects wakes every waiter: what it missed, the observer reads.
+        self._listener.wait(self._lock, self._mark, max(0.0, timeout))
+        self._mark = self._listener.mark(self._lock)
 
 
 class _Hold:
@@ -429,23 +457,12 @@ class PostgresTableStore(PostgresBase):
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
-        self._listener = PgListener(self._pool)
         self._marks: dict[str, int] = {}  # key -> releases heard before its last refused attempt
-
-    def connect(self) -> None:
-        pool = self._pool
-        super().connect()
-        if self._pool is not pool:  # a failed connect replaced the pool
-            self._listener = PgListener(self._pool)
 
     def wait_released(self, key: str, timeout: float) -> None:
         lock = sql.lock_id(key)
         mark = self._marks.pop(key, None)
         self._listener.wait(lock, self._listener.mark(lock) if mark is None else mark, timeout)
-
-    def close(self) -> None:
-        self._listener.close()
-        super().close()
 
     def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         mark = self._listener.mark(sql.lock_id(key))

@@ -26,7 +26,7 @@ import psycopg.errors
 from psycopg import generators
 from psycopg.pq import ExecStatus
 
-from tenure._concurrency import Background, Mutex, Signal
+from tenure._concurrency import Background, Mutex, Signal, sleep
 from tenure._core import postgres_sql as sql
 from tenure._core.tokens import new_token
 from tenure._exceptions import (
@@ -400,7 +400,21 @@ class PgListener:
         self._worker: Background | None = None
         self._stop: Signal | None = None
         self._session: PgSession | None = None
+        self._listening = False  # a LISTEN is in effect right now
         self._closed = False
+
+    def listening(self, timeout: float) -> None:
+        """Start listening if not yet, and return once a LISTEN is in effect (or after ``timeout``)."""
+        self._start()
+        deadline = time.monotonic() + timeout
+        while not self._listening and not self._closed and time.monotonic() < deadline:
+            sleep(0.002)
+
+    def _start(self) -> None:
+        if self._worker is None and not self._closed:
+            self._stop = Signal()
+            self._worker = Background(self._listen, name="tenure-postgresql-listener")
+            self._worker.start()
 
     def mark(self, lock: int) -> int:
         """Return how many releases of ``lock`` were heard so far (taken before an attempt)."""
@@ -408,10 +422,7 @@ class PgListener:
 
     def wait(self, lock: int, mark: int, timeout: float) -> None:
         """Return when a release of ``lock`` was heard since ``mark``, or after ``timeout``."""
-        if self._worker is None and not self._closed:
-            self._stop = Signal()
-            self._worker = Background(self._listen, name="tenure-postgresql-listener")
-            self._worker.start()
+        self._start()
         signal = Signal()
         with self._mutex:
             self._waiters.setdefault(lock, []).append(signal)
@@ -461,6 +472,7 @@ class PgListener:
                 self._pool.run(session, sql.LISTEN, None, "listening for releases")
                 if self._closed:
                     break
+                self._listening = True
                 self._heard(None)
                 pause = 0.05
                 for note in session.conn.notifies():
@@ -474,6 +486,7 @@ class PgListener:
                         "tenure: the release listener of %s stopped (%s); reconnecting", self._pool.url, exc
                     )
             finally:
+                self._listening = False
                 self._session = None
                 if session is not None:
                     self._pool.discard(session)
