@@ -244,14 +244,22 @@ CREATE TABLE IF NOT EXISTS {LEASES_TABLE} (
 """
 
 # Take the row if free or expired, by the server's clock; bump the fence in the same statement.
-# Rows are never deleted, so a name's fence never repeats.
+# Rows are never deleted, so a name's fence never repeats. Refused, it returns instead the
+# seconds the holder's lease has left (read from the statement's snapshot, before the attempt),
+# so the waiter can look again when it expires: an expiry sends no NOTIFY.
 TABLE_ACQUIRE = f"""
-INSERT INTO {LEASES_TABLE} AS l (key, owner, label, fence, expires_at)
-VALUES (%(key)s, %(owner)s, %(label)s, 1, clock_timestamp() + %(ttl)s * interval '1 second')
-ON CONFLICT (key) DO UPDATE SET
-    owner = excluded.owner, label = excluded.label, fence = l.fence + 1, expires_at = excluded.expires_at
-WHERE l.owner IS NULL OR l.expires_at <= clock_timestamp()
-RETURNING fence
+WITH attempt AS (
+    INSERT INTO {LEASES_TABLE} AS l (key, owner, label, fence, expires_at)
+    VALUES (%(key)s, %(owner)s, %(label)s, 1, clock_timestamp() + %(ttl)s * interval '1 second')
+    ON CONFLICT (key) DO UPDATE SET
+        owner = excluded.owner, label = excluded.label, fence = l.fence + 1, expires_at = excluded.expires_at
+    WHERE l.owner IS NULL OR l.expires_at <= clock_timestamp()
+    RETURNING fence
+)
+SELECT fence, NULL::double precision FROM attempt
+UNION ALL
+SELECT NULL, extract(epoch FROM expires_at - clock_timestamp())
+FROM {LEASES_TABLE} WHERE key = %(key)s AND NOT EXISTS (SELECT 1 FROM attempt)
 """
 
 # Owner-checked; an expired lease is never revived.
