@@ -36,6 +36,8 @@ SUBSTITUTIONS = [
     (r"\bredis\.asyncio\b", "redis"),
     # grpc's asyncio API lives in grpc.aio; the same channel factories exist on grpc itself.
     (r"\bgrpc\.aio\b", "grpc"),
+    # aiomysql is PyMySQL's asyncio port: the same connect/cursor calls, minus the awaits.
+    (r"\baiomysql\b", "pymysql"),
     (r"\bAsync([A-Z]\w*)", r"\1"),
     (r"\basync_(\w+)", r"\1"),
     (r"\b_async\b", "_sync"),

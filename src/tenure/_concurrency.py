@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger("tenure")
@@ -340,3 +340,109 @@ class BodyGuard:
     def exit(self, exc: BaseException | None) -> bool:
         """No cancellation was caused, so none is absorbed."""
         return False
+
+
+# -- bounding a driver call, and server-side waits that outlive one wait (the mysql:// backend) --
+
+
+async def async_bounded(make: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """Run a driver call, cancelling it after ``timeout`` seconds with TimeoutError.
+
+    For drivers without their own read timeouts (aiomysql); the caller must then drop the
+    connection, whose state is unknown.
+    """
+    async with asyncio.timeout(timeout):
+        return await make()
+
+
+def bounded(make: Callable[[], T], timeout: float) -> T:
+    """Run a driver call; the blocking driver bounds it with its own socket timeouts."""
+    return make()
+
+
+class AsyncPending(Generic[T]):
+    """A request sent now whose reply is awaited in slices, without giving up the request.
+
+    A server-side wait (a queued GET_LOCK) keeps its place in the server's queue across the
+    caller's short waits. Here a task sends and then reads, bounded by ``timeout``;
+    ``readable`` serves only the threaded twin. ``cancel()`` abandons the request (the caller
+    then drops the connection).
+    """
+
+    def __init__(
+        self,
+        send: Callable[[], Awaitable[None]],
+        receive: Callable[[], Awaitable[T]],
+        readable: Callable[[float], bool],
+        timeout: float,
+    ) -> None:
+        async def run() -> T:
+            async with asyncio.timeout(timeout):
+                await send()
+                return await receive()
+
+        self._task: asyncio.Task[T] = asyncio.get_running_loop().create_task(run())
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the reply; return whether it has come."""
+        if not self._task.done() and timeout > 0:
+            await asyncio.wait({self._task}, timeout=timeout)
+        return self._task.done()
+
+    def done(self) -> bool:
+        """Return whether the reply has come."""
+        return self._task.done()
+
+    def result(self) -> T:
+        """Return the reply or raise the request's error (only once done)."""
+        return self._task.result()
+
+    def cancel(self) -> None:
+        """Abandon the request."""
+        self._task.cancel()
+        self._task.add_done_callback(_consume)
+
+
+class Pending(Generic[T]):
+    """A request sent now whose reply is read later in the caller's own thread.
+
+    ``send()`` runs at once; ``readable(seconds)`` waits for the reply's first bytes (a
+    ``select`` on the socket), so a thread waiting in slices needs no helper thread and the
+    reply wakes it directly. ``receive()`` reads the reply once it is there; the blocking
+    driver's own socket timeouts bound it, so ``timeout`` is not needed here.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[], None],
+        receive: Callable[[], T],
+        readable: Callable[[float], bool],
+        timeout: float,
+    ) -> None:
+        send()
+        self._receive = receive
+        self._readable = readable
+        self._arrived = False
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the reply; return whether it has come."""
+        if not self._arrived:
+            self._arrived = self._readable(timeout)
+        return self._arrived
+
+    def done(self) -> bool:
+        """Return whether the reply has come."""
+        return self.wait(0.0)
+
+    def result(self) -> T:
+        """Read and return the reply, or raise the request's error (only once done)."""
+        return self._receive()
+
+    def cancel(self) -> None:
+        """Nothing runs on its own: the caller ends the request by closing its connection."""
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned task's outcome so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()

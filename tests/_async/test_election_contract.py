@@ -151,7 +151,7 @@ async def test_run_returns_the_result_and_resigns(coord: tenure.AsyncCoordinator
         {"value": 42},
         {"value": ""},
         {"value": "two\nlines"},
-        {"value": "x" * 2000},
+        {"value": "x" * 256},
         {"ttl": 0},
         {"ttl": -1},
     ],

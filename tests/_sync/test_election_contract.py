@@ -152,7 +152,7 @@ def test_run_returns_the_result_and_resigns(coord: tenure.Coordinator) -> None:
         {"value": 42},
         {"value": ""},
         {"value": "two\nlines"},
-        {"value": "x" * 2000},
+        {"value": "x" * 256},
         {"ttl": 0},
         {"ttl": -1},
     ],

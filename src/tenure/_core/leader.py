@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from tenure._core.keys import namespaced_key
 from tenure._exceptions import ConfigurationError
 
-MAX_VALUE_BYTES = 1024
-"""Longest value a candidate may proclaim, in UTF-8 bytes: it is stored with the leadership."""
+MAX_VALUE_BYTES = 255
+"""Longest value a candidate may proclaim, in UTF-8 bytes: what every backend stores whole."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,290 @@
+"""MariaDB under faults: restarts, frozen holders and servers, cancelled waits, long names."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pymysql  # type: ignore[import-untyped]
+import pytest
+
+import tenure
+from tenure._core.keys import MAX_NAME_BYTES, namespaced_key
+from tenure._core.mysql_sql import MAX_LOCK_NAME, lock_name
+from tests.servers import free_port
+from tests.servers_mysql import DATABASE, PASSWORD, USER, MariaDBServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[MariaDBServer]:
+    """A server of this test's own, free to be restarted or frozen."""
+    server = MariaDBServer(tmp_path / "mariadb").start()
+    yield server
+    server.stop()
+
+
+def namespaced(url: str, **options: object) -> str:
+    query = "&".join([f"namespace=test-{uuid.uuid4().hex[:12]}", *(f"{k}={v}" for k, v in options.items())])
+    return f"{url}?{query}"
+
+
+def raw_connection(server: MariaDBServer) -> pymysql.Connection:
+    return pymysql.connect(
+        host="127.0.0.1", port=server.port, user=USER, password=PASSWORD, database=DATABASE, autocommit=True
+    )
+
+
+def fenced_write(server: MariaDBServer, value: str, fence: int) -> int:
+    """Write ``value`` to the protected row unless a larger fence wrote first; return rows changed."""
+    with raw_connection(server) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS resource (id INT PRIMARY KEY, value TEXT, fence BIGINT)")
+        cur.execute("INSERT IGNORE INTO resource VALUES (1, '', 0)")
+        changed: int = cur.execute(
+            "UPDATE resource SET value = %s, fence = %s WHERE id = 1 AND fence < %s", (value, fence, fence)
+        )
+        return changed
+
+
+def test_lock_names_are_digests_of_at_most_64_characters(mariadb_server: MariaDBServer) -> None:
+    longest = "n" * MAX_NAME_BYTES
+    names = {lock_name(namespaced_key(ns, name)) for ns in ("a", "b") for name in ("x", "X", longest)}
+    assert len(names) == 6, "distinct keys (case included) get distinct lock names"
+    assert all(len(name) <= MAX_LOCK_NAME and name == name.lower() for name in names)
+    url = namespaced(mariadb_server.url)
+    with (
+        tenure.Coordinator(url) as coord,
+        tenure.Coordinator(url) as rival,
+        coord.lock(longest, ttl=5) as lease,
+    ):
+        assert rival.lock(longest).try_acquire() is None
+        with raw_connection(mariadb_server) as conn, conn.cursor() as cur:
+            cur.execute("SELECT IS_USED_LOCK(%s)", (lock_name(namespaced_key(coord.namespace, longest)),))
+            assert cur.fetchone()[0] is not None, "the server holds the lock under the digest name"
+        info = coord.inspect(longest)
+        assert info is not None and info.fence == lease.fence
+
+
+def test_the_fence_is_drawn_only_after_the_lock_is_taken(mariadb_server: MariaDBServer) -> None:
+    # The acquiring INSERT takes the lock in its WHERE clause and draws the fence in its select
+    # list: failed attempts must draw nothing, or a fence could be drawn before the lock is ours.
+    url = namespaced(mariadb_server.url)
+    with tenure.Coordinator(url) as coord, tenure.Coordinator(url) as rival:
+        first = coord.lock("order", ttl=5).acquire()
+        for _ in range(20):
+            assert rival.lock("order").try_acquire() is None
+        waiter = rival.lock("order", fair=True)
+        with pytest.raises(tenure.AcquireTimeout):
+            waiter.acquire(timeout=0.3)  # a queued wait that times out draws none either
+        first.release()
+        with coord.lock("order", ttl=5) as second:
+            assert second.fence == first.fence + 1
+
+
+def test_a_restart_while_held_is_told_and_the_stale_fenced_write_is_rejected(
+    own_server: MariaDBServer,
+) -> None:
+    url = namespaced(own_server.url, op_timeout=2)
+    lost = threading.Event()
+    with tenure.Coordinator(url) as coord:
+        lease = coord.lock("resource", ttl=1.5).acquire()
+        lease.on_lost(lambda _: lost.set())
+        assert fenced_write(own_server, "first holder", lease.fence) == 1
+        own_server.restart()
+        # Told within a renewal period (ttl/3) plus the time to find the session gone.
+        assert lost.wait(timeout=3.0), "the holder must be told its session ended with the server"
+        with pytest.raises(tenure.LockLost):
+            lease.check()
+        with tenure.Coordinator(url) as rival, rival.lock("resource", ttl=5, timeout=5) as successor:
+            assert successor.fence > lease.fence, "the fence sequence continues after a restart"
+            assert fenced_write(own_server, "successor", successor.fence) == 1
+            assert fenced_write(own_server, "late write from the old holder", lease.fence) == 0
+        with pytest.raises(tenure.LockLost):
+            lease.release()
+    with raw_connection(own_server) as conn, conn.cursor() as cur:
+        cur.execute("SELECT value FROM resource WHERE id = 1")
+        assert cur.fetchone()[0] == "successor"
+
+
+def test_a_frozen_holder_loses_the_lock_when_the_server_ends_its_idle_session(
+    mariadb_server: MariaDBServer,
+) -> None:
+    url = namespaced(mariadb_server.url)
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "tests.workers", "hold-forever", url, "frozen", "1.0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        line = holder.stdout.readline().split()
+        assert line[:1] == ["HELD"], line
+        first_fence = int(line[1])
+        os.kill(holder.pid, signal.SIGSTOP)  # a GC pause, a VM migration, a ^Z
+        frozen = time.monotonic()
+        with tenure.Coordinator(url) as coord:
+            assert coord.lock("frozen").try_acquire() is None, "a frozen holder keeps it until its idle limit"
+            lease = coord.lock("frozen", ttl=5).acquire(timeout=5)
+            waited = time.monotonic() - frozen
+            # wait_timeout = ceil(ttl) = 1 s after the holder's last renewal (every ttl/3).
+            assert 0.3 < waited < 2.0, f"freed after {waited:.2f} s"
+            assert lease.fence > first_fence
+            lease.release()
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.kill()
+        holder.wait()
+
+
+def test_an_unreachable_port_fails_within_connect_timeout() -> None:
+    url = f"mysql://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/{DATABASE}?connect_timeout=1"
+    started = time.monotonic()
+    with pytest.raises(tenure.BackendUnavailable) as info, tenure.Coordinator(url) as coord:
+        coord.lock("x").try_acquire()
+    assert time.monotonic() - started < 1.5
+    assert PASSWORD not in str(info.value) and "***" in str(info.value)
+
+
+def test_a_wrong_password_is_not_echoed(mariadb_server: MariaDBServer) -> None:
+    secret = "not-the-password-42"
+    url = f"mysql://{USER}:{secret}@127.0.0.1:{mariadb_server.port}/{DATABASE}"
+    with pytest.raises(tenure.BackendError) as info:
+        tenure.Coordinator(url).connect()
+    assert secret not in str(info.value) and secret not in repr(info.value)
+    assert secret not in repr(tenure.Coordinator(url))
+
+
+def test_a_frozen_server_gives_backend_timeout_within_op_timeout(own_server: MariaDBServer) -> None:
+    url = namespaced(own_server.url, op_timeout=0.5, connect_timeout=0.5)
+    with tenure.Coordinator(url) as coord:
+        coord.lock("warm").try_acquire()  # a pooled connection, so the frozen call is a query
+        own_server.pause()
+        try:
+            for attempt in (lambda: coord.lock("x").try_acquire(), lambda: coord.inspect("x")):
+                started = time.monotonic()
+                with pytest.raises(tenure.BackendTimeout):
+                    attempt()
+                assert time.monotonic() - started < 1.0
+        finally:
+            own_server.resume()
+        with coord.lock("x", ttl=5) as lease:  # the store recovers once the server answers again
+            assert lease.fence > 0
+
+
+async def test_a_frozen_server_gives_backend_timeout_within_op_timeout_async(
+    own_server: MariaDBServer,
+) -> None:
+    url = namespaced(own_server.url, op_timeout=0.5, connect_timeout=0.5)
+    async with tenure.AsyncCoordinator(url) as coord:
+        await coord.lock("warm").try_acquire()
+        own_server.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(tenure.BackendTimeout):
+                await coord.lock("x").try_acquire()
+            assert time.monotonic() - started < 1.0
+        finally:
+            own_server.resume()
+        async with coord.lock("x", ttl=5) as lease:
+            assert lease.fence > 0
+
+
+@pytest.mark.parametrize("fair", [True, False], ids=["fair", "plain"])
+async def test_cancelling_a_server_side_wait_leaves_nothing_held(
+    mariadb_server: MariaDBServer, fair: bool
+) -> None:
+    url = namespaced(mariadb_server.url)
+    async with tenure.AsyncCoordinator(url) as coord, tenure.AsyncCoordinator(url) as waiter:
+        lease = await coord.lock("busy", ttl=5).acquire()
+        wait = asyncio.ensure_future(waiter.lock("busy", ttl=5, fair=fair).acquire(timeout=30))
+        await asyncio.sleep(0.5)  # blocked in GET_LOCK on the server by now
+        with raw_connection(mariadb_server) as conn, conn.cursor() as cur:
+            name = lock_name(namespaced_key(coord.namespace, "busy"))
+            cur.execute(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE %s", (f"%{name}%",)
+            )
+            assert cur.fetchone()[0] >= 1, "the waiter waits on the server"
+        wait.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await wait
+        await lease.release()
+        started = time.monotonic()
+        # Nothing was handed to the cancelled waiter's session: the lock is free at once.
+        third = await coord.lock("busy", ttl=5).acquire(timeout=2)
+        assert time.monotonic() - started < 0.5
+        assert (await coord.inspect("busy")) is not None
+        await third.release()
+        assert await coord.inspect("busy") is None
+        assert not waiter._store._holds  # type: ignore[attr-defined]
+
+
+def test_fair_waiters_are_handed_the_lock_by_the_server_in_order(mariadb_server: MariaDBServer) -> None:
+    url = namespaced(mariadb_server.url)
+    served: list[int] = []
+    with tenure.Coordinator(url) as coord:
+        lease = coord.lock("line", ttl=5, fair=True).acquire()
+
+        def wait_in_line(index: int) -> None:
+            with tenure.Coordinator(url) as client, client.lock("line", ttl=5, fair=True, timeout=20):
+                served.append(index)
+                time.sleep(0.01)
+
+        threads = []
+        for index in range(6):
+            threads.append(threading.Thread(target=wait_in_line, args=(index,)))
+            threads[-1].start()
+            time.sleep(0.15)
+        time.sleep(2.5)  # longer than any one wait slice (poll_interval): places are kept across slices
+        lease.release()
+        for thread in threads:
+            thread.join(timeout=20)
+    assert served == list(range(6))
+
+
+def test_a_lock_parked_for_an_attempt_that_never_comes_frees_itself(mariadb_server: MariaDBServer) -> None:
+    # A plain wait that is granted the lock keeps it for the attempt that follows; if that
+    # attempt never comes, the parked session's idle limit (ceil(ttl)) frees the lock.
+    url = namespaced(mariadb_server.url)
+    with tenure.Coordinator(url) as coord, tenure.Coordinator(url) as waiter:
+        lease = coord.lock("parked", ttl=5).acquire()
+        lock = waiter.lock("parked", ttl=1)
+        assert lock.try_acquire() is None  # the failed attempt the wait records the holder for
+        released = threading.Timer(0.2, lease.release)
+        released.start()
+        store = waiter._store
+        store.wait_released(lock.key, 2.0)
+        released.join()
+        assert store._parked, "the wait was granted the lock and parked it"  # type: ignore[attr-defined]
+        assert coord.lock("parked").try_acquire() is None, "a parked lock is held"
+        rival = coord.lock("parked", ttl=5).acquire(timeout=3)  # no attempt came: freed by the server
+        assert rival.fence > lease.fence
+        rival.release()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://user@127.0.0.1:1",  # no database
+        "mysql://user@h1:1,h2:2/db",  # one host only
+        "mysql://user@127.0.0.1:1/db?mode=lease",
+        "mysql://user@127.0.0.1:1/db?pool=3",
+    ],
+)
+def test_bad_urls_fail_before_any_io(url: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(tenure.ConfigurationError):
+        tenure.Coordinator(url)
+    assert time.monotonic() - started < 0.5, "nothing was dialled"
