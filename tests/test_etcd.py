@@ -234,9 +234,9 @@ def test_waiters_watch_only_their_predecessor(url: str) -> None:
 
             # Deletions are watched by waiters further back; the waiter just behind the holder
             # also watches its renewals (to take over from a holder that stops renewing).
-            def spy_wait(name: bytes, revision: int, timeout: float) -> Any:
+            def spy_wait(name: bytes, revision: int, timeout: float, **options: Any) -> Any:
                 watched.setdefault(index, []).append(name)
-                return real_wait(name, revision, timeout)
+                return real_wait(name, revision, timeout, **options)
 
             def spy_watch(name: bytes, revision: int, timeout: float) -> Any:
                 watched.setdefault(index, []).append(name)

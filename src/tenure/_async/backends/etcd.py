@@ -234,7 +234,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
             if waiting.alone:
                 seen = await self._wait_for_holder(waiting, left)
             else:
-                seen = await self._client.wait_deleted(waiting.predecessor, waiting.since, left)
+                seen = await self._client.wait_deleted(waiting.predecessor, waiting.since, left, fresh=True)
             if seen is False:
                 # Timed out. The next wait reads the line again and watches from then on: a watch
                 # from an older revision would lag (etcd catches such watchers up every 100 ms).
@@ -410,7 +410,8 @@ def place(waiting: Waiting, behind: list[Any], revision: int) -> bool:
     waiting.predecessor = bytes(before.key)
     waiting.alone = len(behind) == 2
     waiting.since = revision + 1
-    unseen = waiting.holder_key != waiting.predecessor or waiting.holder_mod != before.mod_revision
+    # A read racing a watched rewrite may be older than a write already seen: only newer counts.
+    unseen = waiting.holder_key != waiting.predecessor or int(before.mod_revision) > waiting.holder_mod
     if waiting.alone and unseen:
         # A holder, or a write of it, not seen before: its silence is counted from now.
         waiting.holder_key, waiting.holder_mod = waiting.predecessor, int(before.mod_revision)

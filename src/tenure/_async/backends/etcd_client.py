@@ -180,11 +180,17 @@ class AsyncEtcdClient:
         assert error is not None
         raise error
 
-    async def wait_deleted(self, name: bytes, revision: int, timeout: float) -> bool | None:
+    async def wait_deleted(
+        self, name: bytes, revision: int, timeout: float, *, fresh: bool = False
+    ) -> bool | None:
         """Return when ``name`` is deleted at or after ``revision``, or after ``timeout`` s.
 
         True: the deletion was seen. False: ``timeout`` passed without it. None: the watch
         ended without telling (its revision was compacted, the endpoint failed).
+
+        ``fresh``: watch from now rather than from ``revision``. etcd serves a watch that starts
+        in the past from its "unsynced" group, caught up only every 100 ms, which would delay
+        a hand-over; what changed in between is read from the same member once the watch exists.
         """
         if not self._stubs:
             return None
@@ -192,7 +198,7 @@ class AsyncEtcdClient:
             return False
         index = self._current
         ends = time.monotonic() + timeout
-        request = proto.watch_deletion(name, revision)
+        request = proto.watch_deletion(name, 0 if fresh else revision)
         call = self._stubs[index]["watch"].Watch(iter([request]), timeout=timeout)
         try:
             async for reply in call:
@@ -200,6 +206,10 @@ class AsyncEtcdClient:
                     return True
                 if reply.canceled:
                     return None
+                if fresh and reply.created and int(reply.header.revision) >= revision:
+                    kv = await self._member_read(index, name)
+                    if kv is None or int(kv.create_revision) >= revision:
+                        return True  # deleted in between (or made again, which is not the same)
         except grpc.RpcError as exc:
             # The server may end the stream at the deadline first ("context deadline exceeded").
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED or time.monotonic() >= ends - 0.005:
@@ -237,6 +247,13 @@ class AsyncEtcdClient:
         finally:
             call.cancel()
         return ("timeout", None) if time.monotonic() >= ends - 0.005 else ("ended", None)
+
+    async def _member_read(self, index: int, name: bytes) -> Any:
+        """Return ``name``'s entry as endpoint ``index`` has applied it (no leader round), or None."""
+        request = proto.get(name)
+        request.serializable = True
+        reply = await self._stubs[index]["kv"].Range(request, timeout=self.op_timeout)
+        return reply.kvs[0] if reply.kvs else None
 
     async def wait_changed(self, prefix: bytes, since: int, timeout: float) -> int:
         """Return when an entry under ``prefix`` changes at or after revision ``since``, or later.
