@@ -232,7 +232,9 @@ class EtcdClient:
             return "timeout", None
         index = self._current
         ends = time.monotonic() + timeout
-        call = self._stubs[index]["watch"].Watch(iter([proto.watch_entry(name, revision)]), timeout=timeout)
+        # From now, for the reason wait_deleted(fresh=True) gives; what changed since
+        # ``revision`` is read from the same member once the watch exists.
+        call = self._stubs[index]["watch"].Watch(iter([proto.watch_entry(name, 0)]), timeout=timeout)
         try:
             for reply in call:
                 for event in reply.events:
@@ -241,6 +243,12 @@ class EtcdClient:
                     return "put", event.kv
                 if reply.canceled:
                     return "ended", None
+                if reply.created and int(reply.header.revision) >= revision:
+                    kv = self._member_read(index, name)
+                    if kv is None or int(kv.create_revision) >= revision:
+                        return "deleted", None
+                    if int(kv.mod_revision) >= revision:
+                        return "put", kv
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED or time.monotonic() >= ends - 0.005:
                 return "timeout", None
