@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+from typing import Any
+
 import tenure
 from benchmarks.registry import Unavailable
 
@@ -47,3 +51,38 @@ class TenureHandle:
 
     def close(self) -> None:
         self._coordinator.close()
+
+
+def client_versions(*packages: str) -> str:
+    """Return the versions of the client libraries, which the JSON records with the figures."""
+    found = []
+    for name in packages:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} missing")
+    return ", ".join(found)
+
+
+class ToozHandle:
+    """tooz's lock on one of its drivers: ``get_coordinator(url).get_lock(name).acquire()``."""
+
+    def __init__(self, url: str, name: str, *, what: str, **acquire_options: Any) -> None:
+        from tooz import coordination  # a bench peer: missing, skipped
+
+        self._what = what
+        self._acquire_options = {"blocking": True, **acquire_options}
+        self._coordinator: Any = coordination.get_coordinator(url, os.urandom(8).hex().encode())
+        self._coordinator.start()
+        self._lock = self._coordinator.get_lock(f"tooz:{name}".encode())
+
+    def acquire(self) -> None:
+        if not self._lock.acquire(**self._acquire_options):
+            raise TimeoutError(f"{self._what} lock not acquired within {TIMEOUT} s")
+
+    def release(self) -> None:
+        if not self._lock.release():
+            raise RuntimeError(f"{self._what} lock was not held at release")
+
+    def close(self) -> None:
+        self._coordinator.stop()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import os
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any
 from tests.servers_etcd import EtcdCluster
 
 from benchmarks.registry import BenchContext, Contender, Role, Suite, Target
-from benchmarks.suites.common import TIMEOUT, TTL, TenureHandle
+from benchmarks.suites.common import TIMEOUT, TTL, TenureHandle, client_versions
 
 # The floor's lease outlives any handle (an uncontended repeat or a contended window) without a
 # keep-alive; it is revoked at close.
@@ -38,17 +37,6 @@ def _version(cluster: EtcdCluster) -> str:
     return f"etcd {status.get('version', '?')}" if isinstance(status, dict) else "etcd ?"
 
 
-def _client_versions() -> str:
-    """Return the versions of the client libraries, which the JSON records with the figures."""
-    found = []
-    for name in ("aetcd", "etcd3gw", "grpcio", "protobuf"):
-        try:
-            found.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            found.append(f"{name} missing")
-    return ", ".join(found)
-
-
 @contextlib.contextmanager
 def three_nodes(workdir: Path) -> Iterator[dict[str, str]]:
     cluster = EtcdCluster(workdir / "etcd")
@@ -60,7 +48,7 @@ def three_nodes(workdir: Path) -> Iterator[dict[str, str]]:
             "endpoint": first,  # the node every peer and the floor talk to
             "leader": cluster.leader().endpoint,
             "server": _version(cluster),
-            "clients": _client_versions(),
+            "clients": client_versions("aetcd", "etcd3gw", "grpcio", "protobuf"),
             "server_pids": ",".join(str(n.proc.pid) for n in cluster.nodes if n.proc is not None),
         }
     finally:

@@ -11,8 +11,6 @@ parent process, and stopped at the end.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,18 +19,7 @@ from typing import Any
 from tests.servers_mysql import DATABASE, PASSWORD, USER, MariaDBServer
 
 from benchmarks.registry import BenchContext, Contender, Role, Suite, Target
-from benchmarks.suites.common import TIMEOUT, TenureHandle
-
-
-def _client_versions() -> str:
-    """Return the versions of the client libraries, which the JSON records with the figures."""
-    found = []
-    for name in ("PyMySQL", "tooz"):
-        try:
-            found.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            found.append(f"{name} missing")
-    return ", ".join(found)
+from benchmarks.suites.common import TIMEOUT, TenureHandle, ToozHandle, client_versions
 
 
 @contextlib.contextmanager
@@ -48,7 +35,7 @@ def one_server(workdir: Path) -> Iterator[dict[str, str]]:
             "host": "127.0.0.1",
             "port": str(server.port),
             "server": version,
-            "clients": _client_versions(),
+            "clients": client_versions("PyMySQL", "tooz"),
             "server_pids": str(server.proc.pid) if server.proc is not None else "",
         }
     finally:
@@ -96,7 +83,7 @@ class MySQLFloor:
         self._conn.close()
 
 
-class ToozMySQLHandle:
+class ToozMySQLHandle(ToozHandle):
     """tooz's mysql driver: ``get_coordinator('mysql://…').get_lock(name).acquire(timeout=10)``.
 
     Each acquire opens a connection and sends ``GET_LOCK(name, 10)`` (a waiter blocks on the
@@ -104,23 +91,8 @@ class ToozMySQLHandle:
     """
 
     def __init__(self, ctx: BenchContext, name: str) -> None:
-        from tooz import coordination  # a bench peer: missing, skipped
-
         url = f"mysql://{USER}:{PASSWORD}@{ctx.params['host']}:{ctx.params['port']}/{DATABASE}"
-        self._coordinator = coordination.get_coordinator(url, os.urandom(8).hex().encode())
-        self._coordinator.start()
-        self._lock = self._coordinator.get_lock(f"tooz:{name}".encode())
-
-    def acquire(self) -> None:
-        if not self._lock.acquire(blocking=True, timeout=int(TIMEOUT)):
-            raise TimeoutError(f"tooz mysql lock not acquired within {TIMEOUT} s")
-
-    def release(self) -> None:
-        if not self._lock.release():
-            raise RuntimeError("tooz mysql lock was not held at release")
-
-    def close(self) -> None:
-        self._coordinator.stop()
+        super().__init__(url, name, what="tooz mysql", timeout=int(TIMEOUT))
 
 
 def tenure_mysql(ctx: BenchContext, name: str) -> TenureHandle:

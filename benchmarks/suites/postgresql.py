@@ -11,28 +11,14 @@ process, and stopped at the end.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from tests.servers_postgres import PostgresServer
 
 from benchmarks.registry import BenchContext, Contender, Role, Suite, Target
-from benchmarks.suites.common import TIMEOUT, TenureHandle
+from benchmarks.suites.common import TenureHandle, ToozHandle, client_versions
 from tenure._core.keys import key_hash64
-
-
-def _client_versions() -> str:
-    """Return the versions of the client libraries, which the JSON records with the figures."""
-    found = []
-    for name in ("psycopg", "psycopg2-binary", "tooz"):
-        try:
-            found.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            found.append(f"{name} missing")
-    return ", ".join(found)
 
 
 @contextlib.contextmanager
@@ -47,7 +33,7 @@ def one_server(workdir: Path) -> Iterator[dict[str, str]]:
             "host": "127.0.0.1",
             "port": str(server.port),
             "server": f"PostgreSQL {version} (fsync=off)",
-            "clients": _client_versions(),
+            "clients": client_versions("psycopg", "psycopg2-binary", "tooz"),
             "server_pids": str(server.proc.pid) if server.proc is not None else "",
         }
     finally:
@@ -79,7 +65,7 @@ class PostgresFloor:
         self._conn.close()
 
 
-class ToozPostgresHandle:
+class ToozPostgresHandle(ToozHandle):
     """tooz's postgresql driver: ``get_coordinator('postgresql://…').get_lock(name).acquire()``.
 
     Each acquire opens a psycopg2 connection and sends ``pg_advisory_lock(k1, k2)`` with a
@@ -89,23 +75,8 @@ class ToozPostgresHandle:
     """
 
     def __init__(self, ctx: BenchContext, name: str) -> None:
-        from tooz import coordination  # a bench peer: missing, skipped
-
         url = f"postgresql://postgres@{ctx.params['host']}:{ctx.params['port']}?dbname=postgres"
-        self._coordinator: Any = coordination.get_coordinator(url, os.urandom(8).hex().encode())
-        self._coordinator.start()
-        self._lock = self._coordinator.get_lock(f"tooz:{name}".encode())
-
-    def acquire(self) -> None:
-        if not self._lock.acquire(blocking=True):
-            raise TimeoutError(f"tooz postgresql lock not acquired within {TIMEOUT} s")
-
-    def release(self) -> None:
-        if not self._lock.release():
-            raise RuntimeError("tooz postgresql lock was not held at release")
-
-    def close(self) -> None:
-        self._coordinator.stop()
+        super().__init__(url, name, what="tooz postgresql")
 
 
 def tenure_postgresql(ctx: BenchContext, name: str) -> TenureHandle:

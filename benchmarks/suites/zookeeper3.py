@@ -13,7 +13,6 @@ still needs the quorum of three; the environment records which member leads.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import os
 import threading
 import time
@@ -24,7 +23,7 @@ from typing import Any
 from tests.servers_zookeeper import ZooKeeperEnsemble, four_letter_word
 
 from benchmarks.registry import BenchContext, Contender, Role, Suite, Target
-from benchmarks.suites.common import TIMEOUT, TenureHandle
+from benchmarks.suites.common import TIMEOUT, TenureHandle, client_versions
 
 CHROOT = "/tenure-bench"
 SESSION_TIMEOUT = 30.0  # kazoo's default is 10 s; tenure's zookeeper:// default is 30 s
@@ -35,17 +34,6 @@ def _version(port: int) -> str:
         if line.startswith("Zookeeper version:"):
             return "ZooKeeper " + line.split(":", 1)[1].strip().split(",")[0]
     return "ZooKeeper ?"
-
-
-def _client_versions() -> str:
-    """Return the versions of the client libraries, which the JSON records with the figures."""
-    found = []
-    for name in ("kazoo",):
-        try:
-            found.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            found.append(f"{name} missing")
-    return ", ".join(found)
 
 
 @contextlib.contextmanager
@@ -62,7 +50,7 @@ def three_members(workdir: Path) -> Iterator[dict[str, str]]:
             "ensemble": ensemble.hosts,
             "leader": f"127.0.0.1:{leader.client_port}",
             "server": _version(first.client_port),
-            "clients": _client_versions(),
+            "clients": client_versions("kazoo"),
             "server_pids": ",".join(str(n.proc.pid) for n in ensemble.nodes if n.proc is not None),
         }
     finally:
