@@ -211,6 +211,35 @@ def test_lost_lease_stops_the_child(
     thief.release()
 
 
+def test_a_killed_tenure_takes_its_child_with_it(
+    url: str, spawn: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    # kill -9 leaves tenure no time to stop the command, which would go on without the lock;
+    # the kernel's parent-death signal ends it instead.
+    pid_file = tmp_path / "child.pid"
+    proc = start(spawn, url, "lock", "job", "--", sys.executable, "-c", SIGTERM_IGNORER, str(pid_file))
+    child = wait_for_pid(pid_file, proc)
+    try:
+        proc.kill()
+        proc.wait(5)
+        deadline = time.monotonic() + 5
+        while running(child) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not running(child), "the command outlived the tenure that supervised it"
+    finally:
+        if running(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def running(pid: int) -> bool:
+    """Return whether ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
 def test_child_ignoring_sigterm_is_killed_after_the_grace(
     url: str, coordinator: tenure.Coordinator, spawn: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -246,7 +247,7 @@ class Supervision:
         # From here a signal is passed on to the child rather than raised.
         self.inbox.raise_at_once = False
         try:
-            child = subprocess.Popen(self.command, env=env)
+            child = subprocess.Popen(dies_with_us(self.command), env=env)
         except OSError as exc:
             self._release()
             code = exitcodes.NOT_FOUND if isinstance(exc, FileNotFoundError) else exitcodes.CANNOT_EXECUTE
@@ -346,3 +347,19 @@ def terminal_delivered_sigint(child_pid: int) -> bool:
 def report(message: str, *, level: str = "error") -> None:
     """Print ``message`` to stderr as one line, prefixed like every tenure diagnostic."""
     print(f"tenure: {level}: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
+def dies_with_us(command: list[str]) -> list[str]:
+    """Return ``command`` made to be killed by the kernel if tenure itself dies, even by kill -9.
+
+    Otherwise the command would go on without the hold that no one renews any more, its only
+    protection the fence. Linux's parent-death signal does it, set by util-linux ``setpriv``
+    (which then execs the command, so the child's pid stays the command's). SIGKILL, because the
+    supervisor that would escalate from SIGTERM is gone. Where ``setpriv`` is missing the
+    command runs as given; a command not found is left for Popen to report.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    program = shutil.which(command[0])
+    if setpriv is None or program is None:
+        return command
+    return [setpriv, "--pdeathsig", "KILL", "--", program, *command[1:]]
