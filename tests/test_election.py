@@ -17,6 +17,7 @@ import pytest
 
 import tenure
 from tenure._core.guarantees import Guarantee
+from tenure._exceptions import BackendUnavailable
 from tests.conftest import backends_with
 from tests.test_multiprocess import read_line, worker
 from tests.workers import fenced_write
@@ -111,3 +112,43 @@ def test_observers_are_notified_rather_than_polling(backend: str, request: pytes
             assert woke - started < 2.0 and woke - changed_at[0] < 0.2, "the change was not notified"
         finally:
             feed.close()
+
+
+def test_sync_run_stops_fn_when_leadership_is_lost(backend_url: str) -> None:
+    # A thread cannot be cancelled: run() raises inside fn at its next bytecode instead.
+    with tenure.Coordinator(backend_url) as coord:
+        election = coord.election("run-me", value="runner", ttl=0.4)
+        steps: list[int] = []
+
+        def lead() -> None:
+            def refuse(*args: object) -> bool:
+                raise BackendUnavailable("injected partition")
+
+            coord._store.renew = refuse  # type: ignore[method-assign,assignment]
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                steps.append(1)
+                time.sleep(0.01)
+
+        started = time.monotonic()
+        with pytest.raises(tenure.LeadershipLost) as info:
+            election.run(lead)
+        took = time.monotonic() - started
+        assert isinstance(info.value, tenure.LockLost) and "run-me" in str(info.value)
+        assert steps and took < 2.0, f"fn went on for {took:.2f} s after a 0.4 s leadership"
+        time.sleep(0.1)  # no stop is left pending to surface here
+        assert election.leader() is None
+
+
+def test_sync_run_returns_without_a_pending_stop() -> None:
+    # A stop that comes as fn returns is withdrawn: it never surfaces in the caller's code.
+    from tenure._concurrency import call_stoppably
+
+    stops: list[object] = []
+    assert call_stoppably(lambda x: x * 2, (21,), stops.append) == 42
+    stop = stops[0]
+    thread = threading.Thread(target=stop)  # type: ignore[arg-type]
+    thread.start()
+    thread.join()
+    total = sum(range(100_000))  # many bytecodes: a pending stop would fire here
+    assert total == 4_999_950_000

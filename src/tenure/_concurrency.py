@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import threading
 import time
@@ -340,6 +341,50 @@ class BodyGuard:
     def exit(self, exc: BaseException | None) -> bool:
         """No cancellation was caused, so none is absorbed."""
         return False
+
+
+# -- running a function that a loss must stop (Election.run) ---------------------------------
+
+
+class ThreadStopped(Exception):
+    """Raised inside a thread's function by ``call_stoppably``'s stop (never seen outside it)."""
+
+
+async def async_call_stoppably(
+    fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], on_stop: Callable[[Callable[[], None]], None]
+) -> T:
+    """Await ``fn(*args)``; a task is stopped by the lease's body guard, which cancels it."""
+    return await fn(*args)
+
+
+def call_stoppably(
+    fn: Callable[..., T], args: tuple[Any, ...], on_stop: Callable[[Callable[[], None]], None]
+) -> T:
+    """Call ``fn(*args)`` in this thread; the stop handed to ``on_stop`` raises ThreadStopped in it.
+
+    A thread cannot be cancelled, but CPython can raise an exception in it at its next bytecode
+    (``PyThreadState_SetAsyncExc``): pure-Python code stops at once, a blocking C call when it
+    returns. The stop is only raised while ``fn`` runs, and one still pending when ``fn`` ends is
+    withdrawn, so it can never surface in the caller's code.
+    """
+    target = threading.get_ident()
+    guard = threading.Lock()
+    running = True
+
+    def stop() -> None:
+        with guard:
+            if running and threading.get_ident() != target:  # the thread itself raises already
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(target), ctypes.py_object(ThreadStopped)
+                )
+
+    on_stop(stop)
+    try:
+        return fn(*args)
+    finally:
+        with guard:
+            running = False
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)  # withdraw
 
 
 # -- bounding a driver call, and server-side waits that outlive one wait (the mysql:// backend) --

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
-from tenure._concurrency import AsyncReturning, async_shielded
+from tenure._concurrency import AsyncReturning, async_call_stoppably, async_shielded
 from tenure._core.durations import check_timeout
 from tenure._core.guarantees import Capability
 from tenure._core.leader import Leader
@@ -230,8 +230,12 @@ class AsyncElection:
     async def run(self, fn: AsyncReturning[T], *args: object) -> T:
         """Campaign, then run ``fn(*args)`` as leader and resign when it returns; return its result.
 
-        If the leadership is lost meanwhile, ``fn`` is cancelled and ``LeadershipLost`` raised.
+        If the leadership is lost meanwhile, ``fn`` is stopped and ``LeadershipLost`` raised: a
+        coroutine is cancelled; a sync function gets an exception raised inside it at its next
+        Python bytecode (a blocking C call, such as a socket read, finishes first).
         """
         leadership = await self.campaign()
         async with leadership:
-            return await fn(*args)
+            return await async_call_stoppably(
+                fn, args, lambda stop: leadership.on_lost(lambda _leadership: stop())
+            )

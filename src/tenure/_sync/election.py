@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from tenure._sync.lease import Lease
 from tenure._sync.lock import Lock
-from tenure._concurrency import Returning, shielded
+from tenure._concurrency import Returning, call_stoppably, shielded
 from tenure._core.durations import check_timeout
 from tenure._core.guarantees import Capability
 from tenure._core.leader import Leader
@@ -231,8 +231,12 @@ class Election:
     def run(self, fn: Returning[T], *args: object) -> T:
         """Campaign, then run ``fn(*args)`` as leader and resign when it returns; return its result.
 
-        If the leadership is lost meanwhile, ``fn`` is cancelled and ``LeadershipLost`` raised.
+        If the leadership is lost meanwhile, ``fn`` is stopped and ``LeadershipLost`` raised: a
+        coroutine is cancelled; a sync function gets an exception raised inside it at its next
+        Python bytecode (a blocking C call, such as a socket read, finishes first).
         """
         leadership = self.campaign()
         with leadership:
-            return fn(*args)
+            return call_stoppably(
+                fn, args, lambda stop: leadership.on_lost(lambda _leadership: stop())
+            )
