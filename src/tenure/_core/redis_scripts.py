@@ -11,7 +11,7 @@ end in two different suffixes, so keys of different locks never collide):
     <key>:queue:alive   fair waiters: zset token -> time (ms) their entry dies unless refreshed
     <key>:queue:info    fair waiters: hash token -> "<ttl ms>\n<label>", for a direct hand-over
     <key>:wake:<token>  a list a fair waiter BLPOPs; a hand-over pushes the fence there
-    <key>:changes       a pub/sub channel: a message on every change of holder, for observers
+    <key>:changes       a pub/sub channel: elections announce their changes there, for observers
 
 The scripts take the prefix in ARGV rather than each key in KEYS because a hand-over must
 address the head waiter's wake list, which no client can name in advance. The prefix is
@@ -126,9 +126,7 @@ local lock = ARGV[1] .. ':lock'
 if not redis.call('SET', lock, ARGV[2] .. '\n' .. ARGV[4], 'NX', 'PX', ARGV[3]) then
     return -math.max(redis.call('PTTL', lock), 1)
 end
-local fence = bump_fence(ARGV[1] .. ':fence')
-redis.call('PUBLISH', ARGV[1] .. ':changes', fence)
-return fence
+return bump_fence(ARGV[1] .. ':fence')
 """
 )
 
@@ -166,9 +164,7 @@ if redis.call('ZRANGE', prefix .. ':queue', 0, 0)[1] ~= token then
 end
 leave_queue(prefix, token)
 redis.call('SET', lock, token .. '\n' .. label, 'PX', ttl_ms)
-local fence = bump_fence(prefix .. ':fence')
-redis.call('PUBLISH', prefix .. ':changes', fence)
-return fence
+return bump_fence(prefix .. ':fence')
 """
 )
 
@@ -203,7 +199,6 @@ if not owned_by(redis.call('GET', prefix .. ':lock'), ARGV[2]) then
 end
 redis.call('DEL', prefix .. ':lock')
 hand_over(prefix, ARGV[3])
-redis.call('PUBLISH', prefix .. ':changes', 0)
 return 1
 """
 )
@@ -224,7 +219,6 @@ redis.call('DEL', prefix .. ':wake:' .. token)
 if owned_by(redis.call('GET', prefix .. ':lock'), token) then
     redis.call('DEL', prefix .. ':lock')
     hand_over(prefix, ARGV[3])
-    redis.call('PUBLISH', prefix .. ':changes', 0)
     return 1
 end
 return 0

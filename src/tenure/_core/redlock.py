@@ -43,7 +43,6 @@ end
 local text = string.format('%.0f', fence)
 redis.call('SET', prefix .. ':fence', text)
 redis.call('SET', lock, ARGV[2] .. '\n' .. text .. '\n' .. ARGV[4], 'PX', ARGV[3])
-redis.call('PUBLISH', prefix .. ':changes', text)  -- a hint for observers, as on one Redis
 return fence
 """
 

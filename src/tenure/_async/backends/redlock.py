@@ -178,9 +178,16 @@ class AsyncRedlockStore(AsyncLeaseStore):
         # delay (the caller's jittered backoff), then the caller votes again.
         await async_sleep(timeout)
 
+    async def announce(self, key: str) -> None:
+        # To every instance at once: an observer listens to whichever answered it first.
+        publish = ("PUBLISH", f"{key_prefix(key)}:changes", "")
+        replies = await self._fan_out(range(self._count), [publish], self._deadline(time.monotonic()))
+        if all(isinstance(outcome, Exception) for outcome in replies):
+            self._raise_unreachable("announcing a change", [_first_failure(r) for r in replies])
+
     async def watch(self, key: str) -> AsyncChangeFeed:
-        # Every instance publishes the changes it takes part in; listening to the first one that
-        # answers hears almost all of them, and the observer looks again now and then anyway.
+        # Elections announce their changes on every instance; listening to the first one that
+        # answers hears them, and the observer looks again now and then anyway.
         error: Exception | None = None
         for pool in self._pools:
             client: Any = AsyncRedis(connection_pool=pool)

@@ -118,8 +118,17 @@ class RedisStore(LeaseStore):
         popped = self._wait_for_push(key, f"{key_prefix(key)}:wake:{owner.token}", timeout)
         return None if popped is None else int(popped)
 
+    def announce(self, key: str) -> None:
+        # Published by elections, not by the lock scripts: locks pay nothing for observers.
+        if self._client is None:
+            raise BackendUnavailable(f"the connection to {self.url} is closed")
+        try:
+            self._client.publish(f"{key_prefix(key)}:changes", b"")
+        except (redis_errors.RedisError, OSError) as exc:
+            raise self._mapped_error(exc, "announcing a change") from exc
+
     def watch(self, key: str) -> ChangeFeed:
-        # Every script that changes the holder publishes on the lock's channel (pub/sub).
+        # Elections announce their changes on the lock's channel (pub/sub).
         if self._client is None:
             raise BackendUnavailable(f"the connection to {self.url} is closed")
         client: Any = self._client  # the sync client's pubsub() is untyped
