@@ -66,13 +66,13 @@ noticed by polling.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, ClassVar
 
 from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
 from tenure._async.backends.postgresql_session import AsyncPgListener, AsyncPgPool, AsyncPgSession, Row
 from tenure._config import BackendConfig
 from tenure._core import postgres_sql as sql
+from tenure._core.expiry import HolderExpiries
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
@@ -458,31 +458,28 @@ class AsyncPostgresTableStore(AsyncPostgresBase):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self._marks: dict[str, int] = {}  # key -> releases heard before its last refused attempt
-        self._expiries: dict[str, float] = {}  # key -> local time its holder's lease ends, as last read
+        self._expiries = HolderExpiries()  # an expiry sends no NOTIFY: waiters wake then
 
     async def wait_released(self, key: str, timeout: float) -> None:
         lock = sql.lock_id(key)
         mark = self._marks.pop(key, None)
-        expires = self._expiries.pop(key, None)
-        if expires is not None:  # a release NOTIFYs, an expiry does not: wake when it is due
-            timeout = min(timeout, max(0.001, expires - time.monotonic() + 0.001))
+        timeout = self._expiries.cap(key, timeout)
         await self._listener.wait(lock, self._listener.mark(lock) if mark is None else mark, timeout)
 
     async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         mark = self._listener.mark(sql.lock_id(key))
         params = {"key": key, "owner": owner.token, "label": owner.label, "ttl": ttl}
-        started = time.monotonic()
         rows = await self._call(sql.TABLE_ACQUIRE, params, f"acquiring {key!r}")
         if not rows or rows[0][0] is None:
             # Remember the releases heard before this refusal, and when the holder's lease ends,
             # for the wait that follows.
             if len(self._marks) >= 4096:  # waiters that gave up leave entries behind; stay bounded
                 self._marks.clear()
-                self._expiries.clear()
             self._marks[key] = min(mark, self._marks.get(key, mark))
             if rows and rows[0][1] is not None:
-                self._expiries[key] = started + max(0.0, float(rows[0][1]))
+                self._expiries.saw(key, float(rows[0][1]))
             return None
+        self._expiries.forget(key)
         return int(rows[0][0])
 
     async def renew(self, key: str, owner: Owner, ttl: float) -> bool:

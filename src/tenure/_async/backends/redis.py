@@ -28,6 +28,7 @@ from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
 from tenure._concurrency import async_sleep
 from tenure._config import BackendConfig
 from tenure._core import redis_scripts
+from tenure._core.expiry import HolderExpiries
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.redis_scripts import key_prefix, milliseconds
@@ -72,7 +73,7 @@ class AsyncRedisStore(AsyncLeaseStore):
         super().__init__(config)
         self._client_options = client_options(config)
         self._client: AsyncRedis | None = None
-        self._holder_expiry: dict[str, float] = {}  # key -> local time its holder's lease ends
+        self._expiries = HolderExpiries()  # when the holders refused attempts saw run out
 
     async def connect(self) -> None:
         if self._client is not None:
@@ -159,22 +160,23 @@ class AsyncRedisStore(AsyncLeaseStore):
         """Pop ``list_key`` when something is pushed, or when the holder's lease would expire.
 
         Redis ends a blocked command's timeout only at its next tick (``hz`` 10: up to 100 ms
-        late), so a wait that must end at the holder's expiry blocks until a tick before it and
-        polls the last stretch.
+        late), so no block may end within a tick of the holder's expiry: a wait that reaches it
+        blocks until a tick before and polls the last stretch.
         """
+        # A blocked read must finish before the socket timeout (op_timeout) fires.
+        timeout = min(timeout, self.config.common.op_timeout * 0.8)
         now = time.monotonic()
-        capped = self._cap(key, timeout)
-        ends = self._holder_expiry.get(key)
-        if ends is None or ends + 0.001 - now > capped + 0.0005:
-            return await self._blpop(list_key, capped)  # the wait ends before the holder's expiry
-        wake_at = now + capped
-        if capped > SERVER_TICK:
-            popped = await self._blpop(list_key, capped - SERVER_TICK)
+        wake_at = self._expiries.wake_at(key)
+        if wake_at is None or wake_at - now >= timeout + SERVER_TICK:
+            return await self._blpop(list_key, timeout)  # ends before the expiry, even a tick late
+        if wake_at - now > SERVER_TICK:
+            popped = await self._blpop(list_key, wake_at - now - SERVER_TICK)
             if popped is not None:
                 return popped
+        stop = min(wake_at, now + timeout)
         while True:
             popped = await self._lpop(list_key)
-            left = wake_at - time.monotonic()
+            left = stop - time.monotonic()
             if popped is not None or left <= 0:
                 return popped
             await async_sleep(min(left, LAST_STRETCH_POLL))
@@ -200,21 +202,10 @@ class AsyncRedisStore(AsyncLeaseStore):
     def _fence_or_hint(self, key: str, reply: Any) -> int | None:
         value = int(reply)
         if value > 0:
-            if self._holder_expiry:
-                self._holder_expiry.pop(key, None)
+            self._expiries.forget(key)
             return value
-        if len(self._holder_expiry) >= 4096:  # one entry per contended key; stay bounded
-            self._holder_expiry.clear()
-        self._holder_expiry[key] = time.monotonic() + (-value) / 1000
+        self._expiries.saw(key, -value / 1000)  # refused: the reply is the holder's PTTL, negated
         return None
-
-    def _cap(self, key: str, timeout: float) -> float:
-        """Shorten a wait so it ends when the holder's lease would expire, and within op_timeout."""
-        ends = self._holder_expiry.get(key)
-        if ends is not None:
-            timeout = min(timeout, max(0.001, ends - time.monotonic() + 0.001))
-        # A blocked read must finish before the socket timeout (op_timeout) fires.
-        return min(timeout, self.config.common.op_timeout * 0.8)
 
     def _mapped_error(self, exc: BaseException, what: str) -> Exception:
         """Return the tenure error for a driver error (the caller chains it)."""
