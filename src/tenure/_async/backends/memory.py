@@ -27,10 +27,6 @@ class _Entry:
     waiters: set[AsyncSignal] = field(default_factory=set)
     watchers: set[AsyncSignal] = field(default_factory=set)  # observers: woken by every change
 
-    def changed(self) -> list[AsyncSignal]:
-        """Return the observers to wake after a change of holder."""
-        return list(self.watchers)
-
     def held(self, now: float) -> bool:
         return self.token is not None and now < self.expires_at
 
@@ -70,7 +66,7 @@ class AsyncMemoryStore(AsyncLeaseStore):
                 return None
             entry.fence += 1
             entry.token, entry.label, entry.expires_at = owner.token, owner.label, now + ttl
-            fence, watchers = entry.fence, entry.changed()
+            fence, watchers = entry.fence, list(entry.watchers)
         for signal in watchers:
             signal.set()
         return fence
@@ -92,7 +88,7 @@ class AsyncMemoryStore(AsyncLeaseStore):
                 return False
             was_valid = entry.held(now)
             entry.token, entry.label, entry.expires_at = None, "", 0.0
-            waiters = list(entry.waiters) + entry.changed()
+            waiters = [*entry.waiters, *entry.watchers]
         for signal in waiters:
             signal.set()
         return was_valid

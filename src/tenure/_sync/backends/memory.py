@@ -28,10 +28,6 @@ class _Entry:
     waiters: set[Signal] = field(default_factory=set)
     watchers: set[Signal] = field(default_factory=set)  # observers: woken by every change
 
-    def changed(self) -> list[Signal]:
-        """Return the observers to wake after a change of holder."""
-        return list(self.watchers)
-
     def held(self, now: float) -> bool:
         return self.token is not None and now < self.expires_at
 
@@ -71,7 +67,7 @@ class MemoryStore(LeaseStore):
                 return None
             entry.fence += 1
             entry.token, entry.label, entry.expires_at = owner.token, owner.label, now + ttl
-            fence, watchers = entry.fence, entry.changed()
+            fence, watchers = entry.fence, list(entry.watchers)
         for signal in watchers:
             signal.set()
         return fence
@@ -93,7 +89,7 @@ class MemoryStore(LeaseStore):
                 return False
             was_valid = entry.held(now)
             entry.token, entry.label, entry.expires_at = None, "", 0.0
-            waiters = list(entry.waiters) + entry.changed()
+            waiters = [*entry.waiters, *entry.watchers]
         for signal in waiters:
             signal.set()
         return was_valid
