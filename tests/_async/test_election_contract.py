@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 import tenure
 from tenure._concurrency import AsyncBackground, async_sleep
-from tenure._exceptions import BackendUnavailable
+from tests._async.faults import stall_renewals
 from tests.fenced import FencedRegister
-
-
-@pytest.fixture
-async def coord(backend_url: str) -> AsyncIterator[tenure.AsyncCoordinator]:
-    async with tenure.AsyncCoordinator(backend_url) as coordinator:
-        yield coordinator
-
-
-@pytest.fixture
-async def rival(backend_url: str) -> AsyncIterator[tenure.AsyncCoordinator]:
-    """A second coordinator on the same backend: another node, as far as the election can tell."""
-    async with tenure.AsyncCoordinator(backend_url) as coordinator:
-        yield coordinator
 
 
 async def test_a_campaign_makes_a_leader_with_its_value_and_term(coord: tenure.AsyncCoordinator) -> None:
@@ -113,7 +99,7 @@ async def test_a_partitioned_leader_is_deposed_and_its_fenced_writes_rejected(
     old = await coord.election("scheduler", value="old", ttl=0.4).campaign(timeout=2)
     old.on_lost(lost.append)
     assert register.write("from old", term=old.term)
-    await _stall_renewals(coord, seconds=2.0)  # the old leader is cut off (or paused)
+    await stall_renewals(coord, seconds=2.0)  # the old leader is cut off (or paused)
     new = await rival.election("scheduler", value="new", ttl=5).campaign(timeout=3)
     assert new.term > old.term
     assert register.write("from new", term=new.term)
@@ -178,17 +164,3 @@ async def _until(condition: object, timeout: float = 5.0) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out waiting for the condition"
         await async_sleep(0.01)
-
-
-async def _stall_renewals(coordinator: tenure.AsyncCoordinator, *, seconds: float) -> None:
-    """Inject a backend outage that only this coordinator's renewals see, as during a partition."""
-    store = coordinator._store
-    real_renew = store.renew
-    until = time.monotonic() + seconds
-
-    async def failing_renew(key: str, owner: object, ttl: float) -> bool:
-        if time.monotonic() < until:
-            raise BackendUnavailable("injected partition")
-        return await real_renew(key, owner, ttl)  # type: ignore[arg-type]
-
-    store.renew = failing_renew  # type: ignore[method-assign,assignment]

@@ -6,7 +6,7 @@ A new backend joins by adding a ``<name>_url`` fixture and its name to ``tests/c
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -14,19 +14,7 @@ import tenure
 from tenure._concurrency import AsyncBackground, async_sleep
 from tenure._core.guarantees import Guarantee
 from tenure._exceptions import BackendUnavailable
-
-
-@pytest.fixture
-async def coord(backend_url: str) -> AsyncIterator[tenure.AsyncCoordinator]:
-    async with tenure.AsyncCoordinator(backend_url) as coordinator:
-        yield coordinator
-
-
-@pytest.fixture
-async def rival(backend_url: str) -> AsyncIterator[tenure.AsyncCoordinator]:
-    """A second coordinator on the same backend: another client, as far as the lock can tell."""
-    async with tenure.AsyncCoordinator(backend_url) as coordinator:
-        yield coordinator
+from tests._async.faults import stall_renewals
 
 
 async def test_acquire_and_release(coord: tenure.AsyncCoordinator) -> None:
@@ -193,7 +181,7 @@ async def test_release_is_owner_checked(
     coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
 ) -> None:
     lease = await coord.lock("owned", ttl=0.4).acquire()
-    await _stall_renewals(coord, seconds=1.2)
+    await stall_renewals(coord, seconds=1.2)
     await async_sleep(0.6)  # past the TTL, with renewals failing
     thief = await rival.lock("owned", ttl=5).acquire(timeout=1)
     assert thief.fence > lease.fence
@@ -210,7 +198,7 @@ async def test_loss_is_told_at_the_next_check(
     lost: list[tenure.AsyncLease] = []
     lease = await coord.lock("fragile", ttl=0.4).acquire()
     lease.on_lost(lost.append)
-    await _stall_renewals(coord, seconds=2.0)
+    await stall_renewals(coord, seconds=2.0)
     await async_sleep(0.6)
     assert lost == [lease], "on_lost must fire when the validity runs out, not at release"
     with pytest.raises(tenure.LockLost) as info:
@@ -232,7 +220,7 @@ async def test_leaving_the_block_of_a_lost_lease_raises(coord: tenure.AsyncCoord
     with pytest.raises(tenure.LockLost):
         async with coord.lock("fragile", ttl=0.4) as lease:
             lease.on_lost(lost.append)
-            await _stall_renewals(coord, seconds=2.0)
+            await stall_renewals(coord, seconds=2.0)
             for _ in range(16):  # async: the body is cancelled here when the lease is lost
                 await async_sleep(0.05)
     assert lost == [lease]
@@ -347,23 +335,3 @@ async def test_an_outage_while_waiting_surfaces_as_backend_error(coord: tenure.A
     coord._store.try_acquire = unreachable  # type: ignore[method-assign,assignment]
     with pytest.raises(BackendUnavailable):
         await coord.lock("down").acquire(timeout=1)
-
-
-# -- helpers -------------------------------------------------------------------------------------
-
-
-async def _stall_renewals(coordinator: tenure.AsyncCoordinator, *, seconds: float) -> None:
-    """Inject a backend outage that only renewals see, for ``seconds`` from now.
-
-    The server itself is real; only this coordinator's renewals fail, as during a partition.
-    """
-    store = coordinator._store
-    real_renew = store.renew
-    until = time.monotonic() + seconds
-
-    async def failing_renew(key: str, owner: object, ttl: float) -> bool:
-        if time.monotonic() < until:
-            raise BackendUnavailable("injected partition")
-        return await real_renew(key, owner, ttl)  # type: ignore[arg-type]
-
-    store.renew = failing_renew  # type: ignore[method-assign,assignment]

@@ -4,27 +4,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
 import tenure
 from tenure._concurrency import Background, sleep
-from tenure._exceptions import BackendUnavailable
+from tests._sync.faults import stall_renewals
 from tests.fenced import FencedRegister
-
-
-@pytest.fixture
-def coord(backend_url: str) -> Iterator[tenure.Coordinator]:
-    with tenure.Coordinator(backend_url) as coordinator:
-        yield coordinator
-
-
-@pytest.fixture
-def rival(backend_url: str) -> Iterator[tenure.Coordinator]:
-    """A second coordinator on the same backend: another node, as far as the election can tell."""
-    with tenure.Coordinator(backend_url) as coordinator:
-        yield coordinator
 
 
 def test_a_campaign_makes_a_leader_with_its_value_and_term(coord: tenure.Coordinator) -> None:
@@ -114,7 +100,7 @@ def test_a_partitioned_leader_is_deposed_and_its_fenced_writes_rejected(
     old = coord.election("scheduler", value="old", ttl=0.4).campaign(timeout=2)
     old.on_lost(lost.append)
     assert register.write("from old", term=old.term)
-    _stall_renewals(coord, seconds=2.0)  # the old leader is cut off (or paused)
+    stall_renewals(coord, seconds=2.0)  # the old leader is cut off (or paused)
     new = rival.election("scheduler", value="new", ttl=5).campaign(timeout=3)
     assert new.term > old.term
     assert register.write("from new", term=new.term)
@@ -179,17 +165,3 @@ def _until(condition: object, timeout: float = 5.0) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out waiting for the condition"
         sleep(0.01)
-
-
-def _stall_renewals(coordinator: tenure.Coordinator, *, seconds: float) -> None:
-    """Inject a backend outage that only this coordinator's renewals see, as during a partition."""
-    store = coordinator._store
-    real_renew = store.renew
-    until = time.monotonic() + seconds
-
-    def failing_renew(key: str, owner: object, ttl: float) -> bool:
-        if time.monotonic() < until:
-            raise BackendUnavailable("injected partition")
-        return real_renew(key, owner, ttl)  # type: ignore[arg-type]
-
-    store.renew = failing_renew  # type: ignore[method-assign,assignment]

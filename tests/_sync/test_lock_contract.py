@@ -7,7 +7,7 @@ A new backend joins by adding a ``<name>_url`` fixture and its name to ``tests/c
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -15,19 +15,7 @@ import tenure
 from tenure._concurrency import Background, sleep
 from tenure._core.guarantees import Guarantee
 from tenure._exceptions import BackendUnavailable
-
-
-@pytest.fixture
-def coord(backend_url: str) -> Iterator[tenure.Coordinator]:
-    with tenure.Coordinator(backend_url) as coordinator:
-        yield coordinator
-
-
-@pytest.fixture
-def rival(backend_url: str) -> Iterator[tenure.Coordinator]:
-    """A second coordinator on the same backend: another client, as far as the lock can tell."""
-    with tenure.Coordinator(backend_url) as coordinator:
-        yield coordinator
+from tests._sync.faults import stall_renewals
 
 
 def test_acquire_and_release(coord: tenure.Coordinator) -> None:
@@ -194,7 +182,7 @@ def test_release_is_owner_checked(
     coord: tenure.Coordinator, rival: tenure.Coordinator
 ) -> None:
     lease = coord.lock("owned", ttl=0.4).acquire()
-    _stall_renewals(coord, seconds=1.2)
+    stall_renewals(coord, seconds=1.2)
     sleep(0.6)  # past the TTL, with renewals failing
     thief = rival.lock("owned", ttl=5).acquire(timeout=1)
     assert thief.fence > lease.fence
@@ -211,7 +199,7 @@ def test_loss_is_told_at_the_next_check(
     lost: list[tenure.Lease] = []
     lease = coord.lock("fragile", ttl=0.4).acquire()
     lease.on_lost(lost.append)
-    _stall_renewals(coord, seconds=2.0)
+    stall_renewals(coord, seconds=2.0)
     sleep(0.6)
     assert lost == [lease], "on_lost must fire when the validity runs out, not at release"
     with pytest.raises(tenure.LockLost) as info:
@@ -233,7 +221,7 @@ def test_leaving_the_block_of_a_lost_lease_raises(coord: tenure.Coordinator) -> 
     with pytest.raises(tenure.LockLost):
         with coord.lock("fragile", ttl=0.4) as lease:
             lease.on_lost(lost.append)
-            _stall_renewals(coord, seconds=2.0)
+            stall_renewals(coord, seconds=2.0)
             for _ in range(16):  # async: the body is cancelled here when the lease is lost
                 sleep(0.05)
     assert lost == [lease]
@@ -348,23 +336,3 @@ def test_an_outage_while_waiting_surfaces_as_backend_error(coord: tenure.Coordin
     coord._store.try_acquire = unreachable  # type: ignore[method-assign,assignment]
     with pytest.raises(BackendUnavailable):
         coord.lock("down").acquire(timeout=1)
-
-
-# -- helpers -------------------------------------------------------------------------------------
-
-
-def _stall_renewals(coordinator: tenure.Coordinator, *, seconds: float) -> None:
-    """Inject a backend outage that only renewals see, for ``seconds`` from now.
-
-    The server itself is real; only this coordinator's renewals fail, as during a partition.
-    """
-    store = coordinator._store
-    real_renew = store.renew
-    until = time.monotonic() + seconds
-
-    def failing_renew(key: str, owner: object, ttl: float) -> bool:
-        if time.monotonic() < until:
-            raise BackendUnavailable("injected partition")
-        return real_renew(key, owner, ttl)  # type: ignore[arg-type]
-
-    store.renew = failing_renew  # type: ignore[method-assign,assignment]

@@ -1,0 +1,22 @@
+"""Fixtures the contract suites share: a coordinator and a rival on the backend under test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+import tenure
+
+
+@pytest.fixture
+async def coord(backend_url: str) -> AsyncIterator[tenure.AsyncCoordinator]:
+    async with tenure.AsyncCoordinator(backend_url) as coordinator:
+        yield coordinator
+
+
+@pytest.fixture
+async def rival(backend_url: str) -> AsyncIterator[tenure.AsyncCoordinator]:
+    """A second coordinator on the same backend: another client or node, as far as it can tell."""
+    async with tenure.AsyncCoordinator(backend_url) as coordinator:
+        yield coordinator
