@@ -9,7 +9,8 @@ so it only grows and never repeats). A fair waiter keeps its entry, which queues
 construction), and watches only the entry just before its own for deletion, so a release wakes
 one waiter and no herd. The create returns the entries just before the new one, so the waiter
 knows its predecessor at once; when the only entry before its own is deleted (no entry is ever
-created before it) it holds the lock without another request, else it reads the line again.
+created before it) it holds the lock without another request, else it reads the line again
+from its own member (no round through the leader: see ``_look_behind``).
 ``try_acquire`` creates its entry only if the lock has no entry at all, so a plain attempt never
 jumps the queue and leaves nothing behind when it fails; plain (``fair=False``) waiters watch the
 holder's entry the failed attempt saw, so a release wakes all of them.
@@ -214,23 +215,22 @@ class AsyncEtcdStore(AsyncLeaseStore):
             waiting = self._queued.get(name)
         if waiting is None:
             return None
+        # The session is refreshed before the wait, so that the hand-over sends nothing more.
+        if not await self._client.covers(waiting.session, waiting.ttl, begun):
+            self._session_lost(name, waiting)
+            return None
         while True:
             if waiting.predecessor is None:
-                request = proto.look_behind(proto.lock_prefix(key), waiting.revision)
-                reply = await self._client.call("kv", "Range", request, "finding the predecessor")
-                kvs = reply.kvs
-                if not kvs or kvs[0].key != name or kvs[0].lease != waiting.session.lease:
+                kvs, revision = await self._look_behind(key, name, waiting)
+                if not kvs:
                     self._unhold(name)  # our entry is gone with its session: join the line again
                     return None
-                if place(waiting, kvs, int(reply.header.revision)):
+                if place(waiting, kvs, revision):
                     return await self._take_turn(name, waiting, begun)
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
             assert waiting.predecessor is not None
-            if waiting.alone and not await self._client.covers(waiting.session, waiting.ttl, begun):
-                self._session_lost(name, waiting)  # refreshed before the wake, not after it
-                return None
             if waiting.alone:
                 seen = await self._wait_for_holder(waiting, left)
             else:
@@ -243,6 +243,22 @@ class AsyncEtcdStore(AsyncLeaseStore):
             if seen and waiting.alone:
                 return await self._take_turn(name, waiting, begun)
             waiting.predecessor = None  # others are still before ours, or the watch told nothing
+
+    async def _look_behind(self, key: str, name: bytes, waiting: Waiting) -> tuple[list[Any], int]:
+        """Return our entry and the ones before it, newest first (empty if ours is gone).
+
+        A member's own state suffices (no round through the leader): no entry is ever created
+        before ours, so a member that has applied ours shows at least every entry still before
+        it. Only a member that has not applied ours yet needs the leader's word.
+        """
+        request = proto.look_behind(proto.lock_prefix(key), waiting.revision)
+        for serializable in (True, False):
+            request.serializable = serializable
+            reply = await self._client.call("kv", "Range", request, "finding the predecessor")
+            kvs = list(reply.kvs)
+            if kvs and kvs[0].key == name and kvs[0].lease == waiting.session.lease:
+                return kvs, int(reply.header.revision)
+        return [], 0
 
     async def _wait_for_holder(self, waiting: Waiting, timeout: float) -> bool | None:
         """Wait for the holder just before us to go, taking over if it stops renewing.
