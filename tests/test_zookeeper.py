@@ -149,7 +149,9 @@ def test_a_frozen_holder_process_loses_its_session_and_is_told(ensemble: ZooKeep
         watcher.close()
 
 
-def test_waiters_watch_only_their_predecessor(ensemble: ZooKeeperEnsemble, url: str) -> None:
+@pytest.mark.parametrize("fair", [True, False], ids=["fair", "plain"])
+def test_waiters_watch_only_their_predecessor(ensemble: ZooKeeperEnsemble, url: str, fair: bool) -> None:
+    # Plain locks wait in the line too (plain_waiters_queue): a release wakes one waiter.
     with tenure.Coordinator(url) as coord:
         lease = coord.lock("line", ttl=5).acquire()
         stop = threading.Event()
@@ -159,7 +161,7 @@ def test_waiters_watch_only_their_predecessor(ensemble: ZooKeeperEnsemble, url: 
 
         def wait_in_line(client: tenure.Coordinator) -> None:
             try:
-                with client.lock("line", ttl=5, fair=True, timeout=15):
+                with client.lock("line", ttl=5, fair=fair, timeout=15):
                     served.append(waiters.index(client))
             except tenure.AcquireTimeout:
                 assert stop.is_set()

@@ -330,9 +330,11 @@ def _fair_waiter(url: str, index: int, served: list[int]) -> Callable[[], Awaita
 def test_an_outage_while_waiting_surfaces_as_backend_error(coord: tenure.Coordinator) -> None:
     coord.connect()
 
-    def unreachable(*args: object) -> None:
+    def unreachable(*args: object, **kwargs: object) -> None:
         raise BackendUnavailable("injected outage")
 
+    # A plain lock's blocking acquire may wait in the backend's line (plain_waiters_queue).
     coord._store.try_acquire = unreachable  # type: ignore[method-assign,assignment]
+    coord._store.try_acquire_queued = unreachable  # type: ignore[method-assign,assignment]
     with pytest.raises(BackendUnavailable):
         coord.lock("down").acquire(timeout=1)

@@ -88,7 +88,7 @@ class AsyncLock:
         await self._coordinator._ensure_connected()
         started = time.monotonic()
         owner = Owner(label=self._label)  # one identity for every attempt of this wait
-        if self.fair:
+        if self.fair or (self._store.plain_waiters_queue and timeout != 0):
             return await self._acquire_in_turn(owner, Deadline(timeout, start=started))
         lease = await self._attempt(owner)
         # The deadline and backoff are built only when contended: acquiring is a hot path.

@@ -4,12 +4,13 @@ URL: ``zookeeper://host1:2181,host2:2181,host3:2181[/chroot][?session_timeout=30
 
 A lock is a persistent directory node ``<chroot>/<key>``; every contender creates an ephemeral
 *sequential* child ``<token>-<sequence>`` whose data is ``<ttl ms>\n<label>``. The child with
-the lowest sequence holds the lock. With ``fair=True`` the others wait in line, each watching
-only the child just before its own (no herd when the holder leaves); a plain ``try_acquire``
-that is not first deletes its child at once, and its waits watch the holder (then each new
-first child) until the line is empty, so a release does not make every plain waiter queue a
-create and a delete. Acquiring sends the create and the listing together (one round trip: the
-ensemble serves a session's requests in order); releasing deletes our child by name.
+the lowest sequence holds the lock. The others wait in line, each watching only the child just
+before its own (no herd when the holder leaves). That is also how a plain (``fair=False``) lock
+waits (``plain_waiters_queue``), as in kazoo's and Curator's recipe: retrying after each release
+would cost every waiter a create and a delete. A single plain ``try_acquire`` that is not first
+deletes its child at once; ``wait_released`` watches the holder (then each new first child)
+until the line is empty. Acquiring sends the create and the listing together (one round trip:
+the ensemble serves a session's requests in order); releasing deletes our child by name.
 
 The fence is the child's ``czxid``: the id of the transaction that created it, which the
 ensemble assigns in one total order that grows across leader elections (epoch in the high bits)
@@ -98,6 +99,10 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
     # A release wakes the watcher at once; the pause bounds how long a stuck holder's expiry
     # (which no watch reports) can go unnoticed.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 1.0)
+    # A blocking plain acquire waits in line too: kazoo's and Curator's recipe. After a release,
+    # retrying plain waiters would each create and delete a node (a herd of writes, every one a
+    # round through the ensemble's leader), while the line wakes one waiter, whose node is there.
+    plain_waiters_queue: ClassVar[bool] = True
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)

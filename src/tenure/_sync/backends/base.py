@@ -28,6 +28,12 @@ class LeaseStore(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     poll_interval: ClassVar[tuple[float, float]]
     """First and longest pause between acquisition attempts while no release wakes the waiter."""
+    plain_waiters_queue: ClassVar[bool] = False
+    """Whether a plain (``fair=False``) lock's blocking acquire waits in the QUEUEING line too.
+
+    For a backend whose line is cheaper than retries after each release (one waiter woken, not
+    a herd of attempts); a plain lock then promises no order, but gets one.
+    """
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
