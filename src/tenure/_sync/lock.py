@@ -167,10 +167,13 @@ class Lock:
         longest_wait = min(slowest, self.ttl / 3)
         backoff = Backoff(initial=self._store.poll_interval[0], maximum=longest_wait)
         acquired = False
+        will_wait = deadline.remaining() > 0
         try:
             while True:
                 started = time.monotonic()
-                fence = self._store.try_acquire_queued(self.key, owner, self.ttl, patience=patience)
+                fence = self._store.try_acquire_queued(
+                    self.key, owner, self.ttl, patience=patience, will_wait=will_wait
+                )
                 if fence is None:
                     remaining = deadline.remaining()
                     if remaining <= 0:

@@ -90,7 +90,9 @@ class AsyncRedisStore(AsyncLeaseStore):
         args = [key_prefix(key), owner.token, milliseconds(ttl), owner.label]
         return self._fence_or_hint(key, await self._run("ACQUIRE", args))
 
-    async def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
+    async def try_acquire_queued(
+        self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
+    ) -> int | None:
         args = [key_prefix(key), owner.token, milliseconds(ttl), owner.label, milliseconds(patience)]
         return self._fence_or_hint(key, await self._run("ACQUIRE_QUEUED", args))
 

@@ -65,7 +65,9 @@ class AsyncSQLiteStore(AsyncLeaseStore):
     async def wait_released(self, key: str, timeout: float) -> None:
         await async_sleep(timeout)
 
-    async def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
+    async def try_acquire_queued(
+        self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
+    ) -> int | None:
         return await async_run_blocking(
             functools.partial(self._table.try_acquire_queued, key, owner, ttl, patience=patience)
         )

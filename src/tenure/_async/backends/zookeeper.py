@@ -132,7 +132,9 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
             self._nodes.pop((key, owner.token), None)
         return fence
 
-    async def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
+    async def try_acquire_queued(
+        self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
+    ) -> int | None:
         # ``patience`` is not needed: a crashed waiter's node dies with its session.
         check_ttl_fits(ttl, self._session_timeout, self.url)
         # A waiting node is not rewritten: that would wake its successor's watch for nothing.

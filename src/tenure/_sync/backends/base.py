@@ -95,11 +95,15 @@ class LeaseStore(abc.ABC):
 
     # -- Queueing: FIFO waiting, for backends that declare Capability.QUEUEING -----------------
 
-    def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
+    def try_acquire_queued(
+        self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
+    ) -> int | None:
         """Join or stay in ``key``'s queue; take the lock only when free and first in line.
 
         The queue entry dies unless this is called again within ``patience`` seconds, so a
-        waiter that crashed does not block the line for long.
+        waiter that crashed does not block the line for long. ``will_wait`` is False for a single
+        attempt, which leaves the line if not served at once: a backend that may join its line
+        without trying first (a wait that returns at once when the lock is free) must try then.
         """
         raise BackendIncapable(f"{self.scheme}:// does not queue waiters")
 

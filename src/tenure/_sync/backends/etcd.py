@@ -169,7 +169,9 @@ class EtcdStore(LeaseStore):
         self._hold(name, ttl, started, session)
         return int(reply.responses[1].response_range.kvs[0].create_revision)
 
-    def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
+    def try_acquire_queued(
+        self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
+    ) -> int | None:
         # ``patience`` is not needed: a waiter's entry dies with its session, and a waiter that
         # gives up deletes it (leave_queue).
         name = proto.entry_key(key, owner.token)

@@ -499,7 +499,9 @@ class MySQLStore(LeaseStore):
         else:
             self._pool.checkin(session)
 
-    def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
+    def try_acquire_queued(
+        self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
+    ) -> int | None:
         # ``patience`` is not needed: a waiter that dies leaves the server's queue with its session.
         hold = self._holds.get((key, owner.token))
         if hold is not None:

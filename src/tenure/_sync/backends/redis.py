@@ -91,7 +91,9 @@ class RedisStore(LeaseStore):
         args = [key_prefix(key), owner.token, milliseconds(ttl), owner.label]
         return self._fence_or_hint(key, self._run("ACQUIRE", args))
 
-    def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
+    def try_acquire_queued(
+        self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
+    ) -> int | None:
         args = [key_prefix(key), owner.token, milliseconds(ttl), owner.label, milliseconds(patience)]
         return self._fence_or_hint(key, self._run("ACQUIRE_QUEUED", args))
 

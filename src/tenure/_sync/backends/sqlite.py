@@ -66,7 +66,9 @@ class SQLiteStore(LeaseStore):
     def wait_released(self, key: str, timeout: float) -> None:
         sleep(timeout)
 
-    def try_acquire_queued(self, key: str, owner: Owner, ttl: float, *, patience: float) -> int | None:
+    def try_acquire_queued(
+        self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
+    ) -> int | None:
         return run_blocking(
             functools.partial(self._table.try_acquire_queued, key, owner, ttl, patience=patience)
         )
