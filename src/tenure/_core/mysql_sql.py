@@ -151,6 +151,9 @@ WAIT_AND_RECORD = "DO GET_LOCK(%(name)s, %(wait)s);" + _RECORD_HOLDER.format(
     taken="IS_USED_LOCK(%(name)s) = CONNECTION_ID()"
 )
 
+# A fair waiter that will wait sends WAIT_AND_RECORD too, without QUEUE's try first (the wait
+# ends at once when the lock is free), and reads nothing until the wait is over.
+
 # Record the holder of a lock this session already holds (parked for another owner).
 ADOPT = _RECORD_HOLDER.format(taken="IS_USED_LOCK(%(name)s) = CONNECTION_ID()")
 

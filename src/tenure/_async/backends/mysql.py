@@ -259,6 +259,36 @@ class AsyncMySQLPool:
             sent, receive, lambda timeout: _readable(session, timeout), self.op_timeout + wait
         )
 
+    async def send(
+        self, session: AsyncSession, statement: str, params: Mapping[str, object], *, idle: int, wait: float
+    ) -> AsyncPending[Reply]:
+        """Send a round trip whose first statement waits on the server; collect it in slices.
+
+        Nothing is read now: the last statement's reply, once everything ran, is the result.
+        Nothing may reply before the wait ends, so a new idle limit is set in a round trip first.
+        """
+        if idle != session.idle_limit:
+            await self.execute(session, "DO 0", {}, idle=idle)
+        query = self._prepare(session, statement, params, None)
+
+        async def sent() -> None:
+            try:
+                await session.raw._execute_command(COMMAND.COM_QUERY, query)
+            except BaseException as exc:
+                raise self._failed(session, exc) from exc
+
+        async def receive() -> Reply:
+            try:
+                reply = await self._read_reply(session)
+            except BaseException as exc:
+                raise self._failed(session, exc) from exc
+            self._done(session, idle)
+            return reply
+
+        return AsyncPending(
+            sent, receive, lambda timeout: _readable(session, timeout), self.op_timeout + wait
+        )
+
     def _prepare(
         self, session: AsyncSession, statement: str, params: Mapping[str, object], idle: int | None
     ) -> str:
@@ -511,12 +541,12 @@ class AsyncMySQLStore(AsyncLeaseStore):
         hold = self._holds[(key, owner.token)] = AsyncHold(session, sql.lock_name(key), ttl, held=False)
         try:
             try:
-                return await self._join(key, owner, hold)
+                return await self._join(key, owner, hold, at_once=will_wait)
             except BackendUnavailable as exc:
                 if not session.reused or not _connection_lost(exc):
                     raise
             hold.session = await self._pool.open()  # the pooled one had died: whatever it did, too
-            return await self._join(key, owner, hold)
+            return await self._join(key, owner, hold, at_once=will_wait)
         except BaseException:
             self._holds.pop((key, owner.token), None)
             self._pool.discard(hold.session)
@@ -548,13 +578,24 @@ class AsyncMySQLStore(AsyncLeaseStore):
 
     # -- internals -------------------------------------------------------------------------------
 
-    async def _join(self, key: str, owner: Owner, hold: AsyncHold) -> int | None:
+    async def _join(self, key: str, owner: Owner, hold: AsyncHold, *, at_once: bool = False) -> int | None:
         """Try for the lock and, in the same round trip, line up on the server if it is held.
 
         The first reply says whether the lock was free; the rest (granted: the fence) is
-        collected by ``wait_turn`` or, when the lock was free, at once.
+        collected by ``wait_turn`` or, when the lock was free, at once. ``at_once``: a caller
+        that will wait lines up without trying first and reads nothing now (the wait ends at
+        once when the lock is free), which spares a contended acquisition a round trip.
         """
         params = {**_params(hold.name, owner, hold.ttl), "wait": sql.LONGEST_SERVER_WAIT}
+        if at_once:
+            hold.pending = await self._pool.send(
+                hold.session,
+                sql.WAIT_AND_RECORD,
+                params,
+                idle=sql.idle_limit(hold.ttl),
+                wait=sql.LONGEST_SERVER_WAIT,
+            )
+            return None
         first = await self._pool.begin(hold.session, sql.QUEUE, params, idle=sql.idle_limit(hold.ttl))
         hold.pending = self._pool.rest(hold.session, wait=sql.LONGEST_SERVER_WAIT)
         if not first.rows or first.rows[0][0] != 1:

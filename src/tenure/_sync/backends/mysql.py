@@ -260,6 +260,36 @@ class MySQLPool:
             sent, receive, lambda timeout: _readable(session, timeout), self.op_timeout + wait
         )
 
+    def send(
+        self, session: Session, statement: str, params: Mapping[str, object], *, idle: int, wait: float
+    ) -> Pending[Reply]:
+        """Send a round trip whose first statement waits on the server; collect it in slices.
+
+        Nothing is read now: the last statement's reply, once everything ran, is the result.
+        Nothing may reply before the wait ends, so a new idle limit is set in a round trip first.
+        """
+        if idle != session.idle_limit:
+            self.execute(session, "DO 0", {}, idle=idle)
+        query = self._prepare(session, statement, params, None)
+
+        def sent() -> None:
+            try:
+                session.raw._execute_command(COMMAND.COM_QUERY, query)
+            except BaseException as exc:
+                raise self._failed(session, exc) from exc
+
+        def receive() -> Reply:
+            try:
+                reply = self._read_reply(session)
+            except BaseException as exc:
+                raise self._failed(session, exc) from exc
+            self._done(session, idle)
+            return reply
+
+        return Pending(
+            sent, receive, lambda timeout: _readable(session, timeout), self.op_timeout + wait
+        )
+
     def _prepare(
         self, session: Session, statement: str, params: Mapping[str, object], idle: int | None
     ) -> str:
@@ -512,12 +542,12 @@ class MySQLStore(LeaseStore):
         hold = self._holds[(key, owner.token)] = Hold(session, sql.lock_name(key), ttl, held=False)
         try:
             try:
-                return self._join(key, owner, hold)
+                return self._join(key, owner, hold, at_once=will_wait)
             except BackendUnavailable as exc:
                 if not session.reused or not _connection_lost(exc):
                     raise
             hold.session = self._pool.open()  # the pooled one had died: whatever it did, too
-            return self._join(key, owner, hold)
+            return self._join(key, owner, hold, at_once=will_wait)
         except BaseException:
             self._holds.pop((key, owner.token), None)
             self._pool.discard(hold.session)
@@ -549,13 +579,24 @@ class MySQLStore(LeaseStore):
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _join(self, key: str, owner: Owner, hold: Hold) -> int | None:
+    def _join(self, key: str, owner: Owner, hold: Hold, *, at_once: bool = False) -> int | None:
         """Try for the lock and, in the same round trip, line up on the server if it is held.
 
         The first reply says whether the lock was free; the rest (granted: the fence) is
-        collected by ``wait_turn`` or, when the lock was free, at once.
+        collected by ``wait_turn`` or, when the lock was free, at once. ``at_once``: a caller
+        that will wait lines up without trying first and reads nothing now (the wait ends at
+        once when the lock is free), which spares a contended acquisition a round trip.
         """
         params = {**_params(hold.name, owner, hold.ttl), "wait": sql.LONGEST_SERVER_WAIT}
+        if at_once:
+            hold.pending = self._pool.send(
+                hold.session,
+                sql.WAIT_AND_RECORD,
+                params,
+                idle=sql.idle_limit(hold.ttl),
+                wait=sql.LONGEST_SERVER_WAIT,
+            )
+            return None
         first = self._pool.begin(hold.session, sql.QUEUE, params, idle=sql.idle_limit(hold.ttl))
         hold.pending = self._pool.rest(hold.session, wait=sql.LONGEST_SERVER_WAIT)
         if not first.rows or first.rows[0][0] != 1:
