@@ -91,7 +91,6 @@ def tenure_postgresql_table(ctx: BenchContext, name: str) -> TenureHandle:
     return TenureHandle(ctx.params["tenure_url"] + "?mode=table", f"table-{name}")
 
 
-TENURE_NOTES = "skipped until tenure has a postgresql:// backend"
 SUITE = Suite(
     name="postgresql",
     description="locks over one PostgreSQL 15 server on loopback",
@@ -106,8 +105,7 @@ SUITE = Suite(
             ttl=True,
             fence=True,
             summary="tenure.Coordinator('postgresql://…').lock(name, ttl=10).acquire() / lease.release()",
-            notes=TENURE_NOTES
-            + "; one statement takes the lock and bumps the fence; waiters queue on the server",
+            notes="one statement takes the lock and bumps the fence; waiters queue on the server",
         ),
         Contender(
             "tenure-postgresql-fair",
@@ -117,7 +115,7 @@ SUITE = Suite(
             ttl=True,
             fence=True,
             summary="the same with fair=True: waiters block in the server's lock queue",
-            notes=TENURE_NOTES + "; the fence is bumped in the statement that waits",
+            notes="the fence is bumped in the statement that waits",
         ),
         Contender(
             "tenure-postgresql-table",
@@ -127,7 +125,7 @@ SUITE = Suite(
             ttl=True,
             fence=True,
             summary="tenure.Coordinator('postgresql://…?mode=table'): the lease table",
-            notes=TENURE_NOTES + "; an upsert per acquire, an update per release; waiters wake on NOTIFY",
+            notes="an upsert per acquire, an update per release; waiters wake on NOTIFY",
         ),
         Contender(
             "tooz-postgresql",

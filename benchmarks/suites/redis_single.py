@@ -192,7 +192,6 @@ def tenure_redis_fair(ctx: BenchContext, name: str) -> TenureHandle:
     return TenureHandle(ctx.params["tenure_url"], f"fair-{name}", fair=True)
 
 
-TENURE_NOTES = "skipped until tenure has a redis:// backend"
 SUITE = Suite(
     name="redis-single",
     description="locks over one redis-server on loopback",
@@ -207,7 +206,7 @@ SUITE = Suite(
             ttl=True,
             fence=True,
             summary="tenure.Coordinator('redis://…').lock(name, ttl=10).acquire() / lease.release()",
-            notes=TENURE_NOTES,
+            notes="Lua scripts; a release wakes a waiter blocked in BLPOP",
         ),
         Contender(
             "tenure-redis-fair",
@@ -217,7 +216,7 @@ SUITE = Suite(
             ttl=True,
             fence=True,
             summary="the same with lock(name, ttl=10, fair=True): waiters served in arrival order",
-            notes=TENURE_NOTES,
+            notes="a release hands the lock to the oldest live waiter",
         ),
         Contender(
             "redis-py",

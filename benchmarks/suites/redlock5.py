@@ -118,7 +118,7 @@ SUITE = Suite(
             floor="redlock-floor",
             ttl=True,
             summary="tenure.Coordinator('redlock://h:p,…×5').lock(name, ttl=10).acquire() / .release()",
-            notes="skipped until tenure has a redlock:// backend; fences are best-effort there",
+            notes="fences are best-effort on Redlock",
         ),
         Contender(
             "pottery",
