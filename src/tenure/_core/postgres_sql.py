@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tenure._config import BackendConfig
@@ -58,6 +59,29 @@ def text_params(params: Mapping[str, Any], names: Sequence[str]) -> tuple[list[b
         values.append((repr(value) if isinstance(value, float) else str(value)).encode())
         types.append(_TYPE_OIDS[type(value)])
     return values, types
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A hot-path statement sent through libpq directly, prepared once per session as ``name``.
+
+    ``text`` has libpq's ``$1, $2...`` placeholders for ``params``, in that order. Sent this way,
+    a statement skips psycopg's query conversion, which costs about as much as the rest of the
+    client's side of a lock step.
+    """
+
+    name: bytes
+    text: bytes
+    params: tuple[str, ...]
+
+    @classmethod
+    def of(cls, name: str, statement: str, params: Sequence[str]) -> Prepared:
+        """Prepare ``statement`` (with ``%(name)s`` placeholders) under ``name``."""
+        return cls(name.encode(), numbered(statement, params), tuple(params))
+
+    def values(self, params: Mapping[str, Any]) -> tuple[list[bytes | None], list[int]]:
+        """Return the parameters as text in this statement's order, and their type oids."""
+        return text_params(params, self.params)
 
 
 def milliseconds(seconds: float) -> str:
@@ -170,15 +194,15 @@ SELECT fence, set_config('idle_session_timeout', %(idle)s, false) FROM bumped
 # own step, before the INSERT that reads it: the fence is bumped only if the lock was taken.
 # No row back: the lock is held by another session (or others wait in line for it).
 TRY_ACQUIRE = "WITH taken AS (SELECT pg_try_advisory_lock(%(id)s) AS ok),\n" + _BUMP
+ACQUIRE_PARAMS = ("id", "key", "owner", "label", "ttl", "idle")
+TRY = Prepared.of("tenure_try_acquire", TRY_ACQUIRE, ACQUIRE_PARAMS)
 
 # The same, waiting in the server's lock queue (FIFO) for as long as it takes: sent without
 # waiting for the reply, which the caller reads when it comes (or not: it ends the session to
-# leave the line). Sent with libpq's own placeholders, in ``WAIT_PARAMS`` order.
+# leave the line).
 # pg_advisory_lock returns void, which is not NULL: ``ok`` is true once the lock is granted.
 WAIT_ACQUIRE = "WITH taken AS (SELECT pg_advisory_lock(%(id)s) IS NOT NULL AS ok),\n" + _BUMP
-WAIT_PARAMS = ("id", "key", "owner", "label", "ttl", "idle")
-WAIT_ACQUIRE_NUMBERED = numbered(WAIT_ACQUIRE, WAIT_PARAMS)
-WAIT_ACQUIRE_NAME = b"tenure_wait_acquire"  # prepared once per session
+WAIT = Prepared.of("tenure_wait_acquire", WAIT_ACQUIRE, ACQUIRE_PARAMS)
 
 # The renewal probe: proves that this session still holds the lock (pg_locks) and the row is
 # still ours, then restarts the idle-session limit for the new ttl. No row: the lock is gone.
@@ -204,6 +228,7 @@ REFRESH = "SELECT set_config('idle_session_timeout', %(idle)s, false)"
 # returns false when this session did not hold the lock. No NOTIFY: waiters wait on the server
 # (below), and a NOTIFY would cost every release a transaction id and a commit.
 RELEASE = "SELECT pg_advisory_unlock(%(id)s), set_config('idle_session_timeout', '0', false)"
+UNLOCK = Prepared.of("tenure_release", RELEASE, ("id",))
 
 # A plain waiter's wait for a release, on the server: queue for a shared lock on the key, for at
 # most ``timeout`` ms (the statement's own lock timeout), and drop it at once when granted. The

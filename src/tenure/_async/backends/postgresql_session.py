@@ -253,34 +253,46 @@ class AsyncPgPool:
         finally:
             session.deadlines.remove(deadline)
 
+    async def exchange(
+        self, session: AsyncPgSession, statement: sql.Prepared, params: dict[str, Any], what: str
+    ) -> list[Row]:
+        """Run one prepared hot-path statement on ``session`` (see ``sql.Prepared``); return its rows.
+
+        The rows come as text (bytes). Bounded by ``op_timeout``; a failure marks the session
+        broken (the caller closes it) and is mapped as in ``run``.
+        """
+        async with session.mutex:
+            await self.send(session, statement, params, what)
+            rows = await self.receive(session, self.op_timeout, what)
+        if rows is None:
+            session.broken = True
+            raise BackendTimeout(f"{self.url}: no reply within op_timeout={self.op_timeout:g} s while {what}")
+        return rows
+
     async def send(
-        self,
-        session: AsyncPgSession,
-        name: bytes,
-        statement: bytes,
-        params: tuple[list[bytes | None], list[int]],
-        what: str,
+        self, session: AsyncPgSession, statement: sql.Prepared, params: dict[str, Any], what: str
     ) -> None:
         """Send one statement without waiting for its reply; read the reply with ``receive``.
 
         For a lock wait that must stay in the server's queue across the caller's waits: the
         session is the caller's alone until the reply is read or the session is closed. The
-        statement is prepared as ``name`` on the session's first use (planning it costs more
-        than running it).
+        statement is prepared on the session's first use (planning it costs more than running
+        it).
         """
         pgconn = session.conn.pgconn
+        name, values = statement.name, statement.values(params)
         deadline = time.monotonic() + self.op_timeout
         session.deadlines.append(deadline)
         try:
             if name not in session.prepared:
-                pgconn.send_prepare(name, statement, param_types=params[1])
+                pgconn.send_prepare(name, statement.text, param_types=values[1])
                 await session.conn.wait(generators.send(pgconn), timeout=self.op_timeout)
                 results = await session.conn.wait(generators.fetch_many(pgconn), timeout=self.op_timeout)
                 for result in results:
                     if result.status == FATAL_ERROR:
                         raise psycopg.errors.error_from_result(result, encoding=session.conn.info.encoding)
                 session.prepared.add(name)
-            pgconn.send_query_prepared(name, params[0])
+            pgconn.send_query_prepared(name, values[0])
             await session.conn.wait(generators.send(pgconn), timeout=self.op_timeout)
         except psycopg.Error as exc:
             session.broken = True

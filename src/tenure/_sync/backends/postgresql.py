@@ -251,8 +251,8 @@ class PostgresStore(PostgresBase):
         lock = sql.lock_id(key)
         session = self._pool.checkout()
         try:
-            rows = self._pool.run(
-                session, sql.TRY_ACQUIRE, self._acquire_params(key, lock, owner, ttl), f"acquiring {key!r}"
+            rows = self._pool.exchange(
+                session, sql.TRY, self._acquire_params(key, lock, owner, ttl), f"acquiring {key!r}"
             )
         except BaseException:
             # Failed or interrupted after the lock may have been taken: a failed statement does
@@ -305,13 +305,13 @@ class PostgresStore(PostgresBase):
             return False
         lock = sql.lock_id(key)
         try:
-            rows = self._pool.run(hold.session, sql.RELEASE, {"id": lock}, f"releasing {key!r}")
+            rows = self._pool.exchange(hold.session, sql.UNLOCK, {"id": lock}, f"releasing {key!r}")
         except BackendError as exc:
             # Closing the session frees the lock anyway; whether it was still held is unknown.
             log.warning("tenure: releasing %r failed (%s); closed its session, which frees it", key, exc)
             self._pool.discard(hold.session)
             return False
-        released = bool(rows and rows[0][0])
+        released = bool(rows) and rows[0][0] == b"t"  # text: 't' or 'f'
         if released:
             self._pool.checkin(hold.session)
         else:
@@ -365,13 +365,7 @@ class PostgresStore(PostgresBase):
         hold = _Hold(session, ttl, waiting=True)
         self._holds[(key, owner.token)] = hold
         params = self._acquire_params(key, sql.lock_id(key), owner, ttl)
-        self._pool.send(
-            session,
-            sql.WAIT_ACQUIRE_NAME,
-            sql.WAIT_ACQUIRE_NUMBERED,
-            sql.text_params(params, sql.WAIT_PARAMS),
-            f"queueing for {key!r}",
-        )
+        self._pool.send(session, sql.WAIT, params, f"queueing for {key!r}")
         return None
 
     def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
