@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +70,14 @@ def fence_row(server: PostgresServer, key: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def waiting_sessions(server: PostgresServer, key: str) -> int:
-    """Return how many sessions wait in the server's lock queue for ``key``."""
+def waiting_sessions(server: PostgresServer, key: str, mode: str = "%") -> int:
+    """Return how many sessions wait in the server's lock queue for ``key`` (in lock ``mode``)."""
     classid, objid = sql.lock_halves(sql.lock_id(key))
     with raw(server) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            " AND classid = %s::oid AND objid = %s::oid AND objsubid = 1",
-            (classid, objid),
+            " AND classid = %s::oid AND objid = %s::oid AND objsubid = 1 AND mode LIKE %s",
+            (classid, objid, mode),
         ).fetchone()
     assert row is not None
     return int(row[0])
@@ -298,6 +298,38 @@ def test_a_plain_waiter_is_handed_the_lock_as_soon_as_a_crashed_holders_session_
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_plain_waiters_wait_in_the_servers_queue_and_are_served_in_order(
+    server: PostgresServer, namespace: str
+) -> None:
+    # plain_waiters_queue: a plain blocking acquire waits for the exclusive lock itself, in line.
+    url = url_of(server.url, namespace)
+    served: list[int] = []
+    with tenure.Coordinator(url) as coord:
+        lease = coord.lock("plain-line").acquire()
+        waiters = [tenure.Coordinator(url) for _ in range(3)]
+
+        def wait_in_line(index: int) -> None:
+            with waiters[index].lock("plain-line", timeout=10):
+                served.append(index)
+
+        def queued(count: int) -> Callable[[], bool]:
+            key = namespaced_key(namespace, "plain-line")
+            return lambda: waiting_sessions(server, key, "ExclusiveLock") == count
+
+        threads = [threading.Thread(target=wait_in_line, args=(index,)) for index in range(3)]
+        try:
+            for count, thread in enumerate(threads, 1):  # one after the other: a known order
+                thread.start()
+                wait_until(queued(count), 5, "queueing")
+            lease.release()
+            for thread in threads:
+                thread.join(timeout=10)
+        finally:
+            for client in waiters:
+                client.close()
+    assert served == [0, 1, 2]
 
 
 # -- unreachable and frozen servers, bad input --------------------------------------------------

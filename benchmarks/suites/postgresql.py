@@ -105,7 +105,7 @@ SUITE = Suite(
             ttl=True,
             fence=True,
             summary="tenure.Coordinator('postgresql://…').lock(name, ttl=10).acquire() / lease.release()",
-            notes="one statement takes the lock and bumps the fence; waiters queue on the server",
+            notes="one statement takes the lock and bumps the fence; blocking acquires queue on the server",
         ),
         Contender(
             "tenure-postgresql-fair",
@@ -149,5 +149,6 @@ SUITE = Suite(
             "tenure-postgresql-fair", "contended.gap_p50_us", 1.3, "postgresql-floor", label="fair hand-off"
         ),
         Target("tenure-postgresql-fair", "contended.fairness", 0.99, at_most=False, label="fairness"),
+        Target("tenure-postgresql", "contended.gap_p50_us", 1.3, "postgresql-floor", label="hand-off"),
     ),
 )

@@ -213,6 +213,10 @@ class PostgresStore(PostgresBase):
     # Waits happen on the server and end the moment the lock is free, so these only bound how
     # long one wait lasts before the waiter looks again (and refreshes its deadline).
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 1.0)
+    # A plain lock's blocking acquire waits in the server's lock queue too, as a bare
+    # pg_advisory_lock does: the server hands the lock over with the fence bumped, where a plain
+    # waiter would wake on a shared lock and then need a try of its own.
+    plain_waiters_queue: ClassVar[bool] = True
     table: ClassVar[str] = sql.FENCES_TABLE
     schema: ClassVar[str] = sql.FENCES_SCHEMA
 

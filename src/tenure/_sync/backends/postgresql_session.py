@@ -270,7 +270,9 @@ class PgPool:
             raise BackendTimeout(f"{self.url}: no reply within op_timeout={self.op_timeout:g} s while {what}")
         return rows
 
-    def send(self, session: PgSession, statement: sql.Prepared, params: dict[str, Any], what: str) -> None:
+    def send(
+        self, session: PgSession, statement: sql.Prepared, params: dict[str, Any], what: str
+    ) -> None:
         """Send one statement without waiting for its reply; read the reply with ``receive``.
 
         For a lock wait that must stay in the server's queue across the caller's waits: the
