@@ -75,7 +75,7 @@ class EtcdFloor:
         self._grpc: Any = grpc
         self._channel = grpc.insecure_channel(ctx.params["endpoint"])
         self._kv = proto.KVStub(self._channel)
-        self._watch = proto.WatchStub(self._channel)
+        self._streams = proto.OneRequestStreams(self._channel)  # as tenure opens its watches
         self._lease_stub = proto.LeaseStub(self._channel)
         self._lease = int(self._lease_stub.LeaseGrant(proto.lease_grant(FLOOR_LEASE_TTL)).ID)
         self._prefix = proto.lock_prefix(f"etcd-floor:{name}")
@@ -115,7 +115,7 @@ class EtcdFloor:
             start_revision=revision,
             filters=[rpc.WatchCreateRequest.NOPUT],
         )
-        call = self._watch.Watch(iter([rpc.WatchRequest(create_request=create)]), timeout=timeout)
+        call = self._streams.watch(rpc.WatchRequest(create_request=create), timeout=timeout)
         try:
             for reply in call:
                 if reply.canceled or reply.events:  # NOPUT: every event is a delete

@@ -13,7 +13,29 @@ from aetcd.rpc import rpc_pb2, rpc_pb2_grpc  # type: ignore[import-untyped]
 
 KVStub: Any = rpc_pb2_grpc.KVStub
 LeaseStub: Any = rpc_pb2_grpc.LeaseStub
-WatchStub: Any = rpc_pb2_grpc.WatchStub
+
+
+class OneRequestStreams:
+    """Watch and LeaseKeepAlive called as one request, then replies (gRPC's unary-stream form).
+
+    Both are bidirectional streams in etcd's API, but tenure sends one request per call and
+    then only reads. Called this way, grpc's sync client spends no thread on a request
+    iterator: opening a watch costs the client about half the CPU (0.46 against 0.90 ms,
+    measured), and etcd keeps serving a stream whose client side is closed.
+    """
+
+    def __init__(self, channel: Any) -> None:
+        self.watch: Any = channel.unary_stream(
+            "/etcdserverpb.Watch/Watch",
+            request_serializer=rpc_pb2.WatchRequest.SerializeToString,
+            response_deserializer=rpc_pb2.WatchResponse.FromString,
+        )
+        self.keepalive: Any = channel.unary_stream(
+            "/etcdserverpb.Lease/LeaseKeepAlive",
+            request_serializer=rpc_pb2.LeaseKeepAliveRequest.SerializeToString,
+            response_deserializer=rpc_pb2.LeaseKeepAliveResponse.FromString,
+        )
+
 
 PUT_EVENT = 0  # mvccpb.Event.EventType.PUT
 DELETE_EVENT = 1  # mvccpb.Event.EventType.DELETE

@@ -65,7 +65,7 @@ class AsyncEtcdClient:
         for target in self.targets:
             channel = grpc.aio.insecure_channel(target)
             self._channels.append(channel)
-            stubs = {"kv": proto.KVStub, "lease": proto.LeaseStub, "watch": proto.WatchStub}
+            stubs = {"kv": proto.KVStub, "lease": proto.LeaseStub, "streams": proto.OneRequestStreams}
             self._stubs.append({name: stub(channel) for name, stub in stubs.items()})
         self._mutex = AsyncMutex()
         try:
@@ -130,7 +130,7 @@ class AsyncEtcdClient:
         """Refresh ``session``'s lease once; mark it dead if the server no longer has it."""
         sent = time.monotonic()
         request = proto.lease_keepalive(session.lease)
-        reply = await self.call("lease", "LeaseKeepAlive", request, "keep-alive", stream=True)
+        reply = await self.call("streams", "keepalive", request, "keep-alive", stream=True)
         if reply is None or reply.TTL <= 0:
             session.alive = False  # expired at the server: every entry of it is gone
             return
@@ -168,7 +168,7 @@ class AsyncEtcdClient:
             function = getattr(self._stubs[index][service], method)
             try:
                 if stream:
-                    return await _first_reply(function(iter([request]), timeout=self.op_timeout))
+                    return await _first_reply(function(request, timeout=self.op_timeout))
                 return await function(request, timeout=self.op_timeout)
             except grpc.RpcError as exc:
                 error = self._mapped_error(exc, what)
@@ -199,7 +199,7 @@ class AsyncEtcdClient:
         index = self._current
         ends = time.monotonic() + timeout
         request = proto.watch_deletion(name, 0 if fresh else revision)
-        call = self._stubs[index]["watch"].Watch(iter([request]), timeout=timeout)
+        call = self._stubs[index]["streams"].watch(request, timeout=timeout)
         try:
             async for reply in call:
                 if any(event.type == proto.DELETE_EVENT for event in reply.events):
@@ -233,7 +233,7 @@ class AsyncEtcdClient:
         ends = time.monotonic() + timeout
         # From now, for the reason wait_deleted(fresh=True) gives; what changed since
         # ``revision`` is read from the same member once the watch exists.
-        call = self._stubs[index]["watch"].Watch(iter([proto.watch_entry(name, 0)]), timeout=timeout)
+        call = self._stubs[index]["streams"].watch(proto.watch_entry(name, 0), timeout=timeout)
         try:
             async for reply in call:
                 for event in reply.events:
@@ -273,7 +273,7 @@ class AsyncEtcdClient:
             return since
         index = self._current
         ends = time.monotonic() + timeout
-        call = self._stubs[index]["watch"].Watch(iter([proto.watch_entries(prefix, since)]), timeout=timeout)
+        call = self._stubs[index]["streams"].watch(proto.watch_entries(prefix, since), timeout=timeout)
         try:
             async for reply in call:
                 if reply.events:

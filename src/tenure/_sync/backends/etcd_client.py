@@ -66,7 +66,7 @@ class EtcdClient:
         for target in self.targets:
             channel = grpc.insecure_channel(target)
             self._channels.append(channel)
-            stubs = {"kv": proto.KVStub, "lease": proto.LeaseStub, "watch": proto.WatchStub}
+            stubs = {"kv": proto.KVStub, "lease": proto.LeaseStub, "streams": proto.OneRequestStreams}
             self._stubs.append({name: stub(channel) for name, stub in stubs.items()})
         self._mutex = Mutex()
         try:
@@ -131,7 +131,7 @@ class EtcdClient:
         """Refresh ``session``'s lease once; mark it dead if the server no longer has it."""
         sent = time.monotonic()
         request = proto.lease_keepalive(session.lease)
-        reply = self.call("lease", "LeaseKeepAlive", request, "keep-alive", stream=True)
+        reply = self.call("streams", "keepalive", request, "keep-alive", stream=True)
         if reply is None or reply.TTL <= 0:
             session.alive = False  # expired at the server: every entry of it is gone
             return
@@ -169,7 +169,7 @@ class EtcdClient:
             function = getattr(self._stubs[index][service], method)
             try:
                 if stream:
-                    return _first_reply(function(iter([request]), timeout=self.op_timeout))
+                    return _first_reply(function(request, timeout=self.op_timeout))
                 return function(request, timeout=self.op_timeout)
             except grpc.RpcError as exc:
                 error = self._mapped_error(exc, what)
@@ -200,7 +200,7 @@ class EtcdClient:
         index = self._current
         ends = time.monotonic() + timeout
         request = proto.watch_deletion(name, 0 if fresh else revision)
-        call = self._stubs[index]["watch"].Watch(iter([request]), timeout=timeout)
+        call = self._stubs[index]["streams"].watch(request, timeout=timeout)
         try:
             for reply in call:
                 if any(event.type == proto.DELETE_EVENT for event in reply.events):
@@ -234,7 +234,7 @@ class EtcdClient:
         ends = time.monotonic() + timeout
         # From now, for the reason wait_deleted(fresh=True) gives; what changed since
         # ``revision`` is read from the same member once the watch exists.
-        call = self._stubs[index]["watch"].Watch(iter([proto.watch_entry(name, 0)]), timeout=timeout)
+        call = self._stubs[index]["streams"].watch(proto.watch_entry(name, 0), timeout=timeout)
         try:
             for reply in call:
                 for event in reply.events:
@@ -274,7 +274,7 @@ class EtcdClient:
             return since
         index = self._current
         ends = time.monotonic() + timeout
-        call = self._stubs[index]["watch"].Watch(iter([proto.watch_entries(prefix, since)]), timeout=timeout)
+        call = self._stubs[index]["streams"].watch(proto.watch_entries(prefix, since), timeout=timeout)
         try:
             for reply in call:
                 if reply.events:
