@@ -4,7 +4,9 @@ One gRPC channel per endpoint. A call goes to the current endpoint and, while th
 unreachable, moves on to the next; a call that ran out of ``op_timeout`` is not resent, but
 the next call starts elsewhere. Resending is safe for everything the store sends: each request
 is idempotent by the name of the entry it touches (a resent create finds the entry, a resent
-delete finds none, a read is a read), so no resend can take a lock twice.
+delete finds none, a read is a read), so no resend can take a lock twice. Watches and
+keep-alives send one request each and then only read, so they are called in gRPC's
+unary-stream form (``proto.OneRequestStreams``), which costs grpc's sync client no thread.
 """
 
 from __future__ import annotations
