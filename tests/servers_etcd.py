@@ -15,6 +15,8 @@ from pathlib import Path
 
 from tests.servers import ServerProcess, free_port, wait_for_port
 
+START_ATTEMPTS = 3
+
 
 class EtcdNode(ServerProcess):
     """One member of an ``EtcdCluster``."""
@@ -65,7 +67,11 @@ class EtcdCluster:
             raise RuntimeError("etcd is not installed (apt-get install -y etcd-server etcd-client)")
         self.binary = binary
         self.etcdctl = shutil.which("etcdctl") or "/usr/bin/etcdctl"
-        self.nodes = [EtcdNode(f"n{i}", workdir / f"n{i}") for i in range(size)]
+        self.workdir, self.size = workdir, size
+        self._new_nodes(workdir)
+
+    def _new_nodes(self, workdir: Path) -> None:
+        self.nodes = [EtcdNode(f"n{i}", workdir / f"n{i}") for i in range(self.size)]
         self.initial_cluster = ",".join(f"{node.name}={node.peer_url}" for node in self.nodes)
 
     @property
@@ -78,10 +84,20 @@ class EtcdCluster:
         return f"etcd://{self.endpoints}"
 
     def start(self) -> EtcdCluster:
-        for node in self.nodes:
-            node.start(self.binary, self.initial_cluster, "new")
-        for node in self.nodes:
-            wait_for_port(node.client_port, proc=node.proc, timeout=20)
+        # A port that was free when picked can be taken before etcd binds it (other servers and
+        # clients of the test run come and go): then the cluster starts afresh on new ports.
+        for attempt in range(1, START_ATTEMPTS + 1):
+            for node in self.nodes:
+                node.start(self.binary, self.initial_cluster, "new")
+            try:
+                for node in self.nodes:
+                    wait_for_port(node.client_port, proc=node.proc, timeout=20)
+                break
+            except RuntimeError:  # a node exited while starting
+                self.stop()
+                if attempt == START_ATTEMPTS:
+                    raise
+                self._new_nodes(self.workdir / f"attempt-{attempt + 1}")
         self.wait_healthy()
         return self
 
