@@ -236,28 +236,8 @@ class AsyncMySQLPool:
         return reply
 
     def rest(self, session: AsyncSession, *, wait: float) -> AsyncPending[Reply]:
-        """Collect the remaining replies of a round trip started with ``begin()``, in slices.
-
-        In the async colour a task reads them; in the sync colour they are read in the caller's
-        own thread once the socket turns readable, so a hand-over costs no thread switch.
-        """
-
-        async def sent() -> None:
-            pass  # begin() sent the request
-
-        async def receive() -> Reply:
-            raw = session.raw
-            try:
-                while raw._result.has_next:
-                    await raw.next_result()
-            except BaseException as exc:
-                raise self._failed(session, exc) from exc
-            self._done(session, None)
-            return _reply(raw._result)
-
-        return AsyncPending(
-            sent, receive, lambda timeout: _readable(session, timeout), self.op_timeout + wait
-        )
+        """Collect the remaining replies of a round trip started with ``begin()``, in slices."""
+        return self._collect(session, None, wait)
 
     async def send(
         self, session: AsyncSession, statement: str, params: Mapping[str, object], *, idle: int, wait: float
@@ -269,21 +249,35 @@ class AsyncMySQLPool:
         """
         if idle != session.idle_limit:
             await self.execute(session, "DO 0", {}, idle=idle)
-        query = self._prepare(session, statement, params, None)
+        return self._collect(session, self._prepare(session, statement, params, None), wait)
+
+    def _collect(self, session: AsyncSession, query: str | None, wait: float) -> AsyncPending[Reply]:
+        """Send ``query`` (None: ``begin()`` sent it) and read its replies, in slices.
+
+        The last statement's reply is the result. In the async colour a task reads them; in the
+        sync colour they are read in the caller's own thread once the socket turns readable, so
+        a hand-over costs no thread switch.
+        """
+        raw = session.raw
 
         async def sent() -> None:
+            if query is None:
+                return
             try:
-                await session.raw._execute_command(COMMAND.COM_QUERY, query)
+                await raw._execute_command(COMMAND.COM_QUERY, query)
             except BaseException as exc:
                 raise self._failed(session, exc) from exc
 
         async def receive() -> Reply:
             try:
-                reply = await self._read_reply(session)
+                if query is not None:
+                    await raw._read_query_result()
+                while raw._result.has_next:
+                    await raw.next_result()
             except BaseException as exc:
                 raise self._failed(session, exc) from exc
-            self._done(session, idle)
-            return reply
+            self._done(session, None)
+            return _reply(raw._result)
 
         return AsyncPending(
             sent, receive, lambda timeout: _readable(session, timeout), self.op_timeout + wait

@@ -237,28 +237,8 @@ class MySQLPool:
         return reply
 
     def rest(self, session: Session, *, wait: float) -> Pending[Reply]:
-        """Collect the remaining replies of a round trip started with ``begin()``, in slices.
-
-        In the async colour a task reads them; in the sync colour they are read in the caller's
-        own thread once the socket turns readable, so a hand-over costs no thread switch.
-        """
-
-        def sent() -> None:
-            pass  # begin() sent the request
-
-        def receive() -> Reply:
-            raw = session.raw
-            try:
-                while raw._result.has_next:
-                    raw.next_result()
-            except BaseException as exc:
-                raise self._failed(session, exc) from exc
-            self._done(session, None)
-            return _reply(raw._result)
-
-        return Pending(
-            sent, receive, lambda timeout: _readable(session, timeout), self.op_timeout + wait
-        )
+        """Collect the remaining replies of a round trip started with ``begin()``, in slices."""
+        return self._collect(session, None, wait)
 
     def send(
         self, session: Session, statement: str, params: Mapping[str, object], *, idle: int, wait: float
@@ -270,21 +250,35 @@ class MySQLPool:
         """
         if idle != session.idle_limit:
             self.execute(session, "DO 0", {}, idle=idle)
-        query = self._prepare(session, statement, params, None)
+        return self._collect(session, self._prepare(session, statement, params, None), wait)
+
+    def _collect(self, session: Session, query: str | None, wait: float) -> Pending[Reply]:
+        """Send ``query`` (None: ``begin()`` sent it) and read its replies, in slices.
+
+        The last statement's reply is the result. In the async colour a task reads them; in the
+        sync colour they are read in the caller's own thread once the socket turns readable, so
+        a hand-over costs no thread switch.
+        """
+        raw = session.raw
 
         def sent() -> None:
+            if query is None:
+                return
             try:
-                session.raw._execute_command(COMMAND.COM_QUERY, query)
+                raw._execute_command(COMMAND.COM_QUERY, query)
             except BaseException as exc:
                 raise self._failed(session, exc) from exc
 
         def receive() -> Reply:
             try:
-                reply = self._read_reply(session)
+                if query is not None:
+                    raw._read_query_result()
+                while raw._result.has_next:
+                    raw.next_result()
             except BaseException as exc:
                 raise self._failed(session, exc) from exc
-            self._done(session, idle)
-            return reply
+            self._done(session, None)
+            return _reply(raw._result)
 
         return Pending(
             sent, receive, lambda timeout: _readable(session, timeout), self.op_timeout + wait

@@ -19,6 +19,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -228,31 +229,21 @@ class PgPool:
         ``BackendTimeout`` when the deadline cut it, ``BackendUnavailable`` when the connection
         failed, ``BackendProtocolError`` for anything else the server refused.
         """
-        deadline = time.monotonic() + waits + self.op_timeout
-        session.deadlines.append(deadline)
-        try:
-            with session.mutex:
-                cursor = session.cursor
-                cursor.execute(statement, params, prepare=prepare and params is not None)
-                # Checking the result's status, not ``cursor.description``: that builds column
-                # objects, which costs more than the rest of a hot-path call.
-                result = cursor.pgresult
-                if result is None or result.status != TUPLES_OK:
-                    return []
-                return cursor.fetchall()
-        except psycopg.errors.LockNotAvailable as exc:
-            if waits and not session.aborted:
-                return []  # the statement's own lock timeout: nothing was taken
-            session.broken = True
-            raise self.mapped(exc, session, what) from exc
-        except psycopg.Error as exc:
-            session.broken = True
-            raise self.mapped(exc, session, what) from exc
-        except BaseException:
-            session.broken = True  # interrupted mid-call: the session's state is unknown
-            raise
-        finally:
-            session.deadlines.remove(deadline)
+        with self._guarded(session, waits + self.op_timeout, what):
+            try:
+                with session.mutex:
+                    cursor = session.cursor
+                    cursor.execute(statement, params, prepare=prepare and params is not None)
+                    # Checking the result's status, not ``cursor.description``: that builds column
+                    # objects, which costs more than the rest of a hot-path call.
+                    result = cursor.pgresult
+                    if result is None or result.status != TUPLES_OK:
+                        return []
+                    return cursor.fetchall()
+            except psycopg.errors.LockNotAvailable:
+                if waits and not session.aborted:
+                    return []  # the statement's own lock timeout: nothing was taken
+                raise
 
     def exchange(
         self, session: PgSession, statement: sql.Prepared, params: dict[str, Any], what: str
@@ -282,9 +273,7 @@ class PgPool:
         """
         pgconn = session.conn.pgconn
         name, values = statement.name, statement.values(params)
-        deadline = time.monotonic() + self.op_timeout
-        session.deadlines.append(deadline)
-        try:
+        with self._guarded(session, self.op_timeout, what):
             if name not in session.prepared:
                 pgconn.send_prepare(name, statement.text, param_types=values[1])
                 session.conn.wait(generators.send(pgconn), timeout=self.op_timeout)
@@ -295,14 +284,6 @@ class PgPool:
                 session.prepared.add(name)
             pgconn.send_query_prepared(name, values[0])
             session.conn.wait(generators.send(pgconn), timeout=self.op_timeout)
-        except psycopg.Error as exc:
-            session.broken = True
-            raise self.mapped(exc, session, what) from exc
-        except BaseException:
-            session.broken = True
-            raise
-        finally:
-            session.deadlines.remove(deadline)
 
     @staticmethod
     def reply_ready(session: PgSession) -> bool:
@@ -322,14 +303,37 @@ class PgPool:
         pgconn = session.conn.pgconn
         # Bounded even if the caller is cancelled meanwhile and psycopg then waits for the
         # server to confirm the cancel, which a frozen server never does.
-        deadline = time.monotonic() + timeout + self.op_timeout
+        with self._guarded(session, timeout + self.op_timeout, what):
+            try:
+                results = session.conn.wait(generators.fetch_many(pgconn), timeout=timeout)
+            except WAIT_TIMEOUT:
+                if session.aborted:
+                    raise
+                return None
+            for result in results:
+                if result.status == FATAL_ERROR:
+                    raise psycopg.errors.error_from_result(result, encoding=session.conn.info.encoding)
+        rows: list[Row] = []
+        for result in results:
+            if result.status == TUPLES_OK:
+                rows = [
+                    tuple(result.get_value(row, column) for column in range(result.nfields))
+                    for row in range(result.ntuples)
+                ]
+        return rows
+
+    @contextlib.contextmanager
+    def _guarded(self, session: PgSession, budget: float, what: str) -> Iterator[None]:
+        """Watch a call on ``session`` for ``budget`` seconds; on failure mark it broken.
+
+        The watchdog closes the connection of a call still running after its deadline. A
+        psycopg error is raised as tenure's (``mapped``); an interruption leaves the session's
+        state unknown, so it is marked broken as well (the caller closes it).
+        """
+        deadline = time.monotonic() + budget
         session.deadlines.append(deadline)
         try:
-            results = session.conn.wait(generators.fetch_many(pgconn), timeout=timeout)
-        except WAIT_TIMEOUT as exc:
-            if session.aborted:
-                raise self.mapped(exc, session, what) from exc
-            return None
+            yield
         except psycopg.Error as exc:
             session.broken = True
             raise self.mapped(exc, session, what) from exc
@@ -338,18 +342,6 @@ class PgPool:
             raise
         finally:
             session.deadlines.remove(deadline)
-        rows: list[Row] = []
-        for result in results:
-            if result.status == FATAL_ERROR:
-                session.broken = True
-                error = psycopg.errors.error_from_result(result, encoding=session.conn.info.encoding)
-                raise self.mapped(error, session, what) from error
-            if result.status == TUPLES_OK:
-                rows = [
-                    tuple(result.get_value(row, column) for column in range(result.nfields))
-                    for row in range(result.ntuples)
-                ]
-        return rows
 
     def mapped(self, exc: BaseException, session: PgSession | None, what: str) -> TenureError:
         """Map a psycopg error to tenure's tree; the password never appears."""
