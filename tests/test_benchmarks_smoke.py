@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,51 @@ from benchmarks.stats import Hold, jain_index, percentile, summarize_contended  
 
 SUITE = "sqlite-local"
 PROCESSES = 3
+# What a tenure contender may say instead of figures: its backend is not in this tenure yet.
+TENURE_SKIPS = ("backend not available (ConfigurationError", "backend not capable (BackendIncapable")
+
+
+def run_module(module: str, *argv: str, timeout: float = 600) -> str:
+    """Run ``python -m module *argv`` from the repository root; it must succeed. Return stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def run_quick_suite(suite_name: str, out: Path, *extra: str) -> str:
+    """Run one suite with ``--quick`` and ``PROCESSES`` workers, its JSON to ``out``; return stdout."""
+    argv = ["--suite", suite_name, "--quick", "--processes", str(PROCESSES), "--json", str(out), *extra]
+    return run_module("benchmarks.run", *argv)
+
+
+def check_figures(record: dict[str, Any]) -> None:
+    """A measured contender's figures are sane (their size is never asserted)."""
+    unc = record["uncontended"]
+    assert unc["cycles"] > 0 and 0 < unc["p50_us"] <= unc["p99_us"]
+    con = record["contended"]
+    assert con["errors"] == [] and con["overlaps"] == 0 and con["acquisitions"] > 0
+    assert len(con["per_worker"]) == PROCESSES and sum(con["per_worker"]) == con["acquisitions"]
+    assert 0 < con["fairness"] <= 1 and con["max_wait_ms"] >= 0
+
+
+def check_declared_targets(suite: Any, result: dict[str, Any], measured: set[str]) -> None:
+    """Every target declared for hold 0 is reported, computed where its contender ran."""
+    declared = [t for t in suite.targets or () if t.hold_ms in (None, 0.0)]
+    assert [(t["contender"], t["metric"]) for t in result["targets"]] == [
+        (t.contender, t.metric) for t in declared
+    ]
+    for target in result["targets"]:
+        if target["contender"] in measured:
+            assert isinstance(target["met"], bool) and target["value"] > 0
+        else:
+            assert target["met"] is None and target["not_measured"].startswith(TENURE_SKIPS)
 
 
 def test_jain_index_bounds() -> None:
@@ -61,27 +107,8 @@ def test_summary_counts_overlapping_holds() -> None:
 @pytest.mark.slow
 def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.run",
-            "--suite",
-            SUITE,
-            "--quick",
-            "--processes",
-            str(PROCESSES),
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "tenure-sqlite" in proc.stdout and "ratios" in proc.stdout
+    stdout = run_quick_suite(SUITE, out)
+    assert "tenure-sqlite" in stdout and "ratios" in stdout
 
     data = json.loads(out.read_text())
     assert data["schema"] == "tenure-benchmarks/1"
@@ -95,15 +122,8 @@ def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
     for contender in suite.contenders:
         record = result["contenders"][contender.name]
         assert record["skipped"] is None, record["skipped"]
-        unc = record["uncontended"]
-        assert unc["cycles"] > 0 and unc["cycles_per_s"] > 0
-        assert 0 < unc["p50_us"] <= unc["p99_us"]
-        con = record["contended"]
-        assert con["errors"] == [] and con["overlaps"] == 0
-        assert con["acquisitions"] > 0 and con["handoffs_per_s"] > 0
-        assert len(con["per_worker"]) == PROCESSES and sum(con["per_worker"]) == con["acquisitions"]
-        assert 0 < con["fairness"] <= 1
-        assert con["max_wait_ms"] >= 0
+        check_figures(record)
+        assert record["uncontended"]["cycles_per_s"] > 0 and record["contended"]["handoffs_per_s"] > 0
         assert record["ratios"]["vs_baseline"]["uncontended_cycles_per_s"] > 0
         if contender.floor is not None:
             assert record["ratios"]["vs_floor"]["contended_handoffs_per_s"] > 0
@@ -116,8 +136,6 @@ def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
 # -- server-backed suites ------------------------------------------------------------------------
 
 REDIS_SUITES = ["redis-single", "redlock5"]
-# What a tenure contender may say instead of figures: its backend is not in this tenure yet.
-TENURE_SKIPS = ("backend not available (ConfigurationError", "backend not capable (BackendIncapable")
 
 
 def test_tenure_handle_reports_a_missing_backend_as_unavailable() -> None:
@@ -155,21 +173,13 @@ def test_targets_are_computed_and_never_guessed() -> None:
 @pytest.mark.parametrize("suite_name", REDIS_SUITES)
 def test_quick_redis_suite_runs_every_contender_that_exists(tmp_path: Path, suite_name: str) -> None:
     out = tmp_path / "bench.json"
-    argv = ["--suite", suite_name, "--quick", "--processes", str(PROCESSES), "--json", str(out)]
     pin = None
+    extra: list[str] = []
     if suite_name == "redis-single" and hasattr(os, "sched_getaffinity"):
         pin = min(os.sched_getaffinity(0))  # one suite also runs pinned, with its server
-        argv += ["--pin-cpu", str(pin)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ratios" in proc.stdout and "target:" in proc.stdout
+        extra = ["--pin-cpu", str(pin)]
+    stdout = run_quick_suite(suite_name, out, *extra)
+    assert "ratios" in stdout and "target:" in stdout
 
     data = json.loads(out.read_text())
     assert data["config"]["pin_cpu"] == pin
@@ -188,23 +198,10 @@ def test_quick_redis_suite_runs_every_contender_that_exists(tmp_path: Path, suit
             assert record["uncontended"] is None and record["contended"] is None
             continue
         measured.add(contender.name)
-        unc = record["uncontended"]
-        assert unc["cycles"] > 0 and 0 < unc["p50_us"] <= unc["p99_us"]
-        con = record["contended"]
-        assert con["errors"] == [] and con["overlaps"] == 0 and con["acquisitions"] > 0
-        assert len(con["per_worker"]) == PROCESSES and 0 < con["fairness"] <= 1
+        check_figures(record)
         assert (record["ratios"]["vs_baseline"] is None) == bool(baseline_skipped)
     assert {c.name for c in suite.contenders if c.role is not Role.TENURE} <= measured
-
-    declared = [t for t in suite.targets or () if t.hold_ms in (None, 0.0)]
-    assert [(t["contender"], t["metric"]) for t in result["targets"]] == [
-        (t.contender, t.metric) for t in declared
-    ]
-    for target in result["targets"]:
-        if target["contender"] in measured:
-            assert isinstance(target["met"], bool) and target["value"] > 0
-        else:
-            assert target["met"] is None and target["not_measured"].startswith(TENURE_SKIPS)
+    check_declared_targets(suite, result, measured)
 
 
 # -- cluster-backed suites: a 3-node etcd cluster, a 3-member ZooKeeper ensemble -----------------
@@ -219,17 +216,8 @@ PEER_SKIP = "(no peer may be skipped)"
 def test_quick_cluster_suite_writes_sane_json(tmp_path: Path, suite_name: str) -> None:
     # scripts/test installs the servers; a machine without them fails here rather than skip.
     out = tmp_path / "bench.json"
-    argv = ["--suite", suite_name, "--quick", "--processes", str(PROCESSES), "--json", str(out)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ratios" in proc.stdout and "target:" in proc.stdout
+    stdout = run_quick_suite(suite_name, out)
+    assert "ratios" in stdout and "target:" in stdout
 
     data = json.loads(out.read_text())
     assert data["config"]["quick"] is True and data["config"]["pin_cpu"] is None
@@ -249,25 +237,11 @@ def test_quick_cluster_suite_writes_sane_json(tmp_path: Path, suite_name: str) -
             assert record["uncontended"] is None and record["contended"] is None
             continue
         measured.add(contender.name)
-        unc = record["uncontended"]
-        assert unc["cycles"] > 0 and 0 < unc["p50_us"] <= unc["p99_us"]
-        con = record["contended"]
-        assert con["errors"] == [] and con["overlaps"] == 0 and con["acquisitions"] > 0
-        assert len(con["per_worker"]) == PROCESSES and sum(con["per_worker"]) == con["acquisitions"]
-        assert 0 < con["fairness"] <= 1 and con["max_wait_ms"] >= 0
+        check_figures(record)
         if contender.floor is not None:
             assert record["ratios"]["vs_floor"]["uncontended_p50_us"] > 0
     assert {c.name for c in suite.contenders if c.role is Role.FLOOR} <= measured
-
-    declared = [t for t in suite.targets or () if t.hold_ms in (None, 0.0)]
-    assert [(t["contender"], t["metric"]) for t in result["targets"]] == [
-        (t.contender, t.metric) for t in declared
-    ]
-    for target in result["targets"]:
-        if target["contender"] in measured:
-            assert isinstance(target["met"], bool) and target["value"] > 0
-        else:
-            assert target["met"] is None and target["not_measured"].startswith(TENURE_SKIPS)
+    check_declared_targets(suite, result, measured)
 
 
 # -- leader-election failover (benchmarks/failover.py) -------------------------------------------
@@ -291,16 +265,8 @@ def test_failover_benchmark_writes_sane_json(tmp_path: Path) -> None:
     out = tmp_path / "failover.json"
     contenders = ["tenure-sqlite", "tooz-redis"]  # tenure, and one peer on a real redis-server
     argv = ["--backend", "sqlite,redis", "--only", ",".join(contenders), "--rounds", "1", "--ttl", "1"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.failover", *argv, "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "tenure-sqlite" in proc.stdout and "tooz-redis" in proc.stdout
+    stdout = run_module("benchmarks.failover", *argv, "--json", str(out))
+    assert "tenure-sqlite" in stdout and "tooz-redis" in stdout
 
     data = json.loads(out.read_text())
     assert data["ttl_s"] == 1 and data["rounds"] == 1 and data["skipped"] == {}
@@ -329,17 +295,8 @@ SQL_SUITES = ["postgresql", "mysql"]
 @pytest.mark.parametrize("suite_name", SQL_SUITES)
 def test_quick_sql_suite_writes_sane_json(tmp_path: Path, suite_name: str) -> None:
     out = tmp_path / "bench.json"
-    argv = ["--suite", suite_name, "--quick", "--processes", str(PROCESSES), "--json", str(out)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ratios" in proc.stdout and "target:" in proc.stdout
+    stdout = run_quick_suite(suite_name, out)
+    assert "ratios" in stdout and "target:" in stdout
     result = json.loads(out.read_text())["suites"][suite_name]
     suite = get_suite(suite_name)
     assert set(result["contenders"]) == {c.name for c in suite.contenders}
@@ -348,11 +305,7 @@ def test_quick_sql_suite_writes_sane_json(tmp_path: Path, suite_name: str) -> No
         record = result["contenders"][contender.name]
         # Every peer is in the bench extra and the backend exists: nothing may be skipped.
         assert record["skipped"] is None, (contender.name, record["skipped"])
-        unc = record["uncontended"]
-        assert unc["cycles"] > 0 and 0 < unc["p50_us"] <= unc["p99_us"]
-        con = record["contended"]
-        assert con["errors"] == [] and con["overlaps"] == 0 and con["acquisitions"] > 0
-        assert len(con["per_worker"]) == PROCESSES and sum(con["per_worker"]) == con["acquisitions"]
+        check_figures(record)
         if contender.floor is not None:
             assert record["ratios"]["vs_floor"]["uncontended_p50_us"] > 0
     assert all(isinstance(t["met"], bool) for t in result["targets"])

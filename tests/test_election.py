@@ -19,8 +19,7 @@ import tenure
 from tenure._core.guarantees import Guarantee
 from tenure._exceptions import BackendUnavailable
 from tests.conftest import backends_with
-from tests.test_multiprocess import read_line, worker
-from tests.workers import fenced_write
+from tests.workers import fenced_write, read_line, worker
 
 CROSS_PROCESS = sorted(set(backends_with(Guarantee.CROSS_PROCESS)) | set(backends_with(Guarantee.CROSS_HOST)))
 # Backends whose observers are told of a change by the server rather than by polling.

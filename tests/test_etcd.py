@@ -24,7 +24,7 @@ from tenure import _etcd_proto as proto
 from tenure._exceptions import BackendUnavailable
 from tests.servers import free_port
 from tests.servers_etcd import EtcdCluster
-from tests.test_multiprocess import read_line, worker
+from tests.workers import read_line, worker
 
 
 @pytest.fixture(scope="module")

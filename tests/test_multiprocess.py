@@ -6,8 +6,6 @@ import itertools
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,8 +14,8 @@ import pytest
 import tenure
 from tenure._core.guarantees import Guarantee
 from tests.conftest import backends_with
+from tests.workers import read_line, worker
 
-ROOT = Path(__file__).resolve().parent.parent
 CROSS_PROCESS = sorted(set(backends_with(Guarantee.CROSS_PROCESS)) | set(backends_with(Guarantee.CROSS_HOST)))
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", CROSS_PROCESS)]
@@ -27,25 +25,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", CROSS_PROCESS
 def url(backend: str, request: pytest.FixtureRequest) -> str:
     value: str = request.getfixturevalue(f"{backend}_url")
     return value
-
-
-def worker(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.workers", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def read_line(proc: subprocess.Popen[str], prefix: str) -> str:
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    assert line.startswith(prefix), (
-        f"expected {prefix!r}, got {line!r}; stderr: {proc.stderr.read() if proc.stderr else ''}"
-    )
-    return line
 
 
 def test_no_increment_is_lost_and_fences_follow_hold_order(url: str, tmp_path: Path) -> None:

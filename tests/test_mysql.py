@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,8 +19,7 @@ from tenure._core.keys import MAX_NAME_BYTES, namespaced_key
 from tenure._core.mysql_sql import MAX_LOCK_NAME, lock_name
 from tests.servers import free_port
 from tests.servers_mysql import DATABASE, PASSWORD, USER, MariaDBServer
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.workers import read_line, worker
 
 pytestmark = pytest.mark.slow
 
@@ -121,18 +118,9 @@ def test_a_frozen_holder_loses_the_lock_when_the_server_ends_its_idle_session(
     mariadb_server: MariaDBServer,
 ) -> None:
     url = namespaced(mariadb_server.url)
-    holder = subprocess.Popen(
-        [sys.executable, "-m", "tests.workers", "hold-forever", url, "frozen", "1.0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    holder = worker("hold-forever", url, "frozen", "1.0")
     try:
-        assert holder.stdout is not None
-        line = holder.stdout.readline().split()
-        assert line[:1] == ["HELD"], line
-        first_fence = int(line[1])
+        first_fence = int(read_line(holder, "HELD").split()[1])
         os.kill(holder.pid, signal.SIGSTOP)  # a GC pause, a VM migration, a ^Z
         frozen = time.monotonic()
         with tenure.Coordinator(url) as coord:

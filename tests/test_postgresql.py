@@ -10,13 +10,10 @@ import asyncio
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -29,8 +26,7 @@ from tenure._core.keys import namespaced_key
 from tenure._url import parse_url
 from tests.servers import free_port
 from tests.servers_postgres import PASSWORD, PgBouncer, PostgresServer
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.workers import read_line, worker
 
 pytestmark = pytest.mark.slow
 
@@ -224,18 +220,9 @@ def test_a_holder_frozen_past_its_ttl_loses_its_session_and_the_next_fence_is_la
     server: PostgresServer, namespace: str
 ) -> None:
     url = url_of(server.url, namespace)
-    holder = subprocess.Popen(
-        [sys.executable, "-m", "tests.workers", "hold-and-check", url, "frozen", "0.6"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    holder = worker("hold-and-check", url, "frozen", "0.6")
     try:
-        assert holder.stdout is not None
-        line = holder.stdout.readline().strip()
-        assert line.startswith("HELD"), (line, holder.stderr.read() if holder.stderr else "")
-        first_fence = int(line.split()[1])
+        first_fence = int(read_line(holder, "HELD").split()[1])
         row = fence_row(server, namespaced_key(namespace, "frozen"))
         assert row is not None and row[0] == first_fence
         os.kill(holder.pid, signal.SIGSTOP)  # its connection stays open, but silent
@@ -253,8 +240,8 @@ def test_a_holder_frozen_past_its_ttl_loses_its_session_and_the_next_fence_is_la
             lease = coord.lock("frozen", ttl=5).acquire(timeout=1)
             assert lease.fence > first_fence
             os.kill(holder.pid, signal.SIGCONT)
-            assert holder.stdout.readline().strip() == f"LOST {first_fence} callback=True"
-            assert holder.stdout.readline().strip() == "RELEASE-REFUSED"
+            assert read_line(holder, "LOST") == f"LOST {first_fence} callback=True"
+            assert read_line(holder, "RELEASE-REFUSED") == "RELEASE-REFUSED"
             lease.check()
             lease.release()
         assert holder.wait(timeout=10) == 0
@@ -269,16 +256,9 @@ def test_a_plain_waiter_is_handed_the_lock_as_soon_as_a_crashed_holders_session_
     server: PostgresServer, namespace: str
 ) -> None:
     url = url_of(server.url, namespace)
-    holder = subprocess.Popen(
-        [sys.executable, "-m", "tests.workers", "hold-forever", url, "crash", "30"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    holder = worker("hold-forever", url, "crash", "30")
     try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().startswith("HELD")
+        read_line(holder, "HELD")
         acquired: list[float] = []
         with tenure.Coordinator(url) as coord:
 

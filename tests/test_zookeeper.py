@@ -5,13 +5,10 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +17,7 @@ from kazoo.client import KazooClient  # type: ignore[import-untyped]
 import tenure
 from tests.servers import free_port
 from tests.servers_zookeeper import ZooKeeperEnsemble, four_letter_word
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.workers import read_line, worker
 
 pytestmark = pytest.mark.slow
 
@@ -109,20 +105,11 @@ def test_the_session_moves_to_another_member_when_its_member_dies(
 def test_a_frozen_holder_process_loses_its_session_and_is_told(ensemble: ZooKeeperEnsemble) -> None:
     chroot = f"/frozen-{uuid.uuid4().hex[:12]}"
     url = ensemble.url(chroot, session_timeout=1.5)
-    holder = subprocess.Popen(
-        [sys.executable, "-m", "tests.workers", "hold-and-check", url, "frozen", "1.5"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    holder = worker("hold-and-check", url, "frozen", "1.5")
     watcher = KazooClient(hosts=ensemble.hosts)
     watcher.start(timeout=5)
     try:
-        assert holder.stdout is not None
-        held = holder.stdout.readline().split()
-        assert held[0] == "HELD", holder.stderr.read() if holder.stderr else ""
-        first_fence = int(held[1])
+        first_fence = int(read_line(holder, "HELD").split()[1])
         lock_dir = f"{chroot}/tenure%3Afrozen"
         assert len(watcher.get_children(lock_dir)) == 1
         os.kill(holder.pid, signal.SIGSTOP)  # a GC pause, a VM migration, a ^Z
@@ -135,8 +122,8 @@ def test_a_frozen_holder_process_loses_its_session_and_is_told(ensemble: ZooKeep
             lease = coord.lock("frozen", ttl=1.5).acquire(timeout=2)
             assert lease.fence > first_fence
             os.kill(holder.pid, signal.SIGCONT)
-            assert holder.stdout.readline().strip() == f"LOST {first_fence} callback=True"
-            assert holder.stdout.readline().strip() == "RELEASE-REFUSED"
+            assert read_line(holder, "LOST") == f"LOST {first_fence} callback=True"
+            assert read_line(holder, "RELEASE-REFUSED") == "RELEASE-REFUSED"
             lease.check()  # the stale holder's release did not free ours
             lease.release()
         assert holder.wait(timeout=10) == 0

@@ -1,13 +1,40 @@
-"""Worker processes for the multi-process tests: ``python -m tests.workers ROLE ...``."""
+"""Worker processes for the multi-process tests: ``python -m tests.workers ROLE ...``.
+
+Tests start one with ``worker(ROLE, ...)`` and read what it says with ``read_line``.
+"""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import tenure
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def worker(*args: str) -> subprocess.Popen[str]:
+    """Start ``python -m tests.workers *args`` with its output piped, from the repository root."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.workers", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_line(proc: subprocess.Popen[str], prefix: str) -> str:
+    """Return the worker's next line, which must start with ``prefix`` (else show its stderr)."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    assert line.startswith(prefix), (
+        f"expected {prefix!r}, got {line!r}; stderr: {proc.stderr.read() if proc.stderr else ''}"
+    )
+    return line
 
 
 def count(url: str, name: str, counter: Path, log: Path, rounds: int) -> int:
