@@ -66,7 +66,7 @@ class EtcdClient:
     def open(self, connect_timeout: float) -> None:
         """Open a channel per endpoint and check one answers within ``connect_timeout``."""
         for target in self.targets:
-            channel = grpc.insecure_channel(target)
+            channel = grpc.insecure_channel(target, options=proto.CHANNEL_OPTIONS)
             self._channels.append(channel)
             stubs = {"kv": proto.KVStub, "lease": proto.LeaseStub, "streams": proto.OneRequestStreams}
             self._stubs.append({name: stub(channel) for name, stub in stubs.items()})
