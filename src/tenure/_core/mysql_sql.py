@@ -146,13 +146,12 @@ FROM tenure_holders WHERE lock_name = %(name)s AND conn = IS_USED_LOCK(%(name)s)
 # the holder recorded and the fence drawn for the owner whose attempt just failed; the attempt
 # the lock always makes next takes it over without another round trip. One release wakes one
 # waiter, not a herd. The session's idle limit is the hold's, so a lock parked for an attempt
-# that never comes (a cancelled task) frees itself like a silent holder's.
+# that never comes (a cancelled task) frees itself like a silent holder's. A fair waiter that
+# will wait sends it too, without QUEUE's try first (the wait ends at once when the lock is
+# free), and reads nothing until the wait is over.
 WAIT_AND_RECORD = "DO GET_LOCK(%(name)s, %(wait)s);" + _RECORD_HOLDER.format(
     taken="IS_USED_LOCK(%(name)s) = CONNECTION_ID()"
 )
-
-# A fair waiter that will wait sends WAIT_AND_RECORD too, without QUEUE's try first (the wait
-# ends at once when the lock is free), and reads nothing until the wait is over.
 
 # Record the holder of a lock this session already holds (parked for another owner).
 ADOPT = _RECORD_HOLDER.format(taken="IS_USED_LOCK(%(name)s) = CONNECTION_ID()")

@@ -276,10 +276,9 @@ class AsyncPgPool:
             if name not in session.prepared:
                 pgconn.send_prepare(name, statement.text, param_types=values[1])
                 await session.conn.wait(generators.send(pgconn), timeout=self.op_timeout)
-                results = await session.conn.wait(generators.fetch_many(pgconn), timeout=self.op_timeout)
-                for result in results:
-                    if result.status == FATAL_ERROR:
-                        raise psycopg.errors.error_from_result(result, encoding=session.conn.info.encoding)
+                _raise_refusal(
+                    session, await session.conn.wait(generators.fetch_many(pgconn), timeout=self.op_timeout)
+                )
                 session.prepared.add(name)
             pgconn.send_query_prepared(name, values[0])
             await session.conn.wait(generators.send(pgconn), timeout=self.op_timeout)
@@ -309,9 +308,7 @@ class AsyncPgPool:
                 if session.aborted:
                     raise
                 return None
-            for result in results:
-                if result.status == FATAL_ERROR:
-                    raise psycopg.errors.error_from_result(result, encoding=session.conn.info.encoding)
+            _raise_refusal(session, results)
         rows: list[Row] = []
         for result in results:
             if result.status == TUPLES_OK:
@@ -496,3 +493,10 @@ class AsyncPgListener:
             self._heard(None)
             await self._stop.wait(pause)
             pause = min(pause * 2, 1.0)
+
+
+def _raise_refusal(session: AsyncPgSession, results: list[Any]) -> None:
+    """Raise the server's error if one of ``results`` (a reply read through libpq) is one."""
+    for result in results:
+        if result.status == FATAL_ERROR:
+            raise psycopg.errors.error_from_result(result, encoding=session.conn.info.encoding)

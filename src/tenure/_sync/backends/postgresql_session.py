@@ -277,10 +277,9 @@ class PgPool:
             if name not in session.prepared:
                 pgconn.send_prepare(name, statement.text, param_types=values[1])
                 session.conn.wait(generators.send(pgconn), timeout=self.op_timeout)
-                results = session.conn.wait(generators.fetch_many(pgconn), timeout=self.op_timeout)
-                for result in results:
-                    if result.status == FATAL_ERROR:
-                        raise psycopg.errors.error_from_result(result, encoding=session.conn.info.encoding)
+                _raise_refusal(
+                    session, session.conn.wait(generators.fetch_many(pgconn), timeout=self.op_timeout)
+                )
                 session.prepared.add(name)
             pgconn.send_query_prepared(name, values[0])
             session.conn.wait(generators.send(pgconn), timeout=self.op_timeout)
@@ -310,9 +309,7 @@ class PgPool:
                 if session.aborted:
                     raise
                 return None
-            for result in results:
-                if result.status == FATAL_ERROR:
-                    raise psycopg.errors.error_from_result(result, encoding=session.conn.info.encoding)
+            _raise_refusal(session, results)
         rows: list[Row] = []
         for result in results:
             if result.status == TUPLES_OK:
@@ -497,3 +494,10 @@ class PgListener:
             self._heard(None)
             self._stop.wait(pause)
             pause = min(pause * 2, 1.0)
+
+
+def _raise_refusal(session: PgSession, results: list[Any]) -> None:
+    """Raise the server's error if one of ``results`` (a reply read through libpq) is one."""
+    for result in results:
+        if result.status == FATAL_ERROR:
+            raise psycopg.errors.error_from_result(result, encoding=session.conn.info.encoding)
