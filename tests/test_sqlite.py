@@ -108,6 +108,20 @@ def test_a_file_restored_from_a_copy_is_followed_and_a_repeated_fence_refused(
         assert coord.inspect("job") is None  # the refused lease was freed, not left to expire
 
 
+def test_a_lock_file_that_cannot_be_reopened_for_a_while_is_tried_again(db: Path) -> None:
+    with tenure.Coordinator(f"sqlite://{db}") as coord:
+        coord.lock("job", ttl=5).acquire(timeout=1).release()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink()
+        db.mkdir()  # the path names something that is no lock file
+        with pytest.raises(tenure.BackendUnavailable):
+            coord.lock("job", ttl=5).try_acquire()
+        db.rmdir()
+        lease = coord.lock("job", ttl=5).try_acquire()
+        assert lease is not None
+        lease.release()
+
+
 # -- 5: a shared folder and a second OS user --------------------------------------------------------
 
 OWNER, INTRUDER = 42421, 42422  # uids nobody uses; a root run switches to them in child processes

@@ -124,6 +124,7 @@ class SQLiteLeaseTable:
         self.file_mode = file_mode
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._closed = False
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file self._db opened
         self._refused: dict[tuple[str, str], None] = {}  # (key, token) of waiters that were refused
         self._joined: dict[tuple[str, str], float] = {}  # (key, token) -> when last put in line
@@ -134,6 +135,7 @@ class SQLiteLeaseTable:
     def open(self) -> None:
         """Open the file (creating it and its folder) and the table; idempotent."""
         with self._lock:
+            self._closed = False
             if self._db is None:
                 self._db = self._connect()
 
@@ -164,19 +166,21 @@ class SQLiteLeaseTable:
     def close(self) -> None:
         """Close the connection; idempotent."""
         with self._lock:
+            self._closed = True
             if self._db is not None:
                 self._db.close()
                 self._db = None
 
     def _current_db(self) -> sqlite3.Connection:
         """Return the connection to the file the path names now, reopening it if it changed."""
-        if self._db is None:
+        if self._closed:
             raise BackendUnavailable(f"the SQLite lock file {self.path} is closed")
-        if _identity(self.path) != self._identity:
+        if self._db is not None and _identity(self.path) != self._identity:
             # Deleted, recreated or restored from a copy: other processes open the path, so
             # follow it (SQLite does not checkpoint into a file that moved when it closes).
             self._db.close()
             self._db = None
+        if self._db is None:  # also after a reopen that failed: try again
             self._db = self._connect()
         return self._db
 
