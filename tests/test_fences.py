@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 import tenure
+from tenure._async.backends.memory import _SPACES as async_spaces
 from tenure._core.fences import FenceHighWater, fences_seen
 from tenure._sync.backends.memory import _SPACES
 
@@ -61,3 +62,14 @@ def test_a_rewound_counter_is_refused_and_the_lock_freed(memory_url: str) -> Non
         repeated.release()
         # Past the highest seen, the first coordinator accepts fences again.
         assert lock.acquire(timeout=1).fence == seen.fence + 1
+
+
+async def test_the_async_lock_refuses_a_rewound_counter_too(memory_url: str) -> None:
+    async with tenure.AsyncCoordinator(memory_url) as coord:
+        lock = coord.lock("job", ttl=5)
+        seen = await lock.acquire(timeout=1)
+        await seen.release()
+        async_spaces[memory_url.removeprefix("memory://")].entries[lock.key].fence = seen.fence - 1
+        with pytest.raises(tenure.BackendProtocolError, match="rewound"):
+            await lock.try_acquire()
+        assert await coord.inspect("job") is None
