@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 import tenure
+from tenure._blocking.sqlite import SQLiteLeaseTable
+from tenure._core.tokens import Owner
 
 MAX_FENCE = 2**63 - 1
 
@@ -284,6 +286,22 @@ def test_one_attempt_on_a_write_locked_file_takes_one_op_timeout(db: Path, fair:
         lease = lock.try_acquire()  # nothing was left behind
         assert lease is not None
         lease.release()
+
+
+def test_an_owner_that_took_the_lock_after_a_busy_attempt_still_releases_it(db: Path) -> None:
+    table = SQLiteLeaseTable(db, busy_timeout=0.05)
+    table.open()
+    owner = Owner(label="test")
+    rival = sqlite3.connect(db, isolation_level=None)
+    rival.execute("BEGIN IMMEDIATE")
+    with pytest.raises(tenure.BackendTimeout):
+        table.try_acquire("job", owner, 5)
+    rival.execute("ROLLBACK")
+    rival.close()
+    assert table.try_acquire("job", owner, 5) is not None  # no clean-up ran in between
+    assert table.release("job", owner)  # the busy attempt's mark must not swallow this release
+    assert table.holder("job") is None
+    table.close()
 
 
 # -- 10: bad input and corrupt data become typed errors --------------------------------------------

@@ -272,6 +272,7 @@ class SQLiteLeaseTable:
             raise
         if rows:
             self._refused.pop((key, owner.token), None)
+            self._untaken.pop((key, owner.token), None)  # taken now: its release must run
             return self._fence(rows[0][0], key)
         if len(self._refused) >= 4096:  # waiters that gave up leave entries behind; stay bounded
             self._refused.clear()
@@ -320,6 +321,7 @@ class SQLiteLeaseTable:
             self._joined[(key, owner.token)] = now
         else:
             self._joined.pop((key, owner.token), None)
+            self._untaken.pop((key, owner.token), None)  # taken now: its release must run
         return fence
 
     def turn(self, key: str, owner: Owner) -> tuple[int | None, bool]:
