@@ -70,6 +70,20 @@ def test_a_deleted_file_ends_the_lease_and_the_next_fence_is_higher(
         successor.release()
 
 
+def test_the_renewer_reports_the_loss_of_a_deleted_file(db: Path) -> None:
+    told: list[object] = []
+    with tenure.Coordinator(f"sqlite://{db}") as coord:
+        lease = coord.lock("job", ttl=1.5).acquire(timeout=1)
+        lease.on_lost(told.append)
+        db.unlink()
+        deadline = time.monotonic() + 1.2  # renewals come every ttl/3; the TTL itself is 1.5 s
+        while not told and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert told == [lease]  # by a renewal, before the lease could have run out on its own
+        with pytest.raises(tenure.LockLost):
+            lease.check()
+
+
 @pytest.mark.parametrize("how", ["deleted", "truncated"])
 def test_a_recreated_or_truncated_file_never_repeats_a_fence(db: Path, how: str) -> None:
     url = f"sqlite://{db}"
