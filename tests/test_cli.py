@@ -120,7 +120,10 @@ def test_child_gets_fence_and_lock_name(url: str) -> None:
     script = "import os; print(os.environ['TENURE_LOCK'], os.environ['TENURE_FENCE'])"
     result = run("lock", "orders:42", "--", sys.executable, "-c", script, url=url)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["orders:42", "1"]
+    name, fence = result.stdout.split()
+    assert name == "orders:42"
+    with tenure.Coordinator(url) as coord, coord.lock("orders:42", ttl=5, timeout=1) as lease:
+        assert lease.fence == int(fence) + 1  # the child's was this name's fence just before
 
 
 @pytest.mark.parametrize("code", [0, 3, 42])

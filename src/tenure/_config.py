@@ -55,6 +55,25 @@ def whole_number(name: str) -> Callable[[str], int]:
     return parse
 
 
+def file_mode(name: str) -> Callable[[str], int]:
+    """Return a parser of an octal file mode that lets the owner read and write (0600, 0640, 0660)."""
+
+    def parse(text: str) -> int:
+        if not 3 <= len(text) <= 4 or any(c not in "01234567" for c in text):
+            raise ConfigurationError(
+                f"option {name}={text!r} must be an octal file mode such as 0600 or 0640"
+            )
+        mode = int(text, 8)
+        if mode & 0o600 != 0o600 or mode & ~0o666:
+            raise ConfigurationError(
+                f"option {name}={text!r} must let the owner read and write, and grant no more than "
+                "read and write (e.g. 0600, 0640, 0660)"
+            )
+        return mode
+
+    return parse
+
+
 def one_of(name: str, *choices: str) -> Callable[[str], str]:
     """Return a parser of an option that must be one of ``choices``."""
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tenure._config import BackendConfig, one_of, positive_float, validate_options, whole_number
+from tenure._config import BackendConfig, file_mode, one_of, positive_float, validate_options, whole_number
 from tenure._exceptions import ConfigurationError
 from tenure._url import parse_url
 
@@ -32,7 +32,11 @@ class BackendEntry:
 
 BACKENDS: Mapping[str, BackendEntry] = {
     "memory": BackendEntry("memory", "MemoryStore"),
-    "sqlite": BackendEntry("sqlite", "SQLiteStore", options={"busy_timeout": positive_float("busy_timeout")}),
+    "sqlite": BackendEntry(
+        "sqlite",
+        "SQLiteStore",
+        options={"busy_timeout": positive_float("busy_timeout"), "file_mode": file_mode("file_mode")},
+    ),
     "redis": BackendEntry("redis", "RedisStore", extra="redis"),
     "rediss": BackendEntry("redis", "RedisStore", extra="redis"),
     "redis+unix": BackendEntry("redis", "RedisStore", extra="redis", options={"db": whole_number("db")}),

@@ -13,9 +13,11 @@ from tenure._concurrency import current_actor, shielded
 from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
 from tenure._core.durations import check_timeout
+from tenure._core.fences import fences_seen
+from tenure._core.guarantees import Guarantee
 from tenure._core.renewal import Validity
 from tenure._core.tokens import Owner
-from tenure._exceptions import AcquireTimeout
+from tenure._exceptions import AcquireTimeout, BackendProtocolError
 
 if TYPE_CHECKING:
     from tenure._sync.coordinator import Coordinator
@@ -181,8 +183,9 @@ class Lock:
                     started = time.monotonic()
                     fence = self._store.wait_turn(self.key, owner, min(remaining, backoff.next_delay()))
                 if fence is not None:
+                    lease = self._held(owner, fence, started)
                     acquired = True
-                    return self._held(owner, fence, started)
+                    return lease
         finally:
             if not acquired:
                 self._leave_queue(owner)
@@ -191,16 +194,25 @@ class Lock:
         started = time.monotonic()
         try:
             fence = self._store.try_acquire(self.key, owner, self.ttl)
+            return None if fence is None else self._held(owner, fence, started)
         except BaseException:
             # Cancelled or failed mid-flight: the attempt may still have taken the lock.
             self._abandon(owner)
             raise
-        if fence is None:
-            return None
-        return self._held(owner, fence, started)
 
     def _held(self, owner: Owner, fence: int, started: float) -> Lease:
-        """Return the lease for a granted acquisition, counted from when its request was sent."""
+        """Return the lease for a granted acquisition, counted from when its request was sent.
+
+        Raises ``BackendProtocolError`` for a fence not above one this coordinator already saw
+        for the name (the caller frees the lock).
+        """
+        if Guarantee.FENCING in self._store.guarantees:
+            seen = fences_seen(self._store).admit(self.key, fence)
+            if seen is not None:
+                raise BackendProtocolError(
+                    f"lock {self.name!r} on {self._store.url} was granted fence {fence}, not above "
+                    f"{seen} already seen for it: the backend lost or rewound its fence counter"
+                )
         lease = Lease(self, owner, fence, Validity.starting(started, self.ttl))
         if self.reentrant:
             self._coordinator._reentrant[(self.key, current_actor())] = lease

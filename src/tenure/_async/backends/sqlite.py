@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tenure._async.backends.base import AsyncLeaseStore
-from tenure._blocking.sqlite import SQLiteLeaseTable
+from tenure._blocking.sqlite import DEFAULT_FILE_MODE, SQLiteLeaseTable
 from tenure._concurrency import async_run_blocking, async_sleep
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -44,8 +44,15 @@ class AsyncSQLiteStore(AsyncLeaseStore):
         raw = "".join(str(h) for h in url.hosts) + url.path
         if not raw or raw == "/":
             raise ConfigurationError(f"sqlite URL needs a file path, e.g. sqlite:///tmp/locks.db (got {url})")
+        if "\x00" in raw:
+            raise ConfigurationError(f"sqlite path must not contain NUL characters (got {url})")
         busy = config.extra.get("busy_timeout", config.common.op_timeout)
-        self._table = SQLiteLeaseTable(Path(raw).expanduser(), busy_timeout=float(busy))  # type: ignore[arg-type]
+        mode = config.extra.get("file_mode", DEFAULT_FILE_MODE)
+        self._table = SQLiteLeaseTable(
+            Path(raw).expanduser(),
+            busy_timeout=float(busy),  # type: ignore[arg-type]
+            file_mode=int(mode),  # type: ignore[call-overload]
+        )
 
     async def connect(self) -> None:
         await async_run_blocking(self._table.open)

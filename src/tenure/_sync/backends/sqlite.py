@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tenure._sync.backends.base import LeaseStore
-from tenure._blocking.sqlite import SQLiteLeaseTable
+from tenure._blocking.sqlite import DEFAULT_FILE_MODE, SQLiteLeaseTable
 from tenure._concurrency import run_blocking, sleep
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -45,8 +45,15 @@ class SQLiteStore(LeaseStore):
         raw = "".join(str(h) for h in url.hosts) + url.path
         if not raw or raw == "/":
             raise ConfigurationError(f"sqlite URL needs a file path, e.g. sqlite:///tmp/locks.db (got {url})")
+        if "\x00" in raw:
+            raise ConfigurationError(f"sqlite path must not contain NUL characters (got {url})")
         busy = config.extra.get("busy_timeout", config.common.op_timeout)
-        self._table = SQLiteLeaseTable(Path(raw).expanduser(), busy_timeout=float(busy))  # type: ignore[arg-type]
+        mode = config.extra.get("file_mode", DEFAULT_FILE_MODE)
+        self._table = SQLiteLeaseTable(
+            Path(raw).expanduser(),
+            busy_timeout=float(busy),  # type: ignore[arg-type]
+            file_mode=int(mode),  # type: ignore[call-overload]
+        )
 
     def connect(self) -> None:
         run_blocking(self._table.open)
