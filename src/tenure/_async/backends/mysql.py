@@ -132,6 +132,7 @@ class AsyncMySQLPool:
         }
         self._idle: list[AsyncSession] = []
         self._closed = False
+        self.setup: str | None = None  # run on every new connection before it is lent
 
     async def open(self) -> AsyncSession:
         """Open a new connection; raise BackendUnavailable (or BackendTimeout) within connect_timeout."""
@@ -141,7 +142,10 @@ class AsyncMySQLPool:
             raw = await async_bounded(lambda: aiomysql.connect(**self._options), self.connect_timeout)
         except Exception as exc:
             raise self.mapped(exc, "cannot connect") from exc
-        return AsyncSession(raw)
+        session = AsyncSession(raw)
+        if self.setup is not None:
+            await self.execute(session, self.setup, {})  # closes the connection if it fails
+        return session
 
     async def checkout(self) -> AsyncSession:
         """Lend a pooled connection (the most recently used) or open one."""
@@ -424,9 +428,13 @@ class AsyncMySQLStore(AsyncLeaseStore):
             await self._pool.execute(session, sql.QUIET_NOTES, {})  # "already exists" is no news
             await self._pool.execute(session, sql.CREATE_SEQUENCE, {})
             await self._pool.execute(session, sql.CREATE_HOLDERS, {})
+            await self._pool.execute(session, sql.CREATE_EPOCH, {})
+            await self._pool.execute(session, sql.CREATE_EPOCHS, {})
+            await self._pool.execute(session, sql.FENCE_EPOCH, {})
         except BackendError:
             self._pool.discard(session)
             raise
+        self._pool.setup = sql.FENCE_EPOCH  # after a restart, fences restart higher
         self._pool.checkin(session)
         self._ready = True
 

@@ -133,6 +133,7 @@ class MySQLPool:
         }
         self._idle: list[Session] = []
         self._closed = False
+        self.setup: str | None = None  # run on every new connection before it is lent
 
     def open(self) -> Session:
         """Open a new connection; raise BackendUnavailable (or BackendTimeout) within connect_timeout."""
@@ -142,7 +143,10 @@ class MySQLPool:
             raw = bounded(lambda: pymysql.connect(**self._options), self.connect_timeout)
         except Exception as exc:
             raise self.mapped(exc, "cannot connect") from exc
-        return Session(raw)
+        session = Session(raw)
+        if self.setup is not None:
+            self.execute(session, self.setup, {})  # closes the connection if it fails
+        return session
 
     def checkout(self) -> Session:
         """Lend a pooled connection (the most recently used) or open one."""
@@ -425,9 +429,13 @@ class MySQLStore(LeaseStore):
             self._pool.execute(session, sql.QUIET_NOTES, {})  # "already exists" is no news
             self._pool.execute(session, sql.CREATE_SEQUENCE, {})
             self._pool.execute(session, sql.CREATE_HOLDERS, {})
+            self._pool.execute(session, sql.CREATE_EPOCH, {})
+            self._pool.execute(session, sql.CREATE_EPOCHS, {})
+            self._pool.execute(session, sql.FENCE_EPOCH, {})
         except BackendError:
             self._pool.discard(session)
             raise
+        self._pool.setup = sql.FENCE_EPOCH  # after a restart, fences restart higher
         self._pool.checkin(session)
         self._ready = True
 
