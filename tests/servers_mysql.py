@@ -1,7 +1,10 @@
 """A real MariaDB server from Debian's binaries, in a temp dir, on a free loopback port.
 
 ``mariadb-install-db`` creates the data dir once; ``mariadbd`` serves it with small InnoDB
-settings, no binary log and no fsync per commit, so it starts in about a second. A user
+settings, no binary log and no fsync per commit, so it starts in about a second.
+``durable=True`` (the benchmarks) keeps InnoDB's default durability instead
+(``innodb_flush_log_at_trx_commit=1``: the redo log is flushed to disk at every commit), as
+Debian's package runs it. A user
 ``tenure`` with a password is created, so the URL carries a password and its redaction is
 tested for real (no skip-grant-tables). ``restart()`` serves the same data dir on the same port.
 """
@@ -23,7 +26,7 @@ DATABASE = "tenure"
 class MariaDBServer(ServerProcess):
     """One mariadbd; ``url`` is ``mysql://tenure:<password>@127.0.0.1:PORT/tenure``."""
 
-    def __init__(self, directory: Path, *, port: int | None = None) -> None:
+    def __init__(self, directory: Path, *, port: int | None = None, durable: bool = False) -> None:
         server = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
         install = shutil.which("mariadb-install-db")
         if not os.path.exists(server) or install is None:
@@ -34,6 +37,7 @@ class MariaDBServer(ServerProcess):
         self.datadir = directory / "data"
         self.socket = directory / "mariadb.sock"
         self.port = port or free_port()
+        self.durable = durable
         self.proc: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -63,7 +67,7 @@ class MariaDBServer(ServerProcess):
             "--skip-name-resolve",
             "--innodb-buffer-pool-size=32M",
             "--innodb-log-file-size=16M",
-            "--innodb-flush-log-at-trx-commit=2",
+            f"--innodb-flush-log-at-trx-commit={1 if self.durable else 2}",
             "--max-connections=500",
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -5,7 +5,9 @@ in a private directory that user owns (the pytest temp dir of root is closed to 
 the data lives in a fresh directory under /dev/shm, or /tmp, removed by ``stop()``). The server
 listens on a free loopback port with trust authentication, except for one role that needs a
 password (``PASSWORD_USER``), to check that passwords never reach an error message. ``fsync``
-is off: the tests kill the server on purpose, not the machine.
+is off: the tests kill the server on purpose, not the machine. ``durable=True`` (the benchmarks)
+keeps PostgreSQL's default durability instead (``fsync``, ``synchronous_commit`` and
+``full_page_writes`` on) with the data on disk, not in /dev/shm, as a production server runs.
 
 ``pause()`` and ``kill()`` reach the postmaster and every backend (freezing or killing only the
 postmaster would leave the sessions serving), and ``restart()`` comes back on the same port with
@@ -44,9 +46,9 @@ def bindir() -> Path:
     raise RuntimeError("PostgreSQL server binaries not found (apt-get install -y postgresql)")
 
 
-def _private_dir(prefix: str) -> Path:
-    """Return a new directory owned by the ``postgres`` user."""
-    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+def _private_dir(prefix: str, *, on_disk: bool = False) -> Path:
+    """Return a new directory owned by the ``postgres`` user (in memory unless ``on_disk``)."""
+    base = "/dev/shm" if not on_disk and os.access("/dev/shm", os.W_OK) else None
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     account = pwd.getpwnam(OS_USER)
     os.chown(path, account.pw_uid, account.pw_gid)
@@ -116,8 +118,9 @@ class _ServerTree(ServerProcess):
 class PostgresServer(_ServerTree):
     """One PostgreSQL server on 127.0.0.1, trust auth, superuser ``postgres``, database ``postgres``."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, *, port: int | None = None, durable: bool = False) -> None:
         self.bindir = bindir()
+        self.durable = durable
         self.workdir = workdir  # the fixture interface; the files live in self.home (see above)
         self.port = port or free_port()
         self.home: Path | None = None
@@ -148,8 +151,7 @@ class PostgresServer(_ServerTree):
             "-p", str(self.port),
             "-k", str(self.home),  # the unix socket, in our private dir
             "-c", "listen_addresses=127.0.0.1",
-            "-c", "fsync=off",
-            "-c", "full_page_writes=off",
+            *([] if self.durable else ["-c", "fsync=off", "-c", "full_page_writes=off"]),
             "-c", "max_connections=400",
             "-c", "shared_buffers=64MB",
             "-c", "log_min_messages=warning",
@@ -165,7 +167,7 @@ class PostgresServer(_ServerTree):
         return self
 
     def _initdb(self) -> None:
-        self.home = _private_dir("tenure-pg-")
+        self.home = _private_dir("tenure-pg-", on_disk=self.durable)
         argv = [
             str(self.bindir / "initdb"),
             "-D", str(self.data),

@@ -89,6 +89,28 @@ def test_the_fence_is_drawn_only_after_the_lock_is_taken(mariadb_server: MariaDB
             assert second.fence == first.fence + 1
 
 
+@pytest.mark.parametrize("durable", [True, False], ids=["flush_log_at_commit=1", "flush_log_at_commit=2"])
+def test_fences_keep_growing_across_a_server_crash(tmp_path: Path, durable: bool) -> None:
+    # Running out of cached values stores the sequence's next 1000 without flushing it: a crash
+    # right after would make the sequence hand out values again, so fences restart higher.
+    server = MariaDBServer(tmp_path / "mariadb", durable=durable).start()
+    try:
+        url = namespaced(server.url)
+        for _ in range(2):
+            drawn = []
+            with tenure.Coordinator(url) as coord:
+                lock = coord.lock("job")
+                for _ in range(1500):  # across at least one refill of the sequence's cache
+                    with lock.acquire(timeout=5) as lease:
+                        drawn.append(lease.fence)
+            assert drawn == sorted(set(drawn))
+            server.restart()  # kill -9, then start on the same data
+            with tenure.Coordinator(url) as coord, coord.lock("job").acquire(timeout=5) as lease:
+                assert lease.fence > drawn[-1], (lease.fence, drawn[-1])
+    finally:
+        server.stop()
+
+
 def test_a_restart_while_held_is_told_and_the_stale_fenced_write_is_rejected(
     own_server: MariaDBServer,
 ) -> None:

@@ -5,7 +5,8 @@ the ``?mode=table`` lease table) against tooz's mysql driver, and the floor: one
 connection sending ``SELECT GET_LOCK(name, timeout)`` to acquire (a waiter blocks in the
 server's queue) and ``SELECT RELEASE_LOCK(name)`` to release: no fence, no TTL, no holder
 record. The server (tests/servers_mysql.py) is started by the suite's environment, in the
-parent process, and stopped at the end.
+parent process, and stopped at the end, with InnoDB's default durability (the redo log flushed
+at every commit), as packaged.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from benchmarks.suites.common import TIMEOUT, TenureHandle, ToozHandle, client_v
 
 @contextlib.contextmanager
 def one_server(workdir: Path) -> Iterator[dict[str, str]]:
-    server = MariaDBServer(workdir / "mariadb")
+    server = MariaDBServer(workdir / "mariadb", durable=True)  # flushes the redo log per commit
     try:
         server.start()
         version = subprocess.run(
@@ -34,7 +35,7 @@ def one_server(workdir: Path) -> Iterator[dict[str, str]]:
             "tenure_url": server.url,
             "host": "127.0.0.1",
             "port": str(server.port),
-            "server": version,
+            "server": f"{version} (innodb_flush_log_at_trx_commit=1, data in {server.datadir})",
             "clients": client_versions("PyMySQL", "tooz"),
             "server_pids": str(server.proc.pid) if server.proc is not None else "",
         }

@@ -4,8 +4,10 @@ tenure's ``postgresql://`` backend (advisory locks, plain and ``fair=True``, and
 ``?mode=table`` lease table) against tooz's postgresql driver, and the floor: one psycopg 3
 connection sending ``pg_advisory_lock(id)`` to acquire (a waiter blocks in the server's lock
 queue) and ``pg_advisory_unlock(id)`` to release, both prepared. The server
-(tests/servers_postgres.py, ``fsync=off``) is started by the suite's environment, in the parent
-process, and stopped at the end.
+(tests/servers_postgres.py) is started by the suite's environment, in the parent process, and
+stopped at the end. It keeps PostgreSQL's default durability (``fsync``, ``synchronous_commit``
+and ``full_page_writes`` on, the data on disk), as a production server does: a commit that
+must reach the disk costs a flush, and the figures show it.
 """
 
 from __future__ import annotations
@@ -23,16 +25,20 @@ from tenure._core.keys import key_hash64
 
 @contextlib.contextmanager
 def one_server(workdir: Path) -> Iterator[dict[str, str]]:
-    server = PostgresServer(workdir / "postgres")
+    server = PostgresServer(workdir / "postgres", durable=True)
     try:
         server.start()
         version = server.psql("SHOW server_version").strip()
+        settings = server.psql(
+            "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings "
+            "WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method')"
+        ).strip()
         yield {
             "tenure_url": server.url,
             "pg_url": server.url,
             "host": "127.0.0.1",
             "port": str(server.port),
-            "server": f"PostgreSQL {version} (fsync=off)",
+            "server": f"PostgreSQL {version} ({settings}; data in {server.data})",
             "clients": client_versions("psycopg", "psycopg2-binary", "tooz"),
             "server_pids": str(server.proc.pid) if server.proc is not None else "",
         }

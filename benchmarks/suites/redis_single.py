@@ -39,13 +39,24 @@ return 0
 FLOOR_RETRY_SLEEP = 0.0
 
 
+# Redis 7's own default, which Debian's redis.conf keeps (its save lines are comments): an RDB
+# snapshot after 3600 s and 1 change, 300 s and 100, or 60 s and 10000; no append-only file.
+PACKAGED_SAVE = "3600 1 300 100 60 10000"
+
+
 @contextlib.contextmanager
 def redis_servers(workdir: Path, count: int) -> Iterator[list[RedisServer]]:
-    """Start ``count`` redis-servers (tests/servers.py) on free loopback ports; stop them all."""
+    """Start ``count`` redis-servers (tests/servers.py) on free loopback ports; stop them all.
+
+    The tests run them without persistence; here they snapshot as packaged (``PACKAGED_SAVE``).
+    """
     servers: list[RedisServer] = []
     try:
         for index in range(count):
-            servers.append(RedisServer(workdir / f"redis-{index + 1}").start())
+            server = RedisServer(workdir / f"redis-{index + 1}").start()
+            servers.append(server)
+            argv = ["redis-cli", "-p", str(server.port), "CONFIG", "SET", "save", PACKAGED_SAVE]
+            subprocess.run(argv, capture_output=True, timeout=10, check=True)
         yield servers
     finally:
         for server in servers:

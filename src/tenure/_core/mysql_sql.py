@@ -61,10 +61,53 @@ QUIET_NOTES = "SET SESSION sql_notes = 0"
 # -- advisory mode: GET_LOCK on a dedicated connection, fences from a sequence ---------------
 
 # Fences come from one server-wide SEQUENCE (MariaDB >= 10.3): drawing a value writes nothing
-# per acquisition (values are cached in memory and the cache's end is stored, so after a crash
-# or restart the sequence continues above every value handed out). One sequence for every
-# name is still strictly monotonic per name.
+# per acquisition (values are cached in memory; running out of them stores the end of the next
+# 1000). That store is not flushed by the drawing statement's commit, whatever
+# innodb_flush_log_at_trx_commit says: after a crash (kill -9 of mariadbd, tests/test_mysql.py)
+# the sequence can resume below values already handed out. So fences restart FENCE_JUMP higher
+# after every restart of the server (FENCE_EPOCH). One sequence for every name is still
+# strictly monotonic per name.
 CREATE_SEQUENCE = "CREATE SEQUENCE IF NOT EXISTS tenure_fence_seq START WITH 1 INCREMENT BY 1 CACHE 1000"
+
+# Far more values than a server hands out between two flushes of its redo log (InnoDB writes
+# and flushes it at least once a second); 2^31 restarts fit below BIGINT's end.
+FENCE_JUMP = 2**32
+
+# The current epoch: a MEMORY table, empty after every restart of the server.
+CREATE_EPOCH = """
+CREATE TABLE IF NOT EXISTS tenure_fence_epoch (
+    since DATETIME(6) NOT NULL                      -- server UTC time the fences restarted
+) ENGINE=MEMORY
+"""
+
+# Every epoch, in InnoDB: inserting one commits a transaction, which flushes the redo log
+# (with the default innodb_flush_log_at_trx_commit=1), the jump of the sequence included.
+CREATE_EPOCHS = """
+CREATE TABLE IF NOT EXISTS tenure_fence_epochs (
+    since      DATETIME(6) NOT NULL,                -- server UTC time the fences restarted
+    fence_from BIGINT NOT NULL                      -- the sequence's value after the jump
+) ENGINE=InnoDB
+"""
+
+# Run on every new connection before it draws a fence (a restart ends every session, so each
+# session that can draw one was opened after the last restart): if this server has no epoch
+# yet, move the sequence FENCE_JUMP ahead (SETVAL takes only a literal, hence the prepared
+# statement), record it, which flushes it, and start the epoch; one client at a time. NEXTVAL
+# is drawn only on the branch IF takes. A round trip that finds the epoch changes nothing.
+FENCE_EPOCH = f"""
+DO GET_LOCK('tenure:fence-epoch', 10);
+SET @tenure_jump := IF(EXISTS (SELECT 1 FROM tenure_fence_epoch), NULL,
+                       NEXTVAL(tenure_fence_seq) + {FENCE_JUMP});
+SET @tenure_setval := IF(@tenure_jump IS NULL, 'DO 0',
+                         CONCAT('DO SETVAL(tenure_fence_seq, ', @tenure_jump, ')'));
+PREPARE tenure_setval FROM @tenure_setval;
+EXECUTE tenure_setval;
+DEALLOCATE PREPARE tenure_setval;
+INSERT INTO tenure_fence_epochs (since, fence_from)
+SELECT UTC_TIMESTAMP(6), @tenure_jump FROM DUAL WHERE @tenure_jump IS NOT NULL;
+INSERT INTO tenure_fence_epoch (since) SELECT UTC_TIMESTAMP(6) FROM DUAL WHERE @tenure_jump IS NOT NULL;
+DO RELEASE_LOCK('tenure:fence-epoch')
+"""
 
 # Who holds what, for holder(): a MEMORY table (no disk write per acquisition). It empties when
 # the server restarts, which ends every session and so frees every lock anyway. A row counts

@@ -1,8 +1,8 @@
 """PostgreSQL backend, sans I/O: connection parameters, lock ids and the SQL text.
 
 Both modes of ``postgresql://`` share the connection parameters and the wake-up channel; the
-advisory mode keeps a fence side table next to its session locks, the table mode a lease
-table. Every statement is one round trip, run in autocommit (one statement, one transaction).
+advisory mode keeps a fence sequence and a holders table next to its session locks, the table
+mode a lease table. Every statement is one round trip, run in autocommit (one statement, one transaction).
 """
 
 from __future__ import annotations
@@ -160,40 +160,107 @@ ANNOUNCE = f"SELECT pg_notify('{CHANNEL}', %(payload)s)"  # an election's change
 
 # -- advisory mode ------------------------------------------------------------------------------
 
-FENCES_TABLE = "tenure_lock_fences"
+# Fences come from one server-wide SEQUENCE and the holders live in an UNLOGGED table, so an
+# acquisition writes nothing that must reach the disk before it answers: a sequence logs ahead
+# (one WAL record per 32 values), the holder row is not logged at all (session locks do not
+# survive a crash either), and the acquisition's commit does not wait for a WAL flush. A crash
+# can lose the WAL written in its last moments, and with it values already handed out: the
+# sequence would hand them out again. So after a crash fences restart FENCE_JUMP above where the
+# sequence then stands: the crash empties the unlogged epoch table, and no fence is drawn until
+# RECOVER_FENCES has made the jump and started a new epoch. One sequence for every name is
+# strictly monotonic per name too.
+FENCE_SEQUENCE = "tenure_fence_seq"
+HOLDERS_TABLE = "tenure_lock_holders"
+EPOCH_TABLE = "tenure_fence_epoch"
+OLD_FENCES_TABLE = "tenure_lock_fences"  # earlier versions: a logged table of per-name fences
+# Far more values than a server can hand out between its last WAL flush and a crash (the WAL
+# writer flushes what commits wrote within 3 x wal_writer_delay, 0.6 s by default and 30 s at
+# most: 2^32 values in 30 s would be 143 million acquisitions a second); 2^31 crashes fit below
+# bigint's end.
+FENCE_JUMP = 2**32
 
+# One DO block, run under a lock (see AsyncPostgresBase._prepare). A new sequence has handed out
+# nothing, so its epoch starts without a jump; fences of the old side table carry over.
 FENCES_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {FENCES_TABLE} (
-    id         bigint PRIMARY KEY,         -- the advisory lock id: a 64-bit hash of the key
-    key        text NOT NULL,              -- the namespaced lock name, for people
-    fence      bigint NOT NULL,            -- bumped by every acquisition, never reset
-    owner      text,                       -- the last holder's token
-    label      text,                       -- who that is, for people (tenure inspect)
-    pid        integer,                    -- its server session: pg_locks says if it still holds
-    ttl        double precision,           -- seconds its session may stay silent
-    renewed_at timestamptz                 -- when it last proved itself (server clock)
-)
+DO $tenure$
+BEGIN
+    CREATE UNLOGGED TABLE IF NOT EXISTS {EPOCH_TABLE} (
+        since      timestamptz NOT NULL,   -- when fences (re)started: created, or after a crash
+        fence_from bigint NOT NULL         -- the sequence's value then
+    );
+    IF to_regclass('{FENCE_SEQUENCE}') IS NULL THEN
+        CREATE SEQUENCE {FENCE_SEQUENCE} AS bigint;
+        IF to_regclass('{OLD_FENCES_TABLE}') IS NOT NULL THEN
+            PERFORM setval('{FENCE_SEQUENCE}', greatest(max(fence), 1)) FROM {OLD_FENCES_TABLE};
+        END IF;
+        INSERT INTO {EPOCH_TABLE} SELECT clock_timestamp(), last_value FROM {FENCE_SEQUENCE};
+    END IF;
+    CREATE UNLOGGED TABLE IF NOT EXISTS {HOLDERS_TABLE} (
+        id         bigint PRIMARY KEY,     -- the advisory lock id: a 64-bit hash of the key
+        key        text NOT NULL,          -- the namespaced lock name, for people
+        fence      bigint NOT NULL,        -- the holder's fence, from the sequence
+        owner      text,                   -- the holder's token
+        label      text,                   -- who that is, for people (tenure inspect)
+        pid        integer,                -- its server session: pg_locks says if it still holds
+        ttl        double precision,       -- seconds its session may stay silent
+        renewed_at timestamptz             -- when it last proved itself (server clock)
+    );
+END
+$tenure$
 """
 
-# What a granted acquisition writes: the fence bump, the owner, and the idle-session limit
-# that ends a silent holder's session (and so its lock) ``ttl`` after its last statement.
+# After a crash (the epoch table is empty): move the sequence FENCE_JUMP past where it stands
+# and start a new epoch, one client at a time. This commit waits for the flush, even where the
+# server's default is synchronous_commit=off: no fence is drawn above the jump before it is on
+# disk.
+RECOVER_FENCES = f"""
+BEGIN;
+SELECT pg_advisory_xact_lock({key_hash64("tenure:fence-epoch")});
+SET LOCAL synchronous_commit = on;
+INSERT INTO {EPOCH_TABLE}
+SELECT clock_timestamp(), setval('{FENCE_SEQUENCE}', last_value + {FENCE_JUMP}) FROM {FENCE_SEQUENCE}
+WHERE NOT EXISTS (SELECT 1 FROM {EPOCH_TABLE});
+COMMIT
+"""
+
+# What a granted acquisition writes: the holder with a new fence, and the idle-session limit
+# that ends a silent holder's session (and so its lock) ``ttl`` after its last statement. Its
+# commit does not wait for a WAL flush (synchronous_commit off for this transaction alone): the
+# holder row is not logged, and a sequence record lost in a crash is what FENCE_JUMP covers, so
+# the flush would buy nothing (it cost every 32nd acquisition a disk write). A row with a NULL
+# fence: no epoch (a crash emptied it), nothing taken: RECOVER_FENCES, then retry.
 _BUMP = f"""
 bumped AS (
-    INSERT INTO {FENCES_TABLE} AS f (id, key, fence, owner, label, pid, ttl, renewed_at)
-    SELECT %(id)s, %(key)s, 1, %(owner)s, %(label)s, pg_backend_pid(), %(ttl)s, clock_timestamp()
+    INSERT INTO {HOLDERS_TABLE} AS h (id, key, fence, owner, label, pid, ttl, renewed_at)
+    SELECT %(id)s, %(key)s, nextval('{FENCE_SEQUENCE}'), %(owner)s, %(label)s, pg_backend_pid(),
+           %(ttl)s, clock_timestamp()
     FROM taken WHERE taken.ok
     ON CONFLICT (id) DO UPDATE SET
-        fence = f.fence + 1, owner = excluded.owner, label = excluded.label, pid = excluded.pid,
+        fence = excluded.fence, owner = excluded.owner, label = excluded.label, pid = excluded.pid,
         ttl = excluded.ttl, renewed_at = excluded.renewed_at
     RETURNING fence
 )
-SELECT fence, set_config('idle_session_timeout', %(idle)s, false) FROM bumped
+SELECT fence, set_config('idle_session_timeout', %(idle)s, false),
+       set_config('synchronous_commit', 'off', true)
+FROM bumped
+UNION ALL
+SELECT NULL, NULL, NULL FROM epoch WHERE NOT epoch.ok
 """
 
+
+def _acquire(take: str) -> str:
+    """Return the acquisition statement that takes the lock with ``take`` (a boolean)."""
+    return (
+        f"WITH epoch AS (SELECT EXISTS (SELECT FROM {EPOCH_TABLE}) AS ok),\n"
+        f"taken AS (SELECT {take} AS ok FROM epoch WHERE epoch.ok),\n" + _BUMP
+    )
+
+
 # One round trip. ``taken`` calls a volatile function, so PostgreSQL evaluates it once, as its
-# own step, before the INSERT that reads it: the fence is bumped only if the lock was taken.
-# No row back: the lock is held by another session (or others wait in line for it).
-TRY_ACQUIRE = "WITH taken AS (SELECT pg_try_advisory_lock(%(id)s) AS ok),\n" + _BUMP
+# own step, before the INSERT that reads it: the fence is drawn only if the lock was taken, and
+# the lock taken only in an epoch. No row back: the lock is held by another session (or others
+# wait in line for it).
+TRY_ACQUIRE = _acquire("pg_try_advisory_lock(%(id)s)")
 ACQUIRE_PARAMS = ("id", "key", "owner", "label", "ttl", "idle")
 TRY = Prepared.of("tenure_try_acquire", TRY_ACQUIRE, ACQUIRE_PARAMS)
 
@@ -201,7 +268,7 @@ TRY = Prepared.of("tenure_try_acquire", TRY_ACQUIRE, ACQUIRE_PARAMS)
 # waiting for the reply, which the caller reads when it comes (or not: it ends the session to
 # leave the line).
 # pg_advisory_lock returns void, which is not NULL: ``ok`` is true once the lock is granted.
-WAIT_ACQUIRE = "WITH taken AS (SELECT pg_advisory_lock(%(id)s) IS NOT NULL AS ok),\n" + _BUMP
+WAIT_ACQUIRE = _acquire("pg_advisory_lock(%(id)s) IS NOT NULL")
 WAIT = Prepared.of("tenure_wait_acquire", WAIT_ACQUIRE, ACQUIRE_PARAMS)
 
 # The renewal probe: proves that this session still holds the lock (pg_locks) and the row is
@@ -214,7 +281,7 @@ WITH held AS (
           AND classid = %(classid)s::oid AND objid = %(objid)s::oid AND objsubid = 1
     ) AS ok
 ), touched AS (
-    UPDATE {FENCES_TABLE} SET ttl = %(ttl)s, renewed_at = clock_timestamp()
+    UPDATE {HOLDERS_TABLE} SET ttl = %(ttl)s, renewed_at = clock_timestamp()
     WHERE id = %(id)s AND owner = %(owner)s AND (SELECT ok FROM held)
     RETURNING 1
 )
@@ -245,7 +312,7 @@ SELECT pg_advisory_unlock_shared(%(id)s) FROM granted
 # row reads as free. ``remaining``: seconds until its session would be ended for silence.
 HOLDER = f"""
 SELECT f.label, f.fence, f.ttl - extract(epoch FROM clock_timestamp() - f.renewed_at)
-FROM {FENCES_TABLE} AS f
+FROM {HOLDERS_TABLE} AS f
 WHERE f.id = %(id)s AND EXISTS (
     SELECT 1 FROM pg_locks AS l
     WHERE l.locktype = 'advisory' AND l.granted AND l.pid = f.pid

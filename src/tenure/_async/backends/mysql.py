@@ -22,9 +22,12 @@ trip releases (RELEASE_LOCK in the WHERE clause of the DELETE of the holder row)
 departs from the brief's side table: a SEQUENCE hands out values from memory and stores only the
 end of its cache, so acquiring writes nothing to disk, and the holder row, in a MEMORY table,
 needs no disk write either (a server restart empties it, but also ends every session and so
-frees every lock). Measured on MariaDB 10.11 this is the cheapest way found to take a lock and
-a fence together: an InnoDB fence row costs more per acquisition, and splitting the work over a
-multi-statement round trip costs more than one statement. It needs MariaDB 10.3 or later (MySQL
+frees every lock). The stored end of the cache is not flushed when it is stored, so a crash can
+make the sequence repeat values: after every restart the first new connection moves it
+``sql.FENCE_JUMP`` ahead (see ``sql.FENCE_EPOCH``), and fences keep growing. Measured on
+MariaDB 10.11 this is the cheapest way found to take a lock and a fence together: an InnoDB
+fence row costs more per acquisition, and splitting the work over a multi-statement round trip
+costs more than one statement. It needs MariaDB 10.3 or later (MySQL
 has no sequences: use ``?mode=table`` there).
 
 **What ``ttl`` means for a session-bound lock.** The server frees a lock when its session ends,
@@ -132,6 +135,7 @@ class AsyncMySQLPool:
         }
         self._idle: list[AsyncSession] = []
         self._closed = False
+        self.setup: str | None = None  # run on every new connection before it is lent
 
     async def open(self) -> AsyncSession:
         """Open a new connection; raise BackendUnavailable (or BackendTimeout) within connect_timeout."""
@@ -141,7 +145,10 @@ class AsyncMySQLPool:
             raw = await async_bounded(lambda: aiomysql.connect(**self._options), self.connect_timeout)
         except Exception as exc:
             raise self.mapped(exc, "cannot connect") from exc
-        return AsyncSession(raw)
+        session = AsyncSession(raw)
+        if self.setup is not None:
+            await self.execute(session, self.setup, {})  # closes the connection if it fails
+        return session
 
     async def checkout(self) -> AsyncSession:
         """Lend a pooled connection (the most recently used) or open one."""
@@ -372,8 +379,8 @@ class AsyncMySQLStore(AsyncLeaseStore):
     """Serve leases as MariaDB user locks (GET_LOCK), one connection per hold.
 
     **Guarantees.** FENCING: fences come from one server-wide SEQUENCE, drawn in the acquiring
-    statement after the lock was taken, and a sequence never hands out a value twice, even
-    across a crash or restart. FIFO: ``fair=True`` waiters block in the server's lock queue,
+    statement after the lock was taken; after a restart (a crash included) the sequence jumps
+    past every value it may have handed out. FIFO: ``fair=True`` waiters block in the server's lock queue,
     which serves them in arrival order. SESSION_BOUND: a lock ends with its session, which the
     server ends after ``ceil(ttl)`` seconds of silence (wait_timeout); a restart or a dead
     connection loses it and the next renewal reports the loss. SERVER_TIME: a silent holder's
@@ -424,9 +431,13 @@ class AsyncMySQLStore(AsyncLeaseStore):
             await self._pool.execute(session, sql.QUIET_NOTES, {})  # "already exists" is no news
             await self._pool.execute(session, sql.CREATE_SEQUENCE, {})
             await self._pool.execute(session, sql.CREATE_HOLDERS, {})
+            await self._pool.execute(session, sql.CREATE_EPOCH, {})
+            await self._pool.execute(session, sql.CREATE_EPOCHS, {})
+            await self._pool.execute(session, sql.FENCE_EPOCH, {})
         except BackendError:
             self._pool.discard(session)
             raise
+        self._pool.setup = sql.FENCE_EPOCH  # after a restart, fences restart higher
         self._pool.checkin(session)
         self._ready = True
 

@@ -13,9 +13,13 @@ DESIGN's "dedicated connection per coordinator": a coordinator holding one lock 
 dedicated connection, and two locks of one coordinator on the same name exclude each other
 because they are different sessions.
 
-One round trip acquires: a statement takes the lock and, only if it got it, bumps the fence in a
-side table (``tenure_lock_fences``, created on first use) and records the owner, label, ttl and
-server session there; release is one round trip too.
+One round trip acquires: a statement takes the lock and, only if it got it, draws the fence from
+a sequence (``tenure_fence_seq``) and records the owner, label, ttl and server session in an
+unlogged table (``tenure_lock_holders``; both created on first use); release is one round trip
+too. Neither waits for a WAL flush: the sequence logs ahead, once per 32 values, and the holder
+row is not logged. A crash (which frees every lock anyway) empties the unlogged tables; the
+first acquisition after it moves the sequence far past every value it could have handed out
+before the crash (``sql.FENCE_JUMP``), so fences keep growing across crashes.
 ``holder()`` trusts a row only while ``pg_locks`` shows its session holding the lock, so a
 crashed holder's row reads as free.
 
@@ -184,18 +188,18 @@ class _Hold:
 class AsyncPostgresStore(AsyncPostgresBase):
     """Serve leases as session-level advisory locks, one server session per hold.
 
-    **Guarantees.** FENCING: the side table's fence is bumped in the acquiring statement, after
-    the lock was taken, and committed before anyone else can take it. FIFO: fair waiters wait in
-    PostgreSQL's lock queue, which grants in arrival order (and a newcomer's try is refused while
-    others wait). SESSION_BOUND: a hold ends with its session: a crashed holder's lock is freed
-    when its connection closes, a server restart loses every lock and the next renewal says so.
-    SERVER_TIME: a holder silent for its ttl loses its session to the server's
+    **Guarantees.** FENCING: the fence is drawn from one sequence in the acquiring statement, after
+    the lock was taken; after a crash, fences restart above every value drawn before it. FIFO: fair
+    waiters wait in PostgreSQL's lock queue, which grants in arrival order (and a newcomer's try is
+    refused while others wait). SESSION_BOUND: a hold ends with its session: a crashed holder's lock
+    is freed when its connection closes, a server restart loses every lock and the next renewal says
+    so. SERVER_TIME: a holder silent for its ttl loses its session to the server's
     ``idle_session_timeout``, by the server's clock. CROSS_PROCESS, CROSS_HOST. Not
     SURVIVES_FAILOVER: locks live in one server's memory.
     """
 
     description: ClassVar[str] = (
-        "session advisory locks (64-bit ids), a connection per hold; fence bumped in the same "
+        "session advisory locks (64-bit ids), a connection per hold; fence from a sequence in the same "
         "statement; a session silent for ttl is ended by the server; waiters queue on the server"
     )
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
@@ -216,7 +220,7 @@ class AsyncPostgresStore(AsyncPostgresBase):
     # pg_advisory_lock does: the server hands the lock over with the fence bumped, where a plain
     # waiter would wake on a shared lock and then need a try of its own.
     plain_waiters_queue: ClassVar[bool] = True
-    table: ClassVar[str] = sql.FENCES_TABLE
+    table: ClassVar[str] = sql.HOLDERS_TABLE
     schema: ClassVar[str] = sql.FENCES_SCHEMA
 
     def __init__(self, config: BackendConfig) -> None:
@@ -254,9 +258,11 @@ class AsyncPostgresStore(AsyncPostgresBase):
         lock = sql.lock_id(key)
         session = await self._pool.checkout()
         try:
-            rows = await self._pool.exchange(
-                session, sql.TRY, self._acquire_params(key, lock, owner, ttl), f"acquiring {key!r}"
-            )
+            params = self._acquire_params(key, lock, owner, ttl)
+            rows = await self._pool.exchange(session, sql.TRY, params, f"acquiring {key!r}")
+            if rows and rows[0][0] is None:  # no epoch: the server crashed, nothing was taken
+                await self._recover_fences(session)
+                rows = await self._pool.exchange(session, sql.TRY, params, f"acquiring {key!r}")
         except BaseException:
             # Failed or interrupted after the lock may have been taken: a failed statement does
             # not release a session lock, closing the session does.
@@ -264,8 +270,16 @@ class AsyncPostgresStore(AsyncPostgresBase):
             raise
         if not rows:
             return session, None
+        if rows[0][0] is None:  # still no epoch, just after starting one: someone removed it
+            await self._pool.checkin(session)
+            raise BackendProtocolError(f"{self.url}: no fence for {key!r}: {sql.EPOCH_TABLE} stays empty")
         self._holds[(key, owner.token)] = _Hold(session, ttl)
         return session, int(rows[0][0])
+
+    async def _recover_fences(self, session: AsyncPgSession) -> None:
+        """Start a new fence epoch after a crash: fences restart above all drawn before it."""
+        log.warning("tenure: %s restarted after a crash; fences restart %d higher", self.url, sql.FENCE_JUMP)
+        await self._pool.run(session, sql.RECOVER_FENCES, None, "restarting the fences after a crash")
 
     async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         session, fence = await self._try(key, owner, ttl)
@@ -400,6 +414,16 @@ class AsyncPostgresStore(AsyncPostgresBase):
             await self._leave(hold)
             raise
         if rows is None:
+            return None
+        if rows and rows[0][0] is None:  # no epoch (a crash): nothing taken; recover, queue again
+            try:
+                await self._recover_fences(hold.session)
+                params = self._acquire_params(key, sql.lock_id(key), owner, hold.ttl)
+                await self._pool.send(hold.session, sql.WAIT, params, f"queueing for {key!r}")
+            except BaseException:
+                self._holds.pop((key, owner.token), None)
+                await self._leave(hold)
+                raise
             return None
         hold.waiting = False
         if not rows:

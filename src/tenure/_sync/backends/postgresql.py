@@ -14,9 +14,13 @@ DESIGN's "dedicated connection per coordinator": a coordinator holding one lock 
 dedicated connection, and two locks of one coordinator on the same name exclude each other
 because they are different sessions.
 
-One round trip acquires: a statement takes the lock and, only if it got it, bumps the fence in a
-side table (``tenure_lock_fences``, created on first use) and records the owner, label, ttl and
-server session there; release is one round trip too.
+One round trip acquires: a statement takes the lock and, only if it got it, draws the fence from
+a sequence (``tenure_fence_seq``) and records the owner, label, ttl and server session in an
+unlogged table (``tenure_lock_holders``; both created on first use); release is one round trip
+too. Neither waits for a WAL flush: the sequence logs ahead, once per 32 values, and the holder
+row is not logged. A crash (which frees every lock anyway) empties the unlogged tables; the
+first acquisition after it moves the sequence far past every value it could have handed out
+before the crash (``sql.FENCE_JUMP``), so fences keep growing across crashes.
 ``holder()`` trusts a row only while ``pg_locks`` shows its session holding the lock, so a
 crashed holder's row reads as free.
 
@@ -185,18 +189,18 @@ class _Hold:
 class PostgresStore(PostgresBase):
     """Serve leases as session-level advisory locks, one server session per hold.
 
-    **Guarantees.** FENCING: the side table's fence is bumped in the acquiring statement, after
-    the lock was taken, and committed before anyone else can take it. FIFO: fair waiters wait in
-    PostgreSQL's lock queue, which grants in arrival order (and a newcomer's try is refused while
-    others wait). SESSION_BOUND: a hold ends with its session: a crashed holder's lock is freed
-    when its connection closes, a server restart loses every lock and the next renewal says so.
-    SERVER_TIME: a holder silent for its ttl loses its session to the server's
+    **Guarantees.** FENCING: the fence is drawn from one sequence in the acquiring statement, after
+    the lock was taken; after a crash, fences restart above every value drawn before it. FIFO: fair
+    waiters wait in PostgreSQL's lock queue, which grants in arrival order (and a newcomer's try is
+    refused while others wait). SESSION_BOUND: a hold ends with its session: a crashed holder's lock
+    is freed when its connection closes, a server restart loses every lock and the next renewal says
+    so. SERVER_TIME: a holder silent for its ttl loses its session to the server's
     ``idle_session_timeout``, by the server's clock. CROSS_PROCESS, CROSS_HOST. Not
     SURVIVES_FAILOVER: locks live in one server's memory.
     """
 
     description: ClassVar[str] = (
-        "session advisory locks (64-bit ids), a connection per hold; fence bumped in the same "
+        "session advisory locks (64-bit ids), a connection per hold; fence from a sequence in the same "
         "statement; a session silent for ttl is ended by the server; waiters queue on the server"
     )
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
@@ -217,7 +221,7 @@ class PostgresStore(PostgresBase):
     # pg_advisory_lock does: the server hands the lock over with the fence bumped, where a plain
     # waiter would wake on a shared lock and then need a try of its own.
     plain_waiters_queue: ClassVar[bool] = True
-    table: ClassVar[str] = sql.FENCES_TABLE
+    table: ClassVar[str] = sql.HOLDERS_TABLE
     schema: ClassVar[str] = sql.FENCES_SCHEMA
 
     def __init__(self, config: BackendConfig) -> None:
@@ -255,9 +259,11 @@ class PostgresStore(PostgresBase):
         lock = sql.lock_id(key)
         session = self._pool.checkout()
         try:
-            rows = self._pool.exchange(
-                session, sql.TRY, self._acquire_params(key, lock, owner, ttl), f"acquiring {key!r}"
-            )
+            params = self._acquire_params(key, lock, owner, ttl)
+            rows = self._pool.exchange(session, sql.TRY, params, f"acquiring {key!r}")
+            if rows and rows[0][0] is None:  # no epoch: the server crashed, nothing was taken
+                self._recover_fences(session)
+                rows = self._pool.exchange(session, sql.TRY, params, f"acquiring {key!r}")
         except BaseException:
             # Failed or interrupted after the lock may have been taken: a failed statement does
             # not release a session lock, closing the session does.
@@ -265,8 +271,16 @@ class PostgresStore(PostgresBase):
             raise
         if not rows:
             return session, None
+        if rows[0][0] is None:  # still no epoch, just after starting one: someone removed it
+            self._pool.checkin(session)
+            raise BackendProtocolError(f"{self.url}: no fence for {key!r}: {sql.EPOCH_TABLE} stays empty")
         self._holds[(key, owner.token)] = _Hold(session, ttl)
         return session, int(rows[0][0])
+
+    def _recover_fences(self, session: PgSession) -> None:
+        """Start a new fence epoch after a crash: fences restart above all drawn before it."""
+        log.warning("tenure: %s restarted after a crash; fences restart %d higher", self.url, sql.FENCE_JUMP)
+        self._pool.run(session, sql.RECOVER_FENCES, None, "restarting the fences after a crash")
 
     def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         session, fence = self._try(key, owner, ttl)
@@ -401,6 +415,16 @@ class PostgresStore(PostgresBase):
             self._leave(hold)
             raise
         if rows is None:
+            return None
+        if rows and rows[0][0] is None:  # no epoch (a crash): nothing taken; recover, queue again
+            try:
+                self._recover_fences(hold.session)
+                params = self._acquire_params(key, sql.lock_id(key), owner, hold.ttl)
+                self._pool.send(hold.session, sql.WAIT, params, f"queueing for {key!r}")
+            except BaseException:
+                self._holds.pop((key, owner.token), None)
+                self._leave(hold)
+                raise
             return None
         hold.waiting = False
         if not rows:
