@@ -160,7 +160,7 @@ def test_waiters_watch_only_their_predecessor(ensemble: ZooKeeperEnsemble, url: 
             time.sleep(0.3)
         try:
             store: Any = coord._store  # type: ignore[attr-defined]
-            line = store._children("tenure:line")
+            line = store._children("tenure:lock:line")
             assert len(line) == 5
             lock_dir = f"{url_chroot(url)}/tenure%3Aline"
             complete = 0
@@ -261,9 +261,9 @@ def test_no_node_is_left_behind_by_callers_that_gave_up(ensemble: ZooKeeperEnsem
         with pytest.raises(tenure.AcquireTimeout):
             rival.lock("busy").acquire(timeout=0.3)
         store: Any = coord._store  # type: ignore[attr-defined]
-        assert len(store._children("tenure:busy")) == 1, "only the holder's node may remain"
+        assert len(store._children("tenure:lock:busy")) == 1, "only the holder's node may remain"
         lease.release()
-        assert store._children("tenure:busy") == []
+        assert store._children("tenure:lock:busy") == []
 
 
 # -- helpers -------------------------------------------------------------------------------------
