@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import math
+from urllib.parse import unquote
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tenure import Coordinator
 from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
-from tenure._core.keys import MAX_NAME_BYTES, key_digest, key_hash64, namespaced_key, validate_name
+from tenure._core.keys import (
+    KINDS,
+    MAX_NAME_BYTES,
+    MAX_NAMESPACE_BYTES,
+    key_digest,
+    key_hash64,
+    namespaced_key,
+    validate_name,
+    validate_namespace,
+)
+from tenure._core.leader import election_key
+from tenure._core.redis_scripts import key_prefix
 from tenure._core.renewal import Validity, drift_margin
 from tenure._core.tokens import Owner, new_token
+from tenure._core.zookeeper_nodes import node_component
+from tenure._etcd_proto import entry_key, lock_prefix
 from tenure._exceptions import ConfigurationError
 
 
@@ -89,8 +106,16 @@ def test_names_are_validated() -> None:
 
 
 def test_keys_are_namespaced_and_hashes_stable() -> None:
-    assert namespaced_key("tenure", "a") == "tenure:a"
-    assert namespaced_key("", "a") == "a"
+    assert namespaced_key("tenure", "orders:42") == "tenure:lock:orders:42"  # readable by operators
+    assert election_key("tenure", "a") == namespaced_key("tenure", "a", kind="election")
+    assert election_key("tenure", "a") == "tenure:election:a"
+    assert namespaced_key("", "a") == ":lock:a"
+    assert namespaced_key("a:b%{}", "c") == "a%3Ab%25%7B%7D:lock:c"
+    # The two collisions of issue 12: each pair was one key.
+    assert namespaced_key("a", "b:c") != namespaced_key("a:b", "c")
+    assert namespaced_key("tenure.election", "boss") != election_key("tenure", "boss")
+    with pytest.raises(ValueError, match="kind"):
+        namespaced_key("tenure", "a", kind="lock:x")
     # Stable across processes, hosts and Python versions: these values must never change,
     # or two versions of tenure would lock different keys for the same name.
     assert key_hash64("tenure:orders:42") == -6182770752543040781
@@ -98,6 +123,55 @@ def test_keys_are_namespaced_and_hashes_stable() -> None:
     assert -(2**63) <= key_hash64("x") < 2**63
     assert key_hash64("a") != key_hash64("b")
     assert len(key_digest("x" * 1000, length=40)) == 40
+
+
+# Few characters, the separators and escapes among them, so that near-collisions are common.
+_KEY_TEXT = st.sampled_from([":", "%", "3", "A", "a", ".", "{", "}", "/", "é", "lock", "election"])
+_NAMESPACES = st.lists(_KEY_TEXT, max_size=8).map("".join)
+_NAMES = st.lists(_KEY_TEXT, min_size=1, max_size=8).map("".join)
+_TRIPLES = st.tuples(_NAMESPACES, st.sampled_from(sorted(KINDS)), _NAMES)
+
+
+def _split_key(key: str) -> tuple[str, str, str]:
+    """Recover (namespace, kind, name) from a key: the inverse that makes the encoding one-to-one."""
+    namespace, _, rest = key.partition(":")
+    kind, _, name = rest.partition(":")
+    return unquote(namespace), kind, name
+
+
+@given(_TRIPLES)
+def test_a_key_names_one_namespace_kind_and_name(triple: tuple[str, str, str]) -> None:
+    namespace, kind, name = triple
+    assert _split_key(namespaced_key(namespace, name, kind=kind)) == triple
+
+
+@given(_TRIPLES, _TRIPLES)
+def test_distinct_names_never_meet_on_any_backend(
+    first: tuple[str, str, str], second: tuple[str, str, str]
+) -> None:
+    a, b = (namespaced_key(ns, name, kind=kind) for ns, kind, name in (first, second))
+    assert (a == b) == (first == second)
+    # Redis: "{key}:<suffix>"; no suffix holds a '}', so the last '}' ends the key.
+    for key in (a, b):
+        for suffix in ("lock", "fence", "queue:alive", f"wake:{new_token()}"):
+            redis_key = f"{key_prefix(key)}:{suffix}"
+            assert redis_key[1 : redis_key.rindex("}")] == key
+            assert redis_key.index("}") > 1, "the hash tag must not be empty (one cluster slot per lock)"
+    # ZooKeeper: one node name per key, never a path.
+    assert all("/" not in node_component(key) and unquote(node_component(key)) == key for key in (a, b))
+    # etcd: lock a's range holds lock b's entries only if a is b.
+    assert entry_key(b, new_token()).startswith(lock_prefix(a)) == (a == b)
+
+
+def test_namespaces_are_validated() -> None:
+    for bad in [42, None, "a\x00b", "x" * (MAX_NAMESPACE_BYTES + 1), "\ud800"]:
+        with pytest.raises(ConfigurationError, match="namespace"):
+            validate_namespace(bad)
+    assert validate_namespace("") == ""
+    assert validate_namespace("app:prod/é") == "app:prod/é"
+    with pytest.raises(ConfigurationError, match="namespace"):
+        Coordinator(f"memory://?namespace={'x' * (MAX_NAMESPACE_BYTES + 1)}")
+    assert Coordinator("memory://?namespace=a%3Ab").namespace == "a:b"
 
 
 def test_owner_tokens_are_unguessable_and_hidden_from_repr() -> None:

@@ -21,6 +21,7 @@ import pytest
 
 import tenure
 from tenure import _etcd_proto as proto
+from tenure._core.keys import namespaced_key
 from tenure._exceptions import BackendUnavailable
 from tests.servers import free_port
 from tests.servers_etcd import EtcdCluster
@@ -257,7 +258,7 @@ def test_waiters_watch_only_their_predecessor(url: str) -> None:
         lease.release()
         for thread in threads:
             thread.join(timeout=20)
-    key = f"{url.split('namespace=')[1].split('&')[0]}:line"
+    key = namespaced_key(url.split("namespace=")[1].split("&")[0], "line")
     for index in range(4):
         predecessor = proto.entry_key(key, tokens[index - 1])
         assert watched[index], f"waiter {index} never watched"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import tenure
+from tenure._core.keys import namespaced_key
 from tests.servers import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,7 +193,7 @@ def _waiter(url: str, name: str, index: int, order: Path) -> subprocess.Popen[st
 
 def _queue_length(coord: tenure.Coordinator, name: str) -> int:
     store = coord._store
-    key = "{" + f"{coord.namespace}:{name}" + "}:queue"
+    key = "{" + namespaced_key(coord.namespace, name) + "}:queue"
     return int(store._client.zcard(key))  # type: ignore[attr-defined]
 
 

@@ -106,6 +106,41 @@ def test_one_instance_down_it_still_works(five: list[RedisServer]) -> None:
         again.release()
 
 
+def test_inspect_reports_the_leases_fence_once_renewed_after_its_instance_went_down(
+    five: list[RedisServer],
+) -> None:
+    # Each instance stores its own clock reading; the lease's fence is the largest of its vote.
+    # The instance that gave it went down: the survivors' readings were all a little lower.
+    url = redlock_url_of(five)
+    with tenure.Coordinator(url) as coord, tenure.Coordinator(url) as observer:
+        lease = coord.lock("job", ttl=10).acquire(timeout=2)  # no renewal for 3 s
+        readings = {i: stored_fence(server, coord, "job") for i, server in enumerate(five)}
+        held = [i for i, fence in readings.items() if fence is not None]
+        assert max(readings[i] or 0 for i in held) == lease.fence
+        gave = [i for i in held if readings[i] == lease.fence]
+        assert len(held) - len(gave) >= quorum(5), "the vote needs a majority without the largest reading"
+        for i in gave:
+            five[i].kill()
+        before = observer.inspect("job")
+        # Until a renewal, the survivors report their own readings (documented in _core/redlock.py).
+        assert before is not None and before.fence < lease.fence
+        lease.renew()
+        for client in (coord, observer):
+            info = client.inspect("job")
+            assert info is not None and info.fence == lease.fence
+        assert {stored_fence(five[i], coord, "job") for i in held if i not in gave} == {lease.fence}
+        lease.release()
+        again = observer.lock("job", ttl=5).acquire(timeout=2)
+        assert again.fence > lease.fence
+        again.release()
+
+
+def stored_fence(server: RedisServer, coord: tenure.Coordinator, name: str) -> int | None:
+    """Return the fence one instance stores with the lease of ``name``, or None if it has none."""
+    value = direct(server).get(lock_key(coord, name))
+    return None if value is None else int(value.split(b"\n")[1])
+
+
 async def test_holders_exclude_each_other_with_an_instance_down(five: list[RedisServer]) -> None:
     five[3].kill()
     url = redlock_url_of(five)

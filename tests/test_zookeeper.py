@@ -15,6 +15,8 @@ import pytest
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
 import tenure
+from tenure._core.keys import namespaced_key
+from tenure._core.zookeeper_nodes import node_component
 from tests.servers import free_port
 from tests.servers_zookeeper import ZooKeeperEnsemble, four_letter_word
 from tests.workers import read_line, worker
@@ -110,7 +112,7 @@ def test_a_frozen_holder_process_loses_its_session_and_is_told(ensemble: ZooKeep
     watcher.start(timeout=5)
     try:
         first_fence = int(read_line(holder, "HELD").split()[1])
-        lock_dir = f"{chroot}/tenure%3Afrozen"
+        lock_dir = f"{chroot}/{node_component(namespaced_key('tenure', 'frozen'))}"
         assert len(watcher.get_children(lock_dir)) == 1
         os.kill(holder.pid, signal.SIGSTOP)  # a GC pause, a VM migration, a ^Z
         deadline = time.monotonic() + 10
@@ -160,9 +162,9 @@ def test_waiters_watch_only_their_predecessor(ensemble: ZooKeeperEnsemble, url: 
             time.sleep(0.3)
         try:
             store: Any = coord._store  # type: ignore[attr-defined]
-            line = store._children("tenure:line")
+            line = store._children(namespaced_key("tenure", "line"))
             assert len(line) == 5
-            lock_dir = f"{url_chroot(url)}/tenure%3Aline"
+            lock_dir = f"{url_chroot(url)}/{node_component(namespaced_key('tenure', 'line'))}"
             complete = 0
             for _ in range(10):  # a watch that just fired is re-armed a moment later: sample
                 watched = watched_children(ensemble, lock_dir)
@@ -261,9 +263,10 @@ def test_no_node_is_left_behind_by_callers_that_gave_up(ensemble: ZooKeeperEnsem
         with pytest.raises(tenure.AcquireTimeout):
             rival.lock("busy").acquire(timeout=0.3)
         store: Any = coord._store  # type: ignore[attr-defined]
-        assert len(store._children("tenure:busy")) == 1, "only the holder's node may remain"
+        busy = namespaced_key("tenure", "busy")
+        assert len(store._children(busy)) == 1, "only the holder's node may remain"
         lease.release()
-        assert store._children("tenure:busy") == []
+        assert store._children(busy) == []
 
 
 # -- helpers -------------------------------------------------------------------------------------

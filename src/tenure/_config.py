@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tenure._core.keys import validate_namespace
 from tenure._exceptions import ConfigurationError
 from tenure._url import BackendURL
 
@@ -97,7 +98,7 @@ def plain_text(name: str) -> Callable[[str], str]:
 
 
 COMMON_OPTIONS: Mapping[str, Callable[[str], object]] = {
-    "namespace": plain_text("namespace"),
+    "namespace": validate_namespace,
     "connect_timeout": positive_float("connect_timeout"),
     "op_timeout": positive_float("op_timeout"),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -164,3 +165,25 @@ async def _until(condition: object, timeout: float = 5.0) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out waiting for the condition"
         await async_sleep(0.01)
+
+
+async def test_a_lock_named_like_an_election_does_not_lead_it(
+    coord: tenure.AsyncCoordinator, backend_url: str
+) -> None:
+    # Election "boss" of namespace N had the key of lock "boss" in namespace "N.election".
+    other_url = _in_namespace(backend_url, f"{coord.namespace}.election")
+    async with tenure.AsyncCoordinator(other_url) as other, other.lock("boss", ttl=5) as lease:
+        election = coord.election("boss", value="candidate", ttl=5)
+        assert await election.leader() is None, "a lock was taken for the leader"
+        async with await election.campaign(timeout=2) as leadership:
+            assert await election.leader() == tenure.Leader("candidate", leadership.term)
+            info = await other.inspect("boss")
+            assert info is not None and info.fence == lease.fence
+        assert await coord.inspect("boss") is None  # nor is the election a lock of its namespace
+
+
+def _in_namespace(url: str, namespace: str) -> str:
+    """Return ``url`` with its ``namespace`` option set to ``namespace``."""
+    base, _, query = url.partition("?")
+    options = [pair for pair in query.split("&") if pair and not pair.startswith("namespace=")]
+    return f"{base}?{'&'.join([*options, 'namespace=' + quote(namespace, safe='')])}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 import pytest
 
@@ -338,3 +339,25 @@ def test_an_outage_while_waiting_surfaces_as_backend_error(coord: tenure.Coordin
     coord._store.try_acquire_queued = unreachable  # type: ignore[method-assign,assignment]
     with pytest.raises(BackendUnavailable):
         coord.lock("down").acquire(timeout=1)
+
+
+def test_names_with_colons_do_not_meet_across_namespaces(
+    coord: tenure.Coordinator, backend_url: str
+) -> None:
+    # Keys were "<namespace>:<name>": namespace N + name "b:c" was namespace "N:b" + name "c".
+    inner_url = _in_namespace(backend_url, f"{coord.namespace}:b")
+    with tenure.Coordinator(inner_url) as inner, coord.lock("b:c", ttl=5) as outer_lease:
+        inner_lease = inner.lock("c", ttl=5).try_acquire()
+        assert inner_lease is not None, "another namespace's lock blocked this one"
+        outer_info, inner_info = coord.inspect("b:c"), inner.inspect("c")
+        assert outer_info is not None and outer_info.fence == outer_lease.fence
+        assert inner_info is not None and inner_info.fence == inner_lease.fence
+        inner_lease.release()
+        assert coord.inspect("b:c") is not None and inner.inspect("c") is None
+
+
+def _in_namespace(url: str, namespace: str) -> str:
+    """Return ``url`` with its ``namespace`` option set to ``namespace``."""
+    base, _, query = url.partition("?")
+    options = [pair for pair in query.split("&") if pair and not pair.startswith("namespace=")]
+    return f"{base}?{'&'.join([*options, 'namespace=' + quote(namespace, safe='')])}"

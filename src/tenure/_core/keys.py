@@ -26,9 +26,52 @@ def validate_name(name: object, *, what: str = "lock name") -> str:
     return name
 
 
-def namespaced_key(namespace: str, name: str) -> str:
-    """Return the backend key for ``name`` inside ``namespace``."""
-    return f"{namespace}:{name}" if namespace else name
+MAX_NAMESPACE_BYTES = 128
+"""Longest namespace, in UTF-8 bytes: a key prefix, not a place for data."""
+
+KINDS = frozenset(
+    {"lock", "election", "semaphore", "rwlock", "sequence", "idempotency", "ratelimit", "breaker"}
+)
+"""What a name can name; each kind is its own space of names, so a lock and an election never meet.
+
+Not "create": PostgreSQL's table creators take turns on the key ``tenure:create:<table>``.
+"""
+
+# Escaped in a namespace: '%' (the escape), ':' (so the first ':' of a key ends the namespace)
+# and the braces (a namespace starting with '}' would empty the Redis hash tag of the lock's keys).
+_NAMESPACE_ESCAPES = str.maketrans({"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"})
+
+
+def validate_namespace(namespace: object) -> str:
+    """Return ``namespace`` if it is a usable key prefix, else raise ``ConfigurationError``.
+
+    Any text (empty included) up to ``MAX_NAMESPACE_BYTES``, without NUL or lone surrogates:
+    ``namespaced_key`` escapes what would make two keys meet.
+    """
+    if not isinstance(namespace, str):
+        raise ConfigurationError(f"namespace must be a str, not {type(namespace).__name__}")
+    if "\x00" in namespace:
+        raise ConfigurationError("namespace must not contain NUL characters")
+    try:
+        size = len(namespace.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"namespace {namespace!r} is not valid text (a lone surrogate)") from None
+    if size > MAX_NAMESPACE_BYTES:
+        raise ConfigurationError(f"namespace is {size} bytes long; the limit is {MAX_NAMESPACE_BYTES}")
+    return namespace
+
+
+def namespaced_key(namespace: str, name: str, *, kind: str = "lock") -> str:
+    """Return the backend key of the ``kind`` (lock, election, ...) called ``name`` in ``namespace``.
+
+    The key is ``<namespace>:<kind>:<name>`` with ``%``, ``:`` and the braces of the namespace
+    percent-escaped: the first ``:`` ends the namespace, the second the kind, and the rest is the
+    name, so no two (namespace, kind, name) triples give one key (``a`` + ``b:c`` and ``a:b`` +
+    ``c`` do not meet, nor a lock and an election of one name). Readable: ``tenure:lock:orders:42``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of key {kind!r}; one of {sorted(KINDS)}")
+    return f"{namespace.translate(_NAMESPACE_ESCAPES)}:{kind}:{name}"
 
 
 def key_hash64(key: str) -> int:

@@ -25,8 +25,8 @@ class Leader:
 
 
 def election_key(namespace: str, name: str) -> str:
-    """Return the backend key of election ``name``: apart from every lock name of the namespace."""
-    return namespaced_key(f"{namespace}.election" if namespace else "election", name)
+    """Return the backend key of election ``name``: apart from every lock's key, in any namespace."""
+    return namespaced_key(namespace, name, kind="election")
 
 
 def check_value(value: object) -> str:

@@ -1,21 +1,23 @@
 r"""The Lua scripts of the Redis backend: one script per atomic step.
 
-Keys of one lock share its namespaced key as prefix, each with its own suffix (a name cannot
-end in two different suffixes, so keys of different locks never collide):
+Keys of one lock share its namespaced key in braces as prefix, each with its own suffix. No
+suffix contains a '}' (tokens are hex), so the last '}' of a Redis key ends the lock's key, and
+keys of different locks never meet (``namespaced_key`` keeps distinct locks' keys distinct):
 
-    <key>:lock          the lease: "<token>\n<label>", with a PX expiry
-    <key>:fence         the fence counter; only acquisitions bump it, so while the lock is
-                        held its value is the holder's fence; never deleted
-    <key>:signal        a list pushed on release to wake one waiter (BLPOP)
-    <key>:queue         fair waiters: zset token -> arrival time (ms)
-    <key>:queue:alive   fair waiters: zset token -> time (ms) their entry dies unless refreshed
-    <key>:queue:info    fair waiters: hash token -> "<ttl ms>\n<label>", for a direct hand-over
-    <key>:wake:<token>  a list a fair waiter BLPOPs; a hand-over pushes the fence there
-    <key>:changes       a pub/sub channel: elections announce their changes there, for observers
+    {<key>}:lock          the lease: "<token>\n<label>", with a PX expiry
+    {<key>}:fence         the fence counter; only acquisitions bump it, so while the lock is
+                          held its value is the holder's fence; never deleted
+    {<key>}:signal        a list pushed on release to wake one waiter (BLPOP)
+    {<key>}:queue         fair waiters: zset token -> arrival time (ms)
+    {<key>}:queue:alive   fair waiters: zset token -> time (ms) their entry dies unless refreshed
+    {<key>}:queue:info    fair waiters: hash token -> "<ttl ms>\n<label>", for a direct hand-over
+    {<key>}:wake:<token>  a list a fair waiter BLPOPs; a hand-over pushes the fence there
+    {<key>}:changes       a pub/sub channel: elections announce their changes there, for observers
 
 The scripts take the prefix in ARGV rather than each key in KEYS because a hand-over must
 address the head waiter's wake list, which no client can name in advance. The prefix is
-wrapped in a hash tag (``{key}``), so every key of one lock lives in one cluster slot.
+wrapped in a hash tag (``{key}``), so every key of one lock lives in one cluster slot (a key
+never starts with '}': its namespace has its braces escaped, and a ':' follows it).
 
 The fence counter survives a server that restarts without persistence and loses every key:
 a missing counter starts from the server's ``TIME`` in microseconds, which is larger than any

@@ -1,8 +1,8 @@
-r"""Redlock without I/O: majorities, the validity rule, the holder vote and two per-instance scripts.
+r"""Redlock without I/O: majorities, the validity rule, the holder vote and three per-instance scripts.
 
 Every instance keeps the lock in the single-Redis layout (``<key>:lock`` holding
-``"<token>\n<fence>\n<label>"`` with a PX expiry), so the Redis backend's RENEW and RELEASE
-scripts serve Redlock unchanged. Acquiring and describing the holder need their own scripts:
+``"<token>\n<fence>\n<label>"`` with a PX expiry), so the Redis backend's RELEASE script serves
+Redlock unchanged. Acquiring, renewing and describing the holder need their own scripts:
 
 - ``ACQUIRE`` takes the fence from the instance's clock (``TIME`` in microseconds, never below
   the last fence it handed out for the name) instead of a per-instance counter. Counters on N
@@ -10,6 +10,11 @@ scripts serve Redlock unchanged. Acquiring and describing the holder need their 
   fence of one majority says nothing about the next; clock readings of successive holders do
   follow hold order, as long as the instances' clocks agree to better than the gap between two
   holds. That is why Redlock's fences are best-effort.
+- ``RENEW`` also writes the lease's fence (the largest of its vote) over the instance's own
+  reading, and lifts the instance's floor to it. Until the first renewal the instances keep
+  their own readings, so if the one with the largest went down meanwhile, ``HOLDER``'s majority
+  reports a fence a little below the lease's (by the microseconds between two instances'
+  readings); from the first renewal on, every instance holding the lease reports its fence.
 - ``HOLDER`` also returns a digest of the owner token, so a vote counts one owner once without
   revealing its secret (labels are readable, not unique).
 """
@@ -44,6 +49,31 @@ local text = string.format('%.0f', fence)
 redis.call('SET', prefix .. ':fence', text)
 redis.call('SET', lock, ARGV[2] .. '\n' .. text .. '\n' .. ARGV[4], 'PX', ARGV[3])
 return fence
+"""
+
+RENEW = r"""
+-- Extend the lease if the owner still holds it, and make this instance report the lease's fence.
+-- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ttl in ms, ARGV[4] the lease's fence (0: keep)
+-- Returns: 1 if renewed, 0 if not held by this owner (expired, taken over, server restarted).
+local prefix, token = ARGV[1], ARGV[2]
+local lock = prefix .. ':lock'
+local value = redis.call('GET', lock)
+if not value or string.sub(value, 1, #token + 1) ~= token .. '\n' then
+    return 0
+end
+local fence = tonumber(ARGV[4])
+if fence == 0 then
+    redis.call('PEXPIRE', lock, ARGV[3])
+    return 1
+end
+local rest = string.sub(value, #token + 2)
+local label = string.sub(rest, string.find(rest, '\n', 1, true) + 1)
+redis.call('SET', lock, token .. '\n' .. ARGV[4] .. '\n' .. label, 'PX', ARGV[3])
+-- The next holder here then gets a larger fence than this lease's, not only than this instance's.
+if fence > tonumber(redis.call('GET', prefix .. ':fence') or 0) then
+    redis.call('SET', prefix .. ':fence', ARGV[4])
+end
+return 1
 """
 
 HOLDER = r"""

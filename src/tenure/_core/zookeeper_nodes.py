@@ -58,8 +58,12 @@ def parse_location(config: BackendConfig) -> tuple[str, str]:
 
 
 def node_component(key: str) -> str:
-    """Return ``key`` as one node name: '/' and every non-ASCII byte escaped, never '.' or '..'."""
-    name = quote(key, safe="")
+    """Return ``key`` as one node name: '/' and every non-ASCII byte escaped, never '.' or '..'.
+
+    Percent-escaping is one-to-one ('%' itself is escaped), so distinct keys get distinct nodes;
+    ':' stays as it is, for people reading the tree (``tenure:lock:orders%2F42``).
+    """
+    name = quote(key, safe=":")
     return name.replace(".", "%2E") if name in (".", "..") else name
 
 

@@ -10,7 +10,7 @@ one round trip, in the async and in the threaded colour alike, and frozen instan
 ``op_timeout`` together, not one each (a vote on a lease waits at most a third of its TTL).
 Instances that refuse connections cost nothing; connecting sends no handshake that waits for a
 reply unless the URL has a password or a database other than 0. Per instance the Redis
-backend's Lua scripts do the work (acquire and holder are Redlock's own, see
+backend's Lua scripts do the work (acquire, renew and holder are Redlock's own, see
 ``tenure._core.redlock``); an instance that restarted and forgot them gets their source (EVAL).
 
 An acquisition wins when a majority granted it within Redlock's validity, ttl − elapsed − drift;
@@ -58,7 +58,7 @@ from tenure._exceptions import (
 SIGNAL_TTL_MS = 1  # the release script's wake-up list: no Redlock waiter reads it, so drop it
 SCRIPTS = {
     "ACQUIRE": redlock.ACQUIRE,
-    "RENEW": redis_scripts.RENEW,
+    "RENEW": redlock.RENEW,
     "RELEASE": redis_scripts.RELEASE,
     "HOLDER": redlock.HOLDER,
 }
@@ -145,7 +145,8 @@ class RedlockStore(LeaseStore):
 
     def renew(self, key: str, owner: Owner, ttl: float) -> bool:
         started = time.monotonic()
-        args = [key_prefix(key), owner.token, milliseconds(ttl)]
+        fence = self._fences.get((key, owner.token), 0)  # every instance then reports the lease's fence
+        args = [key_prefix(key), owner.token, milliseconds(ttl), fence]
         replies = self._script("RENEW", args, self._deadline(started, ttl))
         tally = Tally(replies.count(1), replies.count(0), _failures(replies))
         if tally.majority(self._count) and validity_left(ttl, time.monotonic() - started) > 0:
