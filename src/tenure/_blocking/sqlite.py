@@ -1,10 +1,10 @@
 """The SQLite lease table: blocking operations shared by the async and the sync backend.
 
 Each lock is a row (unique key, owner token, fence, expires_at); rows are never deleted, so a
-name's fence keeps growing across releases. A new row's fence starts from the wall clock in
-microseconds, so a file that was deleted, recreated or truncated never hands out a fence it
-gave before (an acquisition takes far longer than a microsecond, so no name's counter runs
-ahead of the clock), unless the clock is stepped back across the loss. Expiry is measured on
+name's fence keeps growing across releases. Every fence is at least the wall clock in
+microseconds, so a file that was deleted, recreated or truncated, or that lost its last commits
+to a power loss (``synchronous=NORMAL``), never hands out a fence it gave before, unless the
+clock is stepped back across the loss. Expiry is measured on
 the host's monotonic clock, which every process of one host shares, and is tagged with the
 boot id so that a lease written before a reboot never looks valid after it. Writes are single
 atomic statements in WAL mode; each takes SQLite's write lock at its start, as
@@ -80,12 +80,13 @@ FROM (SELECT arrived, token FROM tenure_waiters WHERE key = :key AND token = :ow
 """
 
 # Take the row if it is free, expired, or from another boot; bump the fence in the same step.
-# A new row starts from :seed, the wall clock in microseconds.
+# The fence is never below :seed, the wall clock in microseconds: with synchronous=NORMAL a power
+# loss can undo the last commits, and fences handed out by them, but not turn the clock back.
 ACQUIRE = """
 INSERT INTO tenure_leases (key, owner, label, fence, boot, expires_at)
 VALUES (:key, :owner, :label, :seed, :boot, :expires_at)
 ON CONFLICT (key) DO UPDATE SET
-    owner = excluded.owner, label = excluded.label, fence = fence + 1,
+    owner = excluded.owner, label = excluded.label, fence = max(fence + 1, excluded.fence),
     boot = excluded.boot, expires_at = excluded.expires_at
 WHERE owner IS NULL OR boot != excluded.boot OR expires_at <= :now
 RETURNING fence
