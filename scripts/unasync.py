@@ -23,6 +23,13 @@ PAIRS = [
 
 # Applied in order to every line. Word boundaries keep e.g. "asyncio" and "awaitable" intact.
 SUBSTITUTIONS = [
+    # ``return async_entering(self._acquire(...))`` makes an acquisition awaitable *and* an async
+    # context manager; in sync code the call has already acquired, and a lease or leadership is
+    # its own context manager, so the twin is the plain call (the wrapper must end its line).
+    (r"^\s*(?:AsyncEntering|async_entering),\n", ""),  # a name alone on a line of an import
+    (r"\b(?:AsyncEntering|async_entering), ", ""),  # a name inside an import line
+    (r"\bAsyncEntering\[(\w+)\]", r"\1"),
+    (r"\basync_entering\((.*)\)$", r"\1"),
     (r"\basync def\b", "def"),
     (r"\basync with\b", "with"),
     (r"\basync for\b", "for"),
@@ -55,9 +62,12 @@ def header(source: Path) -> str:
 def unasync_text(text: str) -> str:
     """Return the sync twin of one async source file."""
     out = []
-    for line in text.splitlines(keepends=True):
+    for source in text.splitlines(keepends=True):
+        line = source
         for pattern, repl in COMPILED:
             line = pattern.sub(repl, line)
+        if re.search(r"AsyncEntering|async_entering", source) and re.search(r"\b[Ee]ntering\b", line):
+            raise SystemExit(f"unasync: cannot rewrite async_entering/AsyncEntering in: {source.strip()}")
         out.append(line)
     return "".join(out)
 

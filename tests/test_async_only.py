@@ -85,3 +85,34 @@ async def test_run_stops_fn_when_leadership_is_lost(backend_url: str) -> None:
         assert not finished
         assert time.monotonic() - started < 2.0, "fn must be stopped when the leadership runs out"
         assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
+def test_a_coordinator_used_from_a_second_event_loop_is_refused(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    url: str = request.getfixturevalue(f"{backend}_url")
+    coord = tenure.AsyncCoordinator(url)  # made outside any loop: bound to the loop of its first use
+
+    async def first() -> None:
+        async with coord.lock("loop", ttl=0.3) as lease:
+            await asyncio.sleep(0.5)  # renewed on this loop
+            lease.check()
+
+    asyncio.run(first())
+
+    async def second() -> None:
+        # Before: this acquired, and the lease was never renewed (the renewer task died with the
+        # first loop), so it was lost silently. Now the first use says why at once.
+        with pytest.raises(tenure.ConfigurationError, match="another event loop"):
+            lease = await coord.lock("loop", ttl=0.3).acquire(timeout=1)
+            await asyncio.sleep(0.5)
+            lease.check()
+        with pytest.raises(tenure.ConfigurationError, match="another event loop"):
+            await coord.inspect("loop")
+        with pytest.raises(tenure.ConfigurationError, match="another event loop"):
+            await coord.aclose()
+
+    asyncio.run(second())
+    with tenure.Coordinator(url) as rival:
+        assert rival.inspect("loop") is None, "the first loop released its lease"

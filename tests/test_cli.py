@@ -373,6 +373,57 @@ def test_bad_input_fails_fast_with_one_line(
     assert not db.exists()  # failed before any I/O
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([b"lock", b"\xff-job", b"--", b"true"], "lock name '\\udcff-job' is not valid text"),
+        ([b"inspect", b"job\xfe"], "lock name 'job\\udcfe' is not valid text"),
+        ([b"elect", b"job", b"--value", b"\xff", b"--", b"true"], "election value '\\udcff' is not valid"),
+        ([b"lock", b"job", b"--ttl", b"0.001", b"--", b"true"], "ttl must be at least"),
+        ([b"--url", b"", b"inspect", b"job"], "URL is empty"),
+        ([b"lock", b"job", b"--ttl", b"\xff", b"--", b"true"], "invalid float value"),
+    ],
+)
+def test_undecodable_argv_bytes_and_bad_values_give_one_line(
+    url: str, db: Path, args: list[bytes], message: str
+) -> None:
+    # Bytes that are not UTF-8 reach Python as lone surrogates; they used to end in a traceback.
+    argv: list[str | bytes] = [*CLI, *([] if b"--url" in args else ["--url", url]), *args]
+    result = subprocess.run(argv, capture_output=True, timeout=30)
+    stderr = result.stderr.decode("utf-8", "backslashreplace")
+    assert result.returncode == 2, stderr
+    assert "Traceback" not in stderr and message in stderr
+    assert len(stderr.splitlines()) == 1 and stderr.startswith("tenure: error: "), stderr
+    assert not db.exists()  # failed before any I/O
+
+
+def test_an_unexpected_error_is_one_line_too(url: str, tmp_path: Path) -> None:
+    # A sitecustomize that breaks a library call tenure makes: a bug's stand-in, in a real process.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import tenure._core.keys as keys\n"
+        "def broken(*args, **kwargs):\n"
+        "    raise RuntimeError('injected bug')\n"
+        "keys.validate_name = broken\n"
+        "import tenure._sync.coordinator as coordinator\n"
+        "coordinator.validate_name = broken\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    result = subprocess.run(
+        [*CLI, "--url", url, "inspect", "job"], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert result.returncode == 1
+    assert_one_line_error(result)
+    assert "unexpected RuntimeError: injected bug" in result.stderr
+    verbose = subprocess.run(
+        [*CLI, "--verbose", "--url", url, "inspect", "job"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr, "--verbose shows where"
+
+
 @pytest.mark.parametrize("args", [["lock", "job"], ["lock", "job", "--"]])
 def test_missing_command_is_a_usage_error(url: str, db: Path, args: list[str]) -> None:
     result = run(*args, url=url)

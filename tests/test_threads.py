@@ -6,6 +6,7 @@ import threading
 import time
 
 import tenure
+from tenure._core.leader import check_value
 
 
 def test_threads_sharing_a_coordinator_never_overlap(backend_url: str) -> None:
@@ -59,3 +60,26 @@ def test_reentrancy_is_per_thread(backend_url: str) -> None:
             assert result == [None], "another thread must not re-enter this thread's hold"
             with lock as inner:
                 inner.check()
+
+
+def test_the_default_election_value_is_valid_whatever_the_thread_name(backend_url: str) -> None:
+    outcome: list[object] = []
+
+    def lead() -> None:
+        try:
+            election = coord.election("named", ttl=5)  # the value defaults to host/pid/thread name
+            with election.campaign(timeout=5) as leadership:
+                outcome.append((election.value, election.leader(), leadership.term))
+        except Exception as exc:
+            outcome.append(exc)
+
+    with tenure.Coordinator(backend_url) as coord:
+        # Nobody chose this name for a value: it is made valid (escaped, cut), not refused.
+        thread = threading.Thread(target=lead, name="worker\nline two\x00\udcff" + "é" * 300)
+        thread.start()
+        thread.join()
+    assert len(outcome) == 1 and isinstance(outcome[0], tuple), outcome
+    value, leader, term = outcome[0]
+    assert check_value(value) == value
+    assert "/worker\\nline two\\x00\\udcff" in value
+    assert leader == tenure.Leader(value, term)

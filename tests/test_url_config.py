@@ -32,6 +32,52 @@ def test_password_never_appears_in_repr_str_or_errors() -> None:
         assert SECRET not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "option", ["password", "passwd", "pass", "sslpassword", "secret", "token", "api_key", "PassWord"]
+)
+def test_secret_options_are_redacted_everywhere(tmp_path: Path, option: str) -> None:
+    raw = f"sqlite://{tmp_path}/x.db?namespace=app&{option}={SECRET}"
+    with pytest.raises(tenure.ConfigurationError, match=f"unknown option '{option}'") as info:
+        tenure.Coordinator(raw)
+    assert SECRET not in str(info.value) and f"{option}=***" in str(info.value)
+    assert "namespace=app" in str(info.value), "only secrets are hidden"
+    url = parse_url(raw)
+    for text in (repr(url), str(url), url.redacted):
+        assert SECRET not in text and f"{option}=***" in text
+    for broken in (f"{raw}&{option}=again", f"{raw}&novalue&x", f"{raw}&{option}={SECRET}2"):
+        with pytest.raises(tenure.ConfigurationError) as info:  # errors from a URL that fails to parse
+            parse_url(broken)
+        assert SECRET not in str(info.value)
+
+
+def test_a_bad_value_of_a_secret_option_is_not_echoed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tenure import _registry
+    from tenure._config import positive_float
+
+    entry = _registry.BACKENDS["sqlite"]
+    options = {**entry.options, "token_timeout": positive_float("token_timeout")}
+    monkeypatch.setitem(
+        _registry.BACKENDS, "sqlite", _registry.BackendEntry(entry.module, entry.cls, options=options)
+    )
+    with pytest.raises(tenure.ConfigurationError, match="token_timeout") as info:
+        tenure.Coordinator(f"sqlite://{tmp_path}/x.db?token_timeout={SECRET}")
+    assert SECRET not in str(info.value)
+    assert info.value.__cause__ is None and SECRET not in repr(info.value.__context__), "nor chained"
+
+
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_an_empty_url_is_refused_rather_than_meaning_the_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, empty: str
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    for make in (tenure.Coordinator, tenure.AsyncCoordinator):
+        with pytest.raises(tenure.ConfigurationError, match="URL is empty"):
+            make(empty)
+    assert not (tmp_path / "tenure").exists(), "refused before any I/O"
+
+
 def test_unknown_scheme_names_the_valid_ones() -> None:
     with pytest.raises(tenure.ConfigurationError, match=r"valid schemes: .*memory://.*sqlite://"):
         tenure.Coordinator("nope://localhost")

@@ -20,6 +20,7 @@ from tenure._core.leader import Leader
 from tenure._default import lock, try_lock
 from tenure._exceptions import (
     AcquireTimeout,
+    AlreadyHeld,
     BackendError,
     BackendIncapable,
     BackendProtocolError,
@@ -51,6 +52,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AcquireTimeout",
+    "AlreadyHeld",
     "AsyncCoordinator",
     "AsyncElection",
     "AsyncLeadership",

@@ -13,8 +13,9 @@ import ctypes
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger("tenure")
@@ -137,6 +138,66 @@ def async_current_actor() -> object:
 def current_actor() -> object:
     """Return the current thread's id: the owner of reentrant holds in threaded code."""
     return threading.get_ident()
+
+
+def async_running_loop() -> object:
+    """Return the running event loop: an async coordinator's tasks and connections belong to it."""
+    return asyncio.get_running_loop()
+
+
+def running_loop() -> object:
+    """Threads share no event loop (None): any thread may use a coordinator."""
+    return None
+
+
+# -- what acquire() returns: awaited for the lease, or entered with ``async with`` -------------
+
+
+class _AsyncHeld(Protocol):
+    """A lease or leadership: its ``__aenter__`` returns itself."""
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+H = TypeVar("H", bound=_AsyncHeld)
+
+
+class AsyncEntering(Generic[H]):
+    """An acquisition that is both awaitable and an async context manager (as asyncpg's ``acquire()``).
+
+    ``lease = await lock.acquire()`` returns the lease; ``async with lock.acquire() as lease``
+    awaits it and enters it, so async code reads as the sync ``with lock.acquire() as lease``.
+    It has no sync twin: ``scripts/unasync.py`` turns ``async_entering(call)`` into ``call``.
+    """
+
+    __slots__ = ("_acquiring", "_held")
+
+    def __init__(self, acquiring: Coroutine[Any, Any, H]) -> None:
+        self._acquiring = acquiring
+        self._held: H | None = None
+
+    def __await__(self) -> Generator[Any, None, H]:
+        return self._acquiring.__await__()
+
+    async def __aenter__(self) -> H:
+        self._held = await self._acquiring
+        await self._held.__aenter__()
+        return self._held
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._held is not None, "__aexit__ without __aenter__"
+        await self._held.__aexit__(exc_type, exc, tb)
+
+
+def async_entering(acquiring: Coroutine[Any, Any, H]) -> AsyncEntering[H]:
+    """Return ``acquiring`` (not yet started) as something to await or to ``async with``."""
+    return AsyncEntering(acquiring)
 
 
 # -- mutual exclusion inside one process -------------------------------------------------------

@@ -9,14 +9,22 @@ from pathlib import Path
 
 from tenure._core.keys import validate_namespace
 from tenure._exceptions import ConfigurationError
-from tenure._url import BackendURL
+from tenure._url import BackendURL, is_secret_option
 
 ENV_URL = "TENURE_URL"
 
 
 def default_url(explicit: str | None = None) -> str:
-    """Return the URL to use: the argument, then ``$TENURE_URL``, then the embedded SQLite file."""
-    if explicit:
+    """Return the URL to use: the argument, then ``$TENURE_URL``, then the embedded SQLite file.
+
+    Only None asks for the default: an empty URL is refused, as it is more likely a missing
+    setting than a wish for the embedded file.
+    """
+    if explicit is not None:
+        if isinstance(explicit, str) and not explicit.strip():
+            raise ConfigurationError(
+                "the backend URL is empty: give one (e.g. redis://host:6379/0), or none for the default"
+            )
         return explicit
     from_env = os.environ.get(ENV_URL)
     if from_env:
@@ -122,6 +130,15 @@ class BackendConfig:
     extra: Mapping[str, object]
 
 
+def _parse_secret(key: str, parser: Callable[[str], object], text: str) -> object:
+    """Parse the value of a secret option; an error names the option, never the value."""
+    try:
+        return parser(text)
+    except ConfigurationError:
+        pass  # raised below, so that the error that shows the value is not even chained
+    raise ConfigurationError(f"option {key!r} has a bad value (not shown: it may be a secret)")
+
+
 def validate_options(
     url: BackendURL, backend_options: Mapping[str, Callable[[str], object]]
 ) -> BackendConfig:
@@ -135,7 +152,7 @@ def validate_options(
             raise ConfigurationError(
                 f"unknown option {key!r} for {url.scheme}:// in {url.redacted}; valid options: {names}"
             )
-        parsed[key] = parser(text)
+        parsed[key] = _parse_secret(key, parser, text) if is_secret_option(key) else parser(text)
     defaults = CommonOptions()
     common = CommonOptions(
         namespace=str(parsed.pop("namespace", defaults.namespace)),

@@ -14,7 +14,8 @@
     │   ├── NotAcquired
     │   │   └── AcquireTimeout    (also a TimeoutError)
     │   ├── LockLost              was held, is no longer (expired, taken over, session lost)
-    │   └── NotOwner              renew/release by someone who does not own it
+    │   ├── NotOwner              renew/release by someone who does not own it
+    │   └── AlreadyHeld           acquired again by the thread or task holding it (not reentrant)
     ├── ElectionError
     │   ├── NotLeader
     │   └── LeadershipLost        (also a LockLost)
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 __all__ = [
     "AcquireTimeout",
+    "AlreadyHeld",
     "BackendError",
     "BackendIncapable",
     "BackendProtocolError",
@@ -101,6 +103,13 @@ class LockLost(LockError):
 
 class NotOwner(LockError):
     """Report a renew or release by someone who does not own the lock."""
+
+
+class AlreadyHeld(LockError):
+    """Report that a thread or task asked again for a lock it holds, which is not reentrant.
+
+    Waiting would only wait for itself (without end, with ``timeout=None``): it is raised at once.
+    """
 
 
 class ElectionError(TenureError):

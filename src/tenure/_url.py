@@ -8,6 +8,14 @@ from urllib.parse import parse_qsl, quote, unquote
 from tenure._exceptions import ConfigurationError
 
 REDACTED = "***"
+SECRET_HINTS = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
+"""Parts of an option name that mark its value as secret (password, sslpassword, api_key, ...)."""
+
+
+def is_secret_option(name: str) -> bool:
+    """Return whether the value of the URL option ``name`` may be a secret, never to be shown."""
+    lowered = name.lower()
+    return any(hint in lowered for hint in SECRET_HINTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +34,8 @@ class Host:
 class BackendURL:
     """A parsed ``scheme://[user[:password]@]host[:port][,host:port...][/path][?options]``.
 
-    ``repr()`` and ``str()`` show the URL with the password replaced by ``***``.
+    ``repr()`` and ``str()`` show the URL with the password, and the value of every option whose
+    name suggests a secret (``password``, ``token``, ``sslkey``, ...), replaced by ``***``.
     """
 
     scheme: str
@@ -34,11 +43,11 @@ class BackendURL:
     path: str = ""
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    options: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def redacted(self) -> str:
-        """Return the URL as text, password replaced by ``***``."""
+        """Return the URL as text, password and secret options replaced by ``***``."""
         auth = ""
         if self.username is not None or self.password is not None:
             auth = quote(self.username or "", safe="")
@@ -46,7 +55,9 @@ class BackendURL:
                 auth += ":" + REDACTED
             auth += "@"
         hosts = ",".join(str(h) for h in self.hosts)
-        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in self.options.items())
+        query = "&".join(
+            f"{k}={REDACTED if is_secret_option(k) else quote(v, safe='')}" for k, v in self.options.items()
+        )
         path = quote(self.path, safe="/:@!$&'()*+,;=~")
         return f"{self.scheme}://{auth}{hosts}{path}" + (f"?{query}" if query else "")
 
@@ -108,15 +119,20 @@ def _parse_host(part: str, url: str) -> Host:
 
 
 def _redact_raw(url: object) -> str:
-    """Redact the password of a URL that may not even parse."""
+    """Redact the password and secret options of a URL that may not even parse."""
     text = str(url)
     if "://" not in text:
         return text
     scheme, rest = text.split("://", 1)
+    rest, question, query = rest.partition("?")
     netloc, sep, tail = rest.partition("/")
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         if ":" in userinfo:
             userinfo = userinfo.split(":", 1)[0] + ":" + REDACTED
         netloc = f"{userinfo}@{host}"
-    return f"{scheme}://{netloc}{sep}{tail}"
+    fields = []
+    for part in query.split("&") if question else []:
+        key, equals, _ = part.partition("=")
+        fields.append(f"{key}={REDACTED}" if equals and is_secret_option(unquote(key)) else part)
+    return f"{scheme}://{netloc}{sep}{tail}{question}{'&'.join(fields)}"

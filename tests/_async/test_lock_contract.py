@@ -14,7 +14,7 @@ import pytest
 import tenure
 from tenure._concurrency import AsyncBackground, async_sleep
 from tenure._core.guarantees import Guarantee
-from tenure._exceptions import BackendUnavailable
+from tenure._exceptions import BackendError, BackendUnavailable
 from tests._async.faults import stall_renewals
 
 
@@ -244,11 +244,59 @@ async def test_reentrant_lock_counts_acquisitions(
     await other.release()
 
 
-async def test_non_reentrant_lock_does_not_reenter(coord: tenure.AsyncCoordinator) -> None:
-    lock = coord.lock("once", ttl=5)
-    async with lock:
+async def test_acquire_is_also_a_context_manager(
+    coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    lock = coord.lock("block", ttl=5)
+    async with lock.acquire(timeout=1) as lease:  # async code reads as sync code does
+        assert isinstance(lease, tenure.AsyncLease)
+        lease.check()
+        assert await rival.lock("block").try_acquire() is None
         with pytest.raises(tenure.AcquireTimeout):
-            await lock.acquire(timeout=0.1)
+            async with rival.lock("block").acquire(timeout=0):
+                pytest.fail("the body must not run when the lock was not had")
+    assert lease.remaining() == 0.0
+    assert await coord.inspect("block") is None, "leaving the block releases"
+    again = await lock.acquire(timeout=1)  # and awaiting it still returns the lease
+    assert again.fence > lease.fence
+    await again.release()
+
+
+async def test_a_holder_asking_again_for_a_non_reentrant_lock_is_told_at_once(
+    coord: tenure.AsyncCoordinator,
+) -> None:
+    fair_too = tenure.Capability.QUEUEING in coord.capabilities
+    for fair in (False, True) if fair_too else (False,):
+        lock = coord.lock("once", ttl=5, fair=fair)
+        async with lock.acquire(timeout=1) as lease:
+            started = time.monotonic()
+            # Through the same Lock object or another one of the same name: both wait for oneself.
+            for again in (lock, coord.lock("once", ttl=5, fair=fair), coord.lock("once", reentrant=True)):
+                with pytest.raises(tenure.AlreadyHeld, match="reentrant=True"):
+                    await again.acquire(timeout=5)
+                with pytest.raises(tenure.AlreadyHeld):
+                    await again.try_acquire()
+                with pytest.raises(tenure.AlreadyHeld):
+                    async with again:
+                        pass
+            assert time.monotonic() - started < 1.0, "raised at once, not after the timeout"
+            lease.check()
+            # Held by this task: another task (a thread, in sync code) still just waits.
+            outcome: list[object] = []
+            waiter = AsyncBackground(_acquire_elsewhere(lock, outcome), name="other")
+            waiter.start()
+            await waiter.join()
+            assert len(outcome) == 1 and type(outcome[0]) is tenure.AcquireTimeout
+
+
+def _acquire_elsewhere(lock: tenure.AsyncLock, outcome: list[object]) -> Callable[[], Awaitable[None]]:
+    async def acquire() -> None:
+        try:
+            await lock.acquire(timeout=0.3)
+        except tenure.TenureError as exc:
+            outcome.append(exc)
+
+    return acquire
 
 
 async def test_close_releases_what_is_still_held(backend_url: str, rival: tenure.AsyncCoordinator) -> None:
@@ -273,6 +321,11 @@ async def test_close_releases_what_is_still_held(backend_url: str, rival: tenure
         {"ttl": float("inf")},
         {"timeout": -1},
         {"reentrant": "yes"},
+        {"fair": "no"},  # truthy: it used to mean fair
+        {"fair": 1},
+        {"ttl": 0.001},  # shorter than the drift margin: born lost
+        {"ttl": 0.005},
+        {"name": "lone \udcff surrogate"},  # undecodable bytes of argv, decoded by Python
     ],
 )
 async def test_bad_input_fails_before_any_io(backend_url: str, bad: dict[str, object]) -> None:
@@ -283,6 +336,45 @@ async def test_bad_input_fails_before_any_io(backend_url: str, bad: dict[str, ob
         coordinator.lock(name, **args)  # type: ignore[arg-type]
     assert not coordinator._connected, "validation must not connect"
     await coordinator.aclose()
+
+
+async def test_leaving_a_block_never_entered_is_a_typed_error(coord: tenure.AsyncCoordinator) -> None:
+    lock = coord.lock("never", ttl=5)
+    with pytest.raises(tenure.NotOwner, match="never"):
+        await lock.__aexit__(None, None, None)
+    async with lock as lease:  # the lock still works
+        lease.check()
+
+
+@pytest.mark.parametrize("connected", [False, True], ids=["never-connected", "connected"])
+async def test_a_closed_coordinator_refuses_every_operation_alike(backend_url: str, connected: bool) -> None:
+    coordinator = tenure.AsyncCoordinator(backend_url)
+    if connected:
+        await coordinator.connect()
+    lock = coordinator.lock("shut", ttl=5)
+    election = coordinator.election("shut", ttl=5)
+    await coordinator.aclose()
+    operations = [
+        coordinator.connect,
+        lambda: coordinator.inspect("shut"),
+        lambda: coordinator.try_lock("shut"),
+        lambda: lock.acquire(timeout=0),
+        lock.try_acquire,
+        lock.holder,
+        lambda: election.campaign(timeout=0),
+        election.leader,
+    ]
+    for operation in operations:
+        with pytest.raises(tenure.ConfigurationError, match="is closed") as info:
+            await operation()
+        assert not isinstance(info.value, BackendError), "a closed coordinator is not a retryable outage"
+    with pytest.raises(tenure.ConfigurationError, match="is closed"):
+        async with lock:
+            pass
+    with pytest.raises(tenure.ConfigurationError, match="is closed"):
+        async for _ in election.observe():
+            pass
+    await coordinator.aclose()  # idempotent
 
 
 async def test_bad_durations_on_acquire_and_renew_are_rejected(coord: tenure.AsyncCoordinator) -> None:
@@ -312,7 +404,9 @@ async def test_fair_waiters_are_served_in_arrival_order(
         waiters.append(AsyncBackground(_fair_waiter(backend_url, index, served), name=f"waiter-{index}"))
         waiters[-1].start()
         await async_sleep(0.15)  # arrival order: each waiter queues before the next starts
-    assert await coord.lock("fair", fair=True).try_acquire() is None, "a newcomer must not jump the line"
+    newcomer = tenure.AsyncCoordinator(backend_url)
+    assert await newcomer.lock("fair", fair=True).try_acquire() is None, "a newcomer must not jump the line"
+    await newcomer.aclose()
     await lease.release()
     for waiter in waiters:
         await waiter.join()

@@ -44,6 +44,30 @@ def test_a_second_candidate_waits_and_times_out(
         leadership.check()
 
 
+def test_campaign_is_also_a_context_manager(coord: tenure.Coordinator) -> None:
+    election = coord.election("scheduler", value="node-1", ttl=5)
+    with election.campaign(timeout=2) as leadership:  # sync code reads as sync code does
+        assert isinstance(leadership, tenure.Leadership)
+        assert election.leader() == tenure.Leader("node-1", leadership.term)
+    assert election.leader() is None, "leaving the block resigns"
+    again = election.campaign(timeout=2)  # and awaiting it still returns the leadership
+    assert again.term > leadership.term
+    again.resign()
+
+
+def test_a_leader_campaigning_again_through_another_candidate_is_told_at_once(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    with coord.election("scheduler", value="a").campaign(timeout=2) as leadership:
+        started = time.monotonic()
+        with pytest.raises(tenure.ElectionError, match="already leads"):
+            coord.election("scheduler", value="b").campaign(timeout=5)
+        assert time.monotonic() - started < 1.0, "raised at once, not after the timeout"
+        with pytest.raises(tenure.AcquireTimeout):  # another client's candidate still just waits
+            rival.election("scheduler", value="c").campaign(timeout=0.2)
+        leadership.check()
+
+
 def test_resign_hands_over_to_the_next_candidate_with_a_larger_term(
     coord: tenure.Coordinator, rival: tenure.Coordinator
 ) -> None:

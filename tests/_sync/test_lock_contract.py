@@ -15,7 +15,7 @@ import pytest
 import tenure
 from tenure._concurrency import Background, sleep
 from tenure._core.guarantees import Guarantee
-from tenure._exceptions import BackendUnavailable
+from tenure._exceptions import BackendError, BackendUnavailable
 from tests._sync.faults import stall_renewals
 
 
@@ -245,11 +245,59 @@ def test_reentrant_lock_counts_acquisitions(
     other.release()
 
 
-def test_non_reentrant_lock_does_not_reenter(coord: tenure.Coordinator) -> None:
-    lock = coord.lock("once", ttl=5)
-    with lock:
+def test_acquire_is_also_a_context_manager(
+    coord: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    lock = coord.lock("block", ttl=5)
+    with lock.acquire(timeout=1) as lease:  # sync code reads as sync code does
+        assert isinstance(lease, tenure.Lease)
+        lease.check()
+        assert rival.lock("block").try_acquire() is None
         with pytest.raises(tenure.AcquireTimeout):
-            lock.acquire(timeout=0.1)
+            with rival.lock("block").acquire(timeout=0):
+                pytest.fail("the body must not run when the lock was not had")
+    assert lease.remaining() == 0.0
+    assert coord.inspect("block") is None, "leaving the block releases"
+    again = lock.acquire(timeout=1)  # and awaiting it still returns the lease
+    assert again.fence > lease.fence
+    again.release()
+
+
+def test_a_holder_asking_again_for_a_non_reentrant_lock_is_told_at_once(
+    coord: tenure.Coordinator,
+) -> None:
+    fair_too = tenure.Capability.QUEUEING in coord.capabilities
+    for fair in (False, True) if fair_too else (False,):
+        lock = coord.lock("once", ttl=5, fair=fair)
+        with lock.acquire(timeout=1) as lease:
+            started = time.monotonic()
+            # Through the same Lock object or another one of the same name: both wait for oneself.
+            for again in (lock, coord.lock("once", ttl=5, fair=fair), coord.lock("once", reentrant=True)):
+                with pytest.raises(tenure.AlreadyHeld, match="reentrant=True"):
+                    again.acquire(timeout=5)
+                with pytest.raises(tenure.AlreadyHeld):
+                    again.try_acquire()
+                with pytest.raises(tenure.AlreadyHeld):
+                    with again:
+                        pass
+            assert time.monotonic() - started < 1.0, "raised at once, not after the timeout"
+            lease.check()
+            # Held by this task: another task (a thread, in sync code) still just waits.
+            outcome: list[object] = []
+            waiter = Background(_acquire_elsewhere(lock, outcome), name="other")
+            waiter.start()
+            waiter.join()
+            assert len(outcome) == 1 and type(outcome[0]) is tenure.AcquireTimeout
+
+
+def _acquire_elsewhere(lock: tenure.Lock, outcome: list[object]) -> Callable[[], Awaitable[None]]:
+    def acquire() -> None:
+        try:
+            lock.acquire(timeout=0.3)
+        except tenure.TenureError as exc:
+            outcome.append(exc)
+
+    return acquire
 
 
 def test_close_releases_what_is_still_held(backend_url: str, rival: tenure.Coordinator) -> None:
@@ -274,6 +322,11 @@ def test_close_releases_what_is_still_held(backend_url: str, rival: tenure.Coord
         {"ttl": float("inf")},
         {"timeout": -1},
         {"reentrant": "yes"},
+        {"fair": "no"},  # truthy: it used to mean fair
+        {"fair": 1},
+        {"ttl": 0.001},  # shorter than the drift margin: born lost
+        {"ttl": 0.005},
+        {"name": "lone \udcff surrogate"},  # undecodable bytes of argv, decoded by Python
     ],
 )
 def test_bad_input_fails_before_any_io(backend_url: str, bad: dict[str, object]) -> None:
@@ -284,6 +337,45 @@ def test_bad_input_fails_before_any_io(backend_url: str, bad: dict[str, object])
         coordinator.lock(name, **args)  # type: ignore[arg-type]
     assert not coordinator._connected, "validation must not connect"
     coordinator.close()
+
+
+def test_leaving_a_block_never_entered_is_a_typed_error(coord: tenure.Coordinator) -> None:
+    lock = coord.lock("never", ttl=5)
+    with pytest.raises(tenure.NotOwner, match="never"):
+        lock.__exit__(None, None, None)
+    with lock as lease:  # the lock still works
+        lease.check()
+
+
+@pytest.mark.parametrize("connected", [False, True], ids=["never-connected", "connected"])
+def test_a_closed_coordinator_refuses_every_operation_alike(backend_url: str, connected: bool) -> None:
+    coordinator = tenure.Coordinator(backend_url)
+    if connected:
+        coordinator.connect()
+    lock = coordinator.lock("shut", ttl=5)
+    election = coordinator.election("shut", ttl=5)
+    coordinator.close()
+    operations = [
+        coordinator.connect,
+        lambda: coordinator.inspect("shut"),
+        lambda: coordinator.try_lock("shut"),
+        lambda: lock.acquire(timeout=0),
+        lock.try_acquire,
+        lock.holder,
+        lambda: election.campaign(timeout=0),
+        election.leader,
+    ]
+    for operation in operations:
+        with pytest.raises(tenure.ConfigurationError, match="is closed") as info:
+            operation()
+        assert not isinstance(info.value, BackendError), "a closed coordinator is not a retryable outage"
+    with pytest.raises(tenure.ConfigurationError, match="is closed"):
+        with lock:
+            pass
+    with pytest.raises(tenure.ConfigurationError, match="is closed"):
+        for _ in election.observe():
+            pass
+    coordinator.close()  # idempotent
 
 
 def test_bad_durations_on_acquire_and_renew_are_rejected(coord: tenure.Coordinator) -> None:
@@ -313,7 +405,9 @@ def test_fair_waiters_are_served_in_arrival_order(
         waiters.append(Background(_fair_waiter(backend_url, index, served), name=f"waiter-{index}"))
         waiters[-1].start()
         sleep(0.15)  # arrival order: each waiter queues before the next starts
-    assert coord.lock("fair", fair=True).try_acquire() is None, "a newcomer must not jump the line"
+    newcomer = tenure.Coordinator(backend_url)
+    assert newcomer.lock("fair", fair=True).try_acquire() is None, "a newcomer must not jump the line"
+    newcomer.close()
     lease.release()
     for waiter in waiters:
         waiter.join()

@@ -11,7 +11,7 @@ from tenure._async.election import AsyncElection
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
 from tenure._async.renewer import AsyncRenewer
-from tenure._concurrency import AsyncMutex
+from tenure._concurrency import AsyncMutex, async_running_loop
 from tenure._config import default_url
 from tenure._core.durations import check_timeout, check_ttl
 from tenure._core.guarantees import Capability, Guarantee
@@ -41,9 +41,13 @@ class AsyncCoordinator:
         self._store = cast(AsyncLeaseStore, cls(config))  # type: ignore[call-arg]
         self._renewer = AsyncRenewer(self._store)
         self._reentrant: dict[tuple[str, object], AsyncLease] = {}
+        # (key, task or thread) -> its lease: a non-reentrant lock asked for again by its holder
+        # raises at once instead of waiting for itself.
+        self._holders: dict[tuple[str, object], AsyncLease] = {}
         self._connect_mutex = AsyncMutex()
         self._connected = False
         self._closed = False
+        self._loop: object = None  # the event loop of its first use (None in sync code)
 
     def __repr__(self) -> str:
         return f"<AsyncCoordinator {self._store.url}>"
@@ -85,12 +89,13 @@ class AsyncCoordinator:
         when the backend cannot be fair.
         """
         validate_name(name)
+        for option, flag in (("reentrant", reentrant), ("fair", fair)):
+            if not isinstance(flag, bool):  # fair="no" is truthy: it would mean fair
+                raise ConfigurationError(f"{option} must be True or False, got {flag!r}")
         if fair and Capability.QUEUEING not in self._store.capabilities:
             raise BackendIncapable(
                 f"fair=True needs a backend that queues waiters (Queueing); {self._store.scheme}:// does not"
             )
-        if not isinstance(reentrant, bool):
-            raise ConfigurationError(f"reentrant must be True or False, got {reentrant!r}")
         key = namespaced_key(self.namespace, name)
         return AsyncLock(
             self,
@@ -129,10 +134,14 @@ class AsyncCoordinator:
         await self._ensure_connected()
 
     async def aclose(self) -> None:
-        """Release every lease still held, stop the renewer and disconnect; idempotent."""
+        """Release every lease still held, stop the renewer and disconnect; idempotent.
+
+        Afterwards every operation raises ``ConfigurationError``: make a new coordinator.
+        """
         if self._closed:
             return
         self._closed = True
+        self._check_loop()  # another loop's tasks and connections cannot be closed from here
         for lease in self._renewer.held():
             lease._depth = 1
             try:
@@ -155,11 +164,32 @@ class AsyncCoordinator:
         await self.aclose()
 
     async def _ensure_connected(self) -> None:
+        if self._closed:  # before "connected": closing does not undo that flag
+            raise ConfigurationError(
+                f"the coordinator for {self.url} is closed; make a new one to go on (closing is final)"
+            )
+        self._check_loop()
         if self._connected:
             return
-        if self._closed:
-            raise ConfigurationError(f"coordinator for {self.url} is closed")
         async with self._connect_mutex:
             if not self._connected:
                 await self._store.connect()
                 self._connected = True
+
+    def _check_loop(self) -> None:
+        """Bind the coordinator to the event loop of its first use; refuse any other loop.
+
+        Its renewer task, its mutexes and the driver's connections belong to that loop: used from
+        another one (a second ``asyncio.run``), leases would silently never be renewed.
+        """
+        loop = async_running_loop()
+        if loop is self._loop:
+            return
+        if self._loop is None:
+            self._loop = loop
+            return
+        raise ConfigurationError(
+            f"the coordinator for {self.url} was first used in another event loop, to which its "
+            "renewer and connections belong; make one coordinator per event loop (for example "
+            "inside the coroutine that asyncio.run runs)"
+        )

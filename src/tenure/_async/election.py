@@ -17,12 +17,19 @@ from typing import TYPE_CHECKING, TypeVar
 
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
-from tenure._concurrency import AsyncReturning, async_call_stoppably, async_shielded
+from tenure._concurrency import (
+    AsyncEntering,
+    AsyncReturning,
+    async_call_stoppably,
+    async_entering,
+    async_shielded,
+)
 from tenure._core.durations import check_timeout
 from tenure._core.guarantees import Capability
 from tenure._core.leader import Leader
 from tenure._exceptions import (
     AcquireTimeout,
+    AlreadyHeld,
     BackendError,
     ElectionError,
     LeadershipLost,
@@ -162,12 +169,18 @@ class AsyncElection:
     def __repr__(self) -> str:
         return f"<AsyncElection {self.name!r} value={self.value!r} ttl={self.ttl} on {self._store.url}>"
 
-    async def campaign(self, *, timeout: float | None = None) -> AsyncLeadership:
+    def campaign(self, *, timeout: float | None = None) -> AsyncEntering[AsyncLeadership]:
         """Wait up to ``timeout`` seconds (None: without end) to become leader; return the leadership.
 
-        Raises ``AcquireTimeout`` when the time runs out, ``ElectionError`` if this candidate
-        already leads, ``BackendUnavailable`` when the backend cannot be reached.
+        Use it as ``async with election.campaign() as leadership:`` (resigns when the block
+        ends) or as ``leadership = await election.campaign()``. Raises ``AcquireTimeout`` when
+        the time runs out, ``ElectionError`` if this candidate already leads, or this task leads
+        through another candidate of the coordinator, ``BackendUnavailable`` when the backend
+        cannot be reached.
         """
+        return async_entering(self._campaign(timeout))
+
+    async def _campaign(self, timeout: float | None) -> AsyncLeadership:
         timeout = check_timeout(timeout)
         current = self._leadership
         if current is not None and not current._resigned and not current.lost:
@@ -176,6 +189,11 @@ class AsyncElection:
             )
         try:
             lease = await self._lock.acquire(timeout=timeout)
+        except AlreadyHeld:
+            raise ElectionError(
+                f"election {self.name!r} on {self._store.url}: this task or thread already leads it "
+                "through another candidate, and waiting would wait for itself; resign that one first"
+            ) from None
         except AcquireTimeout:
             raise AcquireTimeout(
                 f"election {self.name!r} on {self._store.url}: not leader after {timeout:g} s; "

@@ -44,6 +44,7 @@ class AsyncLease:
         self._owner = owner
         self._validity = validity
         self._depth = 1  # reentrant acquisitions not yet released
+        self._holder: tuple[str, object] | None = None  # (key, task or thread) that acquired it
         self._entered = 0  # nested ``async with`` blocks
         self._released = False
         self._lost_reason: str | None = None
@@ -108,6 +109,7 @@ class AsyncLease:
         """
         new_ttl = self._validity.ttl if ttl is None else check_ttl(ttl)
         self.check()
+        self._lock._coordinator._check_loop()
         started = time.monotonic()
         if not await self._lock._store.renew(self._lock.key, self._owner, new_ttl):
             self._mark_lost("the backend refused the renewal: the lease expired or was taken over")
@@ -127,6 +129,7 @@ class AsyncLease:
             self._depth -= 1
             self.check()
             return
+        self._lock._coordinator._check_loop()
         lost_before = self.lost
         self._released = True
         self._lock._forget(self)

@@ -16,7 +16,10 @@ def validate_name(name: object, *, what: str = "lock name") -> str:
         raise ConfigurationError(f"{what} must be a str, not {type(name).__name__}")
     if not name:
         raise ConfigurationError(f"{what} must not be empty")
-    size = len(name.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from undecodable bytes in argv
+        raise ConfigurationError(f"{what} {name!r} is not valid text (it has a lone surrogate)") from None
     if size > MAX_NAME_BYTES:
         raise ConfigurationError(
             f"{what} is {size} bytes long; the limit is {MAX_NAME_BYTES} (hash long names yourself)"

@@ -35,7 +35,12 @@ def check_value(value: object) -> str:
         raise ConfigurationError(f"election value must be a str, not {type(value).__name__}")
     if not value:
         raise ConfigurationError("election value must not be empty")
-    size = len(value.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from undecodable bytes in argv
+        raise ConfigurationError(
+            f"election value {value!r} is not valid text (it has a lone surrogate)"
+        ) from None
     if size > MAX_VALUE_BYTES:
         raise ConfigurationError(f"election value is {size} bytes long; the limit is {MAX_VALUE_BYTES}")
     if any(ch in value for ch in "\x00\r\n"):

@@ -6,6 +6,8 @@ import os
 import socket
 import threading
 
+from tenure._core.leader import MAX_VALUE_BYTES
+
 _labels = threading.local()
 
 
@@ -20,10 +22,21 @@ def holder_label() -> str:
     cached = getattr(_labels, "value", None)
     # Cached per thread (acquisitions are hot); checked against pid and name, which can change.
     if cached is None or cached[0] != pid or cached[1] != name:
-        cached = (pid, name, f"{socket.gethostname()}/pid {pid}/{name}")
+        cached = (pid, name, _printable(f"{socket.gethostname()}/pid {pid}/{name}"))
         _labels.value = cached
     label: str = cached[2]
     return label
+
+
+def _printable(text: str) -> str:
+    """Return ``text`` as one printable line of at most ``MAX_VALUE_BYTES``: a valid election value.
+
+    Nobody chose a thread's name for a label, so it is made valid rather than refused: newlines,
+    NULs, other control characters and lone surrogates are escaped, and the end is cut.
+    """
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return text.encode("utf-8")[:MAX_VALUE_BYTES].decode("utf-8", "ignore")
 
 
 class Owner:

@@ -18,12 +18,17 @@ from typing import TYPE_CHECKING, TypeVar
 
 from tenure._sync.lease import Lease
 from tenure._sync.lock import Lock
-from tenure._concurrency import Returning, call_stoppably, shielded
+from tenure._concurrency import (
+    Returning,
+    call_stoppably,
+    shielded,
+)
 from tenure._core.durations import check_timeout
 from tenure._core.guarantees import Capability
 from tenure._core.leader import Leader
 from tenure._exceptions import (
     AcquireTimeout,
+    AlreadyHeld,
     BackendError,
     ElectionError,
     LeadershipLost,
@@ -166,9 +171,15 @@ class Election:
     def campaign(self, *, timeout: float | None = None) -> Leadership:
         """Wait up to ``timeout`` seconds (None: without end) to become leader; return the leadership.
 
-        Raises ``AcquireTimeout`` when the time runs out, ``ElectionError`` if this candidate
-        already leads, ``BackendUnavailable`` when the backend cannot be reached.
+        Use it as ``with election.campaign() as leadership:`` (resigns when the block
+        ends) or as ``leadership = election.campaign()``. Raises ``AcquireTimeout`` when
+        the time runs out, ``ElectionError`` if this candidate already leads, or this task leads
+        through another candidate of the coordinator, ``BackendUnavailable`` when the backend
+        cannot be reached.
         """
+        return self._campaign(timeout)
+
+    def _campaign(self, timeout: float | None) -> Leadership:
         timeout = check_timeout(timeout)
         current = self._leadership
         if current is not None and not current._resigned and not current.lost:
@@ -177,6 +188,11 @@ class Election:
             )
         try:
             lease = self._lock.acquire(timeout=timeout)
+        except AlreadyHeld:
+            raise ElectionError(
+                f"election {self.name!r} on {self._store.url}: this task or thread already leads it "
+                "through another candidate, and waiting would wait for itself; resign that one first"
+            ) from None
         except AcquireTimeout:
             raise AcquireTimeout(
                 f"election {self.name!r} on {self._store.url}: not leader after {timeout:g} s; "

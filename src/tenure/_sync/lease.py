@@ -45,6 +45,7 @@ class Lease:
         self._owner = owner
         self._validity = validity
         self._depth = 1  # reentrant acquisitions not yet released
+        self._holder: tuple[str, object] | None = None  # (key, task or thread) that acquired it
         self._entered = 0  # nested ``with`` blocks
         self._released = False
         self._lost_reason: str | None = None
@@ -109,6 +110,7 @@ class Lease:
         """
         new_ttl = self._validity.ttl if ttl is None else check_ttl(ttl)
         self.check()
+        self._lock._coordinator._check_loop()
         started = time.monotonic()
         if not self._lock._store.renew(self._lock.key, self._owner, new_ttl):
             self._mark_lost("the backend refused the renewal: the lease expired or was taken over")
@@ -128,6 +130,7 @@ class Lease:
             self._depth -= 1
             self.check()
             return
+        self._lock._coordinator._check_loop()
         lost_before = self.lost
         self._released = True
         self._lock._forget(self)

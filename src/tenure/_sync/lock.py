@@ -17,7 +17,7 @@ from tenure._core.fences import fences_seen
 from tenure._core.guarantees import Guarantee
 from tenure._core.renewal import Validity
 from tenure._core.tokens import Owner
-from tenure._exceptions import AcquireTimeout, BackendProtocolError
+from tenure._exceptions import AcquireTimeout, AlreadyHeld, BackendProtocolError, NotOwner
 
 if TYPE_CHECKING:
     from tenure._sync.coordinator import Coordinator
@@ -40,15 +40,16 @@ class Lock:
 
     ``acquire(timeout=)`` waits up to ``timeout`` seconds and returns a ``Lease`` or raises
     ``AcquireTimeout``; ``try_acquire()`` makes one attempt and returns a ``Lease`` or None.
-    The lock itself is a context manager (``with``) that acquires with its default
-    timeout and yields the lease.
+    ``with lock.acquire(timeout=5) as lease`` acquires and releases around a block, and
+    so does the lock itself (``with lock as lease``), with its default timeout.
 
     **Guarantees.** At most one valid lease per name at a time, on every backend, as long as
     the holder's clock does not run more than the drift margin (1% + 2 ms) slower than the
     backend's; a holder paused or partitioned past its TTL loses the lease, learns it at its next
     ``check()`` or when it leaves the block, and its ``fence`` is smaller than the next holder's,
     so a fenced resource rejects its late writes. With ``reentrant=True`` the same task (or
-    thread, in sync code) may acquire again and must release as many times.
+    thread, in sync code) may acquire again and must release as many times; without it, asking
+    again for a lock one holds raises ``AlreadyHeld`` at once instead of waiting for oneself.
     """
 
     def __init__(
@@ -80,10 +81,15 @@ class Lock:
     def acquire(self, *, timeout: float | _Unset | None = _UNSET) -> Lease:
         """Wait up to ``timeout`` seconds (default: the lock's) for the lock; return the lease.
 
-        ``timeout=0`` makes a single attempt; ``timeout=None`` waits without end.
-        Raises ``AcquireTimeout`` when the time runs out, ``BackendUnavailable`` when the
-        backend cannot be reached.
+        Use it as ``with lock.acquire(timeout=5) as lease:`` (released when the block
+        ends) or as ``lease = lock.acquire()``. ``timeout=0`` makes a single attempt;
+        ``timeout=None`` waits without end. Raises ``AcquireTimeout`` when the time runs out,
+        ``AlreadyHeld`` if this task or thread holds the lock already (not reentrant),
+        ``BackendUnavailable`` when the backend cannot be reached.
         """
+        return self._acquire(timeout)
+
+    def _acquire(self, timeout: float | _Unset | None) -> Lease:
         timeout = self.timeout if isinstance(timeout, _Unset) else check_timeout(timeout)
         reentered = self._reenter()
         if reentered is not None:
@@ -92,7 +98,7 @@ class Lock:
         started = time.monotonic()
         owner = Owner(label=self._label)  # one identity for every attempt of this wait
         if self.fair or (self._store.plain_waiters_queue and timeout != 0):
-            return self._acquire_in_turn(owner, Deadline(timeout, start=started))
+            return self._track(self._acquire_in_turn(owner, Deadline(timeout, start=started)))
         lease = self._attempt(owner)
         # The deadline and backoff are built only when contended: acquiring is a hot path.
         deadline: Deadline | None = None
@@ -107,12 +113,13 @@ class Lock:
                 backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
             self._store.wait_released(self.key, min(remaining, backoff.next_delay()))
             lease = self._attempt(owner)
-        return lease
+        return self._track(lease)
 
     def try_acquire(self) -> Lease | None:
         """Make one attempt; return the lease, or None if someone else holds the lock.
 
         A fair lock's single attempt also respects the queue: it fails while others wait.
+        Raises ``AlreadyHeld`` if this task or thread holds the lock already (not reentrant).
         """
         reentered = self._reenter()
         if reentered is not None:
@@ -120,10 +127,11 @@ class Lock:
         self._coordinator._ensure_connected()
         if self.fair:
             try:
-                return self._acquire_in_turn(Owner(label=self._label), Deadline(0))
+                return self._track(self._acquire_in_turn(Owner(label=self._label), Deadline(0)))
             except AcquireTimeout:
                 return None
-        return self._attempt(Owner(label=self._label))
+        lease = self._attempt(Owner(label=self._label))
+        return None if lease is None else self._track(lease)
 
     def holder(self) -> str | None:
         """Return the label of the current holder, or None if the lock is free."""
@@ -131,7 +139,7 @@ class Lock:
         return None if info is None else info.label
 
     def __enter__(self) -> Lease:
-        lease = self.acquire()
+        lease = self._acquire(_UNSET)
         self._entered.setdefault(current_actor(), []).append(lease)
         return lease.__enter__()
 
@@ -142,7 +150,12 @@ class Lock:
         tb: TracebackType | None,
     ) -> None:
         actor = current_actor()
-        stack = self._entered[actor]
+        stack = self._entered.get(actor)
+        if not stack:
+            raise NotOwner(
+                f"lock {self.name!r}: leaving a block this task or thread did not enter "
+                "(__exit__ without __enter__); nothing was released"
+            )
         lease = stack.pop()
         if not stack:
             del self._entered[actor]
@@ -151,13 +164,27 @@ class Lock:
     # -- internals -------------------------------------------------------------------------------
 
     def _reenter(self) -> Lease | None:
-        if not self.reentrant:
-            return None
-        lease = self._coordinator._reentrant.get((self.key, current_actor()))
-        if lease is None or lease._released:
-            return None
-        lease.check()  # re-entering a lost lease must not pretend it is still held
-        lease._depth += 1
+        """Return the lease to enter again, or None to acquire; raise rather than wait for oneself."""
+        actor = current_actor()
+        if self.reentrant:
+            lease = self._coordinator._reentrant.get((self.key, actor))
+            if lease is not None and not lease._released:
+                lease.check()  # re-entering a lost lease must not pretend it is still held
+                lease._depth += 1
+                return lease
+        held = self._coordinator._holders.get((self.key, actor))
+        if held is not None and not held._released and not held.lost:
+            raise AlreadyHeld(
+                f"lock {self.name!r} on {self._store.url} is already held by this task or thread "
+                f"(fence {held.fence}), and waiting for it would wait for itself: release it first, "
+                "or make its locks with reentrant=True to acquire it again"
+            )
+        return None
+
+    def _track(self, lease: Lease) -> Lease:
+        """Note that the current task or thread holds ``lease`` (see ``_reenter``); return it."""
+        lease._holder = (self.key, current_actor())
+        self._coordinator._holders[lease._holder] = lease
         return lease
 
     def _acquire_in_turn(self, owner: Owner, deadline: Deadline) -> Lease:
@@ -247,8 +274,11 @@ class Lock:
             )
 
     def _forget(self, lease: Lease) -> None:
-        """Stop renewing ``lease`` and drop it from the reentrancy table."""
+        """Stop renewing ``lease`` and drop it from the reentrancy and holder tables."""
         self._coordinator._renewer.discard(lease)
+        holders = self._coordinator._holders
+        if lease._holder is not None and holders.get(lease._holder) is lease:  # not its successor
+            del holders[lease._holder]
         if self.reentrant:
             table = self._coordinator._reentrant
             for slot, held in list(table.items()):

@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import tenure
 from tenure._sync.coordinator import DEFAULT_TIMEOUT, DEFAULT_TTL
@@ -72,19 +73,26 @@ nobody holds the lock and nobody leads the election. Exits 0 either way.
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other tenure error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report ``message`` on one line, pointing at ``--help``, and exit with the usage code."""
+        report(f"{self.prog}: {message} (see: {self.prog} --help)")
+        sys.exit(exitcodes.USAGE)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """Return the ``tenure`` parser and its subcommand parsers by name."""
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
-        prog="tenure", description=DESCRIPTION, epilog=exitcodes.HELP, formatter_class=formatter
-    )
+    parser = Parser(prog="tenure", description=DESCRIPTION, epilog=exitcodes.HELP, formatter_class=formatter)
     parser.add_argument("--version", action="version", version=f"tenure {tenure.__version__}")
     parser.add_argument("--url", default=None, help=URL_HELP)
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="also print the library's log (renewals, losses)"
     )
     # --url may also follow the subcommand; SUPPRESS keeps the subparser from resetting it to None.
-    late_url = argparse.ArgumentParser(add_help=False)
+    late_url = Parser(add_help=False)
     late_url.add_argument("--url", default=argparse.SUPPRESS, help=URL_HELP)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -193,7 +201,7 @@ def run_demo(args: argparse.Namespace) -> int:
         add_arguments, run = demo.add_arguments, demo.run
     except (ImportError, AttributeError) as exc:
         raise tenure.ConfigurationError(f"the demo is not available in this installation ({exc})") from exc
-    parser = argparse.ArgumentParser(prog="tenure demo")  # the demo describes itself
+    parser = Parser(prog="tenure demo")  # the demo describes itself
     add_arguments(parser)
     with contextlib.suppress(argparse.ArgumentError):  # unless the demo declares --url itself
         parser.add_argument("--url", default=argparse.SUPPRESS, help="backend URL, as tenure --url")
@@ -240,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except tenure.TenureError as exc:
         report(str(exc))
         return exit_code_for(exc)
+    except Exception as exc:  # a bug: still one line, the traceback only with --verbose
+        logging.getLogger("tenure").debug("tenure: unexpected error", exc_info=True)
+        report(f"unexpected {type(exc).__name__}: {exc} (a bug in tenure; --verbose shows where)")
+        return exitcodes.FAILURE
 
 
 def exit_code_for(exc: tenure.TenureError) -> int:
