@@ -11,7 +11,7 @@ import pytest
 
 import tenure
 from tenure._async.backends.memory import _SPACES as async_spaces
-from tenure._core.fences import FenceHighWater, fences_seen
+from tenure._core.fences import FenceHighWater
 from tenure._sync.backends.memory import _SPACES
 
 
@@ -33,15 +33,6 @@ def test_the_table_is_bounded_and_forgets_the_least_recently_acquired() -> None:
     assert table.admit("b", 1) is None  # forgotten: checked again from now on
     assert table.admit("a", 1) == 11 and table.admit("d", 1) == 10
     assert len(table._seen) == 3
-
-
-def test_each_coordinator_has_its_own_table() -> None:
-    class Store:
-        pass
-
-    a, b = Store(), Store()
-    assert fences_seen(a) is fences_seen(a)
-    assert fences_seen(a) is not fences_seen(b)
 
 
 def test_a_rewound_counter_is_refused_and_the_lock_freed(memory_url: str) -> None:

@@ -14,6 +14,7 @@ from tenure._async.renewer import AsyncRenewer
 from tenure._concurrency import AsyncMutex, async_running_loop
 from tenure._config import default_url
 from tenure._core.durations import check_timeout, check_ttl
+from tenure._core.fences import FenceHighWater
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.keys import namespaced_key, validate_name
@@ -40,10 +41,10 @@ class AsyncCoordinator:
         cls, config = resolve(default_url(url), "_async")
         self._store = cast(AsyncLeaseStore, cls(config))  # type: ignore[call-arg]
         self._renewer = AsyncRenewer(self._store)
-        self._reentrant: dict[tuple[str, object], AsyncLease] = {}
-        # (key, task or thread) -> its lease: a non-reentrant lock asked for again by its holder
-        # raises at once instead of waiting for itself.
+        # (key, task or thread) -> the lease it holds: entered again by a reentrant lock, and a
+        # non-reentrant one asked for again by its holder raises at once instead of waiting.
         self._holders: dict[tuple[str, object], AsyncLease] = {}
+        self._fences = FenceHighWater()  # the highest fence seen per name, to refuse one that goes back
         self._connect_mutex = AsyncMutex()
         self._connected = False
         self._closed = False

@@ -12,7 +12,6 @@ from tenure._concurrency import AsyncEntering, async_current_actor, async_enteri
 from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
 from tenure._core.durations import check_timeout
-from tenure._core.fences import fences_seen
 from tenure._core.guarantees import Guarantee
 from tenure._core.renewal import Validity
 from tenure._core.tokens import Owner
@@ -97,7 +96,7 @@ class AsyncLock:
         started = time.monotonic()
         owner = Owner(label=self._label)  # one identity for every attempt of this wait
         if self.fair or (self._store.plain_waiters_queue and timeout != 0):
-            return self._track(await self._acquire_in_turn(owner, Deadline(timeout, start=started)))
+            return await self._acquire_in_turn(owner, Deadline(timeout, start=started))
         lease = await self._attempt(owner)
         # The deadline and backoff are built only when contended: acquiring is a hot path.
         deadline: Deadline | None = None
@@ -112,7 +111,7 @@ class AsyncLock:
                 backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
             await self._store.wait_released(self.key, min(remaining, backoff.next_delay()))
             lease = await self._attempt(owner)
-        return self._track(lease)
+        return lease
 
     async def try_acquire(self) -> AsyncLease | None:
         """Make one attempt; return the lease, or None if someone else holds the lock.
@@ -126,11 +125,10 @@ class AsyncLock:
         await self._coordinator._ensure_connected()
         if self.fair:
             try:
-                return self._track(await self._acquire_in_turn(Owner(label=self._label), Deadline(0)))
+                return await self._acquire_in_turn(Owner(label=self._label), Deadline(0))
             except AcquireTimeout:
                 return None
-        lease = await self._attempt(Owner(label=self._label))
-        return None if lease is None else self._track(lease)
+        return await self._attempt(Owner(label=self._label))
 
     async def holder(self) -> str | None:
         """Return the label of the current holder, or None if the lock is free."""
@@ -164,27 +162,20 @@ class AsyncLock:
 
     def _reenter(self) -> AsyncLease | None:
         """Return the lease to enter again, or None to acquire; raise rather than wait for oneself."""
-        actor = async_current_actor()
-        if self.reentrant:
-            lease = self._coordinator._reentrant.get((self.key, actor))
-            if lease is not None and not lease._released:
-                lease.check()  # re-entering a lost lease must not pretend it is still held
-                lease._depth += 1
-                return lease
-        held = self._coordinator._holders.get((self.key, actor))
-        if held is not None and not held._released and not held.lost:
-            raise AlreadyHeld(
-                f"lock {self.name!r} on {self._store.url} is already held by this task or thread "
-                f"(fence {held.fence}), and waiting for it would wait for itself: release it first, "
-                "or make its locks with reentrant=True to acquire it again"
-            )
-        return None
-
-    def _track(self, lease: AsyncLease) -> AsyncLease:
-        """Note that the current task or thread holds ``lease`` (see ``_reenter``); return it."""
-        lease._holder = (self.key, async_current_actor())
-        self._coordinator._holders[lease._holder] = lease
-        return lease
+        held = self._coordinator._holders.get((self.key, async_current_actor()))
+        if held is None or held._released:
+            return None
+        if self.reentrant and held._lock.reentrant:
+            held.check()  # re-entering a lost lease must not pretend it is still held
+            held._depth += 1
+            return held
+        if held.lost:
+            return None
+        raise AlreadyHeld(
+            f"lock {self.name!r} on {self._store.url} is already held by this task or thread "
+            f"(fence {held.fence}), and waiting for it would wait for itself: release it first, "
+            "or make its locks with reentrant=True to acquire it again"
+        )
 
     async def _acquire_in_turn(self, owner: Owner, deadline: Deadline) -> AsyncLease:
         """Wait in the backend's FIFO queue; the lock is handed over when our turn comes."""
@@ -233,15 +224,16 @@ class AsyncLock:
         for the name (the caller frees the lock).
         """
         if Guarantee.FENCING in self._store.guarantees:
-            seen = fences_seen(self._store).admit(self.key, fence)
+            seen = self._coordinator._fences.admit(self.key, fence)
             if seen is not None:
                 raise BackendProtocolError(
                     f"lock {self.name!r} on {self._store.url} was granted fence {fence}, not above "
                     f"{seen} already seen for it: the backend lost or rewound its fence counter"
                 )
         lease = AsyncLease(self, owner, fence, Validity.starting(started, self.ttl))
-        if self.reentrant:
-            self._coordinator._reentrant[(self.key, async_current_actor())] = lease
+        # Who holds it, for _reenter: the same task or thread asking again must not wait for itself.
+        lease._holder = (self.key, async_current_actor())
+        self._coordinator._holders[lease._holder] = lease
         self._coordinator._renewer.add(lease)
         return lease
 
@@ -273,13 +265,8 @@ class AsyncLock:
             )
 
     def _forget(self, lease: AsyncLease) -> None:
-        """Stop renewing ``lease`` and drop it from the reentrancy and holder tables."""
+        """Stop renewing ``lease`` and drop it from the holder table."""
         self._coordinator._renewer.discard(lease)
         holders = self._coordinator._holders
         if lease._holder is not None and holders.get(lease._holder) is lease:  # not its successor
             del holders[lease._holder]
-        if self.reentrant:
-            table = self._coordinator._reentrant
-            for slot, held in list(table.items()):
-                if held is lease:
-                    del table[slot]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from weakref import WeakKeyDictionary
 
 NAMES_KEPT = 4096
 """Names remembered per coordinator, the most recently acquired first.
@@ -38,18 +37,3 @@ class FenceHighWater:
             if len(self._seen) > self._size:
                 self._seen.popitem(last=False)
             return None
-
-
-_TABLES: WeakKeyDictionary[object, FenceHighWater] = WeakKeyDictionary()
-_TABLES_LOCK = threading.Lock()
-
-
-def fences_seen(store: object) -> FenceHighWater:
-    """Return the table of ``store`` (one per coordinator), made on first use, gone with it."""
-    table = _TABLES.get(store)
-    if table is None:
-        with _TABLES_LOCK:  # two threads' first acquisitions must not make two tables
-            table = _TABLES.get(store)
-            if table is None:
-                table = _TABLES[store] = FenceHighWater()
-    return table

@@ -13,7 +13,6 @@ from tenure._concurrency import current_actor, shielded
 from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
 from tenure._core.durations import check_timeout
-from tenure._core.fences import fences_seen
 from tenure._core.guarantees import Guarantee
 from tenure._core.renewal import Validity
 from tenure._core.tokens import Owner
@@ -98,7 +97,7 @@ class Lock:
         started = time.monotonic()
         owner = Owner(label=self._label)  # one identity for every attempt of this wait
         if self.fair or (self._store.plain_waiters_queue and timeout != 0):
-            return self._track(self._acquire_in_turn(owner, Deadline(timeout, start=started)))
+            return self._acquire_in_turn(owner, Deadline(timeout, start=started))
         lease = self._attempt(owner)
         # The deadline and backoff are built only when contended: acquiring is a hot path.
         deadline: Deadline | None = None
@@ -113,7 +112,7 @@ class Lock:
                 backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
             self._store.wait_released(self.key, min(remaining, backoff.next_delay()))
             lease = self._attempt(owner)
-        return self._track(lease)
+        return lease
 
     def try_acquire(self) -> Lease | None:
         """Make one attempt; return the lease, or None if someone else holds the lock.
@@ -127,11 +126,10 @@ class Lock:
         self._coordinator._ensure_connected()
         if self.fair:
             try:
-                return self._track(self._acquire_in_turn(Owner(label=self._label), Deadline(0)))
+                return self._acquire_in_turn(Owner(label=self._label), Deadline(0))
             except AcquireTimeout:
                 return None
-        lease = self._attempt(Owner(label=self._label))
-        return None if lease is None else self._track(lease)
+        return self._attempt(Owner(label=self._label))
 
     def holder(self) -> str | None:
         """Return the label of the current holder, or None if the lock is free."""
@@ -165,27 +163,20 @@ class Lock:
 
     def _reenter(self) -> Lease | None:
         """Return the lease to enter again, or None to acquire; raise rather than wait for oneself."""
-        actor = current_actor()
-        if self.reentrant:
-            lease = self._coordinator._reentrant.get((self.key, actor))
-            if lease is not None and not lease._released:
-                lease.check()  # re-entering a lost lease must not pretend it is still held
-                lease._depth += 1
-                return lease
-        held = self._coordinator._holders.get((self.key, actor))
-        if held is not None and not held._released and not held.lost:
-            raise AlreadyHeld(
-                f"lock {self.name!r} on {self._store.url} is already held by this task or thread "
-                f"(fence {held.fence}), and waiting for it would wait for itself: release it first, "
-                "or make its locks with reentrant=True to acquire it again"
-            )
-        return None
-
-    def _track(self, lease: Lease) -> Lease:
-        """Note that the current task or thread holds ``lease`` (see ``_reenter``); return it."""
-        lease._holder = (self.key, current_actor())
-        self._coordinator._holders[lease._holder] = lease
-        return lease
+        held = self._coordinator._holders.get((self.key, current_actor()))
+        if held is None or held._released:
+            return None
+        if self.reentrant and held._lock.reentrant:
+            held.check()  # re-entering a lost lease must not pretend it is still held
+            held._depth += 1
+            return held
+        if held.lost:
+            return None
+        raise AlreadyHeld(
+            f"lock {self.name!r} on {self._store.url} is already held by this task or thread "
+            f"(fence {held.fence}), and waiting for it would wait for itself: release it first, "
+            "or make its locks with reentrant=True to acquire it again"
+        )
 
     def _acquire_in_turn(self, owner: Owner, deadline: Deadline) -> Lease:
         """Wait in the backend's FIFO queue; the lock is handed over when our turn comes."""
@@ -234,15 +225,16 @@ class Lock:
         for the name (the caller frees the lock).
         """
         if Guarantee.FENCING in self._store.guarantees:
-            seen = fences_seen(self._store).admit(self.key, fence)
+            seen = self._coordinator._fences.admit(self.key, fence)
             if seen is not None:
                 raise BackendProtocolError(
                     f"lock {self.name!r} on {self._store.url} was granted fence {fence}, not above "
                     f"{seen} already seen for it: the backend lost or rewound its fence counter"
                 )
         lease = Lease(self, owner, fence, Validity.starting(started, self.ttl))
-        if self.reentrant:
-            self._coordinator._reentrant[(self.key, current_actor())] = lease
+        # Who holds it, for _reenter: the same task or thread asking again must not wait for itself.
+        lease._holder = (self.key, current_actor())
+        self._coordinator._holders[lease._holder] = lease
         self._coordinator._renewer.add(lease)
         return lease
 
@@ -274,13 +266,8 @@ class Lock:
             )
 
     def _forget(self, lease: Lease) -> None:
-        """Stop renewing ``lease`` and drop it from the reentrancy and holder tables."""
+        """Stop renewing ``lease`` and drop it from the holder table."""
         self._coordinator._renewer.discard(lease)
         holders = self._coordinator._holders
         if lease._holder is not None and holders.get(lease._holder) is lease:  # not its successor
             del holders[lease._holder]
-        if self.reentrant:
-            table = self._coordinator._reentrant
-            for slot, held in list(table.items()):
-                if held is lease:
-                    del table[slot]
