@@ -1,4 +1,4 @@
-"""What only the asyncio colour can do: cancel the body of ``async with`` when the lease is lost."""
+"""What only the asyncio colour can do: cancel the body of ``async with``; run an acquisition as a task."""
 
 from __future__ import annotations
 
@@ -116,3 +116,20 @@ def test_a_coordinator_used_from_a_second_event_loop_is_refused(
     asyncio.run(second())
     with tenure.Coordinator(url) as rival:
         assert rival.inspect("loop") is None, "the first loop released its lease"
+
+
+async def test_an_acquisition_can_run_as_a_task(backend_url: str) -> None:
+    # What acquire() and campaign() return is a coroutine too: create_task takes it as it did.
+    async with tenure.AsyncCoordinator(backend_url) as coord, tenure.AsyncCoordinator(backend_url) as rival:
+        held = await coord.lock("task", ttl=5).acquire(timeout=1)
+        waiting = asyncio.create_task(rival.lock("task", ttl=5).acquire(timeout=5))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        await held.release()
+        lease = await asyncio.wait_for(waiting, 5)
+        assert lease.fence > held.fence
+        await lease.release()
+        campaign = asyncio.create_task(coord.election("task-election", ttl=5).campaign(timeout=5))
+        leadership = await asyncio.wait_for(campaign, 5)
+        assert leadership.term >= 1
+        await leadership.resign()

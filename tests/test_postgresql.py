@@ -530,7 +530,8 @@ def test_fair_waiters_keep_their_place_across_many_waits(server: PostgresServer,
         # empty-handed many times and must keep its place in the server's queue.
         time.sleep(2.0)
         assert waiting_sessions(server, namespaced_key(namespace, "line")) == 4
-        assert coord.lock("line", fair=True).try_acquire() is None, "a newcomer must not jump the line"
+        with tenure.Coordinator(url) as newcomer:
+            assert newcomer.lock("line", fair=True).try_acquire() is None, "a newcomer must not jump the line"
         lease.release()
         for thread in threads:
             thread.join(timeout=20)

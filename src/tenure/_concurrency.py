@@ -166,11 +166,12 @@ class _AsyncHeld(Protocol):
 H = TypeVar("H", bound=_AsyncHeld)
 
 
-class AsyncEntering(Generic[H]):
+class AsyncEntering(Coroutine[Any, Any, H]):
     """An acquisition that is both awaitable and an async context manager (as asyncpg's ``acquire()``).
 
     ``lease = await lock.acquire()`` returns the lease; ``async with lock.acquire() as lease``
     awaits it and enters it, so async code reads as the sync ``with lock.acquire() as lease``.
+    It is a ``Coroutine`` too, so ``asyncio.create_task(lock.acquire())`` keeps working.
     It has no sync twin: ``scripts/unasync.py`` turns ``async_entering(call)`` into ``call``.
     """
 
@@ -182,6 +183,15 @@ class AsyncEntering(Generic[H]):
 
     def __await__(self) -> Generator[Any, None, H]:
         return self._acquiring.__await__()
+
+    def send(self, value: Any) -> Any:
+        return self._acquiring.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        return self._acquiring.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._acquiring.close()
 
     async def __aenter__(self) -> H:
         self._held = await self._acquiring
