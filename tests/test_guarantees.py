@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tenure._core.guarantees import Guarantee
-from tests.conftest import BACKENDS, backend_module, declared
+from tenure._async.backends.base import AsyncQueueing
+from tenure._core.guarantees import Capability, Guarantee
+from tenure._registry import resolve
+from tenure._sync.backends.base import Queueing
+from tests.conftest import BACKENDS, EXAMPLE_URLS, backend_module, declared
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,6 +92,17 @@ def test_every_declared_guarantee_has_verifying_tests(backend: str) -> None:
             if _runs_against(module_name, backend):
                 applicable.append(test)
         assert applicable, f"{backend}:// declares {guarantee.name} but no test verifies it there"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_declared_capability_is_the_protocol_implemented(backend: str) -> None:
+    # Capabilities are Protocols checked when a primitive is built: declaring one and having its
+    # operations must go together, in both colours.
+    example = EXAMPLE_URLS.get(backend, f"{backend}://localhost")
+    for colour, protocol in (("_async", AsyncQueueing), ("_sync", Queueing)):
+        cls, _ = resolve(example, colour)  # type: ignore[arg-type]
+        declares = Capability.QUEUEING in cls.capabilities  # type: ignore[attr-defined]
+        assert declares == issubclass(cls, protocol), f"{backend}:// ({colour}): Queueing"
 
 
 def test_readme_table_matches_the_declarations() -> None:

@@ -335,8 +335,9 @@ def test_a_nul_in_the_path_is_a_configuration_error_before_any_io(tmp_path: Path
 )
 def test_corrupt_rows_raise_backend_protocol_error(db: Path, column: str, value: object) -> None:
     with tenure.Coordinator(f"sqlite://{db}") as coord, tenure.Coordinator(f"sqlite://{db}") as rival:
-        held = coord.lock("job", ttl=30).acquire(timeout=1)
-        set_row(db, held._lock.key, **{column: value})
+        lock = coord.lock("job", ttl=30)
+        lock.acquire(timeout=1)
+        set_row(db, lock.key, **{column: value})
         with pytest.raises(
             tenure.BackendProtocolError, match={"expires_at": "expiry", "fence": "fence"}[column]
         ):

@@ -16,15 +16,12 @@
     │   ├── LockLost              was held, is no longer (expired, taken over, session lost)
     │   ├── NotOwner              renew/release by someone who does not own it
     │   └── AlreadyHeld           acquired again by the thread or task holding it (not reentrant)
-    ├── ElectionError
-    │   ├── NotLeader
-    │   └── LeadershipLost        (also a LockLost)
-    ├── IdempotencyError
-    │   ├── InProgress
-    │   └── PayloadMismatch
-    ├── RateLimited               (retry_after)
-    ├── CircuitOpen               (opened_until)
-    └── BulkheadFull
+    └── ElectionError
+        ├── NotLeader
+        └── LeadershipLost        (also a LockLost)
+
+The errors of the primitives still to come (idempotency keys, rate limits, circuit breakers,
+bulkheads) join the tree with them, as DESIGN.md names them.
 
 Driver exceptions are chained with ``raise ... from exc``, never leaked and never swallowed.
 """
@@ -39,20 +36,14 @@ __all__ = [
     "BackendProtocolError",
     "BackendTimeout",
     "BackendUnavailable",
-    "BulkheadFull",
-    "CircuitOpen",
     "ConfigurationError",
     "ElectionError",
-    "IdempotencyError",
-    "InProgress",
     "LeadershipLost",
     "LockError",
     "LockLost",
     "NotAcquired",
     "NotLeader",
     "NotOwner",
-    "PayloadMismatch",
-    "RateLimited",
     "TenureError",
 ]
 
@@ -122,35 +113,3 @@ class NotLeader(ElectionError):
 
 class LeadershipLost(ElectionError, LockLost):
     """Report that leadership that was held is held no longer."""
-
-
-class IdempotencyError(TenureError):
-    """Root of idempotency-key errors."""
-
-
-class InProgress(IdempotencyError):
-    """Report that another call with the same idempotency key is still running."""
-
-
-class PayloadMismatch(IdempotencyError):
-    """Report an idempotency key reused with a different payload."""
-
-
-class RateLimited(TenureError):
-    """Report that a rate limit is exhausted; ``retry_after`` says when to try again."""
-
-    def __init__(self, message: str, *, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class CircuitOpen(TenureError):
-    """Report that a circuit breaker is open until ``opened_until`` (monotonic seconds)."""
-
-    def __init__(self, message: str, *, opened_until: float) -> None:
-        super().__init__(message)
-        self.opened_until = opened_until
-
-
-class BulkheadFull(TenureError):
-    """Report that a bulkhead has no free slot."""

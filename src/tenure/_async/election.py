@@ -25,7 +25,6 @@ from tenure._concurrency import (
     async_shielded,
 )
 from tenure._core.durations import check_timeout
-from tenure._core.guarantees import Capability
 from tenure._core.leader import Leader
 from tenure._exceptions import (
     AcquireTimeout,
@@ -39,7 +38,7 @@ from tenure._exceptions import (
 )
 
 if TYPE_CHECKING:
-    from tenure._async.coordinator import AsyncCoordinator
+    from tenure._async.context import AsyncContext
 
 log = logging.getLogger("tenure")
 
@@ -63,7 +62,7 @@ class AsyncLeadership:
     def __init__(self, election: AsyncElection, lease: AsyncLease) -> None:
         self.name = election.name
         self.value = election.value
-        self._election = election
+        self._announce = election.announce
         self._lease = lease
         self._resigned = False
 
@@ -112,7 +111,7 @@ class AsyncLeadership:
         except LockLost as exc:
             raise self._lost_error(exc) from exc
         finally:
-            await self._election._announce()
+            await self._announce()
 
     async def __aenter__(self) -> AsyncLeadership:
         await self._lease.__aenter__()
@@ -132,7 +131,7 @@ class AsyncLeadership:
         except LockLost as lost:
             raise self._lost_error(lost) from lost
         finally:
-            await self._election._announce()
+            await self._announce()
 
     def _lost_error(self, cause: LockLost) -> LeadershipLost:
         if isinstance(cause, LeadershipLost):
@@ -152,17 +151,17 @@ class AsyncElection:
     leadership is lost.
     """
 
-    def __init__(self, coordinator: AsyncCoordinator, name: str, key: str, *, value: str, ttl: float) -> None:
+    def __init__(self, context: AsyncContext, name: str, key: str, *, value: str, ttl: float) -> None:
         self.name = name
         self.key = key
         self.value = value
         self.ttl = ttl
-        self._coordinator = coordinator
-        self._store = coordinator._store
+        self._context = context
+        self._store = context.store
         # Candidates queue in arrival order where the backend can: succession is then in turn.
-        fair = Capability.QUEUEING in self._store.capabilities
+        fair = context.queueing is not None
         self._lock = AsyncLock(
-            coordinator, name, key, ttl=ttl, timeout=None, reentrant=False, fair=fair, label=value
+            context, name, key, ttl=ttl, timeout=None, reentrant=False, fair=fair, label=value
         )
         self._leadership: AsyncLeadership | None = None
 
@@ -183,7 +182,7 @@ class AsyncElection:
     async def _campaign(self, timeout: float | None) -> AsyncLeadership:
         timeout = check_timeout(timeout)
         current = self._leadership
-        if current is not None and not current._resigned and not current.lost:
+        if current is not None and current.remaining() > 0:  # neither resigned nor lost
             raise ElectionError(
                 f"election {self.name!r}: this candidate already leads (term {current.term}); resign first"
             )
@@ -200,7 +199,7 @@ class AsyncElection:
                 "another candidate leads"
             ) from None
         self._leadership = AsyncLeadership(self, lease)
-        await self._announce()
+        await self.announce()
         return self._leadership
 
     async def resign(self) -> None:
@@ -210,7 +209,7 @@ class AsyncElection:
 
     async def leader(self) -> Leader | None:
         """Return the current leader's value and term, or None if nobody leads."""
-        await self._coordinator._ensure_connected()
+        await self._context.ensure_connected()
         info = await self._store.holder(self.key)
         return None if info is None else Leader(info.label, info.fence)
 
@@ -221,7 +220,7 @@ class AsyncElection:
         LISTEN/NOTIFY); a leader that dies sends none, so the observer also looks again when
         its lease would end. Close the iterator when done (``contextlib.aclosing``).
         """
-        await self._coordinator._ensure_connected()
+        await self._context.ensure_connected()
         feed = await self._store.watch(self.key)  # opened first: no change after it is missed
         try:
             last: Leader | bool | None = False  # False: nothing yielded yet
@@ -238,8 +237,8 @@ class AsyncElection:
         finally:
             await feed.aclose()
 
-    async def _announce(self) -> None:
-        """Wake observers where the backend needs telling; they look again anyway, so best effort."""
+    async def announce(self) -> None:
+        """Tell observers to look again now (campaign and resign do it themselves); best effort."""
         try:
             await async_shielded(lambda: self._store.announce(self.key))
         except BackendError as exc:

@@ -13,12 +13,14 @@ from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
 from tenure._core.durations import check_timeout
 from tenure._core.guarantees import Guarantee
+from tenure._core.holding import Holding
 from tenure._core.renewal import Validity
 from tenure._core.tokens import Owner
 from tenure._exceptions import AcquireTimeout, AlreadyHeld, BackendProtocolError, NotOwner
 
 if TYPE_CHECKING:
-    from tenure._async.coordinator import AsyncCoordinator
+    from tenure._async.backends.base import AsyncQueueing
+    from tenure._async.context import AsyncContext
 
 log = logging.getLogger("tenure")
 
@@ -52,7 +54,7 @@ class AsyncLock:
 
     def __init__(
         self,
-        coordinator: AsyncCoordinator,
+        context: AsyncContext,
         name: str,
         key: str,
         *,
@@ -69,8 +71,10 @@ class AsyncLock:
         self.reentrant = reentrant
         self.fair = fair
         self._label = label  # what holder() shows: an election's value, else host/pid/thread
-        self._coordinator = coordinator
-        self._store = coordinator._store
+        self._context = context
+        self._store = context.store
+        # The Queueing steps, if the backend has them (the coordinator refused fair=True otherwise).
+        self._queue: AsyncQueueing | None = context.queueing
         self._entered: dict[object, list[AsyncLease]] = {}  # actor -> leases of ``async with``
 
     def __repr__(self) -> str:
@@ -92,11 +96,11 @@ class AsyncLock:
         reentered = self._reenter()
         if reentered is not None:
             return reentered
-        await self._coordinator._ensure_connected()
+        await self._context.ensure_connected()
         started = time.monotonic()
         owner = Owner(label=self._label)  # one identity for every attempt of this wait
-        if self.fair or (self._store.plain_waiters_queue and timeout != 0):
-            return await self._acquire_in_turn(owner, Deadline(timeout, start=started))
+        if self._queue is not None and (self.fair or (self._store.plain_waiters_queue and timeout != 0)):
+            return await self._acquire_in_turn(self._queue, owner, Deadline(timeout, start=started))
         lease = await self._attempt(owner)
         # The deadline and backoff are built only when contended: acquiring is a hot path.
         deadline: Deadline | None = None
@@ -122,17 +126,18 @@ class AsyncLock:
         reentered = self._reenter()
         if reentered is not None:
             return reentered
-        await self._coordinator._ensure_connected()
-        if self.fair:
+        await self._context.ensure_connected()
+        if self.fair and self._queue is not None:
             try:
-                return await self._acquire_in_turn(Owner(label=self._label), Deadline(0))
+                return await self._acquire_in_turn(self._queue, Owner(label=self._label), Deadline(0))
             except AcquireTimeout:
                 return None
         return await self._attempt(Owner(label=self._label))
 
     async def holder(self) -> str | None:
         """Return the label of the current holder, or None if the lock is free."""
-        info = await self._coordinator.inspect(self.name)
+        await self._context.ensure_connected()
+        info = await self._store.holder(self.key)
         return None if info is None else info.label
 
     async def __aenter__(self) -> AsyncLease:
@@ -162,22 +167,25 @@ class AsyncLock:
 
     def _reenter(self) -> AsyncLease | None:
         """Return the lease to enter again, or None to acquire; raise rather than wait for oneself."""
-        held = self._coordinator._holders.get((self.key, async_current_actor()))
-        if held is None or held._released:
+        held = self._context.held_by(self.key, async_current_actor())
+        if held is None:
             return None
-        if self.reentrant and held._lock.reentrant:
-            held.check()  # re-entering a lost lease must not pretend it is still held
-            held._depth += 1
-            return held
-        if held.lost:
+        holding, lease = held
+        if holding.released:
+            return None
+        if self.reentrant and holding.reentrant:
+            lease.check()  # re-entering a lost lease must not pretend it is still held
+            holding.depth += 1
+            return lease
+        if holding.lost_reason is not None:
             return None
         raise AlreadyHeld(
             f"lock {self.name!r} on {self._store.url} is already held by this task or thread "
-            f"(fence {held.fence}), and waiting for it would wait for itself: release it first, "
+            f"(fence {holding.fence}), and waiting for it would wait for itself: release it first, "
             "or make its locks with reentrant=True to acquire it again"
         )
 
-    async def _acquire_in_turn(self, owner: Owner, deadline: Deadline) -> AsyncLease:
+    async def _acquire_in_turn(self, queue: AsyncQueueing, owner: Owner, deadline: Deadline) -> AsyncLease:
         """Wait in the backend's FIFO queue; the lock is handed over when our turn comes."""
         slowest = self._store.poll_interval[1]
         # Waits are short enough to refresh the queue entry well within its patience, and to
@@ -190,7 +198,7 @@ class AsyncLock:
         try:
             while True:
                 started = time.monotonic()
-                fence = await self._store.try_acquire_queued(
+                fence = await queue.try_acquire_queued(
                     self.key, owner, self.ttl, patience=patience, will_wait=will_wait
                 )
                 if fence is None:
@@ -198,14 +206,14 @@ class AsyncLock:
                     if remaining <= 0:
                         raise self._timeout_error(deadline.timeout)
                     started = time.monotonic()
-                    fence = await self._store.wait_turn(self.key, owner, min(remaining, backoff.next_delay()))
+                    fence = await queue.wait_turn(self.key, owner, min(remaining, backoff.next_delay()))
                 if fence is not None:
                     lease = self._held(owner, fence, started)
                     acquired = True
                     return lease
         finally:
             if not acquired:
-                await self._leave_queue(owner)
+                await self._leave_queue(queue, owner)
 
     async def _attempt(self, owner: Owner) -> AsyncLease | None:
         started = time.monotonic()
@@ -224,23 +232,26 @@ class AsyncLock:
         for the name (the caller frees the lock).
         """
         if Guarantee.FENCING in self._store.guarantees:
-            seen = self._coordinator._fences.admit(self.key, fence)
+            seen = self._context.fences.admit(self.key, fence)
             if seen is not None:
                 raise BackendProtocolError(
                     f"lock {self.name!r} on {self._store.url} was granted fence {fence}, not above "
                     f"{seen} already seen for it: the backend lost or rewound its fence counter"
                 )
-        lease = AsyncLease(self, owner, fence, Validity.starting(started, self.ttl))
+        holding = Holding(
+            self.name, self.key, owner, fence, Validity.starting(started, self.ttl), reentrant=self.reentrant
+        )
         # Who holds it, for _reenter: the same task or thread asking again must not wait for itself.
-        lease._holder = (self.key, async_current_actor())
-        self._coordinator._holders[lease._holder] = lease
-        self._coordinator._renewer.add(lease)
+        actor = async_current_actor()
+        lease = AsyncLease(self._context, holding, actor)
+        self._context.add_holder(actor, holding, lease)
+        self._context.renewer.add(holding)
         return lease
 
-    async def _leave_queue(self, owner: Owner) -> None:
+    async def _leave_queue(self, queue: AsyncQueueing, owner: Owner) -> None:
         """Leave the queue after a timeout, an error or a cancellation, keeping the first error."""
         try:
-            await async_shielded(lambda: self._store.leave_queue(self.key, owner))
+            await async_shielded(lambda: queue.leave_queue(self.key, owner))
         except Exception as exc:
             log.warning(
                 "tenure: leaving the queue of %r failed (%s); its entry expires by itself", self.name, exc
@@ -263,10 +274,3 @@ class AsyncLock:
                 self.name,
                 exc,
             )
-
-    def _forget(self, lease: AsyncLease) -> None:
-        """Stop renewing ``lease`` and drop it from the holder table."""
-        self._coordinator._renewer.discard(lease)
-        holders = self._coordinator._holders
-        if lease._holder is not None and holders.get(lease._holder) is lease:  # not its successor
-            del holders[lease._holder]

@@ -18,11 +18,12 @@ class Guarantee(enum.Enum):
 
 
 class Capability(enum.Enum):
-    """An optional group of atomic operations a backend may implement."""
+    """An optional group of atomic operations a backend may implement.
+
+    ``QUEUEING`` is the ``Queueing`` protocol of ``backends/base.py``; ``SESSIONS`` says that
+    what a client holds lives in one server session. The capabilities of the primitives still
+    to come (counting, shared, records, counters) are added with them.
+    """
 
     QUEUEING = "Queueing"
-    COUNTING = "Counting"
-    SHARED = "Shared"
     SESSIONS = "Sessions"
-    RECORDS = "Records"
-    COUNTERS = "Counters"

@@ -8,14 +8,12 @@ from types import TracebackType
 from typing import cast
 
 from tenure._sync.backends.base import LeaseStore
+from tenure._sync.context import Context
 from tenure._sync.election import Election
 from tenure._sync.lease import Lease
 from tenure._sync.lock import Lock
-from tenure._sync.renewer import Renewer
-from tenure._concurrency import Mutex, running_loop
 from tenure._config import default_url
 from tenure._core.durations import check_timeout, check_ttl
-from tenure._core.fences import FenceHighWater
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.keys import namespaced_key, validate_name
@@ -41,15 +39,7 @@ class Coordinator:
     def __init__(self, url: str | None = None) -> None:
         cls, config = resolve(default_url(url), "_sync")
         self._store = cast(LeaseStore, cls(config))  # type: ignore[call-arg]
-        self._renewer = Renewer(self._store)
-        # (key, task or thread) -> the lease it holds: entered again by a reentrant lock, and a
-        # non-reentrant one asked for again by its holder raises at once instead of waiting.
-        self._holders: dict[tuple[str, object], Lease] = {}
-        self._fences = FenceHighWater()  # the highest fence seen per name, to refuse one that goes back
-        self._connect_mutex = Mutex()
-        self._connected = False
-        self._closed = False
-        self._loop: object = None  # the event loop of its first use (None in sync code)
+        self._context = Context(self._store)  # all that the primitives it makes share
 
     def __repr__(self) -> str:
         return f"<Coordinator {self._store.url}>"
@@ -74,6 +64,10 @@ class Coordinator:
         """Return the optional operations the backend offers."""
         return self._store.capabilities
 
+    @property
+    def _connected(self) -> bool:  # what tests check: bad input must be refused before connecting
+        return self._context.connected
+
     def lock(
         self,
         name: str,
@@ -94,13 +88,13 @@ class Coordinator:
         for option, flag in (("reentrant", reentrant), ("fair", fair)):
             if not isinstance(flag, bool):  # fair="no" is truthy: it would mean fair
                 raise ConfigurationError(f"{option} must be True or False, got {flag!r}")
-        if fair and Capability.QUEUEING not in self._store.capabilities:
+        if fair and self._context.queueing is None:
             raise BackendIncapable(
                 f"fair=True needs a backend that queues waiters (Queueing); {self._store.scheme}:// does not"
             )
         key = namespaced_key(self.namespace, name)
         return Lock(
-            self,
+            self._context,
             name,
             key,
             ttl=check_ttl(ttl),
@@ -119,7 +113,8 @@ class Coordinator:
         """
         validate_name(name, what="election name")
         value = holder_label() if value is None else check_value(value)
-        return Election(self, name, election_key(self.namespace, name), value=value, ttl=check_ttl(ttl))
+        key = election_key(self.namespace, name)
+        return Election(self._context, name, key, value=value, ttl=check_ttl(ttl))
 
     def try_lock(self, name: str, *, ttl: float = DEFAULT_TTL) -> Lease | None:
         """Make one attempt at ``name``; return the lease or None if it is held elsewhere."""
@@ -128,33 +123,34 @@ class Coordinator:
     def inspect(self, name: str) -> HolderInfo | None:
         """Return who holds ``name`` (label, fence, seconds left), or None if it is free."""
         validate_name(name)
-        self._ensure_connected()
+        self._context.ensure_connected()
         return self._store.holder(namespaced_key(self.namespace, name))
 
     def connect(self) -> None:
         """Connect to the backend now (otherwise the first operation does)."""
-        self._ensure_connected()
+        self._context.ensure_connected()
 
     def close(self) -> None:
         """Release every lease still held, stop the renewer and disconnect; idempotent.
 
         Afterwards every operation raises ``ConfigurationError``: make a new coordinator.
         """
-        if self._closed:
+        context = self._context
+        if context.closed:
             return
-        self._closed = True
-        self._check_loop()  # another loop's tasks and connections cannot be closed from here
-        for lease in self._renewer.held():
-            lease._depth = 1
+        context.closed = True
+        context.check_loop()  # another loop's tasks and connections cannot be closed from here
+        for holding, lease in context.held():
+            holding.depth = 1  # reentered or not, it goes
             try:
                 lease.release()
             except TenureError as exc:
                 log.warning("tenure: releasing %r at close: %s", lease.name, exc)
-        self._renewer.close()
+        context.renewer.close()
         self._store.close()
 
     def __enter__(self) -> Coordinator:
-        self._ensure_connected()
+        self._context.ensure_connected()
         return self
 
     def __exit__(
@@ -164,34 +160,3 @@ class Coordinator:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def _ensure_connected(self) -> None:
-        if self._closed:  # before "connected": closing does not undo that flag
-            raise ConfigurationError(
-                f"the coordinator for {self.url} is closed; make a new one to go on (closing is final)"
-            )
-        self._check_loop()
-        if self._connected:
-            return
-        with self._connect_mutex:
-            if not self._connected:
-                self._store.connect()
-                self._connected = True
-
-    def _check_loop(self) -> None:
-        """Bind the coordinator to the event loop of its first use; refuse any other loop.
-
-        Its renewer task, its mutexes and the driver's connections belong to that loop: used from
-        another one (a second ``asyncio.run``), leases would silently never be renewed.
-        """
-        loop = running_loop()
-        if loop is self._loop:
-            return
-        if self._loop is None:
-            self._loop = loop
-            return
-        raise ConfigurationError(
-            f"the coordinator for {self.url} was first used in another event loop, to which its "
-            "renewer and connections belong; make one coordinator per event loop (for example "
-            "inside the coroutine that asyncio.run runs)"
-        )

@@ -24,7 +24,6 @@ from tenure._concurrency import (
     shielded,
 )
 from tenure._core.durations import check_timeout
-from tenure._core.guarantees import Capability
 from tenure._core.leader import Leader
 from tenure._exceptions import (
     AcquireTimeout,
@@ -38,7 +37,7 @@ from tenure._exceptions import (
 )
 
 if TYPE_CHECKING:
-    from tenure._sync.coordinator import Coordinator
+    from tenure._sync.context import Context
 
 log = logging.getLogger("tenure")
 
@@ -62,7 +61,7 @@ class Leadership:
     def __init__(self, election: Election, lease: Lease) -> None:
         self.name = election.name
         self.value = election.value
-        self._election = election
+        self._announce = election.announce
         self._lease = lease
         self._resigned = False
 
@@ -111,7 +110,7 @@ class Leadership:
         except LockLost as exc:
             raise self._lost_error(exc) from exc
         finally:
-            self._election._announce()
+            self._announce()
 
     def __enter__(self) -> Leadership:
         self._lease.__enter__()
@@ -131,7 +130,7 @@ class Leadership:
         except LockLost as lost:
             raise self._lost_error(lost) from lost
         finally:
-            self._election._announce()
+            self._announce()
 
     def _lost_error(self, cause: LockLost) -> LeadershipLost:
         if isinstance(cause, LeadershipLost):
@@ -151,17 +150,17 @@ class Election:
     leadership is lost.
     """
 
-    def __init__(self, coordinator: Coordinator, name: str, key: str, *, value: str, ttl: float) -> None:
+    def __init__(self, context: Context, name: str, key: str, *, value: str, ttl: float) -> None:
         self.name = name
         self.key = key
         self.value = value
         self.ttl = ttl
-        self._coordinator = coordinator
-        self._store = coordinator._store
+        self._context = context
+        self._store = context.store
         # Candidates queue in arrival order where the backend can: succession is then in turn.
-        fair = Capability.QUEUEING in self._store.capabilities
+        fair = context.queueing is not None
         self._lock = Lock(
-            coordinator, name, key, ttl=ttl, timeout=None, reentrant=False, fair=fair, label=value
+            context, name, key, ttl=ttl, timeout=None, reentrant=False, fair=fair, label=value
         )
         self._leadership: Leadership | None = None
 
@@ -182,7 +181,7 @@ class Election:
     def _campaign(self, timeout: float | None) -> Leadership:
         timeout = check_timeout(timeout)
         current = self._leadership
-        if current is not None and not current._resigned and not current.lost:
+        if current is not None and current.remaining() > 0:  # neither resigned nor lost
             raise ElectionError(
                 f"election {self.name!r}: this candidate already leads (term {current.term}); resign first"
             )
@@ -199,7 +198,7 @@ class Election:
                 "another candidate leads"
             ) from None
         self._leadership = Leadership(self, lease)
-        self._announce()
+        self.announce()
         return self._leadership
 
     def resign(self) -> None:
@@ -209,7 +208,7 @@ class Election:
 
     def leader(self) -> Leader | None:
         """Return the current leader's value and term, or None if nobody leads."""
-        self._coordinator._ensure_connected()
+        self._context.ensure_connected()
         info = self._store.holder(self.key)
         return None if info is None else Leader(info.label, info.fence)
 
@@ -220,7 +219,7 @@ class Election:
         LISTEN/NOTIFY); a leader that dies sends none, so the observer also looks again when
         its lease would end. Close the iterator when done (``contextlib.aclosing``).
         """
-        self._coordinator._ensure_connected()
+        self._context.ensure_connected()
         feed = self._store.watch(self.key)  # opened first: no change after it is missed
         try:
             last: Leader | bool | None = False  # False: nothing yielded yet
@@ -237,8 +236,8 @@ class Election:
         finally:
             feed.close()
 
-    def _announce(self) -> None:
-        """Wake observers where the backend needs telling; they look again anyway, so best effort."""
+    def announce(self) -> None:
+        """Tell observers to look again now (campaign and resign do it themselves); best effort."""
         try:
             shielded(lambda: self._store.announce(self.key))
         except BackendError as exc:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -12,12 +11,11 @@ from typing import TYPE_CHECKING
 
 from tenure._concurrency import BodyGuard, shielded
 from tenure._core.durations import check_ttl
-from tenure._core.renewal import Validity
-from tenure._core.tokens import Owner
+from tenure._core.holding import Holding
 from tenure._exceptions import LockLost, NotOwner
 
 if TYPE_CHECKING:
-    from tenure._sync.lock import Lock
+    from tenure._sync.context import Context
 
 log = logging.getLogger("tenure")
 
@@ -38,54 +36,48 @@ class Lease:
     the request that granted it, so time in flight is charged against the lease.
     """
 
-    def __init__(self, lock: Lock, owner: Owner, fence: int, validity: Validity) -> None:
-        self.name = lock.name
-        self.fence = fence
-        self._lock = lock
-        self._owner = owner
-        self._validity = validity
-        self._depth = 1  # reentrant acquisitions not yet released
-        self._holder: tuple[str, object] | None = None  # (key, task or thread) that acquired it
+    def __init__(self, context: Context, holding: Holding, actor: object) -> None:
+        self.name = holding.name
+        self.fence = holding.fence
+        self._context = context
+        self._holding = holding
+        self._actor = actor  # the task or thread that acquired it, for the holder table
         self._entered = 0  # nested ``with`` blocks
-        self._released = False
-        self._lost_reason: str | None = None
-        self._callbacks: list[Callable[[Lease], object]] = []
-        self._state = threading.Lock()  # the renewer and the holder may race to report loss
         self._guard = BodyGuard()
-        self._last_renew_error: BaseException | None = None
+        # Loss first forgets the lease, then interrupts the holder's block, then runs callbacks.
+        holding.on_lost(self._forget)
+        holding.on_lost(self._interrupt)
 
     def __repr__(self) -> str:
-        state = "released" if self._released else "lost" if self.lost else "held"
+        state = "released" if self._holding.released else "lost" if self.lost else "held"
         return f"<Lease {self.name!r} fence={self.fence} {state}>"
 
     @property
     def token(self) -> str:
         """Return the owner secret that proves this holder to the backend."""
-        return self._owner.token
+        return self._holding.owner.token
 
     @property
     def ttl(self) -> float:
         """Return the lease's current time to live in seconds."""
-        return self._validity.ttl
+        return self._holding.validity.ttl
 
     @property
     def lost(self) -> bool:
         """Return whether the lease was lost (expired, taken over or its session ended)."""
-        if self._lost_reason is None and not self._released and self._validity.expired(time.monotonic()):
-            self._mark_lost("its validity ran out before it could be renewed")
-        return self._lost_reason is not None
+        return self._holding.lost_reason is not None
 
     def remaining(self) -> float:
         """Return the seconds this lease is surely still valid, by the local clock; 0 if not held."""
-        if self._released or self.lost:
+        if self._holding.released or self.lost:
             return 0.0
-        return self._validity.remaining(time.monotonic())
+        return self._holding.validity.remaining(time.monotonic())
 
     def check(self) -> None:
         """Raise ``LockLost`` if the lease was lost, ``NotOwner`` if it was released."""
         if self.lost:
             raise self._lost_error()
-        if self._released:
+        if self._holding.released:
             raise NotOwner(f"lock {self.name!r} (fence {self.fence}) was already released")
 
     def on_lost(self, callback: Callable[[Lease], object]) -> None:
@@ -95,11 +87,7 @@ class Lease:
         caller of ``check()``, ``lost`` or ``remaining()`` if that notices it first. They should
         be quick and must not block.
         """
-        with self._state:
-            already = self._lost_reason is not None
-            if not already:
-                self._callbacks.append(callback)
-        if already:
+        if not self._holding.on_lost(lambda: _run_callback(callback, self)):
             _run_callback(callback, self)
 
     def renew(self, ttl: float | None = None) -> None:
@@ -108,15 +96,16 @@ class Lease:
         Raises ``LockLost`` if it was lost meanwhile, ``NotOwner`` if it was released,
         ``BackendUnavailable`` if the server cannot be reached.
         """
-        new_ttl = self._validity.ttl if ttl is None else check_ttl(ttl)
+        holding = self._holding
+        new_ttl = holding.validity.ttl if ttl is None else check_ttl(ttl)
         self.check()
-        self._lock._coordinator._check_loop()
+        self._context.check_loop()
         started = time.monotonic()
-        if not self._lock._store.renew(self._lock.key, self._owner, new_ttl):
-            self._mark_lost("the backend refused the renewal: the lease expired or was taken over")
+        if not self._context.store.renew(holding.key, holding.owner, new_ttl):
+            holding.mark_lost("the backend refused the renewal: the lease expired or was taken over")
             raise self._lost_error()
-        self._validity = self._validity.renewed(started, new_ttl)
-        self._lock._coordinator._renewer.reschedule()
+        holding.renewed(started, new_ttl)
+        self._context.renewer.reschedule()
 
     def release(self) -> None:
         """Release the lease (once per reentrant acquisition); idempotent once fully released.
@@ -124,19 +113,21 @@ class Lease:
         Raises ``LockLost`` if the lease had been lost before it was released: whatever the
         holder did after the loss was not protected.
         """
-        if self._released:
+        holding = self._holding
+        if holding.released:
             return
-        if self._depth > 1:
-            self._depth -= 1
+        if holding.depth > 1:
+            holding.depth -= 1
             self.check()
             return
-        self._lock._coordinator._check_loop()
+        self._context.check_loop()
         lost_before = self.lost
-        self._released = True
-        self._lock._forget(self)
-        released = shielded(lambda: self._lock._store.release(self._lock.key, self._owner))
+        holding.released = True
+        self._forget()
+        store = self._context.store
+        released = shielded(lambda: store.release(holding.key, holding.owner))
         if lost_before or not released:
-            self._mark_lost("it had expired or been taken over before it was released", force=True)
+            holding.mark_lost("it had expired or been taken over before it was released", force=True)
             raise self._lost_error()
 
     def __enter__(self) -> Lease:
@@ -157,26 +148,19 @@ class Lease:
         if interrupted:  # our cancellation, but the lease turned out fine: report it anyway
             raise self._lost_error() from exc
 
-    # -- called by the renewer and the lock ----------------------------------------------------
+    def _forget(self) -> None:
+        """Stop renewing the lease and drop it from the holder table (released or lost)."""
+        self._context.renewer.discard(self._holding)
+        self._context.drop_holder(self._holding.key, self._actor, self)
 
-    def _mark_lost(self, reason: str, *, force: bool = False) -> None:
-        """Record the loss once, interrupt the holder's block and run the callbacks."""
-        with self._state:
-            if self._lost_reason is not None or (self._released and not force):
-                return
-            self._lost_reason = reason
-            callbacks, self._callbacks = self._callbacks, []
-        log.warning("tenure: lock %r (fence %d) lost: %s", self.name, self.fence, reason)
-        self._lock._forget(self)
-        if not self._released:
+    def _interrupt(self) -> None:
+        if not self._holding.released:
             self._guard.interrupt()
-        for callback in callbacks:
-            _run_callback(callback, self)
 
     def _lost_error(self) -> LockLost:
         return LockLost(
-            f"lock {self.name!r} (fence {self.fence}) on {self._lock._store.url} was lost: "
-            f"{self._lost_reason}; anything done since may have overlapped another holder"
+            f"lock {self.name!r} (fence {self.fence}) on {self._context.url} was lost: "
+            f"{self._holding.lost_reason}; anything done since may have overlapped another holder"
         )
 
 

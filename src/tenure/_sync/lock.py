@@ -14,12 +14,14 @@ from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
 from tenure._core.durations import check_timeout
 from tenure._core.guarantees import Guarantee
+from tenure._core.holding import Holding
 from tenure._core.renewal import Validity
 from tenure._core.tokens import Owner
 from tenure._exceptions import AcquireTimeout, AlreadyHeld, BackendProtocolError, NotOwner
 
 if TYPE_CHECKING:
-    from tenure._sync.coordinator import Coordinator
+    from tenure._sync.backends.base import Queueing
+    from tenure._sync.context import Context
 
 log = logging.getLogger("tenure")
 
@@ -53,7 +55,7 @@ class Lock:
 
     def __init__(
         self,
-        coordinator: Coordinator,
+        context: Context,
         name: str,
         key: str,
         *,
@@ -70,8 +72,10 @@ class Lock:
         self.reentrant = reentrant
         self.fair = fair
         self._label = label  # what holder() shows: an election's value, else host/pid/thread
-        self._coordinator = coordinator
-        self._store = coordinator._store
+        self._context = context
+        self._store = context.store
+        # The Queueing steps, if the backend has them (the coordinator refused fair=True otherwise).
+        self._queue: Queueing | None = context.queueing
         self._entered: dict[object, list[Lease]] = {}  # actor -> leases of ``with``
 
     def __repr__(self) -> str:
@@ -93,11 +97,11 @@ class Lock:
         reentered = self._reenter()
         if reentered is not None:
             return reentered
-        self._coordinator._ensure_connected()
+        self._context.ensure_connected()
         started = time.monotonic()
         owner = Owner(label=self._label)  # one identity for every attempt of this wait
-        if self.fair or (self._store.plain_waiters_queue and timeout != 0):
-            return self._acquire_in_turn(owner, Deadline(timeout, start=started))
+        if self._queue is not None and (self.fair or (self._store.plain_waiters_queue and timeout != 0)):
+            return self._acquire_in_turn(self._queue, owner, Deadline(timeout, start=started))
         lease = self._attempt(owner)
         # The deadline and backoff are built only when contended: acquiring is a hot path.
         deadline: Deadline | None = None
@@ -123,17 +127,18 @@ class Lock:
         reentered = self._reenter()
         if reentered is not None:
             return reentered
-        self._coordinator._ensure_connected()
-        if self.fair:
+        self._context.ensure_connected()
+        if self.fair and self._queue is not None:
             try:
-                return self._acquire_in_turn(Owner(label=self._label), Deadline(0))
+                return self._acquire_in_turn(self._queue, Owner(label=self._label), Deadline(0))
             except AcquireTimeout:
                 return None
         return self._attempt(Owner(label=self._label))
 
     def holder(self) -> str | None:
         """Return the label of the current holder, or None if the lock is free."""
-        info = self._coordinator.inspect(self.name)
+        self._context.ensure_connected()
+        info = self._store.holder(self.key)
         return None if info is None else info.label
 
     def __enter__(self) -> Lease:
@@ -163,22 +168,25 @@ class Lock:
 
     def _reenter(self) -> Lease | None:
         """Return the lease to enter again, or None to acquire; raise rather than wait for oneself."""
-        held = self._coordinator._holders.get((self.key, current_actor()))
-        if held is None or held._released:
+        held = self._context.held_by(self.key, current_actor())
+        if held is None:
             return None
-        if self.reentrant and held._lock.reentrant:
-            held.check()  # re-entering a lost lease must not pretend it is still held
-            held._depth += 1
-            return held
-        if held.lost:
+        holding, lease = held
+        if holding.released:
+            return None
+        if self.reentrant and holding.reentrant:
+            lease.check()  # re-entering a lost lease must not pretend it is still held
+            holding.depth += 1
+            return lease
+        if holding.lost_reason is not None:
             return None
         raise AlreadyHeld(
             f"lock {self.name!r} on {self._store.url} is already held by this task or thread "
-            f"(fence {held.fence}), and waiting for it would wait for itself: release it first, "
+            f"(fence {holding.fence}), and waiting for it would wait for itself: release it first, "
             "or make its locks with reentrant=True to acquire it again"
         )
 
-    def _acquire_in_turn(self, owner: Owner, deadline: Deadline) -> Lease:
+    def _acquire_in_turn(self, queue: Queueing, owner: Owner, deadline: Deadline) -> Lease:
         """Wait in the backend's FIFO queue; the lock is handed over when our turn comes."""
         slowest = self._store.poll_interval[1]
         # Waits are short enough to refresh the queue entry well within its patience, and to
@@ -191,7 +199,7 @@ class Lock:
         try:
             while True:
                 started = time.monotonic()
-                fence = self._store.try_acquire_queued(
+                fence = queue.try_acquire_queued(
                     self.key, owner, self.ttl, patience=patience, will_wait=will_wait
                 )
                 if fence is None:
@@ -199,14 +207,14 @@ class Lock:
                     if remaining <= 0:
                         raise self._timeout_error(deadline.timeout)
                     started = time.monotonic()
-                    fence = self._store.wait_turn(self.key, owner, min(remaining, backoff.next_delay()))
+                    fence = queue.wait_turn(self.key, owner, min(remaining, backoff.next_delay()))
                 if fence is not None:
                     lease = self._held(owner, fence, started)
                     acquired = True
                     return lease
         finally:
             if not acquired:
-                self._leave_queue(owner)
+                self._leave_queue(queue, owner)
 
     def _attempt(self, owner: Owner) -> Lease | None:
         started = time.monotonic()
@@ -225,23 +233,26 @@ class Lock:
         for the name (the caller frees the lock).
         """
         if Guarantee.FENCING in self._store.guarantees:
-            seen = self._coordinator._fences.admit(self.key, fence)
+            seen = self._context.fences.admit(self.key, fence)
             if seen is not None:
                 raise BackendProtocolError(
                     f"lock {self.name!r} on {self._store.url} was granted fence {fence}, not above "
                     f"{seen} already seen for it: the backend lost or rewound its fence counter"
                 )
-        lease = Lease(self, owner, fence, Validity.starting(started, self.ttl))
+        holding = Holding(
+            self.name, self.key, owner, fence, Validity.starting(started, self.ttl), reentrant=self.reentrant
+        )
         # Who holds it, for _reenter: the same task or thread asking again must not wait for itself.
-        lease._holder = (self.key, current_actor())
-        self._coordinator._holders[lease._holder] = lease
-        self._coordinator._renewer.add(lease)
+        actor = current_actor()
+        lease = Lease(self._context, holding, actor)
+        self._context.add_holder(actor, holding, lease)
+        self._context.renewer.add(holding)
         return lease
 
-    def _leave_queue(self, owner: Owner) -> None:
+    def _leave_queue(self, queue: Queueing, owner: Owner) -> None:
         """Leave the queue after a timeout, an error or a cancellation, keeping the first error."""
         try:
-            shielded(lambda: self._store.leave_queue(self.key, owner))
+            shielded(lambda: queue.leave_queue(self.key, owner))
         except Exception as exc:
             log.warning(
                 "tenure: leaving the queue of %r failed (%s); its entry expires by itself", self.name, exc
@@ -264,10 +275,3 @@ class Lock:
                 self.name,
                 exc,
             )
-
-    def _forget(self, lease: Lease) -> None:
-        """Stop renewing ``lease`` and drop it from the holder table."""
-        self._coordinator._renewer.discard(lease)
-        holders = self._coordinator._holders
-        if lease._holder is not None and holders.get(lease._holder) is lease:  # not its successor
-            del holders[lease._holder]

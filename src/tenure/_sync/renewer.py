@@ -14,7 +14,7 @@ from tenure._exceptions import BackendError
 
 if TYPE_CHECKING:
     from tenure._sync.backends.base import LeaseStore
-    from tenure._sync.lease import Lease
+    from tenure._core.holding import Holding
 
 
 log = logging.getLogger("tenure")
@@ -32,7 +32,7 @@ class Renewer:
 
     def __init__(self, store: LeaseStore) -> None:
         self._store = store
-        self._leases: dict[Lease, float] = {}  # lease -> when it next needs attention
+        self._leases: dict[Holding, float] = {}  # lease -> when it next needs attention
         # Holders (other threads, in sync code) add and drop leases while the worker reads.
         self._table_lock = threading.Lock()
         self._wake: Signal | None = None
@@ -40,9 +40,9 @@ class Renewer:
         self._closed = False
         self._sleeping_until = math.inf  # when the worker will next look at its leases
 
-    def add(self, lease: Lease) -> None:
+    def add(self, lease: Holding) -> None:
         """Start keeping ``lease`` alive."""
-        due = lease._validity.renew_at
+        due = lease.validity.renew_at
         with self._table_lock:
             self._leases[lease] = due
             start = self._worker is None
@@ -59,26 +59,21 @@ class Renewer:
             assert self._wake is not None
             self._wake.set()
 
-    def discard(self, lease: Lease) -> None:
+    def discard(self, lease: Holding) -> None:
         """Stop keeping ``lease`` alive (released or lost)."""
         with self._table_lock:
             self._leases.pop(lease, None)
-
-    def held(self) -> list[Lease]:
-        """Return the leases being kept alive."""
-        with self._table_lock:
-            return list(self._leases)
 
     def reschedule(self) -> None:
         """Recompute every lease's next renewal after a manual ``renew()``."""
         with self._table_lock:
             for lease in self._leases:
-                self._leases[lease] = min(lease._validity.renew_at, lease._validity.valid_until)
+                self._leases[lease] = min(lease.validity.renew_at, lease.validity.valid_until)
             self._sleeping_until = -math.inf  # the worker must look again
         if self._wake is not None:
             self._wake.set()
 
-    def _schedule(self, lease: Lease, due: float) -> bool:
+    def _schedule(self, lease: Holding, due: float) -> bool:
         """Set when ``lease`` next needs attention; return False if it was dropped meanwhile."""
         with self._table_lock:
             if lease not in self._leases:
@@ -110,27 +105,27 @@ class Renewer:
                 self._sleeping_until = soonest
             self._wake.wait(max(0.0, soonest - time.monotonic()))
 
-    def _service(self, lease: Lease) -> None:
+    def _service(self, lease: Holding) -> None:
         started = time.monotonic()
-        validity = lease._validity
+        validity = lease.validity
         if validity.expired(started):
             self.discard(lease)
-            why = f" (last renewal error: {lease._last_renew_error})" if lease._last_renew_error else ""
-            lease._mark_lost(f"it could not be renewed before its validity ran out{why}")
+            why = f" (last renewal error: {lease.last_renew_error})" if lease.last_renew_error else ""
+            lease.mark_lost(f"it could not be renewed before its validity ran out{why}")
             return
         try:
-            renewed = self._store.renew(lease._lock.key, lease._owner, validity.ttl)
+            renewed = self._store.renew(lease.key, lease.owner, validity.ttl)
         except Exception as exc:
             # Anything but a backend error is a bug, but it must not stop the one worker that
             # keeps every lease alive: log it and treat it like an outage of this renewal.
             if not isinstance(exc, BackendError):
                 log.exception("tenure: renewing %r failed unexpectedly", lease.name)
-            lease._last_renew_error = exc
+            lease.last_renew_error = exc
             self._schedule(lease, min(validity.retry_at(time.monotonic()), validity.valid_until))
             return
         if not renewed:
             self.discard(lease)
-            lease._mark_lost("the backend refused the renewal: it expired or was taken over")
+            lease.mark_lost("the backend refused the renewal: it expired or was taken over")
             return
-        lease._validity = validity.renewed(started)
-        self._schedule(lease, lease._validity.renew_at)  # False: released while in flight
+        lease.renewed(started)
+        self._schedule(lease, lease.validity.renew_at)  # False: released while in flight

@@ -1,17 +1,21 @@
 # GENERATED from src/tenure/_async/backends/base.py by scripts/unasync.py: do not edit; edit the source and re-run.
-"""The seam between primitives and backends: what every backend implements."""
+"""The seam between primitives and backends, in one place.
+
+``LeaseStore`` is what every backend implements: atomic steps on the server, each with its
+contract below. Optional capabilities are small Protocols (``Queueing``), checked when a
+primitive is built, never base-class methods that raise.
+"""
 
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 from tenure._concurrency import sleep
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
-from tenure._exceptions import BackendIncapable
 
 
 class LeaseStore(abc.ABC):
@@ -93,7 +97,15 @@ class LeaseStore(abc.ABC):
         """
         return None  # most backends notify from the lock steps themselves, or not at all
 
-    # -- Queueing: FIFO waiting, for backends that declare Capability.QUEUEING -----------------
+
+@runtime_checkable
+class Queueing(Protocol):
+    """The Queueing capability: FIFO waiting, for stores that declare ``Capability.QUEUEING``.
+
+    A lock built with ``fair=True`` (and, where ``plain_waiters_queue`` is set, a plain lock's
+    blocking acquire) waits through these steps; a store without them is refused when the lock
+    is built, with ``BackendIncapable``.
+    """
 
     def try_acquire_queued(
         self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
@@ -105,15 +117,15 @@ class LeaseStore(abc.ABC):
         attempt, which leaves the line if not served at once: a backend that may join its line
         without trying first (a wait that returns at once when the lock is free) must try then.
         """
-        raise BackendIncapable(f"{self.scheme}:// does not queue waiters")
+        ...
 
     def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
         """Wait up to ``timeout`` for ``owner``'s turn; return the fence if the lock was handed over."""
-        raise BackendIncapable(f"{self.scheme}:// does not queue waiters")
+        ...
 
     def leave_queue(self, key: str, owner: Owner) -> None:
         """Leave ``key``'s queue; pass the lock on if it was handed over meanwhile."""
-        raise BackendIncapable(f"{self.scheme}:// does not queue waiters")
+        ...
 
 
 class ChangeFeed:
