@@ -195,6 +195,30 @@ def test_a_frozen_server_gives_backend_timeout_within_op_timeout(own_server: Mar
             assert lease.fence > 0
 
 
+def test_a_wait_outlives_op_timeout_and_later_calls_are_bounded_again(own_server: MariaDBServer) -> None:
+    # The sync twin raises its socket's timeout for a wait in the server's line and lowers it
+    # after: the wait outlives op_timeout, and a call on the connection it was handed the lock
+    # on fails within op_timeout once the server freezes. If PyMySQL ever set the socket's
+    # timeout itself again, one of the two would break here.
+    url = namespaced(own_server.url, op_timeout=0.5, connect_timeout=0.5)
+    with tenure.Coordinator(url) as coord, tenure.Coordinator(url) as waiter:
+        lease = coord.lock("long", ttl=30).acquire()
+        releaser = threading.Timer(1.5, lease.release)
+        releaser.start()
+        started = time.monotonic()
+        handed = waiter.lock("long", ttl=30, fair=True).acquire(timeout=5)
+        assert time.monotonic() - started > 1.2, "the wait outlived op_timeout in the server's line"
+        releaser.join()
+        own_server.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(tenure.LockError):
+                handed.release()  # its connection does not answer: closed, and the lock with it
+            assert time.monotonic() - started < 1.0
+        finally:
+            own_server.resume()
+
+
 async def test_a_frozen_server_gives_backend_timeout_within_op_timeout_async(
     own_server: MariaDBServer,
 ) -> None:

@@ -495,7 +495,7 @@ class MySQLCalls:
     """
 
     def __init__(self) -> None:
-        self._sock: socket.socket | None = None
+        self._socket: socket.socket | None = None
         self._timeout: float | None = None
 
     def connect(self, connect: Callable[..., T], options: dict[str, Any], timeout: float) -> T:
@@ -513,21 +513,21 @@ class MySQLCalls:
         except BaseException:
             sock.close()
             raise
-        self._sock, self._timeout = sock, timeout
+        self._socket, self._timeout = sock, timeout
         return connection  # type: ignore[no-any-return]
 
     def call(self, make: Callable[[], T], timeout: float) -> T:
         """Return ``make()``; a read or write on the socket longer than ``timeout`` fails it."""
-        if timeout != self._timeout and self._sock is not None:
-            self._sock.settimeout(timeout)
+        if timeout != self._timeout and self._socket is not None:
+            self._socket.settimeout(timeout)
             self._timeout = timeout
         return make()
 
     def close(self, connection: Any) -> None:
         """Close the connection; a thread still reading it wakes with an error."""
-        if self._sock is not None:
+        if self._socket is not None:
             with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
+                self._socket.shutdown(socket.SHUT_RDWR)
         connection.close()
 
 
