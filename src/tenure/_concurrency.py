@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import queue
 import socket
 import threading
 import time
@@ -571,7 +572,7 @@ class Pending(Generic[T]):
     def __init__(self, call: Callable[[], T]) -> None:
         self._finished = threading.Event()
         self._outcome: tuple[T] | BaseException | None = None
-        threading.Thread(target=self._run, args=(call,), name="tenure-pending", daemon=True).start()
+        _HELPERS.run(lambda: self._run(call))
 
     def _run(self, call: Callable[[], T]) -> None:
         try:
@@ -599,6 +600,42 @@ class Pending(Generic[T]):
 
     def cancel(self) -> None:
         """Nothing to stop here: ending the call on the server ends the helper thread."""
+
+
+class _Helpers:
+    """Daemon threads that run ``Pending`` calls; an idle one is reused, so a wait spawns none.
+
+    A thread idle for a minute ends.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []
+        self._guard = threading.Lock()
+
+    def run(self, job: Callable[[], None]) -> None:
+        with self._guard:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name="tenure-pending", daemon=True).start()
+        inbox.put(job)
+
+    def _serve(self, inbox: queue.SimpleQueue[Callable[[], None]]) -> None:
+        while True:
+            try:
+                job = inbox.get(timeout=60.0)
+            except queue.Empty:
+                with self._guard:
+                    if inbox in self._idle:
+                        self._idle.remove(inbox)
+                        return
+                continue  # handed a job just now: take it
+            job()
+            with self._guard:
+                self._idle.append(inbox)
+
+
+_HELPERS = _Helpers()
 
 
 def _consume(task: asyncio.Future[Any]) -> None:
