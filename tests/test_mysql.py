@@ -15,8 +15,9 @@ import pymysql  # type: ignore[import-untyped]
 import pytest
 
 import tenure
+from tenure._async.backends.mysql.sql import MAX_LOCK_NAME, lock_name
 from tenure._core.keys import MAX_NAME_BYTES, namespaced_key
-from tenure._core.mysql_sql import MAX_LOCK_NAME, lock_name
+from tenure._core.tokens import Owner
 from tests.servers import free_port
 from tests.servers_mysql import DATABASE, PASSWORD, USER, MariaDBServer
 from tests.workers import read_line, worker
@@ -194,6 +195,30 @@ def test_a_frozen_server_gives_backend_timeout_within_op_timeout(own_server: Mar
             assert lease.fence > 0
 
 
+def test_a_wait_outlives_op_timeout_and_later_calls_are_bounded_again(own_server: MariaDBServer) -> None:
+    # The sync twin raises its socket's timeout for a wait in the server's line and lowers it
+    # after: the wait outlives op_timeout, and a call on the connection it was handed the lock
+    # on fails within op_timeout once the server freezes. If PyMySQL ever set the socket's
+    # timeout itself again, one of the two would break here.
+    url = namespaced(own_server.url, op_timeout=0.5, connect_timeout=0.5)
+    with tenure.Coordinator(url) as coord, tenure.Coordinator(url) as waiter:
+        lease = coord.lock("long", ttl=30).acquire()
+        releaser = threading.Timer(1.5, lease.release)
+        releaser.start()
+        started = time.monotonic()
+        handed = waiter.lock("long", ttl=30, fair=True).acquire(timeout=5)
+        assert time.monotonic() - started > 1.2, "the wait outlived op_timeout in the server's line"
+        releaser.join()
+        own_server.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(tenure.LockError):
+                handed.release()  # its connection does not answer: closed, and the lock with it
+            assert time.monotonic() - started < 1.0
+        finally:
+            own_server.resume()
+
+
 async def test_a_frozen_server_gives_backend_timeout_within_op_timeout_async(
     own_server: MariaDBServer,
 ) -> None:
@@ -264,23 +289,21 @@ def test_fair_waiters_are_handed_the_lock_by_the_server_in_order(mariadb_server:
     assert served == list(range(6))
 
 
-def test_a_lock_parked_for_an_attempt_that_never_comes_frees_itself(mariadb_server: MariaDBServer) -> None:
-    # A plain wait that is granted the lock keeps it for the attempt that follows; if that
-    # attempt never comes, the parked session's idle limit (ceil(ttl)) frees the lock.
+def test_a_lock_handed_to_a_waiter_that_never_takes_it_frees_itself(mariadb_server: MariaDBServer) -> None:
+    # A waiter's session in the server's line is handed the lock by the release and records it
+    # in the same round trip; if the waiter never comes back for it (frozen, or gone), that
+    # session's idle limit (ceil(ttl)) frees the lock like a silent holder's.
     url = namespaced(mariadb_server.url)
     with tenure.Coordinator(url) as coord, tenure.Coordinator(url) as waiter:
-        lease = coord.lock("parked", ttl=5).acquire()
-        lock = waiter.lock("parked", ttl=1)
-        assert lock.try_acquire() is None  # the failed attempt the wait records the holder for
-        released = threading.Timer(0.2, lease.release)
-        released.start()
-        store = waiter._store
-        store.wait_released(lock.key, 2.0)
-        released.join()
-        assert store._parked, "the wait was granted the lock and parked it"  # type: ignore[attr-defined]
-        assert coord.lock("parked").try_acquire() is None, "a parked lock is held"
-        rival = coord.lock("parked", ttl=5).acquire(timeout=3)  # no attempt came: freed by the server
-        assert rival.fence > lease.fence
+        lease = coord.lock("handed", ttl=5).acquire()
+        key = waiter.lock("handed", ttl=1).key
+        queued = waiter._store.try_acquire_queued(key, Owner(label="never back"), 1.0, patience=5.0)
+        assert queued is None, "the lock is held: the waiter is in line"
+        lease.release()
+        time.sleep(0.2)
+        assert coord.lock("handed").try_acquire() is None, "the line's first session was handed it"
+        rival = coord.lock("handed", ttl=5).acquire(timeout=3)  # nobody took it: freed by the server
+        assert rival.fence > lease.fence + 1, "the waiter's session drew a fence when handed it"
         rival.release()
 
 

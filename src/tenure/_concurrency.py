@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import queue
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -458,104 +460,182 @@ def call_stoppably(
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)  # withdraw
 
 
-# -- bounding a driver call, and server-side waits that outlive one wait (the mysql:// backend) --
+# -- one MySQL connection's calls, bounded, and server-side waits (the mysql:// backend) ------
 
 
-async def async_bounded(make: Callable[[], Awaitable[T]], timeout: float) -> T:
-    """Run a driver call, cancelling it after ``timeout`` seconds with TimeoutError.
+class AsyncMySQLCalls:
+    """Open one aiomysql connection and bound each call on it: a late call is cancelled.
 
-    For drivers without their own read timeouts (aiomysql); the caller must then drop the
-    connection, whose state is unknown.
+    The caller drops a connection whose call failed or was cancelled: its state is unknown.
     """
-    async with asyncio.timeout(timeout):
-        return await make()
+
+    async def connect(
+        self, connect: Callable[..., Awaitable[T]], options: dict[str, Any], timeout: float
+    ) -> T:
+        """Return ``connect(**options)``, raising TimeoutError after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            return await connect(**options)
+
+    async def call(self, make: Callable[[], Awaitable[T]], timeout: float) -> T:
+        """Return what ``make()`` awaits, raising TimeoutError after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            return await make()
+
+    def close(self, connection: Any) -> None:
+        """Close the connection (the server ends its session)."""
+        connection.close()
 
 
-def bounded(make: Callable[[], T], timeout: float) -> T:
-    """Run a driver call; the blocking driver bounds it with its own socket timeouts."""
-    return make()
+class MySQLCalls:
+    """Open one PyMySQL connection over a socket of our own, and bound each call by its timeout.
+
+    PyMySQL takes a connected socket (``defer_connect=True``, then ``connect(sock)``, both
+    public), sets the socket's timeout while connecting and, given equal read and write
+    timeouts, never again: so the timeout stays ours to raise for a long server-side wait and
+    lower after it (tests/test_mysql.py checks both bounds against a real server).
+    """
+
+    def __init__(self) -> None:
+        self._socket: socket.socket | None = None
+        self._timeout: float | None = None
+
+    def connect(self, connect: Callable[..., T], options: dict[str, Any], timeout: float) -> T:
+        """Return a connection opened within ``timeout`` seconds (OSError, or the driver's error)."""
+        options = dict(options)
+        options["database"] = options.pop("db")  # PyMySQL's name for it
+        sock = socket.create_connection((options["host"], options["port"]), timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            connection: Any = connect(
+                **options, read_timeout=timeout, write_timeout=timeout, defer_connect=True
+            )
+            connection.connect(sock)
+        except BaseException:
+            sock.close()
+            raise
+        self._socket, self._timeout = sock, timeout
+        return connection  # type: ignore[no-any-return]
+
+    def call(self, make: Callable[[], T], timeout: float) -> T:
+        """Return ``make()``; a read or write on the socket longer than ``timeout`` fails it."""
+        if timeout != self._timeout and self._socket is not None:
+            self._socket.settimeout(timeout)
+            self._timeout = timeout
+        return make()
+
+    def close(self, connection: Any) -> None:
+        """Close the connection; a thread still reading it wakes with an error."""
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+        connection.close()
 
 
 class AsyncPending(Generic[T]):
-    """A request sent now whose reply is awaited in slices, without giving up the request.
+    """A driver call started now, as a task, whose result is collected later in slices.
 
     A server-side wait (a queued GET_LOCK) keeps its place in the server's queue across the
-    caller's short waits. Here a task sends and then reads, bounded by ``timeout``;
-    ``readable`` serves only the threaded twin. ``cancel()`` abandons the request (the caller
-    then drops the connection).
+    caller's short waits. ``cancel()`` abandons the call (the caller then drops the connection).
     """
 
-    def __init__(
-        self,
-        send: Callable[[], Awaitable[None]],
-        receive: Callable[[], Awaitable[T]],
-        readable: Callable[[float], bool],
-        timeout: float,
-    ) -> None:
-        async def run() -> T:
-            async with asyncio.timeout(timeout):
-                await send()
-                return await receive()
-
-        self._task: asyncio.Task[T] = asyncio.get_running_loop().create_task(run())
+    def __init__(self, call: Callable[[], Coroutine[Any, Any, T]]) -> None:
+        self._task: asyncio.Task[T] = asyncio.get_running_loop().create_task(call())
 
     async def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the reply; return whether it has come."""
+        """Wait up to ``timeout`` seconds for the result; return whether it has come."""
         if not self._task.done() and timeout > 0:
             await asyncio.wait({self._task}, timeout=timeout)
         return self._task.done()
 
     def done(self) -> bool:
-        """Return whether the reply has come."""
+        """Return whether the result has come."""
         return self._task.done()
 
     def result(self) -> T:
-        """Return the reply or raise the request's error (only once done)."""
+        """Return the result or raise the call's error (only once done)."""
         return self._task.result()
 
     def cancel(self) -> None:
-        """Abandon the request."""
+        """Abandon the call."""
         self._task.cancel()
         self._task.add_done_callback(_consume)
 
 
 class Pending(Generic[T]):
-    """A request sent now whose reply is read later in the caller's own thread.
+    """A blocking driver call started now, in a helper thread, whose result is collected later.
 
-    ``send()`` runs at once; ``readable(seconds)`` waits for the reply's first bytes (a
-    ``select`` on the socket), so a thread waiting in slices needs no helper thread and the
-    reply wakes it directly. ``receive()`` reads the reply once it is there; the blocking
-    driver's own socket timeouts bound it, so ``timeout`` is not needed here.
+    The calling thread waits in slices for the helper to finish. ``cancel()`` does nothing: the
+    caller ends the call on the server (or closes its connection), and the helper then returns.
     """
 
-    def __init__(
-        self,
-        send: Callable[[], None],
-        receive: Callable[[], T],
-        readable: Callable[[float], bool],
-        timeout: float,
-    ) -> None:
-        send()
-        self._receive = receive
-        self._readable = readable
-        self._arrived = False
+    def __init__(self, call: Callable[[], T]) -> None:
+        self._finished = threading.Event()
+        self._outcome: tuple[T] | BaseException | None = None
+        _HELPERS.run(lambda: self._run(call))
+
+    def _run(self, call: Callable[[], T]) -> None:
+        try:
+            self._outcome = (call(),)
+        except BaseException as exc:  # handed to the thread that collects the result
+            self._outcome = exc
+        finally:
+            self._finished.set()
 
     def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the reply; return whether it has come."""
-        if not self._arrived:
-            self._arrived = self._readable(timeout)
-        return self._arrived
+        """Wait up to ``timeout`` seconds for the result; return whether it has come."""
+        return self._finished.wait(timeout) if timeout > 0 else self._finished.is_set()
 
     def done(self) -> bool:
-        """Return whether the reply has come."""
-        return self.wait(0.0)
+        """Return whether the result has come."""
+        return self._finished.is_set()
 
     def result(self) -> T:
-        """Read and return the reply, or raise the request's error (only once done)."""
-        return self._receive()
+        """Return the result or raise the call's error (only once done)."""
+        outcome = self._outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None, "result() before the call finished"
+        return outcome[0]
 
     def cancel(self) -> None:
-        """Nothing runs on its own: the caller ends the request by closing its connection."""
+        """Nothing to stop here: ending the call on the server ends the helper thread."""
+
+
+class _Helpers:
+    """Daemon threads that run ``Pending`` calls; an idle one is reused, so a wait spawns none.
+
+    A thread idle for a minute ends.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []
+        self._guard = threading.Lock()
+
+    def run(self, job: Callable[[], None]) -> None:
+        with self._guard:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name="tenure-pending", daemon=True).start()
+        inbox.put(job)
+
+    def _serve(self, inbox: queue.SimpleQueue[Callable[[], None]]) -> None:
+        while True:
+            try:
+                job = inbox.get(timeout=60.0)
+            except queue.Empty:
+                with self._guard:
+                    if inbox in self._idle:
+                        self._idle.remove(inbox)
+                        return
+                continue  # handed a job just now: take it
+            job()
+            with self._guard:
+                self._idle.append(inbox)
+
+
+_HELPERS = _Helpers()
 
 
 def _consume(task: asyncio.Future[Any]) -> None:

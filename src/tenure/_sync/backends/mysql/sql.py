@@ -1,7 +1,8 @@
+# GENERATED from src/tenure/_async/backends/mysql/sql.py by scripts/unasync.py: do not edit; edit the source and re-run.
 """SQL text, lock names and URL reading for the ``mysql://`` backend, without any I/O.
 
-Placeholders are PyMySQL's ``%s`` / ``%(name)s``; aiomysql escapes the same way. Every
-statement is autocommitted on its own, and each acquisition and release is one round trip.
+Placeholders are ``%(name)s``, filled with the driver's own escaping (``Connection.escape``).
+Every statement is autocommitted on its own, and each acquisition and release is one round trip.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from tenure._exceptions import ConfigurationError
 LOCK_NAME_PREFIX = "tenure:"
 MAX_LOCK_NAME = 64  # GET_LOCK's limit, in characters
 DEFAULT_PORT = 3306
+MAX_LABEL = 255  # bytes of a holder's label kept in the holder row (characters in table mode)
 LONGEST_SERVER_WAIT = 3600.0  # seconds a queued waiter's GET_LOCK waits on the server per statement
 
 
@@ -27,6 +29,11 @@ def lock_name(key: str) -> str:
     name = LOCK_NAME_PREFIX + key_digest(key, length=MAX_LOCK_NAME - len(LOCK_NAME_PREFIX) - 1)
     assert len(name) <= MAX_LOCK_NAME
     return name
+
+
+def label_text(label: object) -> str:
+    """Return a label read back from a byte column (advisory) or a text column (table)."""
+    return label.decode("utf-8", "replace") if isinstance(label, (bytes, bytearray)) else str(label)
 
 
 def idle_limit(ttl: float) -> int:
@@ -145,19 +152,16 @@ FROM DUAL WHERE {taken}
 # GET_LOCK must not block here: a MEMORY table stays locked for the whole statement.
 ACQUIRE = _RECORD_HOLDER.format(taken="GET_LOCK(%(name)s, 0) = 1")
 
-# A fair waiter, in one round trip whose replies come back one by one: try without waiting
-# (the first reply says at once whether the lock was free), else block in GET_LOCK on the server
-# (its wait queue is first come, first served), then record the holder and draw the fence. The
-# wait starts on the server right after the failed try, with no round trip between them for a
-# releasing holder to slip back in. The waiting statement names no table: a MEMORY table would
-# stay locked while it waits, and any table's metadata lock held that long would hold up the
-# CREATE ... IF NOT EXISTS of a client connecting meanwhile, and with it that client's place in
-# the line (tests/test_mysql.py checks the order across many waits). The holder row and the
-# fence come in the statement after it, once the lock is granted.
-QUEUE = (
-    "SELECT GET_LOCK(%(name)s, 0);"
-    "DO IF(IS_USED_LOCK(%(name)s) = CONNECTION_ID(), 0, GET_LOCK(%(name)s, %(wait)s));"
-    + _RECORD_HOLDER.format(taken="IS_USED_LOCK(%(name)s) = CONNECTION_ID()")
+# A waiter, after ACQUIRE failed: block in GET_LOCK on the server (its wait queue is first come,
+# first served, and a release hands the lock straight to the next in line), then record the
+# holder and draw the fence, in one round trip whose reply comes only once the wait is over.
+# The waiting statement names no table: a MEMORY table would stay locked while it waits, and
+# any table's metadata lock held that long would hold up the CREATE ... IF NOT EXISTS of a
+# client connecting meanwhile, and with it that client's place in the line (tests/test_mysql.py
+# checks the order across many waits). A wait that ends without the lock (its time ran out, or
+# KILL QUERY ended it) records nothing and draws no fence.
+WAIT_TURN = "DO GET_LOCK(%(name)s, %(wait)s);" + _RECORD_HOLDER.format(
+    taken="IS_USED_LOCK(%(name)s) = CONNECTION_ID()"
 )
 
 # Prepended to a statement, in the same round trip, when the hold's ttl changes: the server
@@ -185,21 +189,8 @@ SELECT label, fence, ttl - TIMESTAMPDIFF(MICROSECOND, renewed_at, UTC_TIMESTAMP(
 FROM tenure_holders WHERE lock_name = %(name)s AND conn = IS_USED_LOCK(%(name)s)
 """
 
-# A plain waiter: wait in the server's queue for the lock and, granted, keep it (parked) with
-# the holder recorded and the fence drawn for the owner whose attempt just failed; the attempt
-# the lock always makes next takes it over without another round trip. One release wakes one
-# waiter, not a herd. The session's idle limit is the hold's, so a lock parked for an attempt
-# that never comes (a cancelled task) frees itself like a silent holder's. A fair waiter that
-# will wait sends it too, without QUEUE's try first (the wait ends at once when the lock is
-# free), and reads nothing until the wait is over.
-WAIT_AND_RECORD = "DO GET_LOCK(%(name)s, %(wait)s);" + _RECORD_HOLDER.format(
-    taken="IS_USED_LOCK(%(name)s) = CONNECTION_ID()"
-)
-
-# Record the holder of a lock this session already holds (parked for another owner).
-ADOPT = _RECORD_HOLDER.format(taken="IS_USED_LOCK(%(name)s) = CONNECTION_ID()")
-
-# A waiter with no failed attempt to go by: wait for the lock and give it back at once.
+# wait_released, a hint: wait in the line for the lock and give it back at once. Nothing calls
+# it while plain waiters queue (``plain_waiters_queue``), but the seam offers it.
 WAIT_RELEASED = "SELECT GET_LOCK(%(name)s, %(wait)s), RELEASE_LOCK(%(name)s)"
 
 # -- table mode: a lease table with expiry by the server's clock -----------------------------
