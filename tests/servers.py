@@ -67,10 +67,15 @@ class ServerProcess:
             self.proc.wait()
 
     def pause(self) -> None:
-        """Freeze the process (SIGSTOP): its sockets stay open but nothing answers."""
+        """Freeze the process (SIGSTOP): its sockets stay open but nothing answers.
+
+        Returns once every thread has stopped: a loaded machine can delay the stop of a thread
+        that is inside a system call, and a test must not race the server's last replies.
+        """
         if self.running:
             assert self.proc is not None
             os.kill(self.proc.pid, signal.SIGSTOP)
+            wait_stopped(self.proc.pid)
 
     def resume(self) -> None:
         """Thaw a frozen process."""
@@ -116,3 +121,19 @@ class RedisServer(ServerProcess):
         """Kill the server and start a fresh one on the same port (every key is lost)."""
         self.kill()
         self.start()
+
+
+def wait_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Return once every thread of ``pid`` is stopped (state T), or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            states = [
+                (Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0])
+                for tid in os.listdir(f"/proc/{pid}/task")
+            ]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread ended while we looked
+        if all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.002)
