@@ -7,6 +7,8 @@ cluster of their own, because they kill and restart its nodes.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import os
 import signal
 import socket
@@ -267,3 +269,57 @@ def test_waiters_watch_only_their_predecessor(url: str) -> None:
 
 def test_the_cluster_helper_finds_the_leader(cluster: EtcdCluster, tmp_path: Path) -> None:
     assert cluster.leader() in cluster.nodes
+
+
+def entries_left(url: str, name: str) -> int:
+    """Return how many entries (holders and waiters) lock ``name`` has in etcd right now."""
+    key = namespaced_key(url.split("namespace=")[1].split("&")[0], name)
+    with tenure.Coordinator(url) as coord:
+        coord.connect()
+        store: Any = coord._store
+        reply = store._client.call("kv", "Range", proto.count_entries(proto.lock_prefix(key)), "test")
+        return int(reply.count)
+
+
+@pytest.mark.parametrize("fair", ["plain", "fair"])
+def test_every_process_acquires_again_after_the_leader_is_killed(
+    url: str, cluster: EtcdCluster, tmp_path: Path, fair: str
+) -> None:
+    # Five processes cycle on one lock (ttl 1 s) while the leader is killed, then restarted 1 s
+    # later, twice. An entry whose create or release was lost in the fault must not stay behind,
+    # kept alive by its session: the lock would never be acquired again.
+    ttl, seconds, workers = 1.0, 14.0, 5
+    logs = [tmp_path / f"cycle-{i}.json" for i in range(workers)]
+    procs = [worker("cycle", url, "busy", str(ttl), fair, str(seconds), str(log), stdin=-1) for log in logs]
+    try:
+        time.sleep(2.0)
+        faults: list[tuple[float, float]] = []  # (killed, back up)
+        for _ in range(2):
+            leader = cluster.leader()
+            killed = time.monotonic()
+            leader.kill()
+            time.sleep(1.0)
+            cluster.restart(leader)
+            faults.append((killed, time.monotonic()))
+            time.sleep(2.0)
+        for proc in procs:
+            read_line(proc, "DONE")
+        runs = [json.loads(log.read_text()) for log in logs]
+        errors = sorted({error for run in runs for _, error in run["errors"]})
+        # Every process still holds its sessions: a lost entry would still be there.
+        assert entries_left(url, "busy") == 0, f"an entry was left behind; errors: {errors}"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    ends = faults[-1][1] + 2.0  # the workers run at least this long
+    every = sorted(t for run in runs for t in run["acquired"])
+    # The lock moves on within ttl + an election (+ a call stuck on the dead node) of each kill.
+    bound = ttl + 1.0 + 2.0
+    for killed, _ in faults:
+        after = [t for t in every if t > killed]
+        assert after and after[0] - killed < bound + 1.0, f"no acquisition within {bound + 1:g} s of a kill"
+    gaps = [b - a for a, b in itertools.pairwise(every) if a > faults[0][0]]
+    assert max(gaps) < bound, f"the lock stood still for {max(gaps):.2f} s"
+    for index, run in enumerate(runs):
+        assert any(faults[-1][1] < t < ends for t in run["acquired"]), f"worker {index} never acquired again"

@@ -31,12 +31,19 @@ killed holder is so replaced about ``ttl`` after its last renewal, not when its 
 
 Every call carries ``op_timeout``; calls move on to the next endpoint while one is unreachable
 (see ``etcd_client``: every request is idempotent by its entry's name, so no resend can take a
-lock twice or bring back one that was lost).
+lock twice or bring back one that was lost). Faults of the cluster (a node killed, a leader
+lost) must not leave an entry behind: the session would keep it alive, and the lock blocked,
+for as long as this process lives. So a delete that fails (a release, a waiter leaving, a
+stalled holder's entry) is retried by the keeper until it succeeds or the entry's session is
+gone, and the failed release still raises. A create resent after its node failed that finds
+its entry there (the first sending was applied, its answer lost) holds it: it was made only
+if the lock had no entry, so it is first. A release resent the same way that finds nothing
+returns True if no one else can have deleted the entry (the holder still valid, its session
+alive).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
@@ -59,6 +66,7 @@ log = logging.getLogger("tenure")
 
 REAP_GRACE = 0.05  # seconds past a stalled holder's validity before its entry is deleted
 BLOCKED_KEPT = 256  # locks whose last seen holder is kept for wait_released
+DELETE_RETRY = 0.1  # seconds between the keeper's tries to delete an entry whose delete failed
 
 
 @dataclass(slots=True)
@@ -119,6 +127,9 @@ class AsyncEtcdStore(AsyncLeaseStore):
         self._held: dict[bytes, tuple[float, float, Session]] = {}  # entry -> (ttl, last renewal, session)
         self._queued: dict[bytes, Waiting] = {}  # a fair waiter's entry -> its place
         self._blocked: dict[str, tuple[bytes, int]] = {}  # lock -> (holder, revision) last seen
+        # Entries whose delete failed (release, leave, reap): the keeper deletes them, while the
+        # session they belong to (None: unknown) lives. Else the session would keep them forever.
+        self._doomed: dict[bytes, Session | None] = {}
         self._wake: AsyncSignal | None = None
         self._keeper: AsyncBackground | None = None
         self._closed = False
@@ -144,6 +155,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
             self._held.clear()
             self._queued.clear()
             self._blocked.clear()
+            self._doomed.clear()  # revoking the sessions deletes their entries
         await self._client.aclose()
 
     # -- the lease store ------------------------------------------------------------------------
@@ -159,6 +171,15 @@ class AsyncEtcdStore(AsyncLeaseStore):
             ttl, started, lambda lease: proto.create_if_absent(name, value, lease, guard=guard)
         )
         if not reply.succeeded:
+            mine = reply.responses[0].response_range.kvs
+            if mine:
+                # A resent create whose first sending was applied (its answer was lost with the
+                # node): the entry is ours, and first, since it was made only if none existed.
+                if mine[0].lease == session.lease:
+                    self._hold(name, ttl, started, session)
+                    return int(mine[0].create_revision)
+                await self._delete_or_doom(name, None, "deleting a stale entry")
+                return None
             first = reply.responses[-1].response_range.kvs
             if first:  # where wait_released starts watching, without another read
                 if len(self._blocked) >= BLOCKED_KEPT:
@@ -275,14 +296,10 @@ class AsyncEtcdStore(AsyncLeaseStore):
         assert waiting.predecessor is not None
         ends = time.monotonic() + timeout
         while True:
-            silent_until = waiting.holder_seen + waiting.holder_ttl + drift_margin(waiting.holder_ttl)
+            silent_until = silent_since(waiting.holder_seen, waiting.holder_ttl)
             now = time.monotonic()
             if now >= silent_until:
-                request = proto.delete_if_unchanged(waiting.predecessor, waiting.holder_mod)
-                if (await self._client.call("kv", "Txn", request, "taking over")).succeeded:
-                    log.info("tenure: %r was not renewed within its ttl; taken over", waiting.predecessor)
-                    return True
-                return None  # written or gone meanwhile
+                return True if await self._take_over(waiting.predecessor, waiting.holder_mod) else None
             if now >= ends:
                 return False
             kind, kv = await self._client.watch_entry(
@@ -317,9 +334,14 @@ class AsyncEtcdStore(AsyncLeaseStore):
     async def leave_queue(self, key: str, owner: Owner) -> None:
         name = proto.entry_key(key, owner.token)
         with self._table_lock:
-            self._queued.pop(name, None)
-            self._held.pop(name, None)
-        await self._client.call("kv", "DeleteRange", proto.delete(name), "leaving the queue")
+            waiting = self._queued.pop(name, None)
+            record = self._held.pop(name, None)
+        session = waiting.session if waiting is not None else record[2] if record is not None else None
+        try:
+            await self._client.call("kv", "DeleteRange", proto.delete(name), "leaving the queue")
+        except BackendError:
+            self._doom(name, session)
+            raise
 
     async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
         started = time.monotonic()
@@ -345,9 +367,21 @@ class AsyncEtcdStore(AsyncLeaseStore):
     async def release(self, key: str, owner: Owner) -> bool:
         # The entry's name contains the owner's secret token: only its owner can name it.
         name = proto.entry_key(key, owner.token)
-        self._unhold(name)
-        reply = await self._client.call("kv", "DeleteRange", proto.delete(name), "releasing")
-        return int(reply.deleted) > 0
+        with self._table_lock:
+            record = self._held.pop(name, None)
+            waiting = self._queued.pop(name, None)
+        session = record[2] if record is not None else waiting.session if waiting is not None else None
+        sent: list[int] = []
+        try:
+            reply = await self._client.call("kv", "DeleteRange", proto.delete(name), "releasing", sent=sent)
+        except BackendError:
+            self._doom(name, session)  # the keeper deletes it once the cluster answers again
+            raise
+        if int(reply.deleted) > 0:
+            return True
+        # Resent after its first node failed, the delete finds nothing if that node applied it.
+        # Nobody else deletes a holder's entry while the holder is valid and its session lives.
+        return len(sent) > 1 and record is not None and still_valid(*record)
 
     async def holder(self, key: str) -> HolderInfo | None:
         reply = await self._client.call(
@@ -373,6 +407,14 @@ class AsyncEtcdStore(AsyncLeaseStore):
         if reply.kvs:
             await self._client.wait_deleted(reply.kvs[0].key, reply.header.revision + 1, timeout)
 
+    async def _take_over(self, name: bytes, mod: int) -> bool:
+        """Delete a silent holder's entry if it was not written since ``mod``; return whether done."""
+        request = proto.delete_if_unchanged(name, mod)
+        if (await self._client.call("kv", "Txn", request, "taking over")).succeeded:
+            log.info("tenure: %r was not renewed within its ttl; taken over", name)
+            return True
+        return False  # written or gone meanwhile
+
     async def watch(self, key: str) -> AsyncChangeFeed:
         # Watch the lock's entries from the revision of this read on: nothing after it is missed.
         prefix = proto.lock_prefix(key)
@@ -388,26 +430,61 @@ class AsyncEtcdStore(AsyncLeaseStore):
             now = time.monotonic()
             next_keepalive = await self._client.keep_sessions_alive(now)
             await self._reap(now)
+            retry = await self._delete_doomed()
             with self._table_lock:
                 reaps = [started + ttl + REAP_GRACE for ttl, started, _ in self._held.values()]
-            wake_at = min([next_keepalive, *reaps])
+            wake_at = min([next_keepalive, *reaps, time.monotonic() + DELETE_RETRY if retry else math.inf])
             await self._wake.wait(min(max(0.01, wake_at - time.monotonic()), 1.0))
 
     async def _reap(self, now: float) -> None:
         """Delete the entries of holders that stopped renewing (their validity has ended)."""
         with self._table_lock:
             stalled = [
-                name for name, (ttl, started, _) in self._held.items() if started + ttl + REAP_GRACE < now
+                (name, session)
+                for name, (ttl, started, session) in self._held.items()
+                if started + ttl + REAP_GRACE < now
             ]
-            for name in stalled:
+            for name, _ in stalled:
                 del self._held[name]  # before the delete: a renewal in flight then reports the loss
-        for name in stalled:
-            with contextlib.suppress(BackendError):  # else the session's expiry deletes it
-                await self._client.call("kv", "DeleteRange", proto.delete(name), "deleting a stalled entry")
+        for name, session in stalled:
+            await self._delete_or_doom(name, session, "deleting a stalled entry")
+
+    async def _delete_or_doom(self, name: bytes, session: Session | None, what: str) -> None:
+        """Delete entry ``name``; if that fails, leave it to the keeper to retry."""
+        try:
+            await self._client.call("kv", "DeleteRange", proto.delete(name), what)
+        except BackendError:
+            self._doom(name, session)
+
+    def _doom(self, name: bytes, session: Session | None) -> None:
+        """Have the keeper delete ``name`` (a live session would keep it, and block the lock)."""
+        with self._table_lock:
+            self._doomed[name] = session
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _delete_doomed(self) -> bool:
+        """Try once more to delete each entry whose delete failed; return whether some are left."""
+        with self._table_lock:
+            doomed = list(self._doomed.items())
+        any_alive = any(session.alive for session in self._client.sessions.values())
+        for name, session in doomed:
+            # An entry dies with its session: once that (or, unknown, every one) is gone, so is it.
+            if session.alive if session is not None else any_alive:
+                try:
+                    await self._client.call("kv", "DeleteRange", proto.delete(name), "deleting an entry")
+                except BackendError:
+                    continue  # the cluster does not answer yet: next tick
+            with self._table_lock:
+                if self._doomed.get(name) is session:
+                    del self._doomed[name]
+        with self._table_lock:
+            return bool(self._doomed)
 
     def _hold(self, name: bytes, ttl: float, started: float, session: Session) -> None:
         with self._table_lock:
             self._held[name] = (ttl, started, session)
+            self._doomed.pop(name, None)
         if self._wake is not None:
             self._wake.set()  # the keeper must know when this entry's renewals are overdue
 
@@ -436,6 +513,21 @@ def place(waiting: Waiting, behind: list[Any], revision: int) -> bool:
         waiting.holder_ttl = proto.parse_value(before.value)[0]
         waiting.holder_seen = time.monotonic()
     return False
+
+
+def silent_since(seen: float, ttl: float) -> float:
+    """Return when a holder whose last write was first seen at ``seen`` is surely no longer valid.
+
+    The holder counts its validity from before it sent the write, for ``ttl`` less the drift
+    margin; the write is seen after it was sent.
+    """
+    return seen + ttl + drift_margin(ttl)
+
+
+def still_valid(ttl: float, started: float, session: Session) -> bool:
+    """Return whether a holder whose last renewal was sent at ``started`` is still surely valid."""
+    now = time.monotonic()
+    return session.alive and session.valid_until > now and now < started + ttl - drift_margin(ttl)
 
 
 def endpoints(config: BackendConfig) -> list[str]:
