@@ -24,6 +24,7 @@ import pytest
 import tenure
 from tenure import _etcd_proto as proto
 from tenure._core.keys import namespaced_key
+from tenure._core.renewal import drift_margin
 from tenure._exceptions import BackendUnavailable
 from tests.servers import free_port
 from tests.servers_etcd import EtcdCluster
@@ -323,3 +324,48 @@ def test_every_process_acquires_again_after_the_leader_is_killed(
     assert max(gaps) < bound, f"the lock stood still for {max(gaps):.2f} s"
     for index, run in enumerate(runs):
         assert any(faults[-1][1] < t < ends for t in run["acquired"]), f"worker {index} never acquired again"
+
+
+@pytest.mark.parametrize("fair", ["plain", "fair"])
+def test_a_killed_holder_is_replaced_within_its_ttl(url: str, fair: str) -> None:
+    # The session's TTL is whole seconds (2 s for a 1 s lock): a waiter that waited for it to
+    # expire would wait about twice the ttl. The waiter watching the holder takes over once it
+    # saw no renewal for the ttl (plus the drift margin), plain or fair.
+    ttl = 1.0
+    holder = worker("hold-and-report", url, "crash", str(ttl), fair)
+    valid: list[float] = []
+    try:
+        fence = int(read_line(holder, "HELD").split()[1])
+        assert holder.stdout is not None
+        reader = threading.Thread(
+            target=lambda: valid.extend(
+                float(line.split()[1]) for line in holder.stdout or [] if "VALID" in line
+            )
+        )
+        reader.start()
+        with tenure.Coordinator(url) as coord:
+            got: dict[str, Any] = {}
+            lock = coord.lock("crash", ttl=ttl, fair=fair == "fair")
+            waiter = threading.Thread(
+                target=lambda: got.update(lease=lock.acquire(timeout=6), at=time.monotonic())
+            )
+            waiter.start()
+            time.sleep(1.3)  # the waiter sees a few renewals
+            assert not got, "the lock was taken from a live holder"
+            killed = time.monotonic()
+            holder.kill()  # kill -9: no release, no goodbye
+            holder.wait()
+            waiter.join(timeout=10)
+            reader.join(timeout=5)
+            assert got, "the waiter did not get the lock"
+            assert got["lease"].fence > fence
+            got["lease"].release()
+        # The holder's last renewal was sent at its last validity deadline less the ttl (and margin).
+        renewed = valid[-1] - ttl + drift_margin(ttl)
+        after_kill, after_renewal = got["at"] - killed, got["at"] - renewed
+        assert after_renewal < ttl + 0.25, (
+            f"{after_renewal:.3f} s after the last renewal ({after_kill:.3f} after the kill)"
+        )
+    finally:
+        holder.kill()
+        holder.wait()

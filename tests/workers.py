@@ -116,6 +116,22 @@ def hold_forever(url: str, name: str, ttl: str) -> int:
     return 1
 
 
+def hold_and_report(url: str, name: str, ttl: str, fair: str) -> int:
+    """Hold the lock until killed; say ``VALID <monotonic deadline>`` each time a renewal moves it."""
+    with tenure.Coordinator(url) as coord:
+        lease = coord.lock(name, ttl=float(ttl), fair=fair == "fair").acquire(timeout=5)
+        print(f"HELD {lease.fence}", flush=True)
+        last = 0.0
+        ends = time.monotonic() + 60
+        while time.monotonic() < ends and not lease.lost:
+            deadline = time.monotonic() + lease.remaining()
+            if deadline > last + 0.005:
+                last = deadline
+                print(f"VALID {deadline:.6f}", flush=True)
+            time.sleep(0.002)
+    return 1
+
+
 def lead_and_check(url: str, name: str, ttl: str, register: Path) -> int:
     """Lead, write with our term, and check every 20 ms; once deposed, try a late fenced write."""
     called = []
@@ -168,6 +184,8 @@ if __name__ == "__main__":
         sys.exit(cycle(*args[:5], Path(args[5])))
     if role == "hold-and-check":
         sys.exit(hold_and_check(*args))
+    if role == "hold-and-report":
+        sys.exit(hold_and_report(*args))
     if role == "hold-forever":
         sys.exit(hold_forever(*args))
     if role == "lead-and-check":

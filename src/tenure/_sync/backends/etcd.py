@@ -14,7 +14,8 @@ created before it) it holds the lock without another request, else it reads the 
 from its own member (no round through the leader: see ``_look_behind``).
 ``try_acquire`` creates its entry only if the lock has no entry at all, so a plain attempt never
 jumps the queue and leaves nothing behind when it fails; plain (``fair=False``) waiters watch the
-holder's entry the failed attempt saw, so a release wakes all of them.
+holder's entry the failed attempt saw (its deletion and its rewrites), so a release wakes all
+of them.
 
 ``ttl`` for a session-bound lock: the entry lives while its session lives, so a crashed holder
 blocks others for the session's TTL. Locks of one ttl share a session whose lease is granted
@@ -25,10 +26,12 @@ succeeds only while the session is known alive at the server for at least ``ttl`
 never outlives the server's. When a holder's renewals stop for longer than ``ttl`` (a partition
 only this store sees, a stuck renewer), the keeper deletes its entry, so others do not wait for
 the whole session to expire. A holder that died cannot do that, so every renewal also rewrites
-the entry, and the fair waiter just behind the holder, which watches it, deletes the entry
-(only if it is unchanged) once it saw no rewrite for the holder's ttl plus the drift margin:
-the holder's validity, counted from before it sent its last rewrite, has ended by then. A
-killed holder is so replaced about ``ttl`` after its last renewal, not when its session expires.
+the entry, and a waiter that watches the holder (the fair waiter just behind it, or any plain
+waiter) deletes the entry (only if it is unchanged: a compare on its mod revision) once it saw
+no rewrite for the holder's ttl plus the drift margin, then tries again: the holder's
+validity, counted from before it sent its last rewrite, has ended by then. A killed or paused
+holder is so replaced about ``ttl`` after its last renewal, not when its session expires (up to
+twice the ttl later, for a ttl of 1 s).
 
 Every call carries ``op_timeout``; calls move on to the next endpoint while one is unreachable
 (see ``etcd_client``: every request is idempotent by its entry's name, so no resend can take a
@@ -71,6 +74,15 @@ DELETE_RETRY = 0.1  # seconds between the keeper's tries to delete an entry whos
 
 
 @dataclass(slots=True)
+class Sighting:
+    """The last write of a holder's entry a plain waiter saw, and when it first saw it."""
+
+    mod: int  # the entry's mod revision
+    ttl: float  # the holder's ttl, as its entry says
+    seen: float  # local monotonic time
+
+
+@dataclass(slots=True)
 class Waiting:
     """A fair waiter's entry: its place in the line and the entry it watches."""
 
@@ -96,8 +108,8 @@ class EtcdStore(LeaseStore):
     SERVER_TIME: entries end when the session lease expires by the server's clock.
     SURVIVES_FAILOVER: the entries are replicated by raft, so a held lock survives the loss of
     a minority of nodes, and calls move on to the next endpoint. SESSION_BOUND: every entry
-    dies with its session (a crashed or paused process loses its locks after the session TTL,
-    about the lock's ttl rounded up to whole seconds).
+    dies with its session; before that, the waiters watching a crashed or paused holder take
+    over about the lock's ttl after its last renewal.
     CROSS_PROCESS, CROSS_HOST. Capabilities: SESSIONS, QUEUEING.
     """
 
@@ -128,6 +140,7 @@ class EtcdStore(LeaseStore):
         self._held: dict[bytes, tuple[float, float, Session]] = {}  # entry -> (ttl, last renewal, session)
         self._queued: dict[bytes, Waiting] = {}  # a fair waiter's entry -> its place
         self._blocked: dict[str, tuple[bytes, int]] = {}  # lock -> (holder, revision) last seen
+        self._sightings: dict[bytes, Sighting] = {}  # a holder's entry -> its last write seen
         # Entries whose delete failed (release, leave, reap): the keeper deletes them, while the
         # session they belong to (None: unknown) lives. Else the session would keep them forever.
         self._doomed: dict[bytes, Session | None] = {}
@@ -156,6 +169,7 @@ class EtcdStore(LeaseStore):
             self._held.clear()
             self._queued.clear()
             self._blocked.clear()
+            self._sightings.clear()
             self._doomed.clear()  # revoking the sessions deletes their entries
         self._client.close()
 
@@ -186,6 +200,7 @@ class EtcdStore(LeaseStore):
                 if len(self._blocked) >= BLOCKED_KEPT:
                     self._blocked.clear()  # only hints: failed tries on many locks must not pile up
                 self._blocked[key] = (bytes(first[0].key), int(reply.header.revision) + 1)
+                self._saw(first[0])
             return None
         self._hold(name, ttl, started, session)
         return int(reply.responses[1].response_range.kvs[0].create_revision)
@@ -400,16 +415,47 @@ class EtcdStore(LeaseStore):
         return HolderInfo(label, int(first.create_revision), remaining)
 
     def wait_released(self, key: str, timeout: float) -> None:
-        blocked = self._blocked.pop(key, None)
-        if blocked is not None:  # the holder the last failed attempt saw, from just after it
-            self._client.wait_deleted(*blocked, timeout)
-            return
-        reply = self._client.call("kv", "Range", proto.first_entry(proto.lock_prefix(key)), "waiting")
-        if reply.kvs:
-            self._client.wait_deleted(reply.kvs[0].key, reply.header.revision + 1, timeout)
+        # A plain waiter watches the holder's entry: its deletion wakes it, and a holder that
+        # stopped rewriting it (crashed, paused) is taken over, as the fair waiter behind it does.
+        ends = time.monotonic() + timeout
+        blocked = self._blocked.pop(key, None)  # the holder the last failed attempt saw
+        if blocked is None:
+            reply = self._client.call(
+                "kv", "Range", proto.first_entry(proto.lock_prefix(key)), "waiting"
+            )
+            if not reply.kvs:
+                return
+            self._saw(reply.kvs[0])
+            blocked = (bytes(reply.kvs[0].key), int(reply.header.revision) + 1)
+        name, since = blocked
+        while True:
+            sighting = self._sightings.get(name)
+            now = time.monotonic()
+            silent_until = math.inf if sighting is None else silent_since(sighting.seen, sighting.ttl)
+            if sighting is not None and now >= silent_until:
+                self._take_over(name, sighting.mod)
+                return
+            if now >= ends:
+                return
+            kind, kv = self._client.watch_entry(name, since, min(ends, silent_until) - now)
+            if kind in ("deleted", "ended"):
+                return
+            if kind == "put":
+                self._saw(kv)
+                since = int(kv.mod_revision) + 1
+
+    def _saw(self, kv: Any) -> None:
+        """Note a write of a holder's entry; its silence is counted from when it was first seen."""
+        name, mod = bytes(kv.key), int(kv.mod_revision)
+        known = self._sightings.get(name)
+        if known is None or mod > known.mod:  # a read racing a watched write may be older
+            if len(self._sightings) >= BLOCKED_KEPT:
+                self._sightings.clear()  # hints: forgetting one only delays a take-over
+            self._sightings[name] = Sighting(mod, proto.parse_value(kv.value)[0], time.monotonic())
 
     def _take_over(self, name: bytes, mod: int) -> bool:
         """Delete a silent holder's entry if it was not written since ``mod``; return whether done."""
+        self._sightings.pop(name, None)
         request = proto.delete_if_unchanged(name, mod)
         if (self._client.call("kv", "Txn", request, "taking over")).succeeded:
             log.info("tenure: %r was not renewed within its ttl; taken over", name)
