@@ -326,8 +326,9 @@ def test_every_process_acquires_again_after_the_leader_is_killed(
         assert any(faults[-1][1] < t < ends for t in run["acquired"]), f"worker {index} never acquired again"
 
 
+@pytest.mark.parametrize("fault", ["kill", "stop"])
 @pytest.mark.parametrize("fair", ["plain", "fair"])
-def test_a_killed_holder_is_replaced_within_its_ttl(url: str, fair: str) -> None:
+def test_a_killed_or_paused_holder_is_replaced_within_its_ttl(url: str, fair: str, fault: str) -> None:
     # The session's TTL is whole seconds (2 s for a 1 s lock): a waiter that waited for it to
     # expire would wait about twice the ttl. The waiter watching the holder takes over once it
     # saw no renewal for the ttl (plus the drift margin), plain or fair.
@@ -352,20 +353,25 @@ def test_a_killed_holder_is_replaced_within_its_ttl(url: str, fair: str) -> None
             waiter.start()
             time.sleep(1.3)  # the waiter sees a few renewals
             assert not got, "the lock was taken from a live holder"
-            killed = time.monotonic()
-            holder.kill()  # kill -9: no release, no goodbye
-            holder.wait()
+            struck = time.monotonic()
+            # kill -9: no release, no goodbye; SIGSTOP: the same, until it is resumed
+            os.kill(holder.pid, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
             waiter.join(timeout=10)
-            reader.join(timeout=5)
             assert got, "the waiter did not get the lock"
+            last_valid = valid[-1]
             assert got["lease"].fence > fence
             got["lease"].release()
+        os.kill(holder.pid, signal.SIGCONT)  # a paused holder sees its lease lost, and leaves
+        holder.wait(timeout=10)
+        reader.join(timeout=5)
         # The holder's last renewal was sent at its last validity deadline less the ttl (and margin).
-        renewed = valid[-1] - ttl + drift_margin(ttl)
-        after_kill, after_renewal = got["at"] - killed, got["at"] - renewed
+        renewed = last_valid - ttl + drift_margin(ttl)
+        after_fault, after_renewal = got["at"] - struck, got["at"] - renewed
         assert after_renewal < ttl + 0.25, (
-            f"{after_renewal:.3f} s after the last renewal ({after_kill:.3f} after the kill)"
+            f"{after_renewal:.3f} s after the last renewal ({after_fault:.3f} after the {fault})"
         )
     finally:
-        holder.kill()
+        if holder.poll() is None:
+            os.kill(holder.pid, signal.SIGCONT)
+            holder.kill()
         holder.wait()
