@@ -475,15 +475,15 @@ class AsyncEtcdStore(AsyncLeaseStore):
             self._wake.clear()
             now = time.monotonic()
             next_keepalive = await self._client.keep_sessions_alive(now)
-            await self._reap(now)
+            self._reap(now)
             retry = await self._delete_doomed()
             with self._table_lock:
                 reaps = [started + ttl + REAP_GRACE for ttl, started, _ in self._held.values()]
             wake_at = min([next_keepalive, *reaps, time.monotonic() + DELETE_RETRY if retry else math.inf])
             await self._wake.wait(min(max(0.01, wake_at - time.monotonic()), 1.0))
 
-    async def _reap(self, now: float) -> None:
-        """Delete the entries of holders that stopped renewing (their validity has ended)."""
+    def _reap(self, now: float) -> None:
+        """Have the entries of holders that stopped renewing (their validity has ended) deleted."""
         with self._table_lock:
             stalled = [
                 (name, session)
@@ -493,7 +493,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
             for name, _ in stalled:
                 del self._held[name]  # before the delete: a renewal in flight then reports the loss
         for name, session in stalled:
-            await self._delete_or_doom(name, session, "deleting a stalled entry")
+            self._doom(name, session)  # deleted by _delete_doomed, right after this
 
     async def _delete_or_doom(self, name: bytes, session: Session | None, what: str) -> None:
         """Delete entry ``name``; if that fails, leave it to the keeper to retry."""
@@ -517,10 +517,12 @@ class AsyncEtcdStore(AsyncLeaseStore):
         for name, session in doomed:
             # An entry dies with its session: once that (or, unknown, every one) is gone, so is it.
             if session.alive if session is not None else any_alive:
+                # After a failure the rest wait for the next tick too: the cluster does not
+                # answer yet, and each try could hold up the session keep-alives for op_timeout.
                 try:
                     await self._client.call("kv", "DeleteRange", proto.delete(name), "deleting an entry")
                 except BackendError:
-                    continue  # the cluster does not answer yet: next tick
+                    break
             with self._table_lock:
                 if self._doomed.get(name) is session:
                     del self._doomed[name]

@@ -484,7 +484,7 @@ class EtcdStore(LeaseStore):
             self._wake.wait(min(max(0.01, wake_at - time.monotonic()), 1.0))
 
     def _reap(self, now: float) -> None:
-        """Delete the entries of holders that stopped renewing (their validity has ended)."""
+        """Have the entries of holders that stopped renewing (their validity has ended) deleted."""
         with self._table_lock:
             stalled = [
                 (name, session)
@@ -494,7 +494,7 @@ class EtcdStore(LeaseStore):
             for name, _ in stalled:
                 del self._held[name]  # before the delete: a renewal in flight then reports the loss
         for name, session in stalled:
-            self._delete_or_doom(name, session, "deleting a stalled entry")
+            self._doom(name, session)  # deleted by _delete_doomed, right after this
 
     def _delete_or_doom(self, name: bytes, session: Session | None, what: str) -> None:
         """Delete entry ``name``; if that fails, leave it to the keeper to retry."""
@@ -518,10 +518,12 @@ class EtcdStore(LeaseStore):
         for name, session in doomed:
             # An entry dies with its session: once that (or, unknown, every one) is gone, so is it.
             if session.alive if session is not None else any_alive:
+                # After a failure the rest wait for the next tick too: the cluster does not
+                # answer yet, and each try could hold up the session keep-alives for op_timeout.
                 try:
                     self._client.call("kv", "DeleteRange", proto.delete(name), "deleting an entry")
                 except BackendError:
-                    continue  # the cluster does not answer yet: next tick
+                    break
             with self._table_lock:
                 if self._doomed.get(name) is session:
                     del self._doomed[name]
