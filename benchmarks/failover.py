@@ -10,6 +10,10 @@ parent measures, ``--rounds`` times each:
 - resign hand-over: the leader is told ``RESIGN`` on its stdin, takes ``time.monotonic()`` just
   before it resigns (``RESIGNED <t0>``), and the hand-over is the next leader's time minus t0.
 
+``--lock plain`` or ``--lock fair`` makes tenure's candidates hold a lock of that kind instead
+of leading an election (``LEADER`` then means "holds the lock", its term the fence, and
+resigning is releasing): the crash recovery of locks. The peers run as they do without it.
+
 Contenders at the same TTL: tenure on every backend it has here, kazoo's ``Election``, tooz's
 leader election (redis and zookeeper drivers) and ``etcdctl lock --ttl``. Servers are the real
 binaries the test fixtures start (``tests/servers*.py``), one set per backend, stopped at the end.
@@ -75,17 +79,25 @@ def worker_tenure(args: argparse.Namespace) -> None:
 
     coord = tenure.Coordinator(args.url)
     try:
-        election = coord.election(args.name, value=f"candidate-{args.index}", ttl=args.ttl)
-        coord.connect()
-        emit("READY")
-        leadership = election.campaign()
-        emit(f"LEADER {time.monotonic():.6f} {leadership.term}")
+        if args.lock == "election":
+            election = coord.election(args.name, value=f"candidate-{args.index}", ttl=args.ttl)
+            coord.connect()
+            emit("READY")
+            leadership: Any = election.campaign()
+            term, resign = leadership.term, leadership.resign
+        else:  # a lock held as leadership is: the same lines, the fence as the term
+            lock = coord.lock(args.name, ttl=args.ttl, fair=args.lock == "fair")
+            coord.connect()
+            emit("READY")
+            leadership = lock.acquire(timeout=None)
+            term, resign = leadership.fence, leadership.release
+        emit(f"LEADER {time.monotonic():.6f} {term}")
         leadership.on_lost(lambda _: emit(f"LOST {time.monotonic():.6f}"))
         threading.Thread(target=report_validity, args=(leadership,), daemon=True).start()
         if not wait_for_resign():
             return
         t0 = time.monotonic()
-        leadership.resign()
+        resign()
         emit(f"RESIGNED {t0:.6f} {time.monotonic():.6f}")
     finally:
         coord.close()
@@ -241,7 +253,8 @@ def _ttl_int(ttl: float) -> int:
 
 def tenure_argv(spec: Spec, params: Params, name: str, ttl: float, index: int) -> list[str]:
     url = params["tenure_url"].replace("{TTL}", f"{ttl:g}")
-    return _worker_argv("tenure", url=url, name=name, ttl=f"{ttl:g}", index=str(index))
+    lock = params.get("lock", "election")
+    return _worker_argv("tenure", url=url, name=name, ttl=f"{ttl:g}", index=str(index), lock=lock)
 
 
 def tenure_table_argv(spec: Spec, params: Params, name: str, ttl: float, index: int) -> list[str]:
@@ -732,10 +745,11 @@ def _met(record: Record, key: str) -> str:
     return "-" if value is None else ("met" if value else "MISSED")
 
 
-def render(results: dict[str, Record], skipped: dict[str, str], ttl: float) -> str:
+def render(results: dict[str, Record], skipped: dict[str, str], ttl: float, lock: str = "election") -> str:
     w = max([len("contender"), *(len(n) for n in results)])
+    what = "leader failover" if lock == "election" else f"lock failover (tenure: {lock} locks)"
     lines = [
-        f"leader failover at ttl {ttl:g} s, {CANDIDATES} candidates (targets on the max over the rounds: "
+        f"{what} at ttl {ttl:g} s, {CANDIDATES} candidates (targets on the max over the rounds: "
         f"kill -9 <= ttl + {FAILOVER_SLACK * 1e3:.0f} ms, resign <= {HANDOVER_TARGET * 1e3:.0f} ms)",
         "",
         f"{'':<{w}} {'':<10} {'':>4} | {'kill -9 (ms)':^34} | {'tenure (ms)':^11} | {'resign (ms)':^13} | "
@@ -793,6 +807,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--ttl", type=float, default=2.0, help="the TTL / session timeout of every contender (2)"
     )
     parser.add_argument("--rounds", type=int, default=5, help="kill -9 and resign rounds per contender (5)")
+    parser.add_argument(
+        "--lock",
+        choices=("election", "plain", "fair"),
+        default="election",
+        help="what tenure's candidates hold: an election's leadership (default), or a plain or fair lock",
+    )
     parser.add_argument("--seed", type=int, default=6, help="seed of the random pauses before kills")
     parser.add_argument("--workdir", type=Path, help="where servers and logs live (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="where to write the results")
@@ -840,7 +860,8 @@ def main(argv: list[str] | None = None) -> int:
             specs = [s for s in chosen if s.backend == backend]
             progress(f"{backend}: starting servers")
             try:
-                with servers(backend, workdir) as params:
+                with servers(backend, workdir) as server_params:
+                    params = {**server_params, "lock": args.lock}
                     for spec in specs:
                         if spec.name == "etcdctl-lock" and not shutil.which(params["etcdctl"]):
                             skipped[spec.name] = "etcdctl not installed"
@@ -852,11 +873,12 @@ def main(argv: list[str] | None = None) -> int:
                     if spec.name not in results:
                         skipped[spec.name] = f"{type(exc).__name__}: {exc}"
                 progress(f"{backend}: skipped ({exc})")
-    print(render(results, skipped, args.ttl))
+    print(render(results, skipped, args.ttl, args.lock))
     out = args.json or RESULTS / f"failover-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "benchmark": "failover",
+        "held": args.lock,
         "ttl_s": args.ttl,
         "rounds": args.rounds,
         "candidates": CANDIDATES,
@@ -882,6 +904,7 @@ def worker_main(argv: list[str]) -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--ttl", type=float, required=True)
     parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--lock", choices=("election", "plain", "fair"), default="election")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # the parent went away: leave quietly
     WORKERS[args.kind](args)

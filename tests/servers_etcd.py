@@ -144,7 +144,7 @@ class EtcdCluster:
             assert isinstance(status, dict)
             header = status["header"]
             assert isinstance(header, dict)
-            if status["leader"] == header["member_id"]:
+            if status.get("leader") == header["member_id"]:
                 port = str(row["Endpoint"]).rsplit(":", 1)[1]
                 return next(node for node in self.nodes if str(node.client_port) == port)
         raise RuntimeError("the etcd cluster has no leader")
@@ -154,7 +154,7 @@ class EtcdCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             rows = self.status()
-            leaders = {row["Status"]["leader"] for row in rows if isinstance(row.get("Status"), dict)}  # type: ignore[index]
+            leaders = {row["Status"].get("leader", 0) for row in rows if isinstance(row.get("Status"), dict)}  # type: ignore[attr-defined]
             running = sum(1 for node in self.nodes if node.running)
             if len(rows) == running and len(leaders) == 1 and 0 not in leaders:
                 return

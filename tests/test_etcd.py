@@ -7,6 +7,8 @@ cluster of their own, because they kill and restart its nodes.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import os
 import signal
 import socket
@@ -22,6 +24,7 @@ import pytest
 import tenure
 from tenure import _etcd_proto as proto
 from tenure._core.keys import namespaced_key
+from tenure._core.renewal import drift_margin
 from tenure._exceptions import BackendUnavailable
 from tests.servers import free_port
 from tests.servers_etcd import EtcdCluster
@@ -267,3 +270,108 @@ def test_waiters_watch_only_their_predecessor(url: str) -> None:
 
 def test_the_cluster_helper_finds_the_leader(cluster: EtcdCluster, tmp_path: Path) -> None:
     assert cluster.leader() in cluster.nodes
+
+
+def entries_left(url: str, name: str) -> int:
+    """Return how many entries (holders and waiters) lock ``name`` has in etcd right now."""
+    key = namespaced_key(url.split("namespace=")[1].split("&")[0], name)
+    with tenure.Coordinator(url) as coord:
+        coord.connect()
+        store: Any = coord._store
+        reply = store._client.call("kv", "Range", proto.count_entries(proto.lock_prefix(key)), "test")
+        return int(reply.count)
+
+
+@pytest.mark.parametrize("fair", ["plain", "fair"])
+def test_every_process_acquires_again_after_the_leader_is_killed(
+    url: str, cluster: EtcdCluster, tmp_path: Path, fair: str
+) -> None:
+    # Five processes cycle on one lock (ttl 1 s) while the leader is killed, then restarted 1 s
+    # later, twice. An entry whose create or release was lost in the fault must not stay behind,
+    # kept alive by its session: the lock would never be acquired again.
+    ttl, seconds, workers = 1.0, 14.0, 5
+    logs = [tmp_path / f"cycle-{i}.json" for i in range(workers)]
+    procs = [worker("cycle", url, "busy", str(ttl), fair, str(seconds), str(log), stdin=-1) for log in logs]
+    try:
+        time.sleep(2.0)
+        faults: list[tuple[float, float]] = []  # (killed, back up)
+        for _ in range(2):
+            leader = cluster.leader()
+            killed = time.monotonic()
+            leader.kill()
+            time.sleep(1.0)
+            cluster.restart(leader)
+            faults.append((killed, time.monotonic()))
+            time.sleep(2.0)
+        for proc in procs:
+            read_line(proc, "DONE")
+        runs = [json.loads(log.read_text()) for log in logs]
+        errors = sorted({error for run in runs for _, error in run["errors"]})
+        # Every process still holds its sessions: a lost entry would still be there.
+        assert entries_left(url, "busy") == 0, f"an entry was left behind; errors: {errors}"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    ends = faults[-1][1] + 2.0  # the workers run at least this long
+    every = sorted(t for run in runs for t in run["acquired"])
+    # The lock moves on within ttl + an election (+ a call stuck on the dead node) of each kill.
+    bound = ttl + 1.0 + 2.0
+    for killed, _ in faults:
+        after = [t for t in every if t > killed]
+        assert after and after[0] - killed < bound + 1.0, f"no acquisition within {bound + 1:g} s of a kill"
+    gaps = [b - a for a, b in itertools.pairwise(every) if a > faults[0][0]]
+    assert max(gaps) < bound, f"the lock stood still for {max(gaps):.2f} s"
+    for index, run in enumerate(runs):
+        assert any(faults[-1][1] < t < ends for t in run["acquired"]), f"worker {index} never acquired again"
+
+
+@pytest.mark.parametrize("fault", ["kill", "stop"])
+@pytest.mark.parametrize("fair", ["plain", "fair"])
+def test_a_killed_or_paused_holder_is_replaced_within_its_ttl(url: str, fair: str, fault: str) -> None:
+    # The session's TTL is whole seconds (2 s for a 1 s lock): a waiter that waited for it to
+    # expire would wait about twice the ttl. The waiter watching the holder takes over once it
+    # saw no renewal for the ttl (plus the drift margin), plain or fair.
+    ttl = 1.0
+    holder = worker("hold-and-report", url, "crash", str(ttl), fair)
+    valid: list[float] = []
+    try:
+        fence = int(read_line(holder, "HELD").split()[1])
+        assert holder.stdout is not None
+        reader = threading.Thread(
+            target=lambda: valid.extend(
+                float(line.split()[1]) for line in holder.stdout or [] if "VALID" in line
+            )
+        )
+        reader.start()
+        with tenure.Coordinator(url) as coord:
+            got: dict[str, Any] = {}
+            lock = coord.lock("crash", ttl=ttl, fair=fair == "fair")
+            waiter = threading.Thread(
+                target=lambda: got.update(lease=lock.acquire(timeout=6), at=time.monotonic())
+            )
+            waiter.start()
+            time.sleep(1.3)  # the waiter sees a few renewals
+            assert not got, "the lock was taken from a live holder"
+            struck = time.monotonic()
+            # kill -9: no release, no goodbye; SIGSTOP: the same, until it is resumed
+            os.kill(holder.pid, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
+            waiter.join(timeout=10)
+            assert got, "the waiter did not get the lock"
+            last_valid = valid[-1]
+            assert got["lease"].fence > fence
+            got["lease"].release()
+        os.kill(holder.pid, signal.SIGCONT)  # a paused holder sees its lease lost, and leaves
+        holder.wait(timeout=10)
+        reader.join(timeout=5)
+        # The holder's last renewal was sent at its last validity deadline less the ttl (and margin).
+        renewed = last_valid - ttl + drift_margin(ttl)
+        after_fault, after_renewal = got["at"] - struck, got["at"] - renewed
+        assert after_renewal < ttl + 0.25, (
+            f"{after_renewal:.3f} s after the last renewal ({after_fault:.3f} after the {fault})"
+        )
+    finally:
+        if holder.poll() is None:
+            os.kill(holder.pid, signal.SIGCONT)
+            holder.kill()
+        holder.wait()

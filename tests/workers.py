@@ -6,6 +6,7 @@ Tests start one with ``worker(ROLE, ...)`` and read what it says with ``read_lin
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import time
@@ -16,11 +17,12 @@ import tenure
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def worker(*args: str) -> subprocess.Popen[str]:
+def worker(*args: str, stdin: int | None = None) -> subprocess.Popen[str]:
     """Start ``python -m tests.workers *args`` with its output piped, from the repository root."""
     return subprocess.Popen(
         [sys.executable, "-m", "tests.workers", *args],
         cwd=ROOT,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -51,6 +53,32 @@ def count(url: str, name: str, counter: Path, log: Path, rounds: int) -> int:
                 released = time.monotonic()
             holds.append({"fence": lease.fence, "acquired": acquired, "released": released})
     log.write_text(json.dumps(holds))
+    return 0
+
+
+def cycle(url: str, name: str, ttl: str, fair: str, seconds: str, log: Path) -> int:
+    """Acquire, hold 10-50 ms, release, over and over for ``seconds``; log when each hold began.
+
+    Faults of the server are expected: an error is logged and the loop goes on. Then say DONE
+    and keep the coordinator (its sessions) open until stdin closes, so that the test can see
+    whether an entry was left behind while its session still lives.
+    """
+    acquired: list[float] = []
+    errors: list[tuple[float, str]] = []
+    with tenure.Coordinator(url) as coord:
+        lock = coord.lock(name, ttl=float(ttl), fair=fair == "fair")
+        ends = time.monotonic() + float(seconds)
+        while time.monotonic() < ends:
+            try:
+                with lock.acquire(timeout=max(0.1, min(5.0, ends - time.monotonic()))):
+                    acquired.append(time.monotonic())
+                    time.sleep(random.uniform(0.01, 0.05))
+            except (tenure.BackendError, tenure.LockError) as exc:
+                errors.append((time.monotonic(), f"{type(exc).__name__}: {exc}"))
+                time.sleep(0.05)
+        log.write_text(json.dumps({"acquired": acquired, "errors": errors}))
+        print("DONE", flush=True)
+        sys.stdin.read()
     return 0
 
 
@@ -85,6 +113,22 @@ def hold_forever(url: str, name: str, ttl: str) -> int:
     with tenure.Coordinator(url) as coord, coord.lock(name, ttl=float(ttl)) as lease:
         print(f"HELD {lease.fence}", flush=True)
         time.sleep(60)
+    return 1
+
+
+def hold_and_report(url: str, name: str, ttl: str, fair: str) -> int:
+    """Hold the lock until killed; say ``VALID <monotonic deadline>`` each time a renewal moves it."""
+    with tenure.Coordinator(url) as coord:
+        lease = coord.lock(name, ttl=float(ttl), fair=fair == "fair").acquire(timeout=5)
+        print(f"HELD {lease.fence}", flush=True)
+        last = 0.0
+        ends = time.monotonic() + 60
+        while time.monotonic() < ends and not lease.lost:
+            deadline = time.monotonic() + lease.remaining()
+            if deadline > last + 0.005:
+                last = deadline
+                print(f"VALID {deadline:.6f}", flush=True)
+            time.sleep(0.002)
     return 1
 
 
@@ -136,8 +180,12 @@ if __name__ == "__main__":
     role, *args = sys.argv[1:]
     if role == "count":
         sys.exit(count(args[0], args[1], Path(args[2]), Path(args[3]), int(args[4])))
+    if role == "cycle":
+        sys.exit(cycle(*args[:5], Path(args[5])))
     if role == "hold-and-check":
         sys.exit(hold_and_check(*args))
+    if role == "hold-and-report":
+        sys.exit(hold_and_report(*args))
     if role == "hold-forever":
         sys.exit(hold_forever(*args))
     if role == "lead-and-check":

@@ -13,7 +13,8 @@ created before it) it holds the lock without another request, else it reads the 
 from its own member (no round through the leader: see ``_look_behind``).
 ``try_acquire`` creates its entry only if the lock has no entry at all, so a plain attempt never
 jumps the queue and leaves nothing behind when it fails; plain (``fair=False``) waiters watch the
-holder's entry the failed attempt saw, so a release wakes all of them.
+holder's entry the failed attempt saw (its deletion and its rewrites), so a release wakes all
+of them.
 
 ``ttl`` for a session-bound lock: the entry lives while its session lives, so a crashed holder
 blocks others for the session's TTL. Locks of one ttl share a session whose lease is granted
@@ -24,19 +25,28 @@ succeeds only while the session is known alive at the server for at least ``ttl`
 never outlives the server's. When a holder's renewals stop for longer than ``ttl`` (a partition
 only this store sees, a stuck renewer), the keeper deletes its entry, so others do not wait for
 the whole session to expire. A holder that died cannot do that, so every renewal also rewrites
-the entry, and the fair waiter just behind the holder, which watches it, deletes the entry
-(only if it is unchanged) once it saw no rewrite for the holder's ttl plus the drift margin:
-the holder's validity, counted from before it sent its last rewrite, has ended by then. A
-killed holder is so replaced about ``ttl`` after its last renewal, not when its session expires.
+the entry, and a waiter that watches the holder (the fair waiter just behind it, or any plain
+waiter) deletes the entry (only if it is unchanged: a compare on its mod revision) once it saw
+no rewrite for the holder's ttl plus the drift margin, then tries again: the holder's
+validity, counted from before it sent its last rewrite, has ended by then. A killed or paused
+holder is so replaced about ``ttl`` after its last renewal, not when its session expires (up to
+twice the ttl later, for a ttl of 1 s).
 
 Every call carries ``op_timeout``; calls move on to the next endpoint while one is unreachable
 (see ``etcd_client``: every request is idempotent by its entry's name, so no resend can take a
-lock twice or bring back one that was lost).
+lock twice or bring back one that was lost). Faults of the cluster (a node killed, a leader
+lost) must not leave an entry behind: the session would keep it alive, and the lock blocked,
+for as long as this process lives. So a delete that fails (a release, a waiter leaving, a
+stalled holder's entry) is retried by the keeper until it succeeds or the entry's session is
+gone, and the failed release still raises. A create resent after its node failed that finds
+its entry there (the first sending was applied, its answer lost) holds it: it was made only
+if the lock had no entry, so it is first. A release resent the same way that finds nothing
+returns True if no one else can have deleted the entry (the holder still valid, its session
+alive).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
@@ -59,6 +69,16 @@ log = logging.getLogger("tenure")
 
 REAP_GRACE = 0.05  # seconds past a stalled holder's validity before its entry is deleted
 BLOCKED_KEPT = 256  # locks whose last seen holder is kept for wait_released
+DELETE_RETRY = 0.1  # seconds between the keeper's tries to delete an entry whose delete failed
+
+
+@dataclass(slots=True)
+class Sighting:
+    """The last write of a holder's entry a plain waiter saw, and when it first saw it."""
+
+    mod: int  # the entry's mod revision
+    ttl: float  # the holder's ttl, as its entry says
+    seen: float  # local monotonic time
 
 
 @dataclass(slots=True)
@@ -87,8 +107,8 @@ class AsyncEtcdStore(AsyncLeaseStore):
     SERVER_TIME: entries end when the session lease expires by the server's clock.
     SURVIVES_FAILOVER: the entries are replicated by raft, so a held lock survives the loss of
     a minority of nodes, and calls move on to the next endpoint. SESSION_BOUND: every entry
-    dies with its session (a crashed or paused process loses its locks after the session TTL,
-    about the lock's ttl rounded up to whole seconds).
+    dies with its session; before that, the waiters watching a crashed or paused holder take
+    over about the lock's ttl after its last renewal.
     CROSS_PROCESS, CROSS_HOST. Capabilities: SESSIONS, QUEUEING.
     """
 
@@ -119,6 +139,10 @@ class AsyncEtcdStore(AsyncLeaseStore):
         self._held: dict[bytes, tuple[float, float, Session]] = {}  # entry -> (ttl, last renewal, session)
         self._queued: dict[bytes, Waiting] = {}  # a fair waiter's entry -> its place
         self._blocked: dict[str, tuple[bytes, int]] = {}  # lock -> (holder, revision) last seen
+        self._sightings: dict[bytes, Sighting] = {}  # a holder's entry -> its last write seen
+        # Entries whose delete failed (release, leave, reap): the keeper deletes them, while the
+        # session they belong to (None: unknown) lives. Else the session would keep them forever.
+        self._doomed: dict[bytes, Session | None] = {}
         self._wake: AsyncSignal | None = None
         self._keeper: AsyncBackground | None = None
         self._closed = False
@@ -144,6 +168,8 @@ class AsyncEtcdStore(AsyncLeaseStore):
             self._held.clear()
             self._queued.clear()
             self._blocked.clear()
+            self._sightings.clear()
+            self._doomed.clear()  # revoking the sessions deletes their entries
         await self._client.aclose()
 
     # -- the lease store ------------------------------------------------------------------------
@@ -159,11 +185,21 @@ class AsyncEtcdStore(AsyncLeaseStore):
             ttl, started, lambda lease: proto.create_if_absent(name, value, lease, guard=guard)
         )
         if not reply.succeeded:
+            mine = reply.responses[0].response_range.kvs
+            if mine:
+                # A resent create whose first sending was applied (its answer was lost with the
+                # node): the entry is ours, and first, since it was made only if none existed.
+                if mine[0].lease == session.lease:
+                    self._hold(name, ttl, started, session)
+                    return int(mine[0].create_revision)
+                await self._delete_or_doom(name, None, "deleting a stale entry")
+                return None
             first = reply.responses[-1].response_range.kvs
             if first:  # where wait_released starts watching, without another read
                 if len(self._blocked) >= BLOCKED_KEPT:
                     self._blocked.clear()  # only hints: failed tries on many locks must not pile up
                 self._blocked[key] = (bytes(first[0].key), int(reply.header.revision) + 1)
+                self._saw(first[0])
             return None
         self._hold(name, ttl, started, session)
         return int(reply.responses[1].response_range.kvs[0].create_revision)
@@ -275,14 +311,10 @@ class AsyncEtcdStore(AsyncLeaseStore):
         assert waiting.predecessor is not None
         ends = time.monotonic() + timeout
         while True:
-            silent_until = waiting.holder_seen + waiting.holder_ttl + drift_margin(waiting.holder_ttl)
+            silent_until = silent_since(waiting.holder_seen, waiting.holder_ttl)
             now = time.monotonic()
             if now >= silent_until:
-                request = proto.delete_if_unchanged(waiting.predecessor, waiting.holder_mod)
-                if (await self._client.call("kv", "Txn", request, "taking over")).succeeded:
-                    log.info("tenure: %r was not renewed within its ttl; taken over", waiting.predecessor)
-                    return True
-                return None  # written or gone meanwhile
+                return True if await self._take_over(waiting.predecessor, waiting.holder_mod) else None
             if now >= ends:
                 return False
             kind, kv = await self._client.watch_entry(
@@ -317,9 +349,14 @@ class AsyncEtcdStore(AsyncLeaseStore):
     async def leave_queue(self, key: str, owner: Owner) -> None:
         name = proto.entry_key(key, owner.token)
         with self._table_lock:
-            self._queued.pop(name, None)
-            self._held.pop(name, None)
-        await self._client.call("kv", "DeleteRange", proto.delete(name), "leaving the queue")
+            waiting = self._queued.pop(name, None)
+            record = self._held.pop(name, None)
+        session = waiting.session if waiting is not None else record[2] if record is not None else None
+        try:
+            await self._client.call("kv", "DeleteRange", proto.delete(name), "leaving the queue")
+        except BackendError:
+            self._doom(name, session)
+            raise
 
     async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
         started = time.monotonic()
@@ -345,9 +382,21 @@ class AsyncEtcdStore(AsyncLeaseStore):
     async def release(self, key: str, owner: Owner) -> bool:
         # The entry's name contains the owner's secret token: only its owner can name it.
         name = proto.entry_key(key, owner.token)
-        self._unhold(name)
-        reply = await self._client.call("kv", "DeleteRange", proto.delete(name), "releasing")
-        return int(reply.deleted) > 0
+        with self._table_lock:
+            record = self._held.pop(name, None)
+            waiting = self._queued.pop(name, None)
+        session = record[2] if record is not None else waiting.session if waiting is not None else None
+        sent: list[int] = []
+        try:
+            reply = await self._client.call("kv", "DeleteRange", proto.delete(name), "releasing", sent=sent)
+        except BackendError:
+            self._doom(name, session)  # the keeper deletes it once the cluster answers again
+            raise
+        if int(reply.deleted) > 0:
+            return True
+        # Resent after its first node failed, the delete finds nothing if that node applied it.
+        # Nobody else deletes a holder's entry while the holder is valid and its session lives.
+        return len(sent) > 1 and record is not None and still_valid(*record)
 
     async def holder(self, key: str) -> HolderInfo | None:
         reply = await self._client.call(
@@ -365,13 +414,52 @@ class AsyncEtcdStore(AsyncLeaseStore):
         return HolderInfo(label, int(first.create_revision), remaining)
 
     async def wait_released(self, key: str, timeout: float) -> None:
-        blocked = self._blocked.pop(key, None)
-        if blocked is not None:  # the holder the last failed attempt saw, from just after it
-            await self._client.wait_deleted(*blocked, timeout)
-            return
-        reply = await self._client.call("kv", "Range", proto.first_entry(proto.lock_prefix(key)), "waiting")
-        if reply.kvs:
-            await self._client.wait_deleted(reply.kvs[0].key, reply.header.revision + 1, timeout)
+        # A plain waiter watches the holder's entry: its deletion wakes it, and a holder that
+        # stopped rewriting it (crashed, paused) is taken over, as the fair waiter behind it does.
+        ends = time.monotonic() + timeout
+        blocked = self._blocked.pop(key, None)  # the holder the last failed attempt saw
+        if blocked is None:
+            reply = await self._client.call(
+                "kv", "Range", proto.first_entry(proto.lock_prefix(key)), "waiting"
+            )
+            if not reply.kvs:
+                return
+            self._saw(reply.kvs[0])
+            blocked = (bytes(reply.kvs[0].key), int(reply.header.revision) + 1)
+        name, since = blocked
+        while True:
+            sighting = self._sightings.get(name)
+            now = time.monotonic()
+            silent_until = math.inf if sighting is None else silent_since(sighting.seen, sighting.ttl)
+            if sighting is not None and now >= silent_until:
+                await self._take_over(name, sighting.mod)
+                return
+            if now >= ends:
+                return
+            kind, kv = await self._client.watch_entry(name, since, min(ends, silent_until) - now)
+            if kind in ("deleted", "ended"):
+                return
+            if kind == "put":
+                self._saw(kv)
+                since = int(kv.mod_revision) + 1
+
+    def _saw(self, kv: Any) -> None:
+        """Note a write of a holder's entry; its silence is counted from when it was first seen."""
+        name, mod = bytes(kv.key), int(kv.mod_revision)
+        known = self._sightings.get(name)
+        if known is None or mod > known.mod:  # a read racing a watched write may be older
+            if len(self._sightings) >= BLOCKED_KEPT:
+                self._sightings.clear()  # hints: forgetting one only delays a take-over
+            self._sightings[name] = Sighting(mod, proto.parse_value(kv.value)[0], time.monotonic())
+
+    async def _take_over(self, name: bytes, mod: int) -> bool:
+        """Delete a silent holder's entry if it was not written since ``mod``; return whether done."""
+        self._sightings.pop(name, None)
+        request = proto.delete_if_unchanged(name, mod)
+        if (await self._client.call("kv", "Txn", request, "taking over")).succeeded:
+            log.info("tenure: %r was not renewed within its ttl; taken over", name)
+            return True
+        return False  # written or gone meanwhile
 
     async def watch(self, key: str) -> AsyncChangeFeed:
         # Watch the lock's entries from the revision of this read on: nothing after it is missed.
@@ -387,27 +475,64 @@ class AsyncEtcdStore(AsyncLeaseStore):
             self._wake.clear()
             now = time.monotonic()
             next_keepalive = await self._client.keep_sessions_alive(now)
-            await self._reap(now)
+            self._reap(now)
+            retry = await self._delete_doomed()
             with self._table_lock:
                 reaps = [started + ttl + REAP_GRACE for ttl, started, _ in self._held.values()]
-            wake_at = min([next_keepalive, *reaps])
+            wake_at = min([next_keepalive, *reaps, time.monotonic() + DELETE_RETRY if retry else math.inf])
             await self._wake.wait(min(max(0.01, wake_at - time.monotonic()), 1.0))
 
-    async def _reap(self, now: float) -> None:
-        """Delete the entries of holders that stopped renewing (their validity has ended)."""
+    def _reap(self, now: float) -> None:
+        """Have the entries of holders that stopped renewing (their validity has ended) deleted."""
         with self._table_lock:
             stalled = [
-                name for name, (ttl, started, _) in self._held.items() if started + ttl + REAP_GRACE < now
+                (name, session)
+                for name, (ttl, started, session) in self._held.items()
+                if started + ttl + REAP_GRACE < now
             ]
-            for name in stalled:
+            for name, _ in stalled:
                 del self._held[name]  # before the delete: a renewal in flight then reports the loss
-        for name in stalled:
-            with contextlib.suppress(BackendError):  # else the session's expiry deletes it
-                await self._client.call("kv", "DeleteRange", proto.delete(name), "deleting a stalled entry")
+        for name, session in stalled:
+            self._doom(name, session)  # deleted by _delete_doomed, right after this
+
+    async def _delete_or_doom(self, name: bytes, session: Session | None, what: str) -> None:
+        """Delete entry ``name``; if that fails, leave it to the keeper to retry."""
+        try:
+            await self._client.call("kv", "DeleteRange", proto.delete(name), what)
+        except BackendError:
+            self._doom(name, session)
+
+    def _doom(self, name: bytes, session: Session | None) -> None:
+        """Have the keeper delete ``name`` (a live session would keep it, and block the lock)."""
+        with self._table_lock:
+            self._doomed[name] = session
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _delete_doomed(self) -> bool:
+        """Try once more to delete each entry whose delete failed; return whether some are left."""
+        with self._table_lock:
+            doomed = list(self._doomed.items())
+        any_alive = any(session.alive for session in self._client.sessions.values())
+        for name, session in doomed:
+            # An entry dies with its session: once that (or, unknown, every one) is gone, so is it.
+            if session.alive if session is not None else any_alive:
+                # After a failure the rest wait for the next tick too: the cluster does not
+                # answer yet, and each try could hold up the session keep-alives for op_timeout.
+                try:
+                    await self._client.call("kv", "DeleteRange", proto.delete(name), "deleting an entry")
+                except BackendError:
+                    break
+            with self._table_lock:
+                if self._doomed.get(name) is session:
+                    del self._doomed[name]
+        with self._table_lock:
+            return bool(self._doomed)
 
     def _hold(self, name: bytes, ttl: float, started: float, session: Session) -> None:
         with self._table_lock:
             self._held[name] = (ttl, started, session)
+            self._doomed.pop(name, None)
         if self._wake is not None:
             self._wake.set()  # the keeper must know when this entry's renewals are overdue
 
@@ -436,6 +561,21 @@ def place(waiting: Waiting, behind: list[Any], revision: int) -> bool:
         waiting.holder_ttl = proto.parse_value(before.value)[0]
         waiting.holder_seen = time.monotonic()
     return False
+
+
+def silent_since(seen: float, ttl: float) -> float:
+    """Return when a holder whose last write was first seen at ``seen`` is surely no longer valid.
+
+    The holder counts its validity from before it sent the write, for ``ttl`` less the drift
+    margin; the write is seen after it was sent.
+    """
+    return seen + ttl + drift_margin(ttl)
+
+
+def still_valid(ttl: float, started: float, session: Session) -> bool:
+    """Return whether a holder whose last renewal was sent at ``started`` is still surely valid."""
+    now = time.monotonic()
+    return session.alive and session.valid_until > now and now < started + ttl - drift_margin(ttl)
 
 
 def endpoints(config: BackendConfig) -> list[str]:

@@ -161,13 +161,28 @@ class EtcdClient:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def call(self, service: str, method: str, request: Any, what: str, *, stream: bool = False) -> Any:
-        """Send one request, moving on to the next endpoint while the current one is unreachable."""
+    def call(
+        self,
+        service: str,
+        method: str,
+        request: Any,
+        what: str,
+        *,
+        stream: bool = False,
+        sent: list[int] | None = None,
+    ) -> Any:
+        """Send one request, moving on to the next endpoint while the current one is unreachable.
+
+        ``sent``, if given, gets the index of every endpoint the request was sent to: more than
+        one means it was resent, and its first sending may have been applied.
+        """
         if not self._stubs:
             raise BackendUnavailable(f"the connection to {self.url} is closed")
         error: Exception | None = None
         for _ in range(len(self._stubs)):
             index = self._current
+            if sent is not None:
+                sent.append(index)
             function = getattr(self._stubs[index][service], method)
             try:
                 if stream:
