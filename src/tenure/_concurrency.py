@@ -562,3 +562,78 @@ def _consume(task: asyncio.Future[Any]) -> None:
     """Retrieve an abandoned task's outcome so asyncio does not log it as never retrieved."""
     if not task.cancelled():
         task.exception()
+
+
+# -- a blocking call left running while its caller waits for it in slices (postgresql://) -----
+
+
+class AsyncInFlight(Generic[T]):
+    """A call started now whose result the caller awaits in slices, without abandoning the call.
+
+    A server-side wait (a queued ``pg_advisory_lock``) keeps its place in the server's queue
+    across the caller's short waits. Here the call is a task of the running loop. To end it
+    early, the caller closes its connection (which makes the call fail) and ``abandon()``s it.
+    """
+
+    def __init__(self, call: Callable[[], Coroutine[Any, Any, T]], *, name: str) -> None:
+        self._task: asyncio.Task[T] = asyncio.get_running_loop().create_task(call(), name=name)
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the call to end; return whether it has."""
+        if not self._task.done() and timeout > 0:
+            await asyncio.wait({self._task}, timeout=timeout)
+        return self._task.done()
+
+    def done(self) -> bool:
+        """Return whether the call has ended."""
+        return self._task.done()
+
+    def result(self) -> T:
+        """Return the call's result or raise its error (only once done)."""
+        return self._task.result()
+
+    def abandon(self) -> None:
+        """Stop caring about the outcome (the caller has ended the call by closing its connection)."""
+        self._task.add_done_callback(_consume)
+
+
+class InFlight(Generic[T]):
+    """A blocking call started now in a daemon thread; the caller waits for it in slices.
+
+    To end it early, the caller closes its connection (which makes the call fail) and
+    ``abandon()``s it.
+    """
+
+    def __init__(self, call: Callable[[], T], *, name: str) -> None:
+        self._call = call
+        self._ended = threading.Event()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._call()
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._ended.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the call to end; return whether it has."""
+        if timeout <= 0:
+            return self._ended.is_set()
+        return self._ended.wait(timeout)
+
+    def done(self) -> bool:
+        """Return whether the call has ended."""
+        return self._ended.is_set()
+
+    def result(self) -> T:
+        """Return the call's result or raise its error (only once done)."""
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+    def abandon(self) -> None:
+        """Stop caring about the outcome: the thread ends when the call fails."""
