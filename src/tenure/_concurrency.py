@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
+import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -598,9 +600,10 @@ class AsyncInFlight(Generic[T]):
 
 
 class InFlight(Generic[T]):
-    """A blocking call started now in a daemon thread; the caller waits for it in slices.
+    """A blocking call started now in a worker thread; the caller waits for it in slices.
 
-    To end it early, the caller closes its connection (which makes the call fail) and
+    Workers are daemon threads kept for reuse (starting a thread costs more than a hand-off).
+    To end the call early, the caller closes its connection (which makes the call fail) and
     ``abandon()``s it.
     """
 
@@ -609,7 +612,7 @@ class InFlight(Generic[T]):
         self._ended = threading.Event()
         self._value: T | None = None
         self._error: BaseException | None = None
-        threading.Thread(target=self._run, name=name, daemon=True).start()
+        _WORKERS.run(self._run, name)
 
     def _run(self) -> None:
         try:
@@ -636,4 +639,45 @@ class InFlight(Generic[T]):
         return self._value  # type: ignore[return-value]
 
     def abandon(self) -> None:
-        """Stop caring about the outcome: the thread ends when the call fails."""
+        """Stop caring about the outcome: the worker is free again once the call has failed."""
+
+
+class _Workers:
+    """Daemon threads that run ``InFlight`` calls; an idle one ends after ``linger`` seconds."""
+
+    def __init__(self, linger: float) -> None:
+        self._linger = linger
+        self._mutex = threading.Lock()
+        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []
+
+    def run(self, job: Callable[[], None], name: str) -> None:
+        """Run ``job`` in an idle worker, or in a new one."""
+        with self._mutex:
+            jobs = self._idle.pop() if self._idle else None
+        if jobs is None:
+            jobs = queue.SimpleQueue()
+            threading.Thread(target=self._work, args=(jobs,), name=name, daemon=True).start()
+        jobs.put(job)
+
+    def _work(self, jobs: queue.SimpleQueue[Callable[[], None]]) -> None:
+        while True:
+            try:
+                job = jobs.get(timeout=self._linger)
+            except queue.Empty:
+                with self._mutex:
+                    if jobs in self._idle:  # else it was just handed a job: take it
+                        self._idle.remove(jobs)
+                        return
+                continue
+            job()
+            with self._mutex:
+                self._idle.append(jobs)
+
+    def forget(self) -> None:
+        """Drop the idle workers (after a fork: their threads exist only in the parent)."""
+        self._mutex = threading.Lock()
+        self._idle = []
+
+
+_WORKERS = _Workers(linger=30.0)
+os.register_at_fork(after_in_child=_WORKERS.forget)
