@@ -215,9 +215,9 @@ def _acquire(take: str) -> str:
 # wait in line for it).
 TRY_ACQUIRE = _acquire("pg_try_advisory_lock(%(id)s)")
 
-# The same, waiting in the server's lock queue (FIFO) for as long as it takes: sent without
-# waiting for the reply, which the caller reads when it comes (or not: it ends the session to
-# leave the line).
+# The same, waiting in the server's lock queue (FIFO) for as long as it takes: left running
+# (a task, or a worker thread) while the caller waits for its reply in slices; the caller ends
+# the session to leave the line.
 # pg_advisory_lock returns void, which is not NULL: ``ok`` is true once the lock is granted.
 WAIT_ACQUIRE = _acquire("pg_advisory_lock(%(id)s) IS NOT NULL")
 
