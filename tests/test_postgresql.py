@@ -20,8 +20,8 @@ import psycopg
 import pytest
 
 import tenure
+from tenure._async.backends.postgresql import sql
 from tenure._config import validate_options
-from tenure._core import postgres_sql as sql
 from tenure._core.keys import namespaced_key
 from tenure._url import parse_url
 from tests.servers import free_port

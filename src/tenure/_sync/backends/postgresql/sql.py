@@ -1,15 +1,13 @@
-"""PostgreSQL backend, sans I/O: connection parameters, lock ids and the SQL text.
+# GENERATED from src/tenure/_async/backends/postgresql/sql.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""The SQL of ``postgresql://``, sans I/O: lock ids, session set-up and advisory mode's statements.
 
-Both modes of ``postgresql://`` share the connection parameters and the wake-up channel; the
-advisory mode keeps a fence sequence and a holders table next to its session locks, the table
-mode a lease table. Every statement is one round trip, run in autocommit (one statement, one transaction).
+Advisory mode keeps a fence sequence and an unlogged holders table next to its session locks
+(table mode's SQL lives in ``table.py``). Every statement is one round trip in autocommit.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from tenure._config import BackendConfig
@@ -38,50 +36,6 @@ def lock_halves(lock: int) -> tuple[int, int]:
     """Return how ``pg_locks`` shows a bigint advisory key: (classid, objid), high half first."""
     unsigned = lock & 0xFFFF_FFFF_FFFF_FFFF
     return unsigned >> 32, unsigned & 0xFFFF_FFFF
-
-
-_TYPE_OIDS = {int: 20, float: 701, str: 25}  # int8, float8, text
-
-
-def numbered(statement: str, names: Sequence[str]) -> bytes:
-    """Return ``statement`` with its ``%(name)s`` placeholders as ``$1, $2...``, for libpq."""
-    for index, name in enumerate(names, 1):
-        statement = statement.replace(f"%({name})s", f"${index}")
-    return statement.encode()
-
-
-def text_params(params: Mapping[str, Any], names: Sequence[str]) -> tuple[list[bytes | None], list[int]]:
-    """Return the values of ``params`` in ``names`` order as text, and their type oids."""
-    values: list[bytes | None] = []
-    types = []
-    for name in names:
-        value = params[name]
-        values.append((repr(value) if isinstance(value, float) else str(value)).encode())
-        types.append(_TYPE_OIDS[type(value)])
-    return values, types
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A hot-path statement sent through libpq directly, prepared once per session as ``name``.
-
-    ``text`` has libpq's ``$1, $2...`` placeholders for ``params``, in that order. Sent this way,
-    a statement skips psycopg's query conversion, which costs about as much as the rest of the
-    client's side of a lock step.
-    """
-
-    name: bytes
-    text: bytes
-    params: tuple[str, ...]
-
-    @classmethod
-    def of(cls, name: str, statement: str, params: Sequence[str]) -> Prepared:
-        """Prepare ``statement`` (with ``%(name)s`` placeholders) under ``name``."""
-        return cls(name.encode(), numbered(statement, params), tuple(params))
-
-    def values(self, params: Mapping[str, Any]) -> tuple[list[bytes | None], list[int]]:
-        """Return the parameters as text in this statement's order, and their type oids."""
-        return text_params(params, self.params)
 
 
 def milliseconds(seconds: float) -> str:
@@ -179,7 +133,7 @@ OLD_FENCES_TABLE = "tenure_lock_fences"  # earlier versions: a logged table of p
 # bigint's end.
 FENCE_JUMP = 2**32
 
-# One DO block, run under a lock (see AsyncPostgresBase._prepare). A new sequence has handed out
+# One DO block, run under a lock (see PostgresBase._prepare). A new sequence has handed out
 # nothing, so its epoch starts without a jump; fences of the old side table carry over.
 FENCES_SCHEMA = f"""
 DO $tenure$
@@ -261,15 +215,12 @@ def _acquire(take: str) -> str:
 # the lock taken only in an epoch. No row back: the lock is held by another session (or others
 # wait in line for it).
 TRY_ACQUIRE = _acquire("pg_try_advisory_lock(%(id)s)")
-ACQUIRE_PARAMS = ("id", "key", "owner", "label", "ttl", "idle")
-TRY = Prepared.of("tenure_try_acquire", TRY_ACQUIRE, ACQUIRE_PARAMS)
 
-# The same, waiting in the server's lock queue (FIFO) for as long as it takes: sent without
-# waiting for the reply, which the caller reads when it comes (or not: it ends the session to
-# leave the line).
+# The same, waiting in the server's lock queue (FIFO) for as long as it takes: left running
+# (a task, or a worker thread) while the caller waits for its reply in slices; the caller ends
+# the session to leave the line.
 # pg_advisory_lock returns void, which is not NULL: ``ok`` is true once the lock is granted.
 WAIT_ACQUIRE = _acquire("pg_advisory_lock(%(id)s) IS NOT NULL")
-WAIT = Prepared.of("tenure_wait_acquire", WAIT_ACQUIRE, ACQUIRE_PARAMS)
 
 # The renewal probe: proves that this session still holds the lock (pg_locks) and the row is
 # still ours, then restarts the idle-session limit for the new ttl. No row: the lock is gone.
@@ -295,7 +246,6 @@ REFRESH = "SELECT set_config('idle_session_timeout', %(idle)s, false)"
 # returns false when this session did not hold the lock. No NOTIFY: waiters wait on the server
 # (below), and a NOTIFY would cost every release a transaction id and a commit.
 RELEASE = "SELECT pg_advisory_unlock(%(id)s), set_config('idle_session_timeout', '0', false)"
-UNLOCK = Prepared.of("tenure_release", RELEASE, ("id",))
 
 # A plain waiter's wait for a release, on the server: queue for a shared lock on the key, for at
 # most ``timeout`` ms (the statement's own lock timeout), and drop it at once when granted. The
@@ -319,60 +269,4 @@ WHERE f.id = %(id)s AND EXISTS (
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND l.classid = %(classid)s::oid AND l.objid = %(objid)s::oid AND l.objsubid = 1
 )
-"""
-
-# -- table mode ---------------------------------------------------------------------------------
-
-LEASES_TABLE = "tenure_leases"
-
-LEASES_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {LEASES_TABLE} (
-    key        text PRIMARY KEY,           -- the namespaced lock name
-    owner      text,                       -- the holder's token; NULL while free
-    label      text,                       -- who holds it, for people
-    fence      bigint NOT NULL,            -- bumped by every acquisition, never reset
-    expires_at timestamptz NOT NULL        -- by the server's clock
-)
-"""
-
-# Take the row if free or expired, by the server's clock; bump the fence in the same statement.
-# Rows are never deleted, so a name's fence never repeats. Refused, it returns instead the
-# seconds the holder's lease has left (read from the statement's snapshot, before the attempt),
-# so the waiter can look again when it expires: an expiry sends no NOTIFY.
-TABLE_ACQUIRE = f"""
-WITH attempt AS (
-    INSERT INTO {LEASES_TABLE} AS l (key, owner, label, fence, expires_at)
-    VALUES (%(key)s, %(owner)s, %(label)s, 1, clock_timestamp() + %(ttl)s * interval '1 second')
-    ON CONFLICT (key) DO UPDATE SET
-        owner = excluded.owner, label = excluded.label, fence = l.fence + 1, expires_at = excluded.expires_at
-    WHERE l.owner IS NULL OR l.expires_at <= clock_timestamp()
-    RETURNING fence
-)
-SELECT fence, NULL::double precision FROM attempt
-UNION ALL
-SELECT NULL, extract(epoch FROM expires_at - clock_timestamp())
-FROM {LEASES_TABLE} WHERE key = %(key)s AND NOT EXISTS (SELECT 1 FROM attempt)
-"""
-
-# Owner-checked; an expired lease is never revived.
-TABLE_RENEW = f"""
-UPDATE {LEASES_TABLE} SET expires_at = clock_timestamp() + %(ttl)s * interval '1 second'
-WHERE key = %(key)s AND owner = %(owner)s AND expires_at > clock_timestamp()
-RETURNING 1
-"""
-
-# Free a valid lease and wake the waiters, in one statement; no row: it was not ours (any more).
-TABLE_RELEASE = f"""
-WITH freed AS (
-    UPDATE {LEASES_TABLE} SET owner = NULL, label = NULL, expires_at = clock_timestamp()
-    WHERE key = %(key)s AND owner = %(owner)s AND expires_at > clock_timestamp()
-    RETURNING 1
-)
-SELECT pg_notify('{CHANNEL}', %(payload)s) FROM freed
-"""
-
-TABLE_HOLDER = f"""
-SELECT label, fence, extract(epoch FROM expires_at - clock_timestamp())
-FROM {LEASES_TABLE}
-WHERE key = %(key)s AND owner IS NOT NULL AND expires_at > clock_timestamp()
 """

@@ -1,0 +1,31 @@
+# GENERATED from src/tenure/_async/backends/postgresql/__init__.py by scripts/unasync.py: do not edit; edit the source and re-run.
+r"""The ``postgresql://`` backend: session-level advisory locks (default) or a lease table.
+
+URL: ``postgresql://user[:password]@host[:port]/dbname[?mode=advisory|table]`` plus the common
+options (``namespace``, ``connect_timeout``, ``op_timeout``). Needs ``tenure[postgresql]``
+(psycopg 3) and, in advisory mode, PostgreSQL 14 or later.
+
+**Advisory mode.** A lock is an advisory lock on a 64-bit id hashed from the namespaced name,
+held by a server session of its own (one pooled connection per hold). One round trip acquires:
+the statement takes the lock and only then draws the fence from the sequence ``tenure_fence_seq``
+and records the holder in the unlogged table ``tenure_lock_holders``. After a server crash the
+fences restart 2^32 higher, so they keep growing. *ttl*: the acquisition sets the session's
+``idle_session_timeout`` to the ttl, so a holder silent that long loses its session, and its
+lock, by the server's clock; each renewal proves with ``pg_locks`` that the session still holds
+the lock. A crashed holder's lock is freed when its connection closes. *Waiting*: a blocking
+acquire (plain or ``fair=True``) tries once, then waits in PostgreSQL's lock queue, which grants
+in arrival order; leaving the line closes that session. A transaction-pooling proxy
+(PgBouncer ``pool_mode=transaction``) is detected and refused with ``ConfigurationError``.
+
+**Table mode** (``mode=table``): a lease table with the expiry by the server's clock, one
+statement per step; it works through any pooler. Releases NOTIFY the waiters; an expiry is
+noticed by polling.
+
+Every call is bounded by ``op_timeout`` on the client side, so a frozen server gives
+``BackendTimeout``.
+"""
+
+from tenure._sync.backends.postgresql.store import PostgresStore
+from tenure._sync.backends.postgresql.table import PostgresTableStore
+
+__all__ = ["PostgresStore", "PostgresTableStore"]

@@ -1,0 +1,99 @@
+# GENERATED from src/tenure/_async/backends/postgresql/common.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""What both modes of ``postgresql://`` share: the pool, the table's creation, change feeds."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from tenure._sync.backends.base import ChangeFeed, LeaseStore
+from tenure._sync.backends.postgresql import sql
+from tenure._sync.backends.postgresql.connection import PgPool, PgSession, Row
+from tenure._sync.backends.postgresql.listener import PgListener
+from tenure._config import BackendConfig
+
+
+class PostgresBase(LeaseStore):
+    """The pool of sessions, the table's creation and LISTEN/NOTIFY wake-ups."""
+
+    scheme: ClassVar[str] = "postgresql"
+    table: ClassVar[str]
+    schema: ClassVar[str]
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self._params = sql.connect_params(config)  # raises ConfigurationError, no I/O
+        self._pool = self._new_pool()
+        # One LISTENing session, started by the first wait on it: table mode's releases and
+        # election changes (``announce``) arrive there.
+        self._listener = PgListener(self._pool)
+        self._connected = False
+
+    def _new_pool(self) -> PgPool:
+        return PgPool(self.url, self._params, self.config.common.op_timeout)
+
+    def connect(self) -> None:
+        if self._connected:
+            return
+        self._pool.open()
+        try:
+            session = self._pool.checkout()
+            try:
+                self._prepare(session)
+            except BaseException:
+                self._pool.discard(session)
+                raise
+            self._pool.checkin(session)
+        except BaseException:
+            self._pool.close()  # stop the watchdog; a later connect starts afresh
+            self._pool = self._new_pool()
+            self._listener = PgListener(self._pool)
+            raise
+        self._connected = True
+
+    def _prepare(self, session: PgSession) -> None:
+        """Create the table if it is missing (one read when it exists)."""
+        rows = self._pool.run(session, sql.TABLE_EXISTS, {"table": self.table}, "looking for the table")
+        if not rows[0][0]:
+            # CREATE TABLE IF NOT EXISTS can still fail on the catalog's unique index when two
+            # clients race to create it, so creators take turns on a transaction-scoped lock.
+            create_lock = sql.lock_id(f"tenure:create:{self.table}")
+            script = f"BEGIN; SELECT pg_advisory_xact_lock({create_lock}); {self.schema}; COMMIT"
+            self._pool.run(session, script, None, f"creating the table {self.table}", rows=False)
+
+    def _call(self, statement: str, params: dict[str, Any], what: str) -> list[Row]:
+        """Run one statement on a pooled session."""
+        session = self._pool.checkout()
+        try:
+            rows = self._pool.run(session, statement, params, what)
+        except BaseException:
+            self._pool.discard(session)
+            raise
+        self._pool.checkin(session)
+        return rows
+
+    def announce(self, key: str) -> None:
+        # Lock statements send no NOTIFY (it would cost every release a commit); an election's
+        # campaign and resignation announce themselves with one.
+        self._call(sql.ANNOUNCE, {"payload": str(sql.lock_id(key))}, "announcing a change")
+
+    def watch(self, key: str) -> ChangeFeed:
+        self._listener.listening(self.config.common.op_timeout)  # else a change may be missed
+        return PostgresFeed(self._listener, sql.lock_id(key))
+
+    def close(self) -> None:
+        self._listener.close()
+        self._pool.close()
+
+
+class PostgresFeed(ChangeFeed):
+    """Wake an observer on a NOTIFY about its lock (a release in table mode, an announcement)."""
+
+    def __init__(self, listener: PgListener, lock: int) -> None:
+        super().__init__(0.0)
+        self._listener, self._lock = listener, lock
+        self._mark = listener.mark(lock)
+
+    def wait(self, timeout: float) -> None:
+        # A listener that reconnects wakes every waiter: what it missed, the observer reads.
+        self._listener.wait(self._lock, self._mark, max(0.0, timeout))
+        self._mark = self._listener.mark(self._lock)

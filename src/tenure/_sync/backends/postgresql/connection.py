@@ -1,0 +1,301 @@
+# GENERATED from src/tenure/_async/backends/postgresql/connection.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""Connections to one PostgreSQL server: sessions, the pool, deadlines and psycopg's errors.
+
+psycopg 3 in autocommit, through its public API only. Every call is bounded on the client side
+by ``op_timeout`` (plus a lock wait's own timeout): a watchdog shuts down the socket of a call
+that overstays (a duplicate of ``conn.fileno()``, safe from any thread), so the call fails at
+once even when the server is frozen and answers nothing, not even a cancel request; the session
+is then closed. ``map_errors`` turns every psycopg error into tenure's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import psycopg.errors
+
+from tenure._sync.backends.postgresql import sql
+from tenure._concurrency import Background, Mutex, Signal
+from tenure._core.tokens import new_token
+from tenure._exceptions import (
+    BackendProtocolError,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigurationError,
+    TenureError,
+)
+
+log = logging.getLogger("tenure")
+
+MAX_IDLE = 4  # sessions kept open for reuse; more are closed when returned
+Row = tuple[Any, ...]
+
+POOLING = (
+    "{url}: two connections were served by one server session (a transaction-pooling proxy, "
+    "e.g. PgBouncer with pool_mode=transaction?); session-level advisory locks would silently "
+    "move between clients there: use a session-pooling or direct connection, or mode=table"
+)
+
+
+def map_errors(
+    exc: BaseException, what: str, *, url: str, password: str | None = None, cut: float | None = None
+) -> TenureError:
+    """Return tenure's error for a psycopg error raised while doing ``what``; never the password.
+
+    ``cut``: the call's connection was shut down by the watchdog after that many seconds.
+    """
+    if isinstance(exc, psycopg.errors.DuplicatePreparedStatement):
+        # Our prepared statement already exists in a session we never prepared it in.
+        return ConfigurationError(POOLING.format(url=url))
+    if cut is not None:
+        return BackendTimeout(
+            f"{url}: no reply within op_timeout={cut:g} s while {what}; the connection was closed"
+        )
+    text = str(exc).strip() or type(exc).__name__
+    if password:
+        text = text.replace(password, "***")
+    if isinstance(exc, psycopg.errors.ConnectionTimeout):
+        return BackendTimeout(f"{url}: {what}: {text}")
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return BackendUnavailable(f"{url}: {what}: {text}")
+    return BackendProtocolError(f"{url}: {what}: {text}")
+
+
+class PgSession:
+    """One connection, i.e. one server session, and what the pool knows about it."""
+
+    def __init__(self, conn: psycopg.Connection[Any], token: str) -> None:
+        self.conn = conn
+        # One cursor per session, reused: making one per call costs more than the rest of a
+        # call's client side. The mutex keeps a statement and the read of its rows together.
+        self.cursor = conn.cursor()
+        self.mutex = Mutex()
+        self.pid = 0
+        self.token = token  # the probe value this session was marked with
+        # A duplicate of the connection's socket: cutting it needs no lock, and the descriptor
+        # cannot be reused by another socket while we hold it.
+        self.sock: socket.socket | None = socket.socket(fileno=os.dup(conn.fileno()))
+        # When each call in flight overstays (monotonic). A list: the renewer and the holder may
+        # both have a call on the session, one waiting for the mutex (its wait counts too).
+        self.deadlines: list[float] = []
+        self.aborted = False  # cut by the watchdog or the store: whatever it held is gone
+        self.broken = False  # in doubt: close it instead of reusing it
+
+    def abort(self) -> None:
+        """Cut the connection now, from any thread: the call in flight fails at once.
+
+        The server ends the session (and frees its locks) when it sees the connection closed.
+        """
+        self.aborted = self.broken = True
+        sock = self.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def reusable(self) -> bool:
+        """Return whether an idle session looks alive: nothing to read (no FATAL, no EOF)."""
+        sock = self.sock
+        if self.broken or sock is None or self.conn.closed:
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
+
+    def close(self) -> None:
+        """Close the connection: the server ends the session and frees whatever it held."""
+        self.broken = True
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
+
+
+class PgPool:
+    """Open, lend and close sessions to one server; bound every call by ``op_timeout``."""
+
+    def __init__(self, url: str, params: dict[str, Any], op_timeout: float) -> None:
+        self.url = url  # redacted
+        self.op_timeout = op_timeout
+        self._params = params
+        self._password = params.get("password")
+        self._mutex = threading.Lock()  # threads of a sync store share the pool
+        self._idle: list[PgSession] = []
+        self._open: set[PgSession] = set()
+        self._tick = min(0.1, op_timeout / 10)
+        self._watchdog: Background | None = None
+        self._stop: Signal | None = None
+        self._closed = False
+        self.server_version = 0
+
+    def open(self) -> None:
+        """Start the watchdog (the store's connect calls this before its first checkout)."""
+        if self._watchdog is None:
+            self._stop = Signal()
+            self._watchdog = Background(self._watch, name="tenure-postgresql-watchdog")
+            self._watchdog.start()
+
+    def open_session(self) -> PgSession:
+        """Connect a new session and set it up (one round trip after the handshake).
+
+        Raise ``ConfigurationError`` if its server session turns out to be one that another of
+        our open connections already uses: a proxy is sharing server sessions.
+        """
+        if self._closed:
+            raise BackendUnavailable(f"the connections to {self.url} are closed")
+        try:
+            conn = psycopg.Connection.connect(autocommit=True, **self._params)
+        except psycopg.Error as exc:
+            raise map_errors(exc, "connecting", url=self.url, password=self._password) from exc
+        token = new_token()
+        try:
+            session = PgSession(conn, token)
+        except OSError as exc:
+            conn.close()
+            raise BackendUnavailable(f"{self.url}: connecting: {exc}") from exc
+        with self._mutex:
+            self._open.add(session)
+        try:
+            # Not prepared: behind a transaction pooler the server session may already hold our
+            # prepared statements, and the probe below explains that better than the clash.
+            rows = self.run(
+                session, sql.SETUP, {"token": token}, "setting up the session", prepare=False
+            )
+            session.pid, seen = int(rows[0][0]), rows[0][1]
+            # Marked by a connection of ours that is still open: the proxy lent us its server
+            # session. (Not the pid: a server session of ours that ended unnoticed may have
+            # left its pid to this one.)
+            with self._mutex:
+                marks = {s.token for s in self._open if s is not session}
+            if seen in marks:
+                raise ConfigurationError(POOLING.format(url=self.url))
+        except BaseException:
+            self.discard(session)
+            raise
+        self.server_version = conn.info.server_version
+        return session
+
+    def probe(self, session: PgSession) -> None:
+        """Check that ``session`` still talks to the server session it was set up on."""
+        rows = self.run(session, sql.PROBE, None, "checking the session")
+        if int(rows[0][0]) != session.pid or rows[0][1] != session.token:
+            raise ConfigurationError(POOLING.format(url=self.url))
+
+    def checkout(self) -> PgSession:
+        """Lend an idle session that looks alive, or open a new one."""
+        while True:
+            with self._mutex:
+                session = self._idle.pop() if self._idle else None
+            if session is None:
+                return self.open_session()
+            if session.reusable():
+                return session
+            self.discard(session)  # e.g. ended by a server restart while idle
+
+    def checkin(self, session: PgSession) -> None:
+        """Take a session back: kept for reuse if sound and the pool is not full, else closed."""
+        if not session.broken and not self._closed:
+            with self._mutex:
+                if len(self._idle) < MAX_IDLE:
+                    self._idle.append(session)
+                    return
+        self.discard(session)
+
+    def discard(self, session: PgSession) -> None:
+        """Close ``session``: whatever it held on the server is freed with it."""
+        with self._mutex:
+            self._open.discard(session)
+            if session in self._idle:
+                self._idle.remove(session)
+        session.close()
+
+    def run(
+        self,
+        session: PgSession,
+        statement: str,
+        params: dict[str, Any] | None,
+        what: str,
+        *,
+        waits: float = 0.0,
+        prepare: bool = True,
+        rows: bool = True,
+    ) -> list[Row]:
+        """Run one statement on ``session``; return its rows (none if ``rows`` is False).
+
+        Bounded by ``op_timeout``, plus ``waits`` seconds for a statement that waits for a lock
+        (with a lock timeout of its own, whose running out returns no rows; ``math.inf`` for a
+        wait the caller ends by closing the session). Any other failure marks the session
+        broken (the caller closes it) and is mapped by ``map_errors``: ``BackendTimeout`` when
+        the deadline cut it, ``BackendUnavailable`` when the connection failed,
+        ``BackendProtocolError`` for anything else the server refused.
+        """
+        with self._guarded(session, waits + self.op_timeout, what):
+            try:
+                with session.mutex:
+                    cursor = session.cursor
+                    cursor.execute(statement, params, prepare=prepare and params is not None)
+                    return cursor.fetchall() if rows else []
+            except psycopg.errors.LockNotAvailable:
+                if waits and not session.aborted:
+                    return []  # the statement's own lock timeout: nothing was taken
+                raise
+
+    @contextlib.contextmanager
+    def _guarded(self, session: PgSession, budget: float, what: str) -> Iterator[None]:
+        """Watch a call on ``session`` for ``budget`` seconds; on failure mark it broken.
+
+        The watchdog closes the connection of a call still running after its deadline. A
+        psycopg error is raised as tenure's (``map_errors``); an interruption leaves the
+        session's state unknown, so it is marked broken as well (the caller closes it).
+        """
+        deadline = time.monotonic() + budget
+        session.deadlines.append(deadline)
+        try:
+            yield
+        except psycopg.Error as exc:
+            session.broken = True
+            cut = self.op_timeout if session.aborted else None
+            raise map_errors(exc, what, url=self.url, password=self._password, cut=cut) from exc
+        except BaseException:
+            session.broken = True
+            raise
+        finally:
+            session.deadlines.remove(deadline)
+
+    def close(self) -> None:
+        """Close every session (freeing whatever they held) and stop the watchdog; idempotent."""
+        self._closed = True
+        if self._stop is not None:
+            self._stop.set()
+        if self._watchdog is not None:
+            self._watchdog.join()
+        with self._mutex:
+            sessions = list(self._open)
+            self._open.clear()
+            self._idle.clear()
+        for session in sessions:
+            session.close()
+
+    def _watch(self) -> None:
+        """Cut the connection of every call that overstays its deadline."""
+        assert self._stop is not None
+        while not self._closed:
+            now = time.monotonic()
+            with self._mutex:
+                late = [s for s in self._open if min(s.deadlines, default=math.inf) <= now and not s.aborted]
+            for session in late:
+                log.warning("tenure: %s did not answer within op_timeout; closing that connection", self.url)
+                session.abort()
+            self._stop.wait(self._tick)
