@@ -12,7 +12,7 @@ The table's calls are blocking (``table.py``): the async store runs each in a wo
 generated sync store calls it directly. A file deleted or replaced under an open store is
 followed, and a lease held in the old file ends there.
 
-**ttl** is measured on the host's monotonic clock, which every process of one host shares,
+**ttl** is counted on the host's monotonic clock, which every process of one host shares,
 tagged with the boot id so that a lease written before a reboot never looks valid after it.
 
 **Waiting**: no notification crosses processes, so waiters poll with a short jittered backoff

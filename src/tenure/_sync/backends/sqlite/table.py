@@ -5,7 +5,7 @@ Each lock is a row (unique key, owner token, fence, expires_at); rows are never 
 name's fence keeps growing across releases. Every fence is at least the wall clock in
 microseconds, so a file that was deleted, recreated or truncated, or that lost its last commits
 to a power loss (``synchronous=NORMAL``), never hands out a fence it gave before, unless the
-clock is stepped back across the loss. Expiry is measured on the host's monotonic clock, which
+clock is stepped back across the loss. Expiry is counted on the host's monotonic clock, which
 every process of one host shares, and is tagged with the boot id so that a lease written before
 a reboot never looks valid after it. Writes are single atomic statements in WAL mode; each takes
 SQLite's write lock at its start, as ``BEGIN IMMEDIATE`` would, so no reader-to-writer upgrade
