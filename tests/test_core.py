@@ -10,6 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tenure import Coordinator
+from tenure._async.backends.redis.scripts import key_prefix
+from tenure._async.backends.zookeeper.nodes import node_component
 from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
 from tenure._core.keys import (
@@ -23,10 +25,8 @@ from tenure._core.keys import (
     validate_namespace,
 )
 from tenure._core.leader import election_key
-from tenure._core.redis_scripts import key_prefix
 from tenure._core.renewal import Validity, drift_margin
 from tenure._core.tokens import Owner, new_token
-from tenure._core.zookeeper_nodes import node_component
 from tenure._etcd_proto import entry_key, lock_prefix
 from tenure._exceptions import ConfigurationError
 

@@ -18,10 +18,10 @@ import redis.asyncio.connection
 import redis.connection
 
 import tenure
+from tenure._async.backends.redlock.quorum import Seen, majority_holder, quorum, validity_left
 from tenure._core.keys import namespaced_key
-from tenure._core.redlock import Seen, majority_holder, quorum, validity_left
 from tenure._core.tokens import Owner
-from tenure._sync.backends.redlock import SHAS
+from tenure._sync.backends.redlock.scripts import SHAS
 from tests.conftest import redlock_url_of
 from tests.servers import RedisServer
 
@@ -122,7 +122,7 @@ def test_inspect_reports_the_leases_fence_once_renewed_after_its_instance_went_d
         for i in gave:
             five[i].kill()
         before = observer.inspect("job")
-        # Until a renewal, the survivors report their own readings (documented in _core/redlock.py).
+        # Until a renewal, the survivors report their own readings (see redlock/scripts.py).
         assert before is not None and before.fence < lease.fence
         lease.renew()
         for client in (coord, observer):

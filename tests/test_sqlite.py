@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 import tenure
-from tenure._blocking.sqlite import SQLiteLeaseTable
 from tenure._core.tokens import Owner
+from tenure._sync.backends.sqlite.table import SQLiteLeaseTable
 
 MAX_FENCE = 2**63 - 1
 

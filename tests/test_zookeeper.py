@@ -15,8 +15,8 @@ import pytest
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
 import tenure
+from tenure._async.backends.zookeeper.nodes import node_component
 from tenure._core.keys import namespaced_key
-from tenure._core.zookeeper_nodes import node_component
 from tests.servers import free_port
 from tests.servers_zookeeper import ZooKeeperEnsemble, four_letter_word
 from tests.workers import read_line, worker

@@ -1,7 +1,12 @@
 """The ``memory://`` backend: leases in this process's memory, for tests and examples.
 
 ``memory://`` and ``memory://NAME`` name process-wide spaces, so every coordinator of one
-process that uses the same URL shares the same locks, whichever thread or loop it runs on.
+process that uses the same URL shares the same locks, whichever thread or loop it runs on; a
+space outlives its coordinators, as a server would. No options beyond the common ones.
+
+**ttl** is counted on this process's monotonic clock; fences count up per key from 1.
+**Waiting**: a release wakes the waiters of its key directly (a signal per waiter, which works
+across threads and loops); a waiter also wakes when the holder's lease would expire.
 """
 
 from __future__ import annotations

@@ -1,54 +1,27 @@
-"""The ``redis://`` backend: one Lua script per atomic step, waiters woken by a push.
-
-URLs: ``redis://[user:password@]host[:port][/db]``, ``rediss://`` for TLS, and
-``redis+unix:///path/to/redis.sock[?db=N]`` for a unix socket.
-
-Acquiring takes the lock and bumps the fence in one script; renew and release check the owner
-token. A release pushes onto a per-lock signal list that one waiter is blocked on (BLPOP), so
-the hand-off is immediate; with ``fair=True`` the release hands the lock directly to the oldest
-live waiter of a queue kept in Redis and pushes the fence to that waiter alone. The push is a
-hint: the lease record is the truth, and a waiter also wakes when the holder's lease would
-expire and after a bounded, jittered pause. The client never retries a command on its own, so a
-lost connection cannot resurrect an ownership that was lost; connection errors surface as
-``BackendUnavailable`` and every call is bounded by ``op_timeout``.
-"""
+"""The single-server store: one Lua script per atomic step, waiters woken by a push (BLPOP)."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any, ClassVar
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis as AsyncRedis
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
 
 from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
+from tenure._async.backends.redis.connection import DRIVER_ERRORS, AsyncRedisFeed, client_options, map_errors
+from tenure._async.backends.redis.scripts import SCRIPTS, key_prefix, milliseconds
 from tenure._concurrency import async_sleep
 from tenure._config import BackendConfig
-from tenure._core import redis_scripts
 from tenure._core.expiry import HolderExpiries
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
-from tenure._core.redis_scripts import key_prefix, milliseconds
 from tenure._core.tokens import Owner
-from tenure._exceptions import (
-    BackendProtocolError,
-    BackendTimeout,
-    BackendUnavailable,
-    ConfigurationError,
-)
+from tenure._exceptions import BackendError, BackendUnavailable
 
 SIGNAL_TTL_MS = 60_000  # a wake-up nobody read is dropped after a minute
 SERVER_TICK = 0.1  # Redis ends blocking timeouts on its ticks: 1/hz, hz 10 by default
 LAST_STRETCH_POLL = 0.005  # seconds between pops in the last tick before a holder's expiry
-
-SCRIPTS = {
-    name: (source, hashlib.sha1(source.encode()).hexdigest())
-    for name in ("ACQUIRE", "ACQUIRE_QUEUED", "RENEW", "RELEASE", "LEAVE_QUEUE", "HOLDER")
-    for source in [getattr(redis_scripts, name)]
-}
 
 
 class AsyncRedisStore(AsyncLeaseStore):
@@ -81,9 +54,9 @@ class AsyncRedisStore(AsyncLeaseStore):
         client = AsyncRedis(**self._client_options)
         try:
             await client.ping()
-        except (redis_errors.RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             await client.aclose()
-            raise self._mapped_error(exc, "connecting") from exc
+            raise self._mapped(exc, "connecting") from exc
         self._client = client
 
     async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
@@ -126,15 +99,15 @@ class AsyncRedisStore(AsyncLeaseStore):
             raise BackendUnavailable(f"the connection to {self.url} is closed")
         try:
             await self._client.publish(f"{key_prefix(key)}:changes", b"")
-        except (redis_errors.RedisError, OSError) as exc:
-            raise self._mapped_error(exc, "announcing a change") from exc
+        except DRIVER_ERRORS as exc:
+            raise self._mapped(exc, "announcing a change") from exc
 
     async def watch(self, key: str) -> AsyncChangeFeed:
         # Elections announce their changes on the lock's channel (pub/sub).
         if self._client is None:
             raise BackendUnavailable(f"the connection to {self.url} is closed")
         client: Any = self._client  # the sync client's pubsub() is untyped
-        feed = AsyncRedisFeed(client.pubsub(), self.config.common.op_timeout, self._mapped_error)
+        feed = AsyncRedisFeed(client.pubsub(), self.config.common.op_timeout, self.url)
         await feed.subscribe(f"{key_prefix(key)}:changes")
         return feed
 
@@ -155,8 +128,8 @@ class AsyncRedisStore(AsyncLeaseStore):
             except redis_errors.NoScriptError:
                 # A restarted server forgot it: EVAL sends the source and caches it again.
                 return await self._client.execute_command("EVAL", source, 0, *args)  # type: ignore[no-untyped-call]
-        except (redis_errors.RedisError, OSError) as exc:
-            raise self._mapped_error(exc, script.lower()) from exc
+        except DRIVER_ERRORS as exc:
+            raise self._mapped(exc, script.lower()) from exc
 
     async def _wait_for_push(self, key: str, list_key: str, timeout: float) -> bytes | str | None:
         """Pop ``list_key`` when something is pushed, or when the holder's lease would expire.
@@ -188,8 +161,8 @@ class AsyncRedisStore(AsyncLeaseStore):
             return None
         try:
             popped: bytes | str | None = await self._client.lpop(list_key)  # type: ignore[assignment]
-        except (redis_errors.RedisError, OSError) as exc:
-            raise self._mapped_error(exc, "waiting") from exc
+        except DRIVER_ERRORS as exc:
+            raise self._mapped(exc, "waiting") from exc
         return popped
 
     async def _blpop(self, list_key: str, timeout: float) -> bytes | str | None:
@@ -197,8 +170,8 @@ class AsyncRedisStore(AsyncLeaseStore):
             return None
         try:
             reply = await self._client.blpop([list_key], timeout=round(timeout, 3))
-        except (redis_errors.RedisError, OSError) as exc:
-            raise self._mapped_error(exc, "waiting") from exc
+        except DRIVER_ERRORS as exc:
+            raise self._mapped(exc, "waiting") from exc
         return None if reply is None else reply[1]
 
     def _fence_or_hint(self, key: str, reply: Any) -> int | None:
@@ -209,80 +182,8 @@ class AsyncRedisStore(AsyncLeaseStore):
         self._expiries.saw(key, -value / 1000)  # refused: the reply is the holder's PTTL, negated
         return None
 
-    def _mapped_error(self, exc: BaseException, what: str) -> Exception:
-        """Return the tenure error for a driver error (the caller chains it)."""
-        if isinstance(exc, redis_errors.TimeoutError):
-            return BackendTimeout(f"{self.url} did not answer within the timeout ({what})")
-        if isinstance(exc, (redis_errors.ConnectionError, OSError)):
-            return BackendUnavailable(f"cannot reach {self.url} ({what}): {exc}")
-        return BackendProtocolError(f"unexpected reply from {self.url} ({what}): {exc}")
-
-
-class AsyncRedisFeed(AsyncChangeFeed):
-    """Read a lock's change channel on a pub/sub connection of its own."""
-
-    def __init__(self, pubsub: Any, op_timeout: float, mapped_error: Any) -> None:
-        super().__init__(op_timeout)
-        self._pubsub = pubsub
-        self._op_timeout = op_timeout
-        self._mapped_error = mapped_error
-
-    async def subscribe(self, channel: str) -> None:
-        """Subscribe, and wait for the server's confirmation: from then on no change is missed."""
-        try:
-            await self._pubsub.subscribe(channel)
-            confirmed = await self._pubsub.get_message(timeout=self._op_timeout)
-        except (redis_errors.RedisError, OSError) as exc:
-            await self.aclose()
-            raise self._mapped_error(exc, "subscribing") from exc
-        if confirmed is None or confirmed.get("type") != "subscribe":
-            await self.aclose()
-            raise BackendTimeout(f"no confirmation of the subscription to {channel!r}")
-
-    async def wait(self, timeout: float) -> None:
-        # A blocked read must finish before the socket timeout (op_timeout) fires.
-        timeout = min(max(0.0, timeout), self._op_timeout * 0.8)
-        try:
-            await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
-            while await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0) is not None:
-                pass  # several changes at once: one look at the holder covers them all
-        except (redis_errors.RedisError, OSError) as exc:
-            raise self._mapped_error(exc, "waiting for a change") from exc
-
-    async def aclose(self) -> None:
-        await self._pubsub.aclose()
-
-
-def client_options(config: BackendConfig) -> dict[str, Any]:
-    """Return redis-py client options for a validated ``redis://``-family URL (no I/O)."""
-    url, common = config.url, config.common
-    options: dict[str, Any] = {
-        "socket_connect_timeout": common.connect_timeout,
-        "socket_timeout": common.op_timeout,
-        "retry": AsyncRetry(NoBackoff(), 0),  # never retry: a retried acquire could double-hold
-        "username": url.username,
-        "password": url.password,
-    }
-    if url.scheme == "redis+unix":
-        if not url.path or url.hosts:
-            raise ConfigurationError(
-                f"redis+unix URL needs a socket path: redis+unix:///path/redis.sock ({url})"
-            )
-        options["unix_socket_path"] = url.path
-        options["db"] = config.extra.get("db", 0)
-        return options
-    if len(url.hosts) > 1:
-        raise ConfigurationError(f"{url.scheme}:// takes one host; for several use redlock:// ({url})")
-    host = url.hosts[0] if url.hosts else None
-    options["host"] = host.host if host and host.host else "127.0.0.1"
-    options["port"] = host.port if host and host.port else 6379
-    db_text = url.path.strip("/") or "0"
-    if not db_text.isdigit():
-        raise ConfigurationError(f"the database in {url} must be a number, e.g. redis://host:6379/0")
-    options["db"] = int(db_text)
-    if url.scheme == "rediss":
-        options["ssl"] = True
-    return options
+    def _mapped(self, exc: BaseException, what: str) -> BackendError:
+        return map_errors(exc, f"{self.url} ({what})")
 
 
 def _text(value: bytes | str) -> str:

@@ -1,20 +1,18 @@
-"""The SQLite lease table: blocking operations shared by the async and the sync backend.
+"""The SQLite lease table: the blocking operations, which the async store runs in a thread.
 
 Each lock is a row (unique key, owner token, fence, expires_at); rows are never deleted, so a
 name's fence keeps growing across releases. Every fence is at least the wall clock in
 microseconds, so a file that was deleted, recreated or truncated, or that lost its last commits
 to a power loss (``synchronous=NORMAL``), never hands out a fence it gave before, unless the
-clock is stepped back across the loss. Expiry is measured on
-the host's monotonic clock, which every process of one host shares, and is tagged with the
-boot id so that a lease written before a reboot never looks valid after it. Writes are single
-atomic statements in WAL mode; each takes SQLite's write lock at its start, as
-``BEGIN IMMEDIATE`` would, so no reader-to-writer upgrade can fail midway.
+clock is stepped back across the loss. Expiry is counted on the host's monotonic clock, which
+every process of one host shares, and is tagged with the boot id so that a lease written before
+a reboot never looks valid after it. Writes are single atomic statements in WAL mode; each takes
+SQLite's write lock at its start, as ``BEGIN IMMEDIATE`` would, so no reader-to-writer upgrade
+can fail midway.
 """
 
 from __future__ import annotations
 
-import errno
-import os
 import random
 import sqlite3
 import threading
@@ -23,91 +21,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from tenure._async.backends.sqlite.file import (
+    DEFAULT_FILE_MODE,
+    Identity,
+    connect,
+    identity,
+    map_errors,
+    roll_back,
+)
+from tenure._async.backends.sqlite.sql import (
+    ACQUIRE,
+    DROP_DEAD_WAITERS,
+    HEAD_OF_QUEUE,
+    JOIN_QUEUE,
+    LEAVE_QUEUE,
+    PEEK,
+    RELEASE,
+    RENEW,
+    TURN,
+)
 from tenure._core.clock import boot_id, host_now
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
-from tenure._exceptions import BackendProtocolError, BackendTimeout, BackendUnavailable, ConfigurationError
+from tenure._exceptions import BackendProtocolError, BackendTimeout, BackendUnavailable
 
 T = TypeVar("T")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tenure_leases (
-    key        TEXT PRIMARY KEY,
-    owner      TEXT,               -- the holder's secret token; NULL while free
-    label      TEXT,               -- who holds it, for people (tenure inspect)
-    fence      INTEGER NOT NULL,   -- bumped by every acquisition, never reset
-    boot       TEXT NOT NULL,      -- boot id of the host clock expires_at is read on
-    expires_at REAL NOT NULL       -- host monotonic seconds
-) WITHOUT ROWID
-"""
-
-# Fair waiters (fair=True), in arrival order; an entry dies unless refreshed before alive_until.
-WAITERS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tenure_waiters (
-    key         TEXT NOT NULL,
-    token       TEXT NOT NULL,
-    arrived     REAL NOT NULL,     -- host monotonic seconds of the first attempt
-    alive_until REAL NOT NULL,     -- host monotonic seconds
-    boot        TEXT NOT NULL,
-    PRIMARY KEY (key, token)
-) WITHOUT ROWID
-"""
-
-DROP_DEAD_WAITERS = "DELETE FROM tenure_waiters WHERE key = :key AND (alive_until <= :now OR boot != :boot)"
-
-JOIN_QUEUE = """
-INSERT INTO tenure_waiters (key, token, arrived, alive_until, boot)
-VALUES (:key, :owner, :now, :alive_until, :boot)
-ON CONFLICT (key, token) DO UPDATE SET alive_until = excluded.alive_until
-"""
-
-HEAD_OF_QUEUE = "SELECT token FROM tenure_waiters WHERE key = :key ORDER BY arrived, token LIMIT 1"
-
-LEAVE_QUEUE = "DELETE FROM tenure_waiters WHERE key = :key AND token = :owner"
-
-# How many wait ahead of the caller (NULL if it is not in line) and whether the lock is free:
-# one read, no write lock.
-TURN = """
-SELECT
-    (SELECT COUNT(*) FROM tenure_waiters AS other
-     WHERE other.key = :key AND (other.arrived < me.arrived
-        OR (other.arrived = me.arrived AND other.token < me.token))),
-    NOT EXISTS (
-        SELECT 1 FROM tenure_leases
-        WHERE key = :key AND owner IS NOT NULL AND boot = :boot AND expires_at > :now
-    )
-FROM (SELECT arrived, token FROM tenure_waiters WHERE key = :key AND token = :owner) AS me
-"""
-
-# Take the row if it is free, expired, or from another boot; bump the fence in the same step.
-# The fence is never below :seed, the wall clock in microseconds: with synchronous=NORMAL a power
-# loss can undo the last commits, and fences handed out by them, but not turn the clock back.
-ACQUIRE = """
-INSERT INTO tenure_leases (key, owner, label, fence, boot, expires_at)
-VALUES (:key, :owner, :label, :seed, :boot, :expires_at)
-ON CONFLICT (key) DO UPDATE SET
-    owner = excluded.owner, label = excluded.label, fence = max(fence + 1, excluded.fence),
-    boot = excluded.boot, expires_at = excluded.expires_at
-WHERE owner IS NULL OR boot != excluded.boot OR expires_at <= :now
-RETURNING fence
-"""
-
-PEEK = "SELECT owner, label, fence, boot, expires_at FROM tenure_leases WHERE key = :key"
-
-# Renew and release check the owner; an expired lease is never revived.
-RENEW = """
-UPDATE tenure_leases SET expires_at = :expires_at
-WHERE key = :key AND owner = :owner AND boot = :boot AND expires_at > :now
-"""
-
-# Only a valid lease is freed; an expired row left with the old token already counts as free.
-RELEASE = """
-UPDATE tenure_leases SET owner = NULL, label = NULL, expires_at = 0
-WHERE key = :key AND owner = :owner AND boot = :boot AND expires_at > :now
-"""
-
-
-DEFAULT_FILE_MODE = 0o600  # a new lock file is its creator's alone unless the URL says otherwise
 
 
 class SQLiteLeaseTable:
@@ -126,7 +64,7 @@ class SQLiteLeaseTable:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._closed = False
-        self._identity: tuple[int, int] | None = None  # (device, inode) of the file self._db opened
+        self._identity: Identity = None  # (device, inode) of the file self._db opened
         self._refused: dict[tuple[str, str], None] = {}  # (key, token) of waiters that were refused
         self._joined: dict[tuple[str, str], float] = {}  # (key, token) -> when last put in line
         # (key, token) whose attempt failed on a busy file: SQLite refused the statement whole,
@@ -141,27 +79,7 @@ class SQLiteLeaseTable:
                 self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        try:
-            _prepare(self.path, self.file_mode)
-            db = sqlite3.connect(
-                self.path,
-                # Busy waits are ours (_call): SQLite's own handler sleeps 1, 2, 5, 10 ms...,
-                # far longer than a lock hand-off takes.
-                timeout=0,
-                isolation_level=None,  # autocommit: every statement is its own transaction
-                check_same_thread=False,  # guarded by self._lock instead
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise _mapped(exc, f"cannot open the SQLite lock file {self.path}") from exc
-        try:
-            self._identity = _identity(self.path)
-            _while_locked(lambda: _use_wal(db), self.busy_timeout)
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes
-            _while_locked(lambda: db.execute(SCHEMA), self.busy_timeout)
-            _while_locked(lambda: db.execute(WAITERS_SCHEMA), self.busy_timeout)
-        except (OSError, sqlite3.Error) as exc:
-            db.close()
-            raise _mapped(exc, f"cannot open the SQLite lock file {self.path}") from exc
+        db, self._identity = connect(self.path, busy_timeout=self.busy_timeout, file_mode=self.file_mode)
         return db
 
     def close(self) -> None:
@@ -176,7 +94,7 @@ class SQLiteLeaseTable:
         """Return the connection to the file the path names now, reopening it if it changed."""
         if self._closed:
             raise BackendUnavailable(f"the SQLite lock file {self.path} is closed")
-        if self._db is not None and _identity(self.path) != self._identity:
+        if self._db is not None and identity(self.path) != self._identity:
             # Deleted, recreated or restored from a copy: other processes open the path, so
             # follow it (SQLite does not checkpoint into a file that moved when it closes).
             self._db.close()
@@ -197,16 +115,16 @@ class SQLiteLeaseTable:
                 try:
                     return work(db)
                 except sqlite3.OperationalError as exc:
-                    _roll_back(db)
+                    roll_back(db)
                     if "locked" not in str(exc) or time.monotonic() >= deadline:
-                        raise _mapped(exc, f"SQLite lock file {self.path}") from exc
+                        raise map_errors(exc, f"SQLite lock file {self.path}") from exc
                     time.sleep(pause * (0.5 + random.random()))
                     pause = min(pause * 2, 0.002)
                 except sqlite3.Error as exc:
-                    _roll_back(db)
-                    raise _mapped(exc, f"SQLite lock file {self.path}") from exc
+                    roll_back(db)
+                    raise map_errors(exc, f"SQLite lock file {self.path}") from exc
                 except BaseException:
-                    _roll_back(db)
+                    roll_back(db)
                     raise
 
     def _run(self, sql: str, params: dict[str, object]) -> list[tuple[object, ...]]:
@@ -367,94 +285,3 @@ class SQLiteLeaseTable:
         if token is None or boot != boot_id() or remaining <= 0:
             return None
         return HolderInfo(str(label), self._fence(fence, key), remaining)
-
-
-def _prepare(path: Path, file_mode: int) -> None:
-    """Create the lock file with ``file_mode`` if it is missing; refuse files this user cannot write.
-
-    SQLite opens a file it cannot write read-only and creates its ``-wal`` and ``-shm`` files
-    beside it, owned by this user: in a shared (sticky) folder the file's owner can then neither
-    write nor remove them. So look first, and fail leaving nothing behind.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, file_mode)
-        except FileExistsError:
-            pass
-        else:
-            try:
-                os.fchmod(fd, file_mode)  # the umask must not change what was asked for
-            finally:
-                os.close(fd)
-        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            try:
-                os.close(os.open(name, os.O_RDWR | os.O_CLOEXEC))
-            except FileNotFoundError:
-                if name == path:
-                    raise
-        if not Path(f"{path}-wal").exists() and not os.access(path.parent, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, "cannot create its -wal and -shm files", str(path.parent))
-    except PermissionError as exc:
-        raise ConfigurationError(_no_write_access(path, exc)) from None
-
-
-def _no_write_access(path: Path, exc: PermissionError) -> str:
-    """Explain which file this user cannot write, and whose it is."""
-    name = exc.filename or path
-    try:
-        st = os.stat(name)
-        whose = f" (owner uid {st.st_uid}, mode {st.st_mode & 0o7777:04o})"
-    except OSError:
-        whose = ""
-    return (
-        f"the SQLite lock file {path} is not writable by this user: {exc.strerror or exc}: {name}{whose}; "
-        "every user of a lock file needs write access to it and its folder (share it with "
-        "?file_mode=0660 and a common group) or use a path of your own"
-    )
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """Return (device, inode) of the file ``path`` names now, or None if there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _roll_back(db: sqlite3.Connection) -> None:
-    if db.in_transaction:
-        db.execute("ROLLBACK")
-
-
-def _mapped(exc: BaseException, what: str) -> Exception:
-    """Map a driver error to tenure's tree (busy means the file stayed locked too long)."""
-    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-        return BackendTimeout(f"{what}: still locked by another process after the busy timeout")
-    if isinstance(exc, (OSError, sqlite3.OperationalError)):
-        return BackendUnavailable(f"{what}: {exc}")
-    return BackendProtocolError(f"{what}: {exc}")
-
-
-def _use_wal(db: sqlite3.Connection) -> None:
-    """Switch the file to WAL mode (it persists in the file, so check first)."""
-    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        db.execute("PRAGMA journal_mode=WAL")
-
-
-def _while_locked(step: Callable[[], object], busy_timeout: float) -> None:
-    """Run ``step``, retrying while processes that create the same file at once hold it.
-
-    Changing the journal mode needs the file to itself, and the connection does not wait on
-    its own (timeout=0), so a few processes opening a new file together can see "locked".
-    """
-    deadline = time.monotonic() + busy_timeout
-    while True:
-        try:
-            step()
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.001 * (0.5 + random.random()))

@@ -1,55 +1,28 @@
-# GENERATED from src/tenure/_async/backends/redis.py by scripts/unasync.py: do not edit; edit the source and re-run.
-"""The ``redis://`` backend: one Lua script per atomic step, waiters woken by a push.
-
-URLs: ``redis://[user:password@]host[:port][/db]``, ``rediss://`` for TLS, and
-``redis+unix:///path/to/redis.sock[?db=N]`` for a unix socket.
-
-Acquiring takes the lock and bumps the fence in one script; renew and release check the owner
-token. A release pushes onto a per-lock signal list that one waiter is blocked on (BLPOP), so
-the hand-off is immediate; with ``fair=True`` the release hands the lock directly to the oldest
-live waiter of a queue kept in Redis and pushes the fence to that waiter alone. The push is a
-hint: the lease record is the truth, and a waiter also wakes when the holder's lease would
-expire and after a bounded, jittered pause. The client never retries a command on its own, so a
-lost connection cannot resurrect an ownership that was lost; connection errors surface as
-``BackendUnavailable`` and every call is bounded by ``op_timeout``.
-"""
+# GENERATED from src/tenure/_async/backends/redis/store.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""The single-server store: one Lua script per atomic step, waiters woken by a push (BLPOP)."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any, ClassVar
 
 from redis import exceptions as redis_errors
 from redis import Redis as Redis
-from redis.retry import Retry as Retry
-from redis.backoff import NoBackoff
 
 from tenure._sync.backends.base import ChangeFeed, LeaseStore
+from tenure._sync.backends.redis.connection import DRIVER_ERRORS, RedisFeed, client_options, map_errors
+from tenure._sync.backends.redis.scripts import SCRIPTS, key_prefix, milliseconds
 from tenure._concurrency import sleep
 from tenure._config import BackendConfig
-from tenure._core import redis_scripts
 from tenure._core.expiry import HolderExpiries
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
-from tenure._core.redis_scripts import key_prefix, milliseconds
 from tenure._core.tokens import Owner
-from tenure._exceptions import (
-    BackendProtocolError,
-    BackendTimeout,
-    BackendUnavailable,
-    ConfigurationError,
-)
+from tenure._exceptions import BackendError, BackendUnavailable
 
 SIGNAL_TTL_MS = 60_000  # a wake-up nobody read is dropped after a minute
 SERVER_TICK = 0.1  # Redis ends blocking timeouts on its ticks: 1/hz, hz 10 by default
 LAST_STRETCH_POLL = 0.005  # seconds between pops in the last tick before a holder's expiry
-
-SCRIPTS = {
-    name: (source, hashlib.sha1(source.encode()).hexdigest())
-    for name in ("ACQUIRE", "ACQUIRE_QUEUED", "RENEW", "RELEASE", "LEAVE_QUEUE", "HOLDER")
-    for source in [getattr(redis_scripts, name)]
-}
 
 
 class RedisStore(LeaseStore):
@@ -82,9 +55,9 @@ class RedisStore(LeaseStore):
         client = Redis(**self._client_options)
         try:
             client.ping()
-        except (redis_errors.RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             client.close()
-            raise self._mapped_error(exc, "connecting") from exc
+            raise self._mapped(exc, "connecting") from exc
         self._client = client
 
     def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
@@ -127,15 +100,15 @@ class RedisStore(LeaseStore):
             raise BackendUnavailable(f"the connection to {self.url} is closed")
         try:
             self._client.publish(f"{key_prefix(key)}:changes", b"")
-        except (redis_errors.RedisError, OSError) as exc:
-            raise self._mapped_error(exc, "announcing a change") from exc
+        except DRIVER_ERRORS as exc:
+            raise self._mapped(exc, "announcing a change") from exc
 
     def watch(self, key: str) -> ChangeFeed:
         # Elections announce their changes on the lock's channel (pub/sub).
         if self._client is None:
             raise BackendUnavailable(f"the connection to {self.url} is closed")
         client: Any = self._client  # the sync client's pubsub() is untyped
-        feed = RedisFeed(client.pubsub(), self.config.common.op_timeout, self._mapped_error)
+        feed = RedisFeed(client.pubsub(), self.config.common.op_timeout, self.url)
         feed.subscribe(f"{key_prefix(key)}:changes")
         return feed
 
@@ -156,8 +129,8 @@ class RedisStore(LeaseStore):
             except redis_errors.NoScriptError:
                 # A restarted server forgot it: EVAL sends the source and caches it again.
                 return self._client.execute_command("EVAL", source, 0, *args)  # type: ignore[no-untyped-call]
-        except (redis_errors.RedisError, OSError) as exc:
-            raise self._mapped_error(exc, script.lower()) from exc
+        except DRIVER_ERRORS as exc:
+            raise self._mapped(exc, script.lower()) from exc
 
     def _wait_for_push(self, key: str, list_key: str, timeout: float) -> bytes | str | None:
         """Pop ``list_key`` when something is pushed, or when the holder's lease would expire.
@@ -189,8 +162,8 @@ class RedisStore(LeaseStore):
             return None
         try:
             popped: bytes | str | None = self._client.lpop(list_key)  # type: ignore[assignment]
-        except (redis_errors.RedisError, OSError) as exc:
-            raise self._mapped_error(exc, "waiting") from exc
+        except DRIVER_ERRORS as exc:
+            raise self._mapped(exc, "waiting") from exc
         return popped
 
     def _blpop(self, list_key: str, timeout: float) -> bytes | str | None:
@@ -198,8 +171,8 @@ class RedisStore(LeaseStore):
             return None
         try:
             reply = self._client.blpop([list_key], timeout=round(timeout, 3))
-        except (redis_errors.RedisError, OSError) as exc:
-            raise self._mapped_error(exc, "waiting") from exc
+        except DRIVER_ERRORS as exc:
+            raise self._mapped(exc, "waiting") from exc
         return None if reply is None else reply[1]
 
     def _fence_or_hint(self, key: str, reply: Any) -> int | None:
@@ -210,80 +183,8 @@ class RedisStore(LeaseStore):
         self._expiries.saw(key, -value / 1000)  # refused: the reply is the holder's PTTL, negated
         return None
 
-    def _mapped_error(self, exc: BaseException, what: str) -> Exception:
-        """Return the tenure error for a driver error (the caller chains it)."""
-        if isinstance(exc, redis_errors.TimeoutError):
-            return BackendTimeout(f"{self.url} did not answer within the timeout ({what})")
-        if isinstance(exc, (redis_errors.ConnectionError, OSError)):
-            return BackendUnavailable(f"cannot reach {self.url} ({what}): {exc}")
-        return BackendProtocolError(f"unexpected reply from {self.url} ({what}): {exc}")
-
-
-class RedisFeed(ChangeFeed):
-    """Read a lock's change channel on a pub/sub connection of its own."""
-
-    def __init__(self, pubsub: Any, op_timeout: float, mapped_error: Any) -> None:
-        super().__init__(op_timeout)
-        self._pubsub = pubsub
-        self._op_timeout = op_timeout
-        self._mapped_error = mapped_error
-
-    def subscribe(self, channel: str) -> None:
-        """Subscribe, and wait for the server's confirmation: from then on no change is missed."""
-        try:
-            self._pubsub.subscribe(channel)
-            confirmed = self._pubsub.get_message(timeout=self._op_timeout)
-        except (redis_errors.RedisError, OSError) as exc:
-            self.close()
-            raise self._mapped_error(exc, "subscribing") from exc
-        if confirmed is None or confirmed.get("type") != "subscribe":
-            self.close()
-            raise BackendTimeout(f"no confirmation of the subscription to {channel!r}")
-
-    def wait(self, timeout: float) -> None:
-        # A blocked read must finish before the socket timeout (op_timeout) fires.
-        timeout = min(max(0.0, timeout), self._op_timeout * 0.8)
-        try:
-            self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
-            while self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0) is not None:
-                pass  # several changes at once: one look at the holder covers them all
-        except (redis_errors.RedisError, OSError) as exc:
-            raise self._mapped_error(exc, "waiting for a change") from exc
-
-    def close(self) -> None:
-        self._pubsub.close()
-
-
-def client_options(config: BackendConfig) -> dict[str, Any]:
-    """Return redis-py client options for a validated ``redis://``-family URL (no I/O)."""
-    url, common = config.url, config.common
-    options: dict[str, Any] = {
-        "socket_connect_timeout": common.connect_timeout,
-        "socket_timeout": common.op_timeout,
-        "retry": Retry(NoBackoff(), 0),  # never retry: a retried acquire could double-hold
-        "username": url.username,
-        "password": url.password,
-    }
-    if url.scheme == "redis+unix":
-        if not url.path or url.hosts:
-            raise ConfigurationError(
-                f"redis+unix URL needs a socket path: redis+unix:///path/redis.sock ({url})"
-            )
-        options["unix_socket_path"] = url.path
-        options["db"] = config.extra.get("db", 0)
-        return options
-    if len(url.hosts) > 1:
-        raise ConfigurationError(f"{url.scheme}:// takes one host; for several use redlock:// ({url})")
-    host = url.hosts[0] if url.hosts else None
-    options["host"] = host.host if host and host.host else "127.0.0.1"
-    options["port"] = host.port if host and host.port else 6379
-    db_text = url.path.strip("/") or "0"
-    if not db_text.isdigit():
-        raise ConfigurationError(f"the database in {url} must be a number, e.g. redis://host:6379/0")
-    options["db"] = int(db_text)
-    if url.scheme == "rediss":
-        options["ssl"] = True
-    return options
+    def _mapped(self, exc: BaseException, what: str) -> BackendError:
+        return map_errors(exc, f"{self.url} ({what})")
 
 
 def _text(value: bytes | str) -> str:

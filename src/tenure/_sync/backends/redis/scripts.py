@@ -1,4 +1,5 @@
-r"""The Lua scripts of the Redis backend: one script per atomic step.
+# GENERATED from src/tenure/_async/backends/redis/scripts.py by scripts/unasync.py: do not edit; edit the source and re-run.
+r"""The Lua scripts of the ``redis://`` backend, one per atomic step (Redlock reuses RELEASE).
 
 Keys of one lock share its namespaced key in braces as prefix, each with its own suffix. No
 suffix contains a '}' (tokens are hex), so the last '}' of a Redis key ends the lock's key, and
@@ -26,6 +27,8 @@ name, or the server's clock stepped back across the restart.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 
 def key_prefix(key: str) -> str:
@@ -118,6 +121,9 @@ local function hand_over(prefix, signal_ttl_ms)
 end
 """
 
+# What a script that frees the lock needs: the hand-over and everything it calls.
+_HANDING_OVER = _DIGITS + _BUMP_FENCE + _OWNED_BY + _QUEUE + _HAND_OVER
+
 ACQUIRE = (
     _BUMP_FENCE
     + r"""
@@ -186,11 +192,7 @@ return 0
 )
 
 RELEASE = (
-    _DIGITS
-    + _BUMP_FENCE
-    + _OWNED_BY
-    + _QUEUE
-    + _HAND_OVER
+    _HANDING_OVER
     + r"""
 -- Free the lock if the owner holds it, then hand it over or wake a waiter.
 -- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ms a wake-up signal stays readable
@@ -206,11 +208,7 @@ return 1
 )
 
 LEAVE_QUEUE = (
-    _DIGITS
-    + _BUMP_FENCE
-    + _OWNED_BY
-    + _QUEUE
-    + _HAND_OVER
+    _HANDING_OVER
     + r"""
 -- Stop waiting in the fair queue; if the lock was handed over meanwhile, pass it on.
 -- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ms a wake-up signal stays readable
@@ -239,3 +237,22 @@ end
 local label = string.sub(value, string.find(value, '\n', 1, true) + 1)
 return {label, redis.call('GET', ARGV[1] .. ':fence'), redis.call('PTTL', lock)}
 """
+
+
+def digest(source: str) -> str:
+    """Return the SHA1 that names a script on the server (EVALSHA)."""
+    return hashlib.sha1(source.encode()).hexdigest()
+
+
+# The single-server backend's scripts by name, each with its digest.
+SCRIPTS = {
+    name: (source, digest(source))
+    for name, source in {
+        "ACQUIRE": ACQUIRE,
+        "ACQUIRE_QUEUED": ACQUIRE_QUEUED,
+        "RENEW": RENEW,
+        "RELEASE": RELEASE,
+        "LEAVE_QUEUE": LEAVE_QUEUE,
+        "HOLDER": HOLDER,
+    }.items()
+}

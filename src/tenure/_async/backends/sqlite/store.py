@@ -1,10 +1,4 @@
-# GENERATED from src/tenure/_async/backends/sqlite.py by scripts/unasync.py: do not edit; edit the source and re-run.
-"""The ``sqlite:///path.db`` backend: a lease table in one file, safe across processes on a host.
-
-The embedded default: no server. The table itself lives in ``tenure._blocking.sqlite``; the
-async store runs its blocking calls in a worker thread, the generated sync store calls them
-directly.
-"""
+"""The SQLite store: the lease table's blocking calls, run in a worker thread (async colour)."""
 
 from __future__ import annotations
 
@@ -13,9 +7,10 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
-from tenure._sync.backends.base import LeaseStore
-from tenure._blocking.sqlite import DEFAULT_FILE_MODE, SQLiteLeaseTable
-from tenure._concurrency import run_blocking, sleep
+from tenure._async.backends.base import AsyncLeaseStore
+from tenure._async.backends.sqlite.file import DEFAULT_FILE_MODE
+from tenure._async.backends.sqlite.table import SQLiteLeaseTable
+from tenure._concurrency import async_run_blocking, async_sleep
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -25,7 +20,7 @@ from tenure._exceptions import ConfigurationError
 LINE_POLL = 0.001  # seconds between looks at a fair line, per waiter ahead
 
 
-class SQLiteStore(LeaseStore):
+class AsyncSQLiteStore(AsyncLeaseStore):
     """Serve leases from a SQLite file; waiters poll it with a short jittered backoff."""
 
     scheme: ClassVar[str] = "sqlite"
@@ -55,44 +50,44 @@ class SQLiteStore(LeaseStore):
             file_mode=int(mode),  # type: ignore[call-overload]
         )
 
-    def connect(self) -> None:
-        run_blocking(self._table.open)
+    async def connect(self) -> None:
+        await async_run_blocking(self._table.open)
 
-    def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
-        return run_blocking(self._table.try_acquire, key, owner, ttl)
+    async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
+        return await async_run_blocking(self._table.try_acquire, key, owner, ttl)
 
-    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        return run_blocking(self._table.renew, key, owner, ttl)
+    async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
+        return await async_run_blocking(self._table.renew, key, owner, ttl)
 
-    def release(self, key: str, owner: Owner) -> bool:
-        return run_blocking(self._table.release, key, owner)
+    async def release(self, key: str, owner: Owner) -> bool:
+        return await async_run_blocking(self._table.release, key, owner)
 
-    def holder(self, key: str) -> HolderInfo | None:
-        return run_blocking(self._table.holder, key)
+    async def holder(self, key: str) -> HolderInfo | None:
+        return await async_run_blocking(self._table.holder, key)
 
-    def wait_released(self, key: str, timeout: float) -> None:
-        sleep(timeout)
+    async def wait_released(self, key: str, timeout: float) -> None:
+        await async_sleep(timeout)
 
-    def try_acquire_queued(
+    async def try_acquire_queued(
         self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
     ) -> int | None:
-        return run_blocking(
+        return await async_run_blocking(
             functools.partial(self._table.try_acquire_queued, key, owner, ttl, patience=patience)
         )
 
-    def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
+    async def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
         # No hand-over in a file: waiters watch the line with a cheap read (WAL readers take no
         # lock), the nearer the front the more often, so the next in line is always watching.
         ends = time.monotonic() + timeout
         while True:
-            ahead, free = run_blocking(self._table.turn, key, owner)
+            ahead, free = await async_run_blocking(self._table.turn, key, owner)
             left = ends - time.monotonic()
             if ahead is None or (ahead == 0 and free) or left <= 0:
                 return None  # the caller tries again (and joins the line if it is not in it)
-            sleep(min(left, LINE_POLL * (1 + ahead)))
+            await async_sleep(min(left, LINE_POLL * (1 + ahead)))
 
-    def leave_queue(self, key: str, owner: Owner) -> None:
-        run_blocking(self._table.leave_queue, key, owner)
+    async def leave_queue(self, key: str, owner: Owner) -> None:
+        await async_run_blocking(self._table.leave_queue, key, owner)
 
-    def close(self) -> None:
-        run_blocking(self._table.close)
+    async def aclose(self) -> None:
+        await async_run_blocking(self._table.close)

@@ -3,7 +3,8 @@
 The ``zookeeper://`` store makes every server call through this class. A call waits for kazoo's
 thread-completed result on the caller's loop (``tenure._concurrency.await_result``), never in a
 thread of its own; a call whose connection dropped is sent again until ``op_timeout`` (kazoo
-queues it until it has reconnected to a member), and kazoo's errors become tenure's.
+queues it until it has reconnected to a member). ``map_errors`` is the one mapping of kazoo's
+errors to tenure's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from kazoo.client import KazooClient, KazooState  # type: ignore[import-untyped]
 from kazoo.handlers.threading import KazooTimeoutError  # type: ignore[import-untyped]
 
 from tenure._concurrency import async_await_result, async_run_blocking, async_sleep
-from tenure._exceptions import BackendProtocolError, BackendTimeout, BackendUnavailable
+from tenure._exceptions import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
 
 # kazoo's handler.async_result, spelt so the sync generator (which drops "async_") keeps it.
 NEW_RESULT = "async" + "_result"
@@ -31,6 +32,17 @@ UNREACHABLE = (
     zk_errors.OperationTimeoutError,
     zk_errors.ZookeeperStoppedError,
 )
+
+
+def map_errors(exc: BaseException | None, what: str) -> BackendError:
+    """Return the tenure error for a kazoo error; ``what`` names the ensemble and the step."""
+    if isinstance(exc, BackendError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return BackendTimeout(f"no answer within op_timeout from {what}")
+    if isinstance(exc, (*RETRYABLE, *UNREACHABLE, KazooTimeoutError, OSError)):
+        return BackendUnavailable(f"cannot reach {what}: {exc!r}")
+    return BackendProtocolError(f"unexpected reply from {what}: {exc!r}")
 
 
 class CallInterrupted(Exception):
@@ -69,7 +81,7 @@ class AsyncZooKeeperSession:
         except (KazooTimeoutError, zk_errors.KazooException, OSError) as exc:
             await async_run_blocking(_stop, client, self._connect_timeout)
             waited = f"connect_timeout={self._connect_timeout:g} s"
-            raise BackendUnavailable(f"cannot reach {self._url} within {waited}: {exc!r}") from exc
+            raise map_errors(exc, f"{self._url} within {waited}") from exc
         self._client = client
 
     def session_id(self) -> int | None:
@@ -155,13 +167,9 @@ class AsyncZooKeeperSession:
         except (zk_errors.KazooException, TimeoutError) as exc:
             raise self.mapped(exc, what) from exc
 
-    def mapped(self, exc: BaseException | None, what: str) -> Exception:
-        """Return the tenure error for a kazoo error (the caller chains it)."""
-        if isinstance(exc, TimeoutError):
-            return BackendTimeout(f"{self._url} did not answer within op_timeout ({what})")
-        if isinstance(exc, (*RETRYABLE, *UNREACHABLE)):
-            return BackendUnavailable(f"lost the connection to {self._url} ({what}): {exc!r}")
-        return BackendProtocolError(f"unexpected reply from {self._url} ({what}): {exc!r}")
+    def mapped(self, exc: BaseException | None, what: str) -> BackendError:
+        """Return the tenure error for a kazoo error in step ``what`` (the caller chains it)."""
+        return map_errors(exc, f"{self._url} ({what})")
 
     def live_client(self) -> Any:
         """Return the kazoo client, or raise ``BackendUnavailable`` once closed."""

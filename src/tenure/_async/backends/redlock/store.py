@@ -1,0 +1,178 @@
+"""The Redlock store: each step is a vote of N independent Redis instances."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from redis.asyncio import Redis as AsyncRedis
+
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
+from tenure._async.backends.redis.connection import AsyncRedisFeed
+from tenure._async.backends.redis.scripts import key_prefix, milliseconds
+from tenure._async.backends.redlock.instances import AsyncRedlockInstances, Reply, failures
+from tenure._async.backends.redlock.quorum import Tally, majority_holder, parse_seen, quorum, validity_left
+from tenure._concurrency import async_sleep
+from tenure._config import BackendConfig
+from tenure._core.guarantees import Guarantee
+from tenure._core.holder import HolderInfo
+from tenure._core.renewal import RENEW_FRACTION
+from tenure._core.tokens import Owner
+from tenure._exceptions import BackendError, BackendProtocolError, BackendUnavailable
+
+SIGNAL_TTL_MS = 1  # the release script's wake-up list: no Redlock waiter reads it, so drop it
+
+
+class AsyncRedlockStore(AsyncLeaseStore):
+    """Serve leases from N independent Redis servers by majority vote (Redlock).
+
+    **Guarantees.** CROSS_PROCESS and CROSS_HOST: the leases live on network servers that every
+    client reaches. SURVIVES_FAILOVER: a lease is held on a majority, so any minority of
+    instances may crash, restart empty or be partitioned away while it stays held and rivals
+    stay out; the next renewal puts the lock back on instances that lost it. An instance that
+    restarts empty before that renewal, while the lease held only a bare majority, may hand the
+    lock to a rival, which is why Redlock's authors advise restarting a crashed instance only
+    after the longest TTL has passed (or running it with ``appendfsync always``). A client cut
+    off from a majority can neither acquire nor renew, and its lease is lost when its validity
+    runs out by its own monotonic clock; a holder paused past its TTL loses the lease the same
+    way and learns it at its next ``check()``. Not SERVER_TIME: expiry is kept by N independent
+    clocks, and safety assumes they run at about the same rate (the drift margin is 1% of the
+    TTL + 2 ms) and do not jump; a clock stepped forward on a majority ends leases early. Not
+    FENCING: fences come from the instances' clocks, never repeat on one instance and follow
+    hold order while those clocks agree to better than the gap between two holds; they are
+    best-effort, so a resource must not trust them alone. Not QUEUEING: waiters are not served
+    in order (``fair=True`` raises ``BackendIncapable``).
+    """
+
+    scheme: ClassVar[str] = "redlock"
+    description: ClassVar[str] = (
+        "N independent Redis, parallel majority vote, validity = ttl − elapsed − drift; fences best-effort"
+    )
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
+        {Guarantee.CROSS_PROCESS, Guarantee.CROSS_HOST, Guarantee.SURVIVES_FAILOVER}
+    )
+    # Redlock's random retry delay: without a push from a majority, this pause is the wake-up.
+    poll_interval: ClassVar[tuple[float, float]] = (0.005, 0.05)
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self._instances = AsyncRedlockInstances(config)
+        self._count = self._instances.count
+        self._fences: dict[tuple[str, str], int] = {}  # (key, token) -> fence, while held here
+
+    async def connect(self) -> None:
+        await self._instances.connect(self._deadline(time.monotonic()))
+
+    async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
+        started = time.monotonic()
+        args = [key_prefix(key), owner.token, milliseconds(ttl), owner.label]
+        replies = await self._instances.script("ACQUIRE", args, self._deadline(started, ttl))
+        granted = [reply for reply in replies if _is_int(reply) and reply > 0]
+        tally = Tally(len(granted), sum(_is_int(r) and r <= 0 for r in replies), failures(replies))
+        if tally.majority(self._count) and validity_left(ttl, time.monotonic() - started) > 0:
+            fence = int(max(granted))
+            self._fences[(key, owner.token)] = fence
+            return fence
+        # Lost the vote or ran out of validity: undo every vote that may be ours, including
+        # those of instances that did not answer (the grant may have got there).
+        undo = [i for i, reply in enumerate(replies) if not (_is_int(reply) and reply <= 0)]
+        if undo:
+            release = [key_prefix(key), owner.token, SIGNAL_TTL_MS]
+            await self._instances.script("RELEASE", release, self._deadline(time.monotonic(), ttl), undo)
+        if not tally.reachable(self._count):
+            self._instances.raise_unreachable("acquiring", replies)
+        return None
+
+    async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
+        started = time.monotonic()
+        fence = self._fences.get((key, owner.token), 0)  # every instance then reports the lease's fence
+        args = [key_prefix(key), owner.token, milliseconds(ttl), fence]
+        replies = await self._instances.script("RENEW", args, self._deadline(started, ttl))
+        tally = Tally(replies.count(1), replies.count(0), failures(replies))
+        if tally.majority(self._count) and validity_left(ttl, time.monotonic() - started) > 0:
+            await self._restore(key, owner, ttl, [i for i, reply in enumerate(replies) if reply == 0])
+            return True
+        if not tally.reachable(self._count):
+            self._instances.raise_unreachable("renewing", replies)
+        self._fences.pop((key, owner.token), None)
+        return False
+
+    async def release(self, key: str, owner: Owner) -> bool:
+        self._fences.pop((key, owner.token), None)
+        args = [key_prefix(key), owner.token, SIGNAL_TTL_MS]
+        replies = await self._instances.script("RELEASE", args, self._deadline(time.monotonic()))
+        tally = Tally(replies.count(1), replies.count(0), failures(replies))
+        if not tally.reachable(self._count):
+            self._instances.raise_unreachable("releasing", replies)
+        return tally.majority(self._count)
+
+    async def holder(self, key: str) -> HolderInfo | None:
+        replies = await self._instances.script("HOLDER", [key_prefix(key)], self._deadline(time.monotonic()))
+        if failures(replies) > self._count - quorum(self._count):
+            self._instances.raise_unreachable("reading the holder", replies)
+        try:
+            views = [parse_seen(reply) for reply in replies if not isinstance(reply, Exception)]
+        except (ValueError, TypeError) as exc:
+            raise BackendProtocolError(f"unexpected reply from {self.url} (holder): {exc}") from exc
+        return majority_holder(views, self._count)
+
+    async def wait_released(self, key: str, timeout: float) -> None:
+        # No single instance can say that a majority is free: wait out Redlock's random retry
+        # delay (the caller's jittered backoff), then the caller votes again.
+        await async_sleep(timeout)
+
+    async def announce(self, key: str) -> None:
+        # To every instance at once: an observer listens to whichever answered it first.
+        publish = ("PUBLISH", f"{key_prefix(key)}:changes", "")
+        replies = await self._instances.command(range(self._count), publish, self._deadline(time.monotonic()))
+        if all(isinstance(reply, Exception) for reply in replies):
+            self._instances.raise_unreachable("announcing a change", replies)
+
+    async def watch(self, key: str) -> AsyncChangeFeed:
+        # Elections announce their changes on every instance; listening to the first one that
+        # answers hears them, and the observer looks again now and then anyway.
+        error: Exception | None = None
+        for pool in self._instances.pools:
+            client: Any = AsyncRedis(connection_pool=pool)
+            feed = AsyncRedisFeed(client.pubsub(), self.config.common.op_timeout, self.url)
+            try:
+                await feed.subscribe(f"{key_prefix(key)}:changes")
+            except BackendError as exc:
+                error = exc
+                continue
+            return feed
+        raise BackendUnavailable(f"cannot subscribe to any instance of {self.url}") from error
+
+    async def aclose(self) -> None:
+        await self._instances.aclose()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    async def _restore(self, key: str, owner: Owner, ttl: float, missing: list[int]) -> None:
+        """Put a lease confirmed by a majority back on instances that lost it (restarted empty).
+
+        Only where the lock is free (SET NX), so a rival's vote is never overwritten; failures are
+        ignored, the next renewal tries again.
+        """
+        fence = self._fences.get((key, owner.token))
+        if not missing or fence is None:  # None: released meanwhile, nothing to restore
+            return
+        value = f"{owner.token}\n{fence}\n{owner.label}"
+        command = ("SET", f"{key_prefix(key)}:lock", value, "NX", "PX", milliseconds(ttl))
+        await self._instances.command(missing, command, self._deadline(time.monotonic(), ttl))
+
+    def _deadline(self, started: float, ttl: float | None = None) -> float:
+        """Return when to stop waiting for replies: after op_timeout, or a third of the TTL.
+
+        A vote on a lease that took longer than a third of its TTL would leave it little
+        validity, and a renewal that slow would run into the next one: instances slower than
+        that count as missing votes, so one frozen instance cannot cost a short lease.
+        """
+        limit = self.config.common.op_timeout
+        if ttl is not None:
+            limit = min(limit, ttl * RENEW_FRACTION)
+        return started + limit
+
+
+def _is_int(reply: Reply) -> bool:
+    return isinstance(reply, int) and not isinstance(reply, bool)

@@ -1,0 +1,204 @@
+"""The ZooKeeper store: the lock recipe on one kazoo session per coordinator."""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+from kazoo.client import KazooState  # type: ignore[import-untyped]
+
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
+from tenure._async.backends.zookeeper.line import AsyncLines, AsyncZooKeeperFeed
+from tenure._async.backends.zookeeper.nodes import check_ttl_fits, parse_location, parse_node_data
+from tenure._async.backends.zookeeper.session import AsyncZooKeeperSession
+from tenure._config import BackendConfig
+from tenure._core.guarantees import Capability, Guarantee
+from tenure._core.holder import HolderInfo
+from tenure._core.tokens import Owner
+from tenure._exceptions import BackendUnavailable
+
+DEFAULT_SESSION_TIMEOUT = 30.0  # the longest ttl allowed; the default ttl (15 s) fits in it
+
+
+class AsyncZooKeeperStore(AsyncLeaseStore):
+    """Serve leases from a ZooKeeper ensemble as ephemeral sequential nodes.
+
+    **Guarantees.** FENCING: the fence is the holder node's czxid, ensemble-wide monotonic.
+    FIFO: contenders are served in the order their nodes were created. SERVER_TIME: a stuck
+    holder's TTL is judged by the ensemble leader's clock (node mtimes), not the contender's;
+    after a leader election the new leader's clock is used, so the members' clocks must agree
+    within the drift margin (NTP). SURVIVES_FAILOVER: every write is committed by a quorum, so a
+    held lock survives the loss of a minority of members; kazoo reconnects to another member
+    and the session, its nodes and its watches carry over. SESSION_BOUND: a hold ends with its
+    session, so a crashed holder frees the lock after the session timeout even if nobody
+    contends. CROSS_PROCESS, CROSS_HOST: clients reach the ensemble over TCP.
+
+    **What ``ttl`` means here.** It sets the renewal cadence (ttl/3) and how long a holder that
+    stopped renewing keeps the lock against contenders. It must not exceed ``session_timeout``:
+    a partitioned holder counts its validity from its last renewal, and the ensemble may end its
+    session (and give the lock away) ``session_timeout`` after it last heard from it. While the
+    connection is suspended a renewal reports the backend unavailable (not safe to act), so the
+    lease is lost when its validity runs out unless kazoo reconnects in time; a session that
+    expired loses the lease at the next renewal.
+    """
+
+    scheme: ClassVar[str] = "zookeeper"
+    description: ClassVar[str] = "ephemeral sequential nodes, predecessor watches, fence = czxid"
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
+        {
+            Guarantee.FENCING,
+            Guarantee.FIFO,
+            Guarantee.SERVER_TIME,
+            Guarantee.SURVIVES_FAILOVER,
+            Guarantee.SESSION_BOUND,
+            Guarantee.CROSS_PROCESS,
+            Guarantee.CROSS_HOST,
+        }
+    )
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING, Capability.SESSIONS})
+    # A release wakes the watcher at once; the pause bounds how long a stuck holder's expiry
+    # (which no watch reports) can go unnoticed.
+    poll_interval: ClassVar[tuple[float, float]] = (0.05, 1.0)
+    # A blocking plain acquire waits in line too: kazoo's and Curator's recipe. After a release,
+    # retrying plain waiters would each create and delete a node (a herd of writes, every one a
+    # round through the ensemble's leader), while the line wakes one waiter, whose node is there.
+    plain_waiters_queue: ClassVar[bool] = True
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        hosts, root = parse_location(config)
+        self._session_timeout = float(config.extra.get("session_timeout", DEFAULT_SESSION_TIMEOUT))  # type: ignore[arg-type]
+        self._zk = AsyncZooKeeperSession(
+            self.url,
+            hosts=hosts,
+            session_timeout=self._session_timeout,
+            connect_timeout=config.common.connect_timeout,
+            op_timeout=config.common.op_timeout,
+        )
+        self._lines = AsyncLines(self._zk, root, config.common.op_timeout)
+        self._nodes = self._lines.nodes  # (key, token) -> our child
+
+    async def connect(self) -> None:
+        await self._zk.connect()
+
+    async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
+        check_ttl_fits(ttl, self._session_timeout, self.url)
+        node, now_ms, children = await self._lines.create(key, owner, ttl)
+        fence = await self._lines.first_or_take_over(key, node, now_ms, children, plain=True)
+        if fence is None:  # not first: leave no node behind
+            await self._lines.delete(f"{self._lines.dir(key)}/{node.name}")
+            self._nodes.pop((key, owner.token), None)
+        return fence
+
+    async def try_acquire_queued(
+        self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
+    ) -> int | None:
+        # ``patience`` is not needed: a crashed waiter's node dies with its session.
+        check_ttl_fits(ttl, self._session_timeout, self.url)
+        # A waiting node is not rewritten: that would wake its successor's watch for nothing.
+        node = self._nodes.get((key, owner.token))
+        if node is not None:
+            node.ttl = ttl
+            fence = await self._lines.first_or_take_over(key, node, None)
+            if fence is not None or node.in_line:
+                return fence
+            # Our node died with an expired session: join the line again, at its end.
+        node, now_ms, children = await self._lines.create(key, owner, ttl)
+        return await self._lines.first_or_take_over(key, node, now_ms, children)
+
+    async def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
+        node = self._nodes.get((key, owner.token))
+        if node is None:
+            return None
+        if node.predecessor is not None:
+            if node.holder_ends is not None:  # wake when the holder's TTL would run out
+                timeout = min(timeout, max(0.001, node.holder_ends - time.monotonic() + 0.001))
+            await self._zk.wait_for_change(f"{self._lines.dir(key)}/{node.predecessor}", timeout)
+        return await self._lines.first_or_take_over(key, node, None)
+
+    async def leave_queue(self, key: str, owner: Owner) -> None:
+        await self.release(key, owner)
+
+    async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
+        check_ttl_fits(ttl, self._session_timeout, self.url)
+        node = self._nodes.get((key, owner.token))
+        if node is None:
+            return False
+        session = self._zk.session_id()
+        if self._zk.state == KazooState.LOST or (session is not None and session != node.session):
+            self._nodes.pop((key, owner.token), None)
+            return False  # the session that owned the node expired: the node is gone
+        if self._zk.state != KazooState.CONNECTED:
+            raise BackendUnavailable(f"the connection to {self.url} is suspended; renewing {key!r} must wait")
+        stat = await self._lines.touch(key, node, ttl)
+        if stat is None:
+            self._nodes.pop((key, owner.token), None)
+            return False
+        return True
+
+    async def release(self, key: str, owner: Owner) -> bool:
+        node = self._nodes.pop((key, owner.token), None)
+        if node is not None and node.exact:
+            # Our only child, by name: one request. A node that was first when we took its
+            # fence is still first while it exists (later children have higher sequences);
+            # gone, it was taken over (TTL) or ended with its session: the hold was lost.
+            deleted = await self._lines.delete(f"{self._lines.dir(key)}/{node.name}")
+            return deleted and node.held
+        # An interrupted create (or none cached): every child of ours must go.
+        children = await self._children(key)
+        # Every child of ours, not only the cached one: an interrupted create may have left one.
+        ours = [name for name in children if name.startswith(owner.token + "-")]
+        if node is not None and node.name not in ours:
+            ours.append(node.name)  # listed before its creation was visible: delete anyway
+        for name in ours:
+            await self._lines.delete(f"{self._lines.dir(key)}/{name}")
+        return bool(children) and children[0] in ours
+
+    async def holder(self, key: str) -> HolderInfo | None:
+        for _ in range(3):  # the first child may leave between listing and reading it
+            children = await self._children(key)
+            if not children:
+                return None
+            got = await self._lines.get(f"{self._lines.dir(key)}/{children[0]}")
+            if got is None:
+                continue
+            data, stat = got
+            ttl, label = parse_node_data(data)
+            # The server's "now", read after the holder's mtime: the estimate errs short.
+            remaining = (int(stat.mtime) - await self._lines.server_now(key)) / 1000 + ttl
+            if remaining <= 0:
+                return None  # not renewed within its ttl: the next contender takes over
+            return HolderInfo(label, int(stat.czxid), None if remaining == float("inf") else remaining)
+        return None
+
+    async def wait_released(self, key: str, timeout: float) -> None:
+        # Return only once the line is seen empty (or the time is up, so that the next try judges
+        # a stuck holder's TTL): a waiter that wakes after another took the lock over watches the
+        # new holder with two reads, instead of queueing a create and a delete for nothing.
+        deadline = time.monotonic() + timeout
+        head = self._lines.heads.pop(key, None)
+        while True:
+            if head is None:
+                children = await self._children(key)
+                if not children:
+                    return
+                head = children[0]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await self._zk.wait_for_change(f"{self._lines.dir(key)}/{head}", remaining)
+            if time.monotonic() >= deadline:
+                return
+            head = None
+
+    async def watch(self, key: str) -> AsyncChangeFeed:
+        feed = AsyncZooKeeperFeed(self._zk, self._lines.dir(key), self.config.common.op_timeout)
+        await feed.look()  # the holder as of now: a change after this is not missed
+        return feed
+
+    async def aclose(self) -> None:
+        await self._zk.aclose()  # ends the session: its nodes go with it
+
+    async def _children(self, key: str) -> list[str]:
+        """Return ``key``'s line in order (first = holder); empty if the lock was never used."""
+        return await self._lines.children(key)

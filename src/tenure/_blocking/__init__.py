@@ -1,1 +1,0 @@
-"""Blocking driver code that both colours share (the async side runs it in a worker thread)."""

@@ -1,0 +1,83 @@
+# GENERATED from src/tenure/_async/backends/sqlite/sql.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""The SQL of the ``sqlite://`` backend: the lease table, the fair line, one statement per step.
+
+Every statement takes named parameters: ``:key``, ``:owner`` (the token), ``:label``, ``:boot``
+(the host's boot id), ``:now``, ``:expires_at`` and ``:alive_until`` (host monotonic seconds),
+and ``:seed`` (the wall clock in microseconds, the least fence a new row may get).
+"""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenure_leases (
+    key        TEXT PRIMARY KEY,
+    owner      TEXT,               -- the holder's secret token; NULL while free
+    label      TEXT,               -- who holds it, for people (tenure inspect)
+    fence      INTEGER NOT NULL,   -- bumped by every acquisition, never reset
+    boot       TEXT NOT NULL,      -- boot id of the host clock expires_at is read on
+    expires_at REAL NOT NULL       -- host monotonic seconds
+) WITHOUT ROWID
+"""
+
+# Fair waiters (fair=True), in arrival order; an entry dies unless refreshed before alive_until.
+WAITERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenure_waiters (
+    key         TEXT NOT NULL,
+    token       TEXT NOT NULL,
+    arrived     REAL NOT NULL,     -- host monotonic seconds of the first attempt
+    alive_until REAL NOT NULL,     -- host monotonic seconds
+    boot        TEXT NOT NULL,
+    PRIMARY KEY (key, token)
+) WITHOUT ROWID
+"""
+
+DROP_DEAD_WAITERS = "DELETE FROM tenure_waiters WHERE key = :key AND (alive_until <= :now OR boot != :boot)"
+
+JOIN_QUEUE = """
+INSERT INTO tenure_waiters (key, token, arrived, alive_until, boot)
+VALUES (:key, :owner, :now, :alive_until, :boot)
+ON CONFLICT (key, token) DO UPDATE SET alive_until = excluded.alive_until
+"""
+
+HEAD_OF_QUEUE = "SELECT token FROM tenure_waiters WHERE key = :key ORDER BY arrived, token LIMIT 1"
+
+LEAVE_QUEUE = "DELETE FROM tenure_waiters WHERE key = :key AND token = :owner"
+
+# How many wait ahead of the caller (NULL if it is not in line) and whether the lock is free:
+# one read, no write lock.
+TURN = """
+SELECT
+    (SELECT COUNT(*) FROM tenure_waiters AS other
+     WHERE other.key = :key AND (other.arrived < me.arrived
+        OR (other.arrived = me.arrived AND other.token < me.token))),
+    NOT EXISTS (
+        SELECT 1 FROM tenure_leases
+        WHERE key = :key AND owner IS NOT NULL AND boot = :boot AND expires_at > :now
+    )
+FROM (SELECT arrived, token FROM tenure_waiters WHERE key = :key AND token = :owner) AS me
+"""
+
+# Take the row if it is free, expired, or from another boot; bump the fence in the same step.
+# The fence is never below :seed, the wall clock in microseconds: with synchronous=NORMAL a power
+# loss can undo the last commits, and fences handed out by them, but not turn the clock back.
+ACQUIRE = """
+INSERT INTO tenure_leases (key, owner, label, fence, boot, expires_at)
+VALUES (:key, :owner, :label, :seed, :boot, :expires_at)
+ON CONFLICT (key) DO UPDATE SET
+    owner = excluded.owner, label = excluded.label, fence = max(fence + 1, excluded.fence),
+    boot = excluded.boot, expires_at = excluded.expires_at
+WHERE owner IS NULL OR boot != excluded.boot OR expires_at <= :now
+RETURNING fence
+"""
+
+PEEK = "SELECT owner, label, fence, boot, expires_at FROM tenure_leases WHERE key = :key"
+
+# Renew and release check the owner; an expired lease is never revived.
+RENEW = """
+UPDATE tenure_leases SET expires_at = :expires_at
+WHERE key = :key AND owner = :owner AND boot = :boot AND expires_at > :now
+"""
+
+# Only a valid lease is freed; an expired row left with the old token already counts as free.
+RELEASE = """
+UPDATE tenure_leases SET owner = NULL, label = NULL, expires_at = 0
+WHERE key = :key AND owner = :owner AND boot = :boot AND expires_at > :now
+"""
