@@ -1,4 +1,4 @@
-# GENERATED from src/tenure/_async/backends/etcd.py by scripts/unasync.py: do not edit; edit the source and re-run.
+# GENERATED from src/tenure/_async/backends/etcd/store.py by scripts/unasync.py: do not edit; edit the source and re-run.
 """The ``etcd://h1:p1,h2:p2,...`` backend: etcd's own lock recipe over the v3 gRPC API.
 
 The algorithm is the one of etcd's ``client/v3/concurrency`` package (session.go, mutex.go).
@@ -55,9 +55,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tenure import _etcd_proto as proto
 from tenure._sync.backends.base import ChangeFeed, LeaseStore
-from tenure._sync.backends.etcd_client import EtcdClient, Session
+from tenure._sync.backends.etcd import proto
+from tenure._sync.backends.etcd.client import EtcdClient, Session
 from tenure._concurrency import Background, Signal
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee

@@ -54,9 +54,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tenure import _etcd_proto as proto
 from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
-from tenure._async.backends.etcd_client import AsyncEtcdClient, Session
+from tenure._async.backends.etcd import proto
+from tenure._async.backends.etcd.client import AsyncEtcdClient, Session
 from tenure._concurrency import AsyncBackground, AsyncSignal
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee

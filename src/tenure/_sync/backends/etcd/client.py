@@ -1,3 +1,4 @@
+# GENERATED from src/tenure/_async/backends/etcd/client.py by scripts/unasync.py: do not edit; edit the source and re-run.
 """The etcd v3 gRPC connection behind ``etcd://``: endpoints, failover, sessions and watches.
 
 One gRPC channel per endpoint. A call goes to the current endpoint and, while that one is
@@ -20,8 +21,8 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 
-from tenure import _etcd_proto as proto
-from tenure._concurrency import AsyncMutex, AsyncSignal
+from tenure._sync.backends.etcd import proto
+from tenure._concurrency import Mutex, Signal
 from tenure._exceptions import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
 
 DRIFT = 0.01  # the local estimate of a session's life is shortened by 1% (+ 2 ms)
@@ -42,7 +43,7 @@ class Session:
     alive: bool = True
 
 
-class AsyncEtcdClient:
+class EtcdClient:
     """Talk to the endpoints of one etcd cluster and keep this process's sessions."""
 
     def __init__(self, url: str, targets: list[str], *, session_ttl: int, op_timeout: float) -> None:
@@ -51,56 +52,56 @@ class AsyncEtcdClient:
         self.session_ttl = session_ttl
         self.op_timeout = op_timeout
         self.sessions: dict[int, Session] = {}  # granted TTL -> session
-        self.wake: AsyncSignal | None = None  # set when a session is granted, for the keeper
+        self.wake: Signal | None = None  # set when a session is granted, for the keeper
         self._channels: list[Any] = []
         self._stubs: list[dict[str, Any]] = []
         self._current = 0  # index of the endpoint calls go to first
-        self._mutex: AsyncMutex | None = None
+        self._mutex: Mutex | None = None
 
     @property
     def is_open(self) -> bool:
         """Return whether the channels are open."""
         return bool(self._channels)
 
-    async def open(self, connect_timeout: float) -> None:
+    def open(self, connect_timeout: float) -> None:
         """Open a channel per endpoint and check one answers within ``connect_timeout``."""
         for target in self.targets:
-            channel = grpc.aio.insecure_channel(target, options=proto.CHANNEL_OPTIONS)
+            channel = grpc.insecure_channel(target, options=proto.CHANNEL_OPTIONS)
             self._channels.append(channel)
             stubs = {"kv": proto.KVStub, "lease": proto.LeaseStub, "streams": proto.OneRequestStreams}
             self._stubs.append({name: stub(channel) for name, stub in stubs.items()})
-        self._mutex = AsyncMutex()
+        self._mutex = Mutex()
         try:
-            await self._first_answer("Range", proto.get(b"\x00tenure-ping"), connect_timeout, "connecting")
+            self._first_answer("Range", proto.get(b"\x00tenure-ping"), connect_timeout, "connecting")
         except BaseException:
-            await self.aclose()
+            self.close()
             raise
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         """Revoke every session (which deletes its entries and wakes their watchers) and close."""
         for session in list(self.sessions.values()):
             with contextlib.suppress(BackendError):  # else the entries end when the lease expires
-                await self.call("lease", "LeaseRevoke", proto.lease_revoke(session.lease), "closing")
+                self.call("lease", "LeaseRevoke", proto.lease_revoke(session.lease), "closing")
         self.sessions.clear()
         channels, self._channels, self._stubs = self._channels, [], []
         for channel in channels:
-            await channel.close()
+            channel.close()
 
     # -- sessions -------------------------------------------------------------------------------
 
-    async def create(self, ttl: float, started: float, build: Callable[[int], Any]) -> tuple[Session, Any]:
+    def create(self, ttl: float, started: float, build: Callable[[int], Any]) -> tuple[Session, Any]:
         """Run the create transaction ``build(lease)`` under a live session; return both."""
         for _ in range(2):
-            session = await self.session(ttl, started)
+            session = self.session(ttl, started)
             try:
-                return session, await self.call("kv", "Txn", build(session.lease), "acquiring")
+                return session, self.call("kv", "Txn", build(session.lease), "acquiring")
             except LeaseGone:
                 # The session expired before the keeper noticed; the transaction changed
                 # nothing, so it is sent once more under a new session.
                 session.alive = False
         raise BackendUnavailable(f"the etcd sessions on {self.url} keep expiring")
 
-    async def session(self, ttl: float, started: float) -> Session:
+    def session(self, ttl: float, started: float) -> Session:
         """Return a live session whose lease the server keeps at least ``ttl`` s past ``started``."""
         # A session covers a ttl only if its lease outlives it after the drift margin.
         granted = max(self.session_ttl, math.ceil((ttl + 0.01) / (1 - DRIFT)))
@@ -109,30 +110,30 @@ class AsyncEtcdClient:
             if session is not None and session.alive and session.valid_until >= started + ttl:
                 return session
             assert self._mutex is not None
-            async with self._mutex:
+            with self._mutex:
                 session = self.sessions.get(granted)
                 if session is None or not session.alive:
-                    session = await self._grant(granted)
+                    session = self._grant(granted)
                     self.sessions[granted] = session
                     if self.wake is not None:
                         self.wake.set()  # the keeper keeps the new session alive too
-            if await self.covers(session, ttl, started):
+            if self.covers(session, ttl, started):
                 return session
             if session.alive:
                 break  # alive but not refreshed in time: the cluster is not answering
         raise BackendUnavailable(f"the etcd session on {self.url} could not be kept alive")
 
-    async def covers(self, session: Session, ttl: float, started: float) -> bool:
+    def covers(self, session: Session, ttl: float, started: float) -> bool:
         """Return whether the server keeps ``session`` ``ttl`` s past ``started``; refresh if needed."""
         if session.alive and session.valid_until < started + ttl:
-            await self.keepalive(session)
+            self.keepalive(session)
         return session.alive and session.valid_until >= started + ttl
 
-    async def keepalive(self, session: Session) -> None:
+    def keepalive(self, session: Session) -> None:
         """Refresh ``session``'s lease once; mark it dead if the server no longer has it."""
         sent = time.monotonic()
         request = proto.lease_keepalive(session.lease)
-        reply = await self.call("streams", "keepalive", request, "keep-alive", stream=True)
+        reply = self.call("streams", "keepalive", request, "keep-alive", stream=True)
         if reply is None or reply.TTL <= 0:
             session.alive = False  # expired at the server: every entry of it is gone
             return
@@ -140,19 +141,19 @@ class AsyncEtcdClient:
         session.valid_until = _valid_until(sent, session.granted)
         session.refreshed = sent
 
-    async def keep_sessions_alive(self, now: float) -> float:
+    def keep_sessions_alive(self, now: float) -> float:
         """Refresh the sessions due at ``now``, forget dead ones; return when the next is due."""
         for granted, session in list(self.sessions.items()):
             if session.refreshed + session.granted / 3 <= now:
                 with contextlib.suppress(BackendError):  # retried at the next tick; renewals fail
-                    await self.keepalive(session)  # once the session may have expired
+                    self.keepalive(session)  # once the session may have expired
                 if not session.alive:
                     self.sessions.pop(granted, None)
         return min((s.refreshed + s.granted / 3 for s in self.sessions.values()), default=now + 1)
 
-    async def _grant(self, ttl: int) -> Session:
+    def _grant(self, ttl: int) -> Session:
         sent = time.monotonic()
-        reply = await self._first_answer("LeaseGrant", proto.lease_grant(ttl), self.op_timeout, "granting")
+        reply = self._first_answer("LeaseGrant", proto.lease_grant(ttl), self.op_timeout, "granting")
         if reply.error:
             raise BackendProtocolError(f"{self.url} refused a session lease: {reply.error}")
         granted = int(reply.TTL)
@@ -160,7 +161,7 @@ class AsyncEtcdClient:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    async def call(
+    def call(
         self,
         service: str,
         method: str,
@@ -185,8 +186,8 @@ class AsyncEtcdClient:
             function = getattr(self._stubs[index][service], method)
             try:
                 if stream:
-                    return await _first_reply(function(request, timeout=self.op_timeout))
-                return await function(request, timeout=self.op_timeout)
+                    return _first_reply(function(request, timeout=self.op_timeout))
+                return function(request, timeout=self.op_timeout)
             except grpc.RpcError as exc:
                 error = self._mapped_error(exc, what)
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -197,7 +198,7 @@ class AsyncEtcdClient:
         assert error is not None
         raise error
 
-    async def wait_deleted(
+    def wait_deleted(
         self, name: bytes, revision: int, timeout: float, *, fresh: bool = False
     ) -> bool | None:
         """Return when ``name`` is deleted at or after ``revision``, or after ``timeout`` s.
@@ -218,13 +219,13 @@ class AsyncEtcdClient:
         request = proto.watch_deletion(name, 0 if fresh else revision)
         call = self._stubs[index]["streams"].watch(request, timeout=timeout)
         try:
-            async for reply in call:
+            for reply in call:
                 if any(event.type == proto.DELETE_EVENT for event in reply.events):
                     return True
                 if reply.canceled:
                     return None
                 if fresh and reply.created and int(reply.header.revision) >= revision:
-                    kv = await self._member_read(index, name)
+                    kv = self._member_read(index, name)
                     if kv is None or int(kv.create_revision) >= revision:
                         return True  # deleted in between (or made again, which is not the same)
         except grpc.RpcError as exc:
@@ -236,7 +237,7 @@ class AsyncEtcdClient:
             call.cancel()
         return False if time.monotonic() >= ends - 0.005 else None
 
-    async def watch_entry(self, name: bytes, revision: int, timeout: float) -> tuple[str, Any]:
+    def watch_entry(self, name: bytes, revision: int, timeout: float) -> tuple[str, Any]:
         """Return the first change of ``name`` at or after ``revision``, within ``timeout`` s.
 
         ``("put", kv)``, ``("deleted", None)``, ``("timeout", None)``, or ``("ended", None)``
@@ -252,7 +253,7 @@ class AsyncEtcdClient:
         # ``revision`` is read from the same member once the watch exists.
         call = self._stubs[index]["streams"].watch(proto.watch_entry(name, 0), timeout=timeout)
         try:
-            async for reply in call:
+            for reply in call:
                 for event in reply.events:
                     if event.type == proto.DELETE_EVENT:
                         return "deleted", None
@@ -260,7 +261,7 @@ class AsyncEtcdClient:
                 if reply.canceled:
                     return "ended", None
                 if reply.created and int(reply.header.revision) >= revision:
-                    kv = await self._member_read(index, name)
+                    kv = self._member_read(index, name)
                     if kv is None or int(kv.create_revision) >= revision:
                         return "deleted", None
                     if int(kv.mod_revision) >= revision:
@@ -273,14 +274,14 @@ class AsyncEtcdClient:
             call.cancel()
         return ("timeout", None) if time.monotonic() >= ends - 0.005 else ("ended", None)
 
-    async def _member_read(self, index: int, name: bytes) -> Any:
+    def _member_read(self, index: int, name: bytes) -> Any:
         """Return ``name``'s entry as endpoint ``index`` has applied it (no leader round), or None."""
         request = proto.get(name)
         request.serializable = True
-        reply = await self._stubs[index]["kv"].Range(request, timeout=self.op_timeout)
+        reply = self._stubs[index]["kv"].Range(request, timeout=self.op_timeout)
         return reply.kvs[0] if reply.kvs else None
 
-    async def wait_changed(self, prefix: bytes, since: int, timeout: float) -> int:
+    def wait_changed(self, prefix: bytes, since: int, timeout: float) -> int:
         """Return when an entry under ``prefix`` changes at or after revision ``since``, or later.
 
         Waits at most ``timeout`` s; returns the revision to watch from next (``since`` if
@@ -292,7 +293,7 @@ class AsyncEtcdClient:
         ends = time.monotonic() + timeout
         call = self._stubs[index]["streams"].watch(proto.watch_entries(prefix, since), timeout=timeout)
         try:
-            async for reply in call:
+            for reply in call:
                 if reply.events:
                     return max(int(event.kv.mod_revision) for event in reply.events) + 1
                 if reply.canceled:  # compacted past ``since``: whatever changed, look again
@@ -304,7 +305,7 @@ class AsyncEtcdClient:
             call.cancel()
         return since
 
-    async def _first_answer(self, method: str, request: Any, budget: float, what: str) -> Any:
+    def _first_answer(self, method: str, request: Any, budget: float, what: str) -> Any:
         """Send ``request`` to each endpoint in turn until one answers, all within ``budget`` s."""
         deadline = time.monotonic() + budget
         error: Exception | None = None
@@ -315,7 +316,7 @@ class AsyncEtcdClient:
             if left <= 0:
                 break
             try:
-                reply = await getattr(self._stubs[index][service], method)(request, timeout=left)
+                reply = getattr(self._stubs[index][service], method)(request, timeout=left)
             except grpc.RpcError as exc:
                 error = self._mapped_error(exc, what)
                 continue
@@ -337,10 +338,10 @@ class AsyncEtcdClient:
         return BackendProtocolError(f"unexpected reply from {self.url} ({what}): {code.name} {details}")
 
 
-async def _first_reply(call: Any) -> Any:
+def _first_reply(call: Any) -> Any:
     """Return the first reply of a streaming call, or None, and end the stream."""
     try:
-        async for reply in call:
+        for reply in call:
             return reply
         return None
     finally:
