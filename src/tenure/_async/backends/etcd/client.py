@@ -1,4 +1,4 @@
-"""The etcd v3 gRPC connection behind ``etcd://``: endpoints, failover, sessions and watches.
+"""The etcd v3 gRPC connection behind ``etcd://``: channels, endpoint failover, watches, errors.
 
 One gRPC channel per endpoint. A call goes to the current endpoint and, while that one is
 unreachable, moves on to the next; a call that ran out of ``op_timeout`` is not resent, but
@@ -7,55 +7,50 @@ is idempotent by the name of the entry it touches (a resent create finds the ent
 delete finds none, a read is a read), so no resend can take a lock twice. Watches and
 keep-alives send one request each and then only read, so they are called in gRPC's
 unary-stream form (``proto.OneRequestStreams``), which costs grpc's sync client no thread.
+``map_errors`` is the one mapping of grpc errors to tenure's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc  # type: ignore[import-untyped]
 
 from tenure._async.backends.etcd import proto
-from tenure._concurrency import AsyncMutex, AsyncSignal
-from tenure._exceptions import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
+from tenure._config import BackendConfig
+from tenure._exceptions import (
+    BackendError,
+    BackendProtocolError,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigurationError,
+)
 
-DRIFT = 0.01  # the local estimate of a session's life is shortened by 1% (+ 2 ms)
+if TYPE_CHECKING:
+    from tenure._async.backends.etcd.session import Session
+
+RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)  # sent elsewhere next
 
 
 class LeaseGone(BackendProtocolError):
     """The session's lease no longer exists at the server."""
 
 
-@dataclass(slots=True)
-class Session:
-    """One etcd lease and what this process knows about its life."""
-
-    lease: int
-    granted: int  # seconds the server gives the lease after each keep-alive
-    valid_until: float  # local monotonic time before which the server surely keeps it
-    refreshed: float  # when the last keep-alive was sent
-    alive: bool = True
-
-
 class AsyncEtcdClient:
-    """Talk to the endpoints of one etcd cluster and keep this process's sessions."""
+    """Talk to the endpoints of one etcd cluster."""
 
-    def __init__(self, url: str, targets: list[str], *, session_ttl: int, op_timeout: float) -> None:
+    def __init__(self, url: str, targets: list[str], *, op_timeout: float) -> None:
         self.url = url  # redacted, for messages
         self.targets = targets
-        self.session_ttl = session_ttl
         self.op_timeout = op_timeout
-        self.sessions: dict[int, Session] = {}  # granted TTL -> session
-        self.wake: AsyncSignal | None = None  # set when a session is granted, for the keeper
+        # The session leases granted through this connection, by granted TTL (``session.py``
+        # keeps them); closing the connection revokes them.
+        self.sessions: dict[int, Session] = {}
         self._channels: list[Any] = []
         self._stubs: list[dict[str, Any]] = []
         self._current = 0  # index of the endpoint calls go to first
-        self._mutex: AsyncMutex | None = None
 
     @property
     def is_open(self) -> bool:
@@ -69,9 +64,10 @@ class AsyncEtcdClient:
             self._channels.append(channel)
             stubs = {"kv": proto.KVStub, "lease": proto.LeaseStub, "streams": proto.OneRequestStreams}
             self._stubs.append({name: stub(channel) for name, stub in stubs.items()})
-        self._mutex = AsyncMutex()
         try:
-            await self._first_answer("Range", proto.get(b"\x00tenure-ping"), connect_timeout, "connecting")
+            await self.first_answer(
+                "kv", "Range", proto.get(b"\x00tenure-ping"), connect_timeout, "connecting"
+            )
         except BaseException:
             await self.aclose()
             raise
@@ -85,80 +81,6 @@ class AsyncEtcdClient:
         channels, self._channels, self._stubs = self._channels, [], []
         for channel in channels:
             await channel.close()
-
-    # -- sessions -------------------------------------------------------------------------------
-
-    async def create(self, ttl: float, started: float, build: Callable[[int], Any]) -> tuple[Session, Any]:
-        """Run the create transaction ``build(lease)`` under a live session; return both."""
-        for _ in range(2):
-            session = await self.session(ttl, started)
-            try:
-                return session, await self.call("kv", "Txn", build(session.lease), "acquiring")
-            except LeaseGone:
-                # The session expired before the keeper noticed; the transaction changed
-                # nothing, so it is sent once more under a new session.
-                session.alive = False
-        raise BackendUnavailable(f"the etcd sessions on {self.url} keep expiring")
-
-    async def session(self, ttl: float, started: float) -> Session:
-        """Return a live session whose lease the server keeps at least ``ttl`` s past ``started``."""
-        # A session covers a ttl only if its lease outlives it after the drift margin.
-        granted = max(self.session_ttl, math.ceil((ttl + 0.01) / (1 - DRIFT)))
-        for _ in range(2):
-            session = self.sessions.get(granted)
-            if session is not None and session.alive and session.valid_until >= started + ttl:
-                return session
-            assert self._mutex is not None
-            async with self._mutex:
-                session = self.sessions.get(granted)
-                if session is None or not session.alive:
-                    session = await self._grant(granted)
-                    self.sessions[granted] = session
-                    if self.wake is not None:
-                        self.wake.set()  # the keeper keeps the new session alive too
-            if await self.covers(session, ttl, started):
-                return session
-            if session.alive:
-                break  # alive but not refreshed in time: the cluster is not answering
-        raise BackendUnavailable(f"the etcd session on {self.url} could not be kept alive")
-
-    async def covers(self, session: Session, ttl: float, started: float) -> bool:
-        """Return whether the server keeps ``session`` ``ttl`` s past ``started``; refresh if needed."""
-        if session.alive and session.valid_until < started + ttl:
-            await self.keepalive(session)
-        return session.alive and session.valid_until >= started + ttl
-
-    async def keepalive(self, session: Session) -> None:
-        """Refresh ``session``'s lease once; mark it dead if the server no longer has it."""
-        sent = time.monotonic()
-        request = proto.lease_keepalive(session.lease)
-        reply = await self.call("streams", "keepalive", request, "keep-alive", stream=True)
-        if reply is None or reply.TTL <= 0:
-            session.alive = False  # expired at the server: every entry of it is gone
-            return
-        session.granted = int(reply.TTL)
-        session.valid_until = _valid_until(sent, session.granted)
-        session.refreshed = sent
-
-    async def keep_sessions_alive(self, now: float) -> float:
-        """Refresh the sessions due at ``now``, forget dead ones; return when the next is due."""
-        for granted, session in list(self.sessions.items()):
-            if session.refreshed + session.granted / 3 <= now:
-                with contextlib.suppress(BackendError):  # retried at the next tick; renewals fail
-                    await self.keepalive(session)  # once the session may have expired
-                if not session.alive:
-                    self.sessions.pop(granted, None)
-        return min((s.refreshed + s.granted / 3 for s in self.sessions.values()), default=now + 1)
-
-    async def _grant(self, ttl: int) -> Session:
-        sent = time.monotonic()
-        reply = await self._first_answer("LeaseGrant", proto.lease_grant(ttl), self.op_timeout, "granting")
-        if reply.error:
-            raise BackendProtocolError(f"{self.url} refused a session lease: {reply.error}")
-        granted = int(reply.TTL)
-        return Session(int(reply.ID), granted, _valid_until(sent, granted), sent)
-
-    # -- calls ----------------------------------------------------------------------------------
 
     async def call(
         self,
@@ -177,7 +99,7 @@ class AsyncEtcdClient:
         """
         if not self._stubs:
             raise BackendUnavailable(f"the connection to {self.url} is closed")
-        error: Exception | None = None
+        error: BackendError | None = None
         for _ in range(len(self._stubs)):
             index = self._current
             if sent is not None:
@@ -188,8 +110,8 @@ class AsyncEtcdClient:
                     return await _first_reply(function(request, timeout=self.op_timeout))
                 return await function(request, timeout=self.op_timeout)
             except grpc.RpcError as exc:
-                error = self._mapped_error(exc, what)
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                error = map_errors(exc, f"{self.url} ({what})")
+                if exc.code() not in RETRIED:
                     raise error from exc
                 self._current = (index + 1) % len(self._stubs)
                 if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -197,44 +119,36 @@ class AsyncEtcdClient:
         assert error is not None
         raise error
 
-    async def wait_deleted(
-        self, name: bytes, revision: int, timeout: float, *, fresh: bool = False
-    ) -> bool | None:
+    async def first_answer(self, service: str, method: str, request: Any, budget: float, what: str) -> Any:
+        """Send ``request`` to each endpoint in turn until one answers, all within ``budget`` s."""
+        deadline = time.monotonic() + budget
+        error: BackendError | None = None
+        for offset in range(len(self._stubs)):
+            index = (self._current + offset) % len(self._stubs)
+            left = (deadline - time.monotonic()) / (len(self._stubs) - offset)
+            if left <= 0:
+                break
+            try:
+                reply = await getattr(self._stubs[index][service], method)(request, timeout=left)
+            except grpc.RpcError as exc:
+                error = map_errors(exc, f"{self.url} ({what})")
+                continue
+            self._current = index
+            return reply
+        raise BackendUnavailable(
+            f"cannot reach any etcd endpoint of {self.url} within {budget:g} s"
+        ) from error
+
+    # -- watches: each waits on the current endpoint; a failure only moves the next one on --------
+
+    async def wait_deleted(self, name: bytes, revision: int, timeout: float) -> bool | None:
         """Return when ``name`` is deleted at or after ``revision``, or after ``timeout`` s.
 
         True: the deletion was seen. False: ``timeout`` passed without it. None: the watch
         ended without telling (its revision was compacted, the endpoint failed).
-
-        ``fresh``: watch from now rather than from ``revision``. etcd serves a watch that starts
-        in the past from its "unsynced" group, caught up only every 100 ms, which would delay
-        a hand-over; what changed in between is read from the same member once the watch exists.
         """
-        if not self._stubs:
-            return None
-        if timeout <= 0.001:
-            return False
-        index = self._current
-        ends = time.monotonic() + timeout
-        request = proto.watch_deletion(name, 0 if fresh else revision)
-        call = self._stubs[index]["streams"].watch(request, timeout=timeout)
-        try:
-            async for reply in call:
-                if any(event.type == proto.DELETE_EVENT for event in reply.events):
-                    return True
-                if reply.canceled:
-                    return None
-                if fresh and reply.created and int(reply.header.revision) >= revision:
-                    kv = await self._member_read(index, name)
-                    if kv is None or int(kv.create_revision) >= revision:
-                        return True  # deleted in between (or made again, which is not the same)
-        except grpc.RpcError as exc:
-            # The server may end the stream at the deadline first ("context deadline exceeded").
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED or time.monotonic() >= ends - 0.005:
-                return False
-            self._current = (index + 1) % len(self._stubs)  # only a hint: the caller tries again
-        finally:
-            call.cancel()
-        return False if time.monotonic() >= ends - 0.005 else None
+        kind, _ = await self._watch(name, revision, timeout, puts=False)
+        return True if kind == "deleted" else False if kind == "timeout" else None
 
     async def watch_entry(self, name: bytes, revision: int, timeout: float) -> tuple[str, Any]:
         """Return the first change of ``name`` at or after ``revision``, within ``timeout`` s.
@@ -242,33 +156,39 @@ class AsyncEtcdClient:
         ``("put", kv)``, ``("deleted", None)``, ``("timeout", None)``, or ``("ended", None)``
         when the watch ended without telling (compacted, the endpoint failed).
         """
+        return await self._watch(name, revision, timeout, puts=True)
+
+    async def _watch(self, name: bytes, revision: int, timeout: float, *, puts: bool) -> tuple[str, Any]:
+        """Watch ``name`` from now; what changed since ``revision`` is read once the watch exists.
+
+        etcd serves a watch that starts in the past from its "unsynced" group, caught up only
+        every 100 ms, which would delay a hand-over; so the watch starts now, and the entry is
+        read from the same member (no round through the leader) once the watch is in place.
+        """
         if not self._stubs:
             return "ended", None
         if timeout <= 0.001:
             return "timeout", None
         index = self._current
         ends = time.monotonic() + timeout
-        # From now, for the reason wait_deleted(fresh=True) gives; what changed since
-        # ``revision`` is read from the same member once the watch exists.
-        call = self._stubs[index]["streams"].watch(proto.watch_entry(name, 0), timeout=timeout)
+        call = self._stubs[index]["streams"].watch(proto.watch_entry(name, 0, puts=puts), timeout=timeout)
         try:
             async for reply in call:
                 for event in reply.events:
-                    if event.type == proto.DELETE_EVENT:
-                        return "deleted", None
-                    return "put", event.kv
+                    return ("deleted", None) if event.type == proto.DELETE_EVENT else ("put", event.kv)
                 if reply.canceled:
                     return "ended", None
                 if reply.created and int(reply.header.revision) >= revision:
                     kv = await self._member_read(index, name)
                     if kv is None or int(kv.create_revision) >= revision:
-                        return "deleted", None
-                    if int(kv.mod_revision) >= revision:
+                        return "deleted", None  # deleted in between (made again is not the same)
+                    if puts and int(kv.mod_revision) >= revision:
                         return "put", kv
         except grpc.RpcError as exc:
+            # The server may end the stream at the deadline first ("context deadline exceeded").
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED or time.monotonic() >= ends - 0.005:
                 return "timeout", None
-            self._current = (index + 1) % len(self._stubs)
+            self._current = (index + 1) % len(self._stubs)  # only a hint: the caller tries again
         finally:
             call.cancel()
         return ("timeout", None) if time.monotonic() >= ends - 0.005 else ("ended", None)
@@ -304,37 +224,31 @@ class AsyncEtcdClient:
             call.cancel()
         return since
 
-    async def _first_answer(self, method: str, request: Any, budget: float, what: str) -> Any:
-        """Send ``request`` to each endpoint in turn until one answers, all within ``budget`` s."""
-        deadline = time.monotonic() + budget
-        error: Exception | None = None
-        service = "lease" if method.startswith("Lease") else "kv"
-        for offset in range(len(self._stubs)):
-            index = (self._current + offset) % len(self._stubs)
-            left = (deadline - time.monotonic()) / (len(self._stubs) - offset)
-            if left <= 0:
-                break
-            try:
-                reply = await getattr(self._stubs[index][service], method)(request, timeout=left)
-            except grpc.RpcError as exc:
-                error = self._mapped_error(exc, what)
-                continue
-            self._current = index
-            return reply
-        raise BackendUnavailable(
-            f"cannot reach any etcd endpoint of {self.url} within {budget:g} s"
-        ) from error
 
-    def _mapped_error(self, exc: Any, what: str) -> Exception:
-        """Return the tenure error for a grpc error (the caller chains it)."""
-        code, details = exc.code(), exc.details()
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return BackendTimeout(f"{self.url} did not answer within the timeout ({what})")
-        if code == grpc.StatusCode.NOT_FOUND and "lease not found" in str(details):
-            return LeaseGone(f"the etcd session lease on {self.url} expired ({what})")
-        if code == grpc.StatusCode.UNAVAILABLE:
-            return BackendUnavailable(f"cannot reach {self.url} ({what}): {details}")
-        return BackendProtocolError(f"unexpected reply from {self.url} ({what}): {code.name} {details}")
+def map_errors(exc: Any, what: str) -> BackendError:
+    """Return the tenure error for a grpc error; ``what`` names the server and the step."""
+    code, details = exc.code(), exc.details()
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return BackendTimeout(f"{what}: no answer within the timeout")
+    if code == grpc.StatusCode.NOT_FOUND and "lease not found" in str(details):
+        return LeaseGone(f"{what}: the etcd session lease expired")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return BackendUnavailable(f"{what}: unreachable: {details}")
+    return BackendProtocolError(f"{what}: unexpected reply: {code.name} {details}")
+
+
+def endpoints(config: BackendConfig) -> list[str]:
+    """Return the ``host:port`` gRPC targets of a validated ``etcd://`` URL (no I/O)."""
+    url = config.url
+    if url.path.strip("/"):
+        raise ConfigurationError(
+            f"etcd:// takes no path, only hosts: etcd://h1:2379,h2:2379 ({url.redacted})"
+        )
+    if url.username or url.password:
+        raise ConfigurationError(f"etcd:// authentication is not supported yet ({url.redacted})")
+    if not url.hosts:
+        return ["127.0.0.1:2379"]
+    return [f"{host.host or '127.0.0.1'}:{host.port or 2379}" for host in url.hosts]
 
 
 async def _first_reply(call: Any) -> Any:
@@ -345,7 +259,3 @@ async def _first_reply(call: Any) -> Any:
         return None
     finally:
         call.cancel()
-
-
-def _valid_until(sent: float, granted: int) -> float:
-    return sent + granted * (1 - DRIFT) - 0.002
