@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tenure import Coordinator
+from tenure._async.backends.etcd.proto import entry_key, lock_prefix
 from tenure._async.backends.redis.scripts import key_prefix
 from tenure._async.backends.zookeeper.nodes import node_component
 from tenure._core.backoff import Backoff
@@ -27,7 +28,6 @@ from tenure._core.keys import (
 from tenure._core.leader import election_key
 from tenure._core.renewal import Validity, drift_margin
 from tenure._core.tokens import Owner, new_token
-from tenure._etcd_proto import entry_key, lock_prefix
 from tenure._exceptions import ConfigurationError
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import tenure
-from tenure import _etcd_proto as proto
+from tenure._async.backends.etcd import proto
 from tenure._core.keys import namespaced_key
 from tenure._core.renewal import drift_margin
 from tenure._exceptions import BackendUnavailable

@@ -69,7 +69,7 @@ class EtcdFloor:
         import grpc  # type: ignore[import-untyped]
         from aetcd.rpc import rpc_pb2  # type: ignore[import-untyped]  # the messages tenure uses
 
-        from tenure import _etcd_proto as proto
+        from tenure._async.backends.etcd import proto
 
         self._rpc: Any = rpc_pb2
         self._grpc: Any = grpc

@@ -1,3 +1,4 @@
+# GENERATED from src/tenure/_async/backends/etcd/proto.py by scripts/unasync.py: do not edit; edit the source and re-run.
 """etcd v3 request messages, built from the protobuf modules that ship in ``aetcd``.
 
 Only aetcd's generated ``rpc_pb2``/``rpc_pb2_grpc`` modules are used, never its client. They
@@ -147,17 +148,10 @@ def look_behind(prefix: bytes, revision: int) -> Any:
     return first_entry(prefix, below=revision, last=True, limit=LOOK_BEHIND)
 
 
-def watch_deletion(key: bytes, start_revision: int) -> Any:
-    """Return a Watch request for the deletion of ``key`` from ``start_revision`` on."""
-    create = rpc_pb2.WatchCreateRequest(
-        key=key, start_revision=start_revision, filters=[rpc_pb2.WatchCreateRequest.NOPUT]
-    )
-    return rpc_pb2.WatchRequest(create_request=create)
-
-
-def watch_entry(key: bytes, start_revision: int) -> Any:
-    """Return a Watch request for every put and the deletion of ``key`` from ``start_revision`` on."""
-    create = rpc_pb2.WatchCreateRequest(key=key, start_revision=start_revision)
+def watch_entry(key: bytes, start_revision: int, *, puts: bool = True) -> Any:
+    """Return a Watch request for the deletion of ``key`` (and, with ``puts``, every put of it)."""
+    filters = [] if puts else [rpc_pb2.WatchCreateRequest.NOPUT]
+    create = rpc_pb2.WatchCreateRequest(key=key, start_revision=start_revision, filters=filters)
     return rpc_pb2.WatchRequest(create_request=create)
 
 

@@ -1,0 +1,270 @@
+"""The etcd lease store: each lock step is one request (a transaction, a read or a delete).
+
+The algorithm is the one of etcd's ``client/v3/concurrency`` package (session.go, mutex.go):
+an entry per holder or waiter under the lock's prefix, the oldest one holds (``line.py``).
+``try_acquire`` creates its entry only if the lock has no entry at all, so a single attempt
+never jumps the line and leaves nothing behind when it fails. Every blocking acquire, plain or
+``fair=True``, waits in the line (``plain_waiters_queue``): ``try_acquire_queued`` creates the
+entry and learns its predecessor in the same transaction, ``wait_turn`` watches it.
+
+A renewal rewrites the entry (same create revision, so the same fence), which the waiter
+behind sees; it succeeds only while the entry's session covers the ttl (``session.py``).
+A create resent after its node failed that finds its entry there (the first sending was
+applied, its answer lost) holds it: it was made only if the lock had no entry, so it is first.
+A release resent the same way that finds nothing returns True if no one else can have deleted
+the entry (the holder still valid, its session alive). A delete that fails still raises, and
+the keeper retries it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import ClassVar
+
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
+from tenure._async.backends.etcd import proto
+from tenure._async.backends.etcd.client import AsyncEtcdClient, endpoints
+from tenure._async.backends.etcd.entries import Entries
+from tenure._async.backends.etcd.line import AsyncLine, Waiting, place
+from tenure._async.backends.etcd.session import AsyncKeeper, AsyncSessions, Session
+from tenure._config import BackendConfig
+from tenure._core.guarantees import Capability, Guarantee
+from tenure._core.holder import HolderInfo
+from tenure._core.tokens import Owner
+from tenure._exceptions import BackendError, BackendProtocolError, BackendUnavailable
+
+
+class AsyncEtcdStore(AsyncLeaseStore):
+    """Serve leases from an etcd v3 cluster, bound to a keep-alive session.
+
+    **Guarantees.** FENCING: the fence is the entry's create revision, one cluster-wide counter
+    that only grows. FIFO: waiters are served in order of their create revisions.
+    SERVER_TIME: entries end when the session lease expires by the server's clock.
+    SURVIVES_FAILOVER: the entries are replicated by raft, so a held lock survives the loss of
+    a minority of nodes, and calls move on to the next endpoint. SESSION_BOUND: every entry
+    dies with its session; before that, the waiter behind a crashed or paused holder takes
+    over about the lock's ttl after its last renewal.
+    CROSS_PROCESS, CROSS_HOST. Capabilities: SESSIONS, QUEUEING.
+    """
+
+    scheme: ClassVar[str] = "etcd"
+    description: ClassVar[str] = "keys under a session lease; fence = create revision; watch the predecessor"
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
+        {
+            Guarantee.FENCING,
+            Guarantee.FIFO,
+            Guarantee.SERVER_TIME,
+            Guarantee.SURVIVES_FAILOVER,
+            Guarantee.SESSION_BOUND,
+            Guarantee.CROSS_PROCESS,
+            Guarantee.CROSS_HOST,
+        }
+    )
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.SESSIONS, Capability.QUEUEING})
+    # A release wakes the watcher at once; the pause bounds what a missed event can cost.
+    poll_interval: ClassVar[tuple[float, float]] = (0.05, 0.5)
+    # The line wakes one waiter per release, which holds without another request, and the waiter
+    # just behind a silent holder expires it: cheaper and quicker than retries after a release.
+    plain_waiters_queue: ClassVar[bool] = True
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        session_ttl = math.ceil(float(config.extra.get("session_ttl", 1)))  # type: ignore[arg-type]
+        self._client = AsyncEtcdClient(self.url, endpoints(config), op_timeout=config.common.op_timeout)
+        self._sessions = AsyncSessions(self._client, session_ttl)
+        self._entries = Entries()
+        self._keeper = AsyncKeeper(self._client, self._sessions, self._entries)
+        self._line = AsyncLine(self._client)
+
+    async def connect(self) -> None:
+        if self._client.is_open:
+            return
+        await self._client.open(self.config.common.connect_timeout)
+        self._sessions.open()
+        self._keeper.start()
+
+    async def aclose(self) -> None:
+        if not self._client.is_open:
+            return
+        await self._keeper.stop()
+        self._entries.clear()  # revoking the sessions deletes their entries
+        await self._client.aclose()
+
+    async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
+        started = time.monotonic()
+        name, value, guard = (
+            proto.entry_key(key, owner.token),
+            proto.entry_value(owner.label, ttl),
+            proto.lock_prefix(key),
+        )
+        session, reply = await self._sessions.create(
+            ttl, started, lambda lease: proto.create_if_absent(name, value, lease, guard=guard)
+        )
+        if not reply.succeeded:
+            mine = reply.responses[0].response_range.kvs
+            if not mine:
+                return None
+            # A resent create whose first sending was applied (its answer was lost with the
+            # node): the entry is ours, and first, since it was made only if none existed.
+            if mine[0].lease == session.lease:
+                self._hold(name, ttl, started, session)
+                return int(mine[0].create_revision)
+            # Left by an earlier session of ours, it must not block the lock; if the delete
+            # fails, the keeper retries it.
+            with contextlib.suppress(BackendError):
+                await self._keeper.delete(name, None, "deleting a stale entry")
+            return None
+        self._hold(name, ttl, started, session)
+        return int(reply.responses[1].response_range.kvs[0].create_revision)
+
+    async def try_acquire_queued(
+        self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
+    ) -> int | None:
+        # ``patience`` is not needed: a waiter's entry dies with its session, and a waiter that
+        # gives up deletes it (leave_queue). ``will_wait`` neither: joining the line takes a
+        # free lock at once (the entry is then first), and a waiter not served leaves the line.
+        name = proto.entry_key(key, owner.token)
+        waiting = self._entries.waiting(name)
+        if waiting is not None and waiting.session.alive and waiting.ttl == ttl:
+            # In line already: no entry can be created before ours, so only wait_turn, which
+            # watches the predecessor, can find that our turn has come. Nothing to send.
+            return None
+        started = time.monotonic()
+        value = proto.entry_value(owner.label, ttl)
+        session, reply = await self._sessions.create(
+            ttl, started, lambda lease: proto.join_queue(name, value, lease)
+        )
+        if reply.succeeded:  # created: ours is the newest entry, the ones before it follow
+            behind = reply.responses[1].response_range.kvs
+            mine, first = behind[:1], None
+        else:  # ours was there already (a resent create): our entry and the first one
+            mine, first = reply.responses[0].response_range.kvs, reply.responses[1].response_range.kvs
+        if not mine or mine[0].key != name or mine[0].lease != session.lease:
+            raise BackendProtocolError(f"{self.url} lost the queue entry of {key!r} right after creating it")
+        waiting = Waiting(int(mine[0].create_revision), ttl, session)
+        if first is None:
+            in_turn = place(waiting, behind, int(reply.header.revision))
+        else:
+            in_turn = bool(first) and first[0].key == name
+        if in_turn:
+            self._hold(name, ttl, started, session)
+            return waiting.revision
+        self._entries.wait(name, waiting)
+        return None
+
+    async def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
+        """Wait up to ``timeout`` for ``owner``'s entry to be first; return its fence if it is.
+
+        The turn comes when every entry before ours is deleted: released, left, expired with
+        its session, or expired by us as the waiter just behind a holder that stopped renewing
+        (``AsyncLine.expire_silent_holder``). The lock is then ours without another request,
+        if our session covers the hand-over; it is refreshed before the wait for that.
+        """
+        begun = time.monotonic()
+        name = proto.entry_key(key, owner.token)
+        waiting = self._entries.waiting(name)
+        if waiting is None:
+            return None
+        if not await self._sessions.covers(waiting.session, waiting.ttl, begun):
+            self._session_lost(name, waiting)
+            return None
+        first = await self._line.wait_first(key, name, waiting, begun + timeout)
+        if first is None:
+            self._entries.forget(name)  # our entry is gone with its session: join the line again
+            return None
+        if not first:
+            return None
+        if not await self._sessions.covers(waiting.session, waiting.ttl, begun):
+            self._session_lost(name, waiting)
+            return None
+        self._hold(name, waiting.ttl, begun, waiting.session)
+        return waiting.revision
+
+    def _session_lost(self, name: bytes, waiting: Waiting) -> None:
+        """Forget a waiting entry whose session expired; raise if the session is just unreachable."""
+        if waiting.session.alive:
+            raise BackendUnavailable(f"the etcd session on {self.url} could not be kept alive")
+        self._entries.forget(name)  # the entry expired with its session: the next attempt joins again
+
+    async def leave_queue(self, key: str, owner: Owner) -> None:
+        name = proto.entry_key(key, owner.token)
+        _, session = self._entries.forget(name)
+        await self._keeper.delete(name, session, "leaving the queue")
+
+    async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
+        started = time.monotonic()
+        name = proto.entry_key(key, owner.token)
+        session = self._entries.renewing(name, ttl, started)
+        if session is None:
+            return False  # released, or deleted by the keeper after its renewals stalled
+        if not await self._sessions.covers(session, ttl, started):
+            self._entries.forget(name)
+            return False
+        # Every renewal rewrites the entry (same create revision, so the same fence): the waiter
+        # just behind it sees the write, and expires a holder that stops writing.
+        request = proto.put_if_present(name, proto.entry_value(owner.label, ttl), session.lease)
+        if not (await self._client.call("kv", "Txn", request, "renewing")).succeeded:
+            self._entries.forget(name)
+            return False
+        return self._entries.holds(name)  # the keeper forgets a stalled holder before deleting it
+
+    async def release(self, key: str, owner: Owner) -> bool:
+        # The entry's name contains the owner's secret token: only its owner can name it.
+        name = proto.entry_key(key, owner.token)
+        held, session = self._entries.forget(name)
+        sent: list[int] = []
+        try:
+            reply = await self._client.call("kv", "DeleteRange", proto.delete(name), "releasing", sent=sent)
+        except BackendError:
+            self._keeper.doom(name, session)  # the keeper deletes it once the cluster answers again
+            raise
+        if int(reply.deleted) > 0:
+            return True
+        # Resent after its first node failed, the delete finds nothing if that node applied it.
+        # Nobody else deletes a holder's entry while the holder is valid and its session lives.
+        return len(sent) > 1 and held is not None and held.still_valid()
+
+    async def holder(self, key: str) -> HolderInfo | None:
+        reply = await self._client.call(
+            "kv", "Range", proto.first_entry(proto.lock_prefix(key)), "inspecting"
+        )
+        if not reply.kvs:
+            return None
+        first = reply.kvs[0]
+        ttl, label = proto.parse_value(first.value)
+        # The holder renews its ttl while its session lives: at most the smaller of both is left.
+        lease = await self._client.call(
+            "lease", "LeaseTimeToLive", proto.lease_time_to_live(first.lease), "inspecting"
+        )
+        remaining = min(ttl, float(lease.TTL)) if lease.TTL >= 0 else ttl
+        return HolderInfo(label, int(first.create_revision), remaining)
+
+    async def wait_released(self, key: str, timeout: float) -> None:
+        # Only a hint: watch the first entry's deletion. Blocking acquires wait in the line
+        # (``plain_waiters_queue``), where a silent holder is expired; nothing is taken here.
+        reply = await self._client.call("kv", "Range", proto.first_entry(proto.lock_prefix(key)), "waiting")
+        if reply.kvs:
+            await self._client.wait_deleted(bytes(reply.kvs[0].key), int(reply.header.revision) + 1, timeout)
+
+    async def watch(self, key: str) -> AsyncChangeFeed:
+        # Watch the lock's entries from the revision of this read on: nothing after it is missed.
+        prefix = proto.lock_prefix(key)
+        reply = await self._client.call("kv", "Range", proto.count_entries(prefix), "watching")
+        return AsyncEtcdFeed(self._client, prefix, int(reply.header.revision) + 1)
+
+    def _hold(self, name: bytes, ttl: float, started: float, session: Session) -> None:
+        self._entries.hold(name, ttl, started, session)
+        self._keeper.poke()  # the keeper must know when this entry's renewals are overdue
+
+
+class AsyncEtcdFeed(AsyncChangeFeed):
+    """Wake an observer on any change to a lock's entries: a creation, a deletion, a renewal."""
+
+    def __init__(self, client: AsyncEtcdClient, prefix: bytes, since: int) -> None:
+        super().__init__(client.op_timeout)
+        self._client, self._prefix, self._since = client, prefix, since
+
+    async def wait(self, timeout: float) -> None:
+        self._since = await self._client.wait_changed(self._prefix, self._since, timeout)
