@@ -18,7 +18,7 @@ import aiomysql  # type: ignore[import-untyped]
 from pymysql.constants import CLIENT  # type: ignore[import-untyped]
 
 from tenure._async.backends.mysql import sql
-from tenure._concurrency import AsyncMutex, AsyncMySQLCalls, AsyncPending
+from tenure._concurrency import AsyncInFlight, AsyncMutex, AsyncMySQLCalls
 from tenure._config import BackendConfig
 from tenure._exceptions import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
 
@@ -147,12 +147,12 @@ class AsyncMySQLPool:
 
     def start(
         self, session: AsyncSession, statement: str, params: Mapping[str, object], *, idle: int, wait: float
-    ) -> AsyncPending[Reply]:
+    ) -> AsyncInFlight[Reply]:
         """Start ``execute`` on ``session`` for a statement that waits on the server; collect it later.
 
         Until it is done the session belongs to it; ``kill_query`` ends it early.
         """
-        return AsyncPending(lambda: self.execute(session, statement, params, idle=idle, wait=wait))
+        return AsyncInFlight(lambda: self.execute(session, statement, params, idle=idle, wait=wait))
 
     async def run(
         self, statement: str, params: Mapping[str, object], *, idle: int | None = None, wait: float = 0.0

@@ -7,7 +7,7 @@ from typing import ClassVar
 from tenure._async.backends.base import AsyncLeaseStore
 from tenure._async.backends.mysql import sql
 from tenure._async.backends.mysql.connection import AsyncMySQLPool, AsyncSession, Reply
-from tenure._concurrency import AsyncPending
+from tenure._concurrency import AsyncInFlight
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -25,7 +25,7 @@ class AsyncHold:
         self.name = name
         self.ttl = ttl
         self.held = held
-        self.pending: AsyncPending[Reply] | None = None  # a queued GET_LOCK still running
+        self.pending: AsyncInFlight[Reply] | None = None  # a queued GET_LOCK still running
 
 
 class AsyncMySQLStore(AsyncLeaseStore):

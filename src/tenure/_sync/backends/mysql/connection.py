@@ -19,7 +19,7 @@ import pymysql  # type: ignore[import-untyped]
 from pymysql.constants import CLIENT  # type: ignore[import-untyped]
 
 from tenure._sync.backends.mysql import sql
-from tenure._concurrency import Mutex, MySQLCalls, Pending
+from tenure._concurrency import InFlight, Mutex, MySQLCalls
 from tenure._config import BackendConfig
 from tenure._exceptions import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
 
@@ -148,12 +148,12 @@ class MySQLPool:
 
     def start(
         self, session: Session, statement: str, params: Mapping[str, object], *, idle: int, wait: float
-    ) -> Pending[Reply]:
+    ) -> InFlight[Reply]:
         """Start ``execute`` on ``session`` for a statement that waits on the server; collect it later.
 
         Until it is done the session belongs to it; ``kill_query`` ends it early.
         """
-        return Pending(lambda: self.execute(session, statement, params, idle=idle, wait=wait))
+        return InFlight(lambda: self.execute(session, statement, params, idle=idle, wait=wait))
 
     def run(
         self, statement: str, params: Mapping[str, object], *, idle: int | None = None, wait: float = 0.0

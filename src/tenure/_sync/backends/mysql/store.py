@@ -8,7 +8,7 @@ from typing import ClassVar
 from tenure._sync.backends.base import LeaseStore
 from tenure._sync.backends.mysql import sql
 from tenure._sync.backends.mysql.connection import MySQLPool, Session, Reply
-from tenure._concurrency import Pending
+from tenure._concurrency import InFlight
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -26,7 +26,7 @@ class Hold:
         self.name = name
         self.ttl = ttl
         self.held = held
-        self.pending: Pending[Reply] | None = None  # a queued GET_LOCK still running
+        self.pending: InFlight[Reply] | None = None  # a queued GET_LOCK still running
 
 
 class MySQLStore(LeaseStore):

@@ -1,0 +1,188 @@
+"""Sleeping, blocking driver calls, cleanups and stoppable calls, in each colour."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger("tenure")
+
+AsyncReturning = Callable[..., Awaitable[T]]
+"""A function the async colour awaits for its result (a coroutine function)."""
+Returning = Callable[..., T]
+"""Its sync twin: a function called for its result."""
+
+# -- sleeping and blocking calls -------------------------------------------------------------
+
+
+async def async_sleep(seconds: float) -> None:
+    """Sleep without blocking the event loop."""
+    await asyncio.sleep(seconds)
+
+
+def sleep(seconds: float) -> None:
+    """Sleep the calling thread."""
+    time.sleep(seconds)
+
+
+async def async_run_blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking driver call in a worker thread, keeping the event loop free."""
+    return await asyncio.to_thread(fn, *args)
+
+
+def run_blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking driver call in the calling thread."""
+    return fn(*args)
+
+
+async def async_read_reply(connection: Any, timeout: float) -> Any:
+    """Read one reply from a redis-py asyncio connection, waiting at most ``timeout`` seconds.
+
+    Raises TimeoutError when the reply is late; redis-py then closes the connection, so the
+    reply cannot be taken later for the answer to another command.
+    """
+    async with asyncio.timeout(timeout):
+        return await connection.read_response()
+
+
+def read_reply(connection: Any, timeout: float) -> Any:
+    """Read one reply from a redis-py connection, waiting at most ``timeout`` seconds.
+
+    Raises redis's TimeoutError when the reply is late, and redis-py closes the connection.
+    """
+    return connection.read_response(timeout=timeout)
+
+
+async def async_await_result(result: Any, timeout: float) -> Any:
+    """Wait up to ``timeout`` seconds for a driver's thread-completed result; return its value.
+
+    ``result`` is an ``IAsyncResult`` (kazoo's): a value set from the driver's own thread,
+    with ``rawlink(callback)``. The callback hands the completion to the event loop, so no
+    thread is spent per call. Raises TimeoutError when late, or the result's own exception.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def completed(_: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(settle)
+
+    result.rawlink(completed)
+    try:
+        async with asyncio.timeout(timeout):
+            await done
+    finally:
+        result.unlink(completed)
+    return result.get(block=False)
+
+
+def await_result(result: Any, timeout: float) -> Any:
+    """Wait up to ``timeout`` seconds for a driver's thread-completed result; return its value.
+
+    Raises TimeoutError when late, or the result's own exception.
+    """
+    if not result.wait(timeout):
+        raise TimeoutError(f"no result within {timeout:g} s")
+    return result.get(block=False)
+
+
+async def async_shielded(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a cleanup step to completion even if the caller is cancelled meanwhile."""
+    task = asyncio.ensure_future(make())
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # The caller goes away; the cleanup still finishes on the loop.
+        task.add_done_callback(_log_failure)
+        raise
+
+
+def shielded(make: Callable[[], T]) -> T:
+    """Run a cleanup step (threads cannot be cancelled, so this is a plain call)."""
+    return make()
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("tenure: background cleanup failed: %r", task.exception())
+
+
+# -- who is acting: the unit that owns a reentrant hold ----------------------------------------
+
+
+def async_current_actor() -> object:
+    """Return the running task: the owner of reentrant holds in async code."""
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("tenure's async API must be used from inside a running task")
+    return task
+
+
+def current_actor() -> object:
+    """Return the current thread's id: the owner of reentrant holds in threaded code."""
+    return threading.get_ident()
+
+
+def async_running_loop() -> object:
+    """Return the running event loop: an async coordinator's tasks and connections belong to it."""
+    return asyncio.get_running_loop()
+
+
+def running_loop() -> object:
+    """Threads share no event loop (None): any thread may use a coordinator."""
+    return None
+
+
+# -- running a function that a loss must stop (Election.run) ---------------------------------
+
+
+class ThreadStopped(Exception):
+    """Raised inside a thread's function by ``call_stoppably``'s stop (never seen outside it)."""
+
+
+async def async_call_stoppably(
+    fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], on_stop: Callable[[Callable[[], None]], None]
+) -> T:
+    """Await ``fn(*args)``; a task is stopped by the lease's body guard, which cancels it."""
+    return await fn(*args)
+
+
+def call_stoppably(
+    fn: Callable[..., T], args: tuple[Any, ...], on_stop: Callable[[Callable[[], None]], None]
+) -> T:
+    """Call ``fn(*args)`` in this thread; the stop handed to ``on_stop`` raises ThreadStopped in it.
+
+    A thread cannot be cancelled, but CPython can raise an exception in it at its next bytecode
+    (``PyThreadState_SetAsyncExc``): pure-Python code stops at once, a blocking C call when it
+    returns. The stop is only raised while ``fn`` runs, and one still pending when ``fn`` ends is
+    withdrawn, so it can never surface in the caller's code.
+    """
+    target = threading.get_ident()
+    guard = threading.Lock()
+    running = True
+
+    def stop() -> None:
+        with guard:
+            if running and threading.get_ident() != target:  # the thread itself raises already
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(target), ctypes.py_object(ThreadStopped)
+                )
+
+    on_stop(stop)
+    try:
+        return fn(*args)
+    finally:
+        with guard:
+            running = False
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)  # withdraw
