@@ -9,6 +9,7 @@ import pytest
 
 import tenure
 from tenure._exceptions import BackendUnavailable
+from tests._async.faults import replace_renew
 
 
 async def test_async_with_body_is_cancelled_on_loss(backend_url: str) -> None:
@@ -23,7 +24,7 @@ async def test_async_with_body_is_cancelled_on_loss(backend_url: str) -> None:
                 async def refuse(*args: object) -> bool:
                     raise BackendUnavailable("injected partition")
 
-                store.renew = refuse  # type: ignore[method-assign,assignment]
+                replace_renew(store, refuse)
                 await asyncio.sleep(30)
                 reached_end = True
         assert not reached_end
@@ -53,7 +54,7 @@ async def test_a_body_that_notices_the_loss_itself_is_not_cancelled_too(backend_
         async def refuse(*args: object) -> bool:
             raise BackendUnavailable("injected partition")
 
-        coord._store.renew = refuse  # type: ignore[method-assign,assignment]
+        replace_renew(coord._store, refuse)
         with pytest.raises(tenure.LockLost):
             async with lease:
                 time.sleep(0.4)  # block the loop: the renewer cannot run, the body checks first
@@ -75,7 +76,7 @@ async def test_run_stops_fn_when_leadership_is_lost(backend_url: str) -> None:
             async def refuse(*args: object) -> bool:
                 raise BackendUnavailable("injected partition")
 
-            store.renew = refuse  # type: ignore[method-assign,assignment]
+            replace_renew(store, refuse)
             await asyncio.sleep(30)
             finished = True
 

@@ -18,6 +18,7 @@ import pytest
 import tenure
 from tenure._core.guarantees import Guarantee
 from tenure._exceptions import BackendUnavailable
+from tests._sync.faults import replace_renew
 from tests.conftest import backends_with
 from tests.workers import fenced_write, read_line, worker
 
@@ -123,7 +124,7 @@ def test_sync_run_stops_fn_when_leadership_is_lost(backend_url: str) -> None:
             def refuse(*args: object) -> bool:
                 raise BackendUnavailable("injected partition")
 
-            coord._store.renew = refuse  # type: ignore[method-assign,assignment]
+            replace_renew(coord._store, refuse)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 steps.append(1)

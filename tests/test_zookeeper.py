@@ -17,6 +17,7 @@ from kazoo.client import KazooClient  # type: ignore[import-untyped]
 import tenure
 from tenure._async.backends.zookeeper.nodes import node_component
 from tenure._core.keys import namespaced_key
+from tests._sync.faults import replace_renew
 from tests.servers import free_port
 from tests.servers_zookeeper import ZooKeeperEnsemble, four_letter_word
 from tests.workers import read_line, worker
@@ -209,7 +210,7 @@ def test_a_fair_waiter_takes_over_from_a_stuck_holder_by_the_ensembles_clock(url
         def stalled(*args: object) -> bool:
             raise tenure.BackendUnavailable("injected: the holder is alive but cannot renew")
 
-        store.renew = stalled  # its session stays alive: only the TTL can end this hold
+        replace_renew(store, stalled)  # its session stays alive: only the TTL can end this hold
         started = time.monotonic()
         taken = rival.lock("stuck", ttl=5, fair=True).acquire(timeout=5)
         assert time.monotonic() - started < 0.6 + 1.5

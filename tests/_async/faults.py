@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+import types
+from collections.abc import Awaitable, Callable
 
 import tenure
+from tenure._async.backends.base import AsyncLeaseStore
 from tenure._exceptions import BackendUnavailable
 
 
@@ -22,4 +25,10 @@ async def stall_renewals(coordinator: tenure.AsyncCoordinator, *, seconds: float
             raise BackendUnavailable("injected partition")
         return await real_renew(key, owner, ttl)  # type: ignore[arg-type]
 
-    store.renew = failing_renew  # type: ignore[method-assign,assignment]
+    replace_renew(store, failing_renew)
+
+
+def replace_renew(store: AsyncLeaseStore, renew: Callable[..., Awaitable[bool]]) -> None:
+    """Make ``store`` renew through ``renew``, lease by lease, in the renewer's batches too."""
+    store.renew = renew  # type: ignore[method-assign]
+    store.renew_many = types.MethodType(AsyncLeaseStore.renew_many, store)  # type: ignore[method-assign]

@@ -15,7 +15,7 @@ import tenure
 from tenure._concurrency import AsyncBackground, async_sleep
 from tenure._core.guarantees import Guarantee
 from tenure._exceptions import BackendError, BackendUnavailable
-from tests._async.faults import stall_renewals
+from tests._async.faults import replace_renew, stall_renewals
 
 
 async def test_acquire_and_release(coord: tenure.AsyncCoordinator) -> None:
@@ -168,7 +168,7 @@ async def test_a_bug_in_one_renewal_does_not_stop_the_renewer(
             raise RuntimeError("a bug in the backend")
         return await real_renew(key, owner, ttl)  # type: ignore[arg-type]
 
-    store.renew = buggy_renew  # type: ignore[method-assign,assignment]
+    replace_renew(store, buggy_renew)
     cursed = await coord.lock("cursed", ttl=0.3).acquire()
     healthy = await coord.lock("healthy", ttl=0.3).acquire()
     await async_sleep(0.8)

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import time
+import types
+from collections.abc import Awaitable, Callable
 
 import tenure
+from tenure._sync.backends.base import LeaseStore
 from tenure._exceptions import BackendUnavailable
 
 
@@ -23,4 +26,10 @@ def stall_renewals(coordinator: tenure.Coordinator, *, seconds: float) -> None:
             raise BackendUnavailable("injected partition")
         return real_renew(key, owner, ttl)  # type: ignore[arg-type]
 
-    store.renew = failing_renew  # type: ignore[method-assign,assignment]
+    replace_renew(store, failing_renew)
+
+
+def replace_renew(store: LeaseStore, renew: Callable[..., Awaitable[bool]]) -> None:
+    """Make ``store`` renew through ``renew``, lease by lease, in the renewer's batches too."""
+    store.renew = renew  # type: ignore[method-assign]
+    store.renew_many = types.MethodType(LeaseStore.renew_many, store)  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ import tenure
 from tenure._concurrency import Background, sleep
 from tenure._core.guarantees import Guarantee
 from tenure._exceptions import BackendError, BackendUnavailable
-from tests._sync.faults import stall_renewals
+from tests._sync.faults import replace_renew, stall_renewals
 
 
 def test_acquire_and_release(coord: tenure.Coordinator) -> None:
@@ -169,7 +169,7 @@ def test_a_bug_in_one_renewal_does_not_stop_the_renewer(
             raise RuntimeError("a bug in the backend")
         return real_renew(key, owner, ttl)  # type: ignore[arg-type]
 
-    store.renew = buggy_renew  # type: ignore[method-assign,assignment]
+    replace_renew(store, buggy_renew)
     cursed = coord.lock("cursed", ttl=0.3).acquire()
     healthy = coord.lock("healthy", ttl=0.3).acquire()
     sleep(0.8)

@@ -9,21 +9,26 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from tenure._sync.backends.base import Renewal
 from tenure._concurrency import Background, Signal
 from tenure._exceptions import BackendError
 
 if TYPE_CHECKING:
-    from tenure._sync.backends.base import LeaseStore
+    from tenure._sync.backends.base import LeaseStore, RenewOutcome
     from tenure._core.holding import Holding
 
 
 log = logging.getLogger("tenure")
 
 IDLE_NAP = 1.0  # seconds the worker sleeps when it has no lease to renew
+BATCH = 1000  # leases per call to the store's renew_many: bounds one round trip's size
+# A lease due within this fraction of its ttl is renewed with those due now. Renewals are due
+# every ttl/3, so one comes at least 0.23 ttl after the last: many leases share a round trip.
+EARLY = 0.1
 
 
 class Renewer:
-    """Renew held leases at about a third of their TTL, on one background worker.
+    """Renew held leases at about a third of their TTL, in batches, on one background worker.
 
     A renewal refused by the backend loses the lease at once. A renewal that fails because the
     backend is unreachable is retried until the lease's local validity runs out, and then the
@@ -95,9 +100,10 @@ class Renewer:
             self._wake.clear()
             now = time.monotonic()
             with self._table_lock:
-                due = [lease for lease, at in self._leases.items() if at <= now]
-            for lease in due:
-                self._service(lease)
+                # A lease due soon rides along with those due now: one round trip renews both.
+                due = [lease for lease, at in self._leases.items() if at - lease.validity.ttl * EARLY <= now]
+            for start in range(0, len(due), BATCH):
+                self._renew(due[start : start + BATCH])
             with self._table_lock:
                 # Idle, nap rather than sleep without end: a lease due after the nap then
                 # needs no wake-up, which would cost a thread switch per acquisition.
@@ -105,27 +111,39 @@ class Renewer:
                 self._sleeping_until = soonest
             self._wake.wait(max(0.0, soonest - time.monotonic()))
 
-    def _service(self, lease: Holding) -> None:
+    def _renew(self, leases: list[Holding]) -> None:
+        """Renew ``leases`` in one call to the store, and settle each one's outcome."""
         started = time.monotonic()
-        validity = lease.validity
-        if validity.expired(started):
-            self.discard(lease)
-            why = f" (last renewal error: {lease.last_renew_error})" if lease.last_renew_error else ""
-            lease.mark_lost(f"it could not be renewed before its validity ran out{why}")
+        live: list[Holding] = []
+        for lease in leases:
+            if lease.validity.expired(started):
+                self.discard(lease)
+                why = f" (last renewal error: {lease.last_renew_error})" if lease.last_renew_error else ""
+                lease.mark_lost(f"it could not be renewed before its validity ran out{why}")
+            else:
+                live.append(lease)
+        if not live:
             return
+        outcomes: list[RenewOutcome]
         try:
-            renewed = self._store.renew(lease.key, lease.owner, validity.ttl)
+            renewals = [Renewal(lease.key, lease.owner, lease.validity.ttl) for lease in live]
+            outcomes = list(self._store.renew_many(renewals))
         except Exception as exc:
             # Anything but a backend error is a bug, but it must not stop the one worker that
-            # keeps every lease alive: log it and treat it like an outage of this renewal.
-            if not isinstance(exc, BackendError):
-                log.exception("tenure: renewing %r failed unexpectedly", lease.name)
-            lease.last_renew_error = exc
-            self._schedule(lease, min(validity.retry_at(time.monotonic()), validity.valid_until))
-            return
-        if not renewed:
+            # keeps every lease alive: it is logged and treated like an outage of these renewals.
+            outcomes = [exc] * len(live)
+        for lease, outcome in zip(live, outcomes, strict=True):
+            self._settle(lease, outcome, started)
+
+    def _settle(self, lease: Holding, outcome: RenewOutcome, started: float) -> None:
+        if isinstance(outcome, Exception):
+            if not isinstance(outcome, BackendError):
+                log.error("tenure: renewing %r failed unexpectedly", lease.name, exc_info=outcome)
+            lease.last_renew_error = outcome  # retried until the lease's validity runs out
+            self._schedule(lease, min(lease.validity.retry_at(time.monotonic()), lease.validity.valid_until))
+        elif not outcome:
             self.discard(lease)
             lease.mark_lost("the backend refused the renewal: it expired or was taken over")
-            return
-        lease.renewed(started)
-        self._schedule(lease, lease.validity.renew_at)  # False: released while in flight
+        else:
+            lease.renewed(started)
+            self._schedule(lease, lease.validity.renew_at)  # False: released while in flight

@@ -8,13 +8,27 @@ primitive is built, never base-class methods that raise.
 from __future__ import annotations
 
 import abc
-from typing import ClassVar, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from tenure._concurrency import async_sleep
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
+
+
+class Renewal(NamedTuple):
+    """One lease to renew in a batch: what ``renew`` takes."""
+
+    key: str
+    owner: Owner
+    ttl: float
+
+
+RenewOutcome = bool | Exception
+"""True renewed, False refused (expired or taken over), or why this renewal could not be done
+(a ``BackendError``; anything else is a bug, which the renewer logs)."""
 
 
 class AsyncLeaseStore(abc.ABC):
@@ -60,6 +74,22 @@ class AsyncLeaseStore(abc.ABC):
     @abc.abstractmethod
     async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
         """Set the lease of ``key`` to expire ``ttl`` seconds from now if ``owner`` still holds it."""
+
+    async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
+        """Renew each lease as ``renew`` would; return each one's outcome, in order.
+
+        The renewer hands over every lease that is due at once. A backend that can renew many
+        leases in one round trip (a script over many keys, one statement over many rows)
+        overrides this; an error that fails the whole round trip is every lease's outcome.
+        This default renews one lease after another.
+        """
+        outcomes: list[RenewOutcome] = []
+        for renewal in renewals:
+            try:
+                outcomes.append(await self.renew(*renewal))
+            except Exception as exc:  # this lease's outcome; the others still get theirs
+                outcomes.append(exc)
+        return outcomes
 
     @abc.abstractmethod
     async def release(self, key: str, owner: Owner) -> bool:
