@@ -86,7 +86,10 @@ def worker_tenure(args: argparse.Namespace) -> None:
             leadership: Any = election.campaign()
             term, resign = leadership.term, leadership.resign
         else:  # a lock held as leadership is: the same lines, the fence as the term
-            lock = coord.lock(args.name, ttl=args.ttl, fair=args.lock == "fair")
+            try:
+                lock = coord.lock(args.name, ttl=args.ttl, fair=args.lock == "fair")
+            except tenure.BackendIncapable:
+                sys.exit(INCAPABLE)
             coord.connect()
             emit("READY")
             leadership = lock.acquire(timeout=None)
@@ -104,6 +107,7 @@ def worker_tenure(args: argparse.Namespace) -> None:
 
 
 VALID_POLL = 0.002  # how often a tenure leader looks at its validity
+INCAPABLE = 3  # a tenure candidate's exit code when its backend cannot serve the lock asked for
 
 
 def renewal_due(valid_until: float, ttl: float) -> float:
@@ -539,7 +543,10 @@ class Race:
             if event.kind == "LEADER":
                 self._new_leader(event)
             elif event.kind == "EXIT" and event.candidate is candidate:
-                raise RoundFailed(f"candidate {candidate.index} exited with {candidate.proc.wait()}")
+                code = candidate.proc.wait()
+                if code == INCAPABLE:
+                    raise RoundFailed("n/a: the backend cannot serve this kind of lock (BackendIncapable)")
+                raise RoundFailed(f"candidate {candidate.index} exited with {code}")
         time.sleep(SETTLE)
 
     def _wait_etcd_keys(self, deadline: float) -> None:
