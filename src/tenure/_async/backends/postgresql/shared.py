@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from tenure._async.backends.postgresql.connection import AsyncPgPool, AsyncPgSession
-from tenure._concurrency import async_sleep
+from tenure._async.backends.postgresql.connection import AsyncPgPool, AsyncPgSession, Row
+from tenure._concurrency import AsyncInFlight, async_sleep
 from tenure._exceptions import BackendUnavailable
 
 SHARED_SESSIONS = 4  # sessions per store that hold locks; a blocking wait takes one of its own
@@ -77,3 +77,16 @@ class AsyncSharedSessions:
             self._opening -= 1
             self._sessions.append(session)
         return session
+
+
+class AsyncHold:
+    """One owner's claim on one key: the session holding it, and its lock wait while in line."""
+
+    __slots__ = ("session", "ttl", "wait")
+
+    def __init__(
+        self, session: AsyncPgSession, ttl: float, wait: AsyncInFlight[list[Row]] | None = None
+    ) -> None:
+        self.session = session
+        self.ttl = ttl
+        self.wait = wait  # a pg_advisory_lock statement still running: in the server's line

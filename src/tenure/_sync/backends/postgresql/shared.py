@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 
-from tenure._sync.backends.postgresql.connection import PgPool, PgSession
-from tenure._concurrency import sleep
+from tenure._sync.backends.postgresql.connection import PgPool, PgSession, Row
+from tenure._concurrency import InFlight, sleep
 from tenure._exceptions import BackendUnavailable
 
 SHARED_SESSIONS = 4  # sessions per store that hold locks; a blocking wait takes one of its own
@@ -78,3 +78,16 @@ class SharedSessions:
             self._opening -= 1
             self._sessions.append(session)
         return session
+
+
+class Hold:
+    """One owner's claim on one key: the session holding it, and its lock wait while in line."""
+
+    __slots__ = ("session", "ttl", "wait")
+
+    def __init__(
+        self, session: PgSession, ttl: float, wait: InFlight[list[Row]] | None = None
+    ) -> None:
+        self.session = session
+        self.ttl = ttl
+        self.wait = wait  # a pg_advisory_lock statement still running: in the server's line

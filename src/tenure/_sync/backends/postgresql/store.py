@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 from tenure._sync.backends.base import Renewal, RenewOutcome
 from tenure._sync.backends.postgresql import sql
 from tenure._sync.backends.postgresql.common import PostgresBase
-from tenure._sync.backends.postgresql.connection import PgPool, PgSession, Row
-from tenure._sync.backends.postgresql.shared import SHARED_SESSIONS, SharedSessions
+from tenure._sync.backends.postgresql.connection import PgPool, PgSession
+from tenure._sync.backends.postgresql.shared import SHARED_SESSIONS, Hold, SharedSessions
 from tenure._concurrency import InFlight
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -27,38 +27,23 @@ MIN_SERVER_VERSION = 140000  # idle_session_timeout
 IDLE_SESSIONS = 3  # pooled sessions kept for lock waits and reads, beside the shared ones
 
 
-class _Hold:
-    """One owner's claim on one key: the session holding it, and its lock wait while in line."""
-
-    __slots__ = ("session", "ttl", "wait")
-
-    def __init__(
-        self, session: PgSession, ttl: float, wait: InFlight[list[Row]] | None = None
-    ) -> None:
-        self.session = session
-        self.ttl = ttl
-        self.wait = wait  # a pg_advisory_lock statement still running: in the server's line
-
-
 class PostgresStore(PostgresBase):
     """Serve leases as session-level advisory locks, held on a few sessions shared by many leases.
 
-    **Sessions.** Locks are taken on one of at most ``SHARED_SESSIONS`` (4) server sessions per
-    store, each holding the locks of many leases; only a blocking wait in the server's lock
-    queue takes a session of its own (and once granted, that lock stays on it until released).
-    Advisory locks are reentrant within a session, so the store knows the keys it holds or is
-    taking and refuses a second claim on one locally, with no I/O; other stores are excluded by
-    the server. Releasing one lock leaves the others on its session held. A session that dies
-    (or fails a call: its state is then unknown, so it is closed) loses every lock on it, and
-    each of their renewals says so. Renewals go in one statement per session (``renew_many``).
+    **Sessions.** Locks are taken on one of at most ``SHARED_SESSIONS`` (4) sessions per store;
+    only a blocking wait in the server's lock queue takes a session of its own (which keeps the
+    lock once granted). Advisory locks are reentrant per session, so the store refuses locally,
+    with no I/O, a second claim on a key it holds or is taking; other stores are excluded by the
+    server. A session that dies or fails a call (it is then closed) loses every lock on it, and
+    each lease's next renewal says so. ``renew_many``: one statement per session.
 
-    **ttl on a shared session.** The server ends a session that stays silent for its
-    ``idle_session_timeout``; a shared session's is the smallest ttl among the locks it holds
-    (or is taking), set again by every statement on it: an acquisition, each renewal, each
-    release. So a holder silent for a lease's ttl loses that lease's lock no later than its ttl
-    (a longer-lived lease on the same session may go sooner, with the shortest: a silent holder
-    then loses more, never less). A live holder renews each lease every ttl/3, so the session
-    never stays silent for its smallest ttl.
+    **ttl on a shared session.** A session's ``idle_session_timeout`` is the smallest ttl among
+    the locks it holds or is taking, set again by every acquisition, renewal and release on it:
+    a holder silent for a lease's ttl loses that lock no later than its ttl (a longer lease on
+    the same session goes with the shortest one: sooner, never later). A live holder renews each
+    lease every ttl/3, so the session is never silent that long. A lease whose renewals stop
+    while its session lives is freed by the next renewal statement on it once its row is a ttl
+    old by the server's clock (the holder's own validity ran out before that).
 
     **Guarantees.** FENCING: the fence is drawn from one sequence in the acquiring statement, after
     the lock was taken; after a crash, fences restart above every value drawn before it. FIFO: fair
@@ -97,7 +82,7 @@ class PostgresStore(PostgresBase):
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
-        self._holds: dict[tuple[str, str], _Hold] = {}  # (key, owner token) -> its session
+        self._holds: dict[tuple[str, str], Hold] = {}  # (key, owner token) -> its session
         # Keys held, or being taken, on the shared sessions: a second claim is refused here, as
         # the server would grant it again to the session that holds it.
         self._keys: set[str] = set()
@@ -171,7 +156,7 @@ class PostgresStore(PostgresBase):
             if rows:  # still no epoch, just after starting one: someone removed it
                 raise BackendProtocolError(f"{self.url}: no fence for {key!r}: {sql.EPOCH_TABLE} stays empty")
             return None
-        self._holds[(key, owner.token)] = _Hold(session, ttl)
+        self._holds[(key, owner.token)] = Hold(session, ttl)
         return int(rows[0][0])
 
     def _untake(self, key: str, session: PgSession | None = None) -> None:
@@ -339,7 +324,7 @@ class PostgresStore(PostgresBase):
             lambda: self._pool.run(session, sql.WAIT_ACQUIRE, params, what, waits=math.inf),
             name="tenure-postgresql-wait",
         )
-        self._holds[(key, owner.token)] = _Hold(session, ttl, wait)
+        self._holds[(key, owner.token)] = Hold(session, ttl, wait)
 
     def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
         hold = self._holds.get((key, owner.token))
@@ -355,7 +340,7 @@ class PostgresStore(PostgresBase):
         if hold is not None:
             self._leave(hold)
 
-    def _granted(self, key: str, owner: Owner, hold: _Hold, *, early: bool) -> int | None:
+    def _granted(self, key: str, owner: Owner, hold: Hold, *, early: bool) -> int | None:
         """Take the ended lock wait's reply: the fence, or None when it must queue again.
 
         ``early``: the reply had come before this call began, while nobody was waiting. The
@@ -385,7 +370,7 @@ class PostgresStore(PostgresBase):
                 return None
         return int(rows[0][0])
 
-    def _leave(self, hold: _Hold) -> None:
+    def _leave(self, hold: Hold) -> None:
         """Leave the line: end the session, which frees a grant that raced the departure too."""
         session, wait = hold.session, hold.wait
         session.abort()
