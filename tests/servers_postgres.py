@@ -118,9 +118,20 @@ class _ServerTree(ServerProcess):
 class PostgresServer(_ServerTree):
     """One PostgreSQL server on 127.0.0.1, trust auth, superuser ``postgres``, database ``postgres``."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None, durable: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        durable: bool = False,
+        max_connections: int = 400,
+        max_locks: int = 64,
+    ) -> None:
         self.bindir = bindir()
         self.durable = durable
+        # Session advisory locks live in the server's shared lock table, which has room for
+        # max_locks x max_connections locks: many held locks with few connections need more.
+        self.max_connections, self.max_locks = max_connections, max_locks
         self.workdir = workdir  # the fixture interface; the files live in self.home (see above)
         self.port = port or free_port()
         self.home: Path | None = None
@@ -152,7 +163,8 @@ class PostgresServer(_ServerTree):
             "-k", str(self.home),  # the unix socket, in our private dir
             "-c", "listen_addresses=127.0.0.1",
             *([] if self.durable else ["-c", "fsync=off", "-c", "full_page_writes=off"]),
-            "-c", "max_connections=400",
+            "-c", f"max_connections={self.max_connections}",
+            "-c", f"max_locks_per_transaction={self.max_locks}",
             "-c", "shared_buffers=64MB",
             "-c", "log_min_messages=warning",
             "-c", "log_connections=off",

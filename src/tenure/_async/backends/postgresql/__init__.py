@@ -5,16 +5,18 @@ options (``namespace``, ``connect_timeout``, ``op_timeout``). Needs ``tenure[pos
 (psycopg 3) and, in advisory mode, PostgreSQL 14 or later.
 
 **Advisory mode.** A lock is an advisory lock on a 64-bit id hashed from the namespaced name,
-held by a server session of its own (one pooled connection per hold). One round trip acquires:
-the statement takes the lock and only then draws the fence from the sequence ``tenure_fence_seq``
-and records the holder in the unlogged table ``tenure_lock_holders``. After a server crash the
-fences restart 2^32 higher, so they keep growing. *ttl*: the acquisition sets the session's
-``idle_session_timeout`` to the ttl, so a holder silent that long loses its session, and its
-lock, by the server's clock; each renewal proves with ``pg_locks`` that the session still holds
-the lock. A crashed holder's lock is freed when its connection closes. *Waiting*: a blocking
-acquire (plain or ``fair=True``) tries once, then waits in PostgreSQL's lock queue, which grants
-in arrival order; leaving the line closes that session. A transaction-pooling proxy
-(PgBouncer ``pool_mode=transaction``) is detected and refused with ``ConfigurationError``.
+held on one of a few server sessions (4 per store) shared by many holds; only a blocking wait in
+the server's lock queue takes a session of its own. One round trip acquires: the statement takes
+the lock and only then draws the fence from the sequence ``tenure_fence_seq`` and records the
+holder in the unlogged table ``tenure_lock_holders``. After a server crash the fences restart
+2^32 higher, so they keep growing. *ttl*: a session's ``idle_session_timeout`` is the smallest
+ttl it holds, so a holder silent that long loses its session, and its locks, by the server's
+clock; one statement per session renews all its leases, proving with ``pg_locks`` that the
+session still holds each lock (and freeing a lock whose lease went unrenewed for a ttl). A
+crashed holder's locks are freed when its connections close. *Waiting*: a blocking acquire
+(plain or ``fair=True``) tries once, then waits in PostgreSQL's lock queue, which grants in
+arrival order; leaving the line closes that session. A transaction-pooling proxy (PgBouncer
+``pool_mode=transaction``) is detected and refused with ``ConfigurationError``.
 
 **Table mode** (``mode=table``): a lease table with the expiry by the server's clock, one
 statement per step; it works through any pooler. Releases NOTIFY the waiters; an expiry is

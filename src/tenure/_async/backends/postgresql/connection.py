@@ -17,7 +17,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -38,6 +38,7 @@ log = logging.getLogger("tenure")
 
 MAX_IDLE = 4  # sessions kept open for reuse; more are closed when returned
 Row = tuple[Any, ...]
+Params = dict[str, Any] | Callable[[], dict[str, Any]] | None
 
 POOLING = (
     "{url}: two connections were served by one server session (a transaction-pooling proxy, "
@@ -84,11 +85,19 @@ class AsyncPgSession:
         # A duplicate of the connection's socket: cutting it needs no lock, and the descriptor
         # cannot be reused by another socket while we hold it.
         self.sock: socket.socket | None = socket.socket(fileno=os.dup(conn.fileno()))
-        # When each call in flight overstays (monotonic). A list: the renewer and the holder may
-        # both have a call on the session, one waiting for the mutex (its wait counts too).
+        # When each call running overstays (monotonic): one at a time, under the mutex.
         self.deadlines: list[float] = []
+        self.calls = 0  # calls running or queued for the mutex (a hint for sharing sessions)
+        # The ttl of every lock this session holds or is taking, by lock id: a session that holds
+        # locks for many leases is ended by the server after the smallest of them (``idle``).
+        self.holds: dict[int, float] = {}
+        self.shared = False  # one of the sessions that hold locks for many leases
         self.aborted = False  # cut by the watchdog or the store: whatever it held is gone
         self.broken = False  # in doubt: close it instead of reusing it
+
+    def idle(self) -> str:
+        """Return the ``idle_session_timeout`` this session needs now: its smallest ttl (0: off)."""
+        return sql.milliseconds(min(self.holds.values())) if self.holds else "0"
 
     def abort(self) -> None:
         """Cut the connection now, from any thread: the call in flight fails at once.
@@ -125,8 +134,9 @@ class AsyncPgSession:
 class AsyncPgPool:
     """Open, lend and close sessions to one server; bound every call by ``op_timeout``."""
 
-    def __init__(self, url: str, params: dict[str, Any], op_timeout: float) -> None:
+    def __init__(self, url: str, params: dict[str, Any], op_timeout: float, max_idle: int = MAX_IDLE) -> None:
         self.url = url  # redacted
+        self.max_idle = max_idle
         self.op_timeout = op_timeout
         self._params = params
         self._password = params.get("password")
@@ -207,7 +217,7 @@ class AsyncPgPool:
         """Take a session back: kept for reuse if sound and the pool is not full, else closed."""
         if not session.broken and not self._closed:
             with self._mutex:
-                if len(self._idle) < MAX_IDLE:
+                if len(self._idle) < self.max_idle:
                     self._idle.append(session)
                     return
         await self.discard(session)
@@ -224,7 +234,7 @@ class AsyncPgPool:
         self,
         session: AsyncPgSession,
         statement: str,
-        params: dict[str, Any] | None,
+        params: Params,
         what: str,
         *,
         waits: float = 0.0,
@@ -233,6 +243,9 @@ class AsyncPgPool:
     ) -> list[Row]:
         """Run one statement on ``session``; return its rows (none if ``rows`` is False).
 
+        ``params`` may be a function, called once the session is ours (under its mutex): for
+        values that depend on what the session holds when the statement runs.
+
         Bounded by ``op_timeout``, plus ``waits`` seconds for a statement that waits for a lock
         (with a lock timeout of its own, whose running out returns no rows; ``math.inf`` for a
         wait the caller ends by closing the session). Any other failure marks the session
@@ -240,16 +253,23 @@ class AsyncPgPool:
         the deadline cut it, ``BackendUnavailable`` when the connection failed,
         ``BackendProtocolError`` for anything else the server refused.
         """
-        with self._guarded(session, waits + self.op_timeout, what):
-            try:
-                async with session.mutex:
-                    cursor = session.cursor
-                    await cursor.execute(statement, params, prepare=prepare and params is not None)
-                    return await cursor.fetchall() if rows else []
-            except psycopg.errors.LockNotAvailable:
-                if waits and not session.aborted:
-                    return []  # the statement's own lock timeout: nothing was taken
-                raise
+        session.calls += 1
+        try:
+            # The deadline starts once the session is ours: on a shared session, calls queue
+            # for the mutex, and an interruption while queued leaves the session sound.
+            async with session.mutex:
+                with self._guarded(session, waits + self.op_timeout, what):
+                    try:
+                        bound = params() if callable(params) else params
+                        cursor = session.cursor
+                        await cursor.execute(statement, bound, prepare=prepare and bound is not None)
+                        return await cursor.fetchall() if rows else []
+                    except psycopg.errors.LockNotAvailable:
+                        if waits and not session.aborted:
+                            return []  # the statement's own lock timeout: nothing was taken
+                        raise
+        finally:
+            session.calls -= 1
 
     @contextlib.contextmanager
     def _guarded(self, session: AsyncPgSession, budget: float, what: str) -> Iterator[None]:

@@ -221,30 +221,45 @@ TRY_ACQUIRE = _acquire("pg_try_advisory_lock(%(id)s)")
 # pg_advisory_lock returns void, which is not NULL: ``ok`` is true once the lock is granted.
 WAIT_ACQUIRE = _acquire("pg_advisory_lock(%(id)s) IS NOT NULL")
 
-# The renewal probe: proves that this session still holds the lock (pg_locks) and the row is
-# still ours, then restarts the idle-session limit for the new ttl. No row: the lock is gone.
-RENEW = f"""
-WITH held AS (
-    SELECT EXISTS (
-        SELECT 1 FROM pg_locks
-        WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
-          AND classid = %(classid)s::oid AND objid = %(objid)s::oid AND objsubid = 1
-    ) AS ok
+# The renewal of every lease held on one session, in one statement: each one whose lock this
+# session still holds (pg_locks, read once) and whose row is still its owner's is renewed, and
+# comes back with ``renewed`` true; one missing: that lease is lost. The idle-session limit is set
+# to the smallest ttl the session holds (``idle``), so a holder silent that long loses its session.
+# A lease that its holder stopped renewing while others on its session go on (it was lost on the
+# client's side) would keep the session's lock: a lock this session holds whose row was last
+# renewed more than its ttl ago (by the server's clock) is unlocked here, and comes back with
+# ``renewed`` false. pg_locks shows a bigint key as two oids, high half first: rebuilt as the id.
+RENEW_MANY = f"""
+WITH mine AS MATERIALIZED (
+    SELECT (classid::bigint << 32) | objid::bigint AS id FROM pg_locks
+    WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1
+), asked AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(owners)s::text[], %(ttls)s::float8[]) AS a(id, owner, ttl)
 ), touched AS (
-    UPDATE {HOLDERS_TABLE} SET ttl = %(ttl)s, renewed_at = clock_timestamp()
-    WHERE id = %(id)s AND owner = %(owner)s AND (SELECT ok FROM held)
-    RETURNING 1
-)
-SELECT set_config('idle_session_timeout', %(idle)s, false) FROM touched
+    UPDATE {HOLDERS_TABLE} AS h SET ttl = a.ttl, renewed_at = clock_timestamp()
+    FROM asked AS a
+    WHERE h.id = a.id AND h.owner = a.owner AND a.id IN (SELECT id FROM mine)
+    RETURNING h.id
+), swept AS (
+    SELECT h.id, pg_advisory_unlock(h.id) FROM mine JOIN {HOLDERS_TABLE} AS h ON h.id = mine.id
+    WHERE h.pid = pg_backend_pid() AND h.id NOT IN (SELECT id FROM asked)
+      AND h.renewed_at + h.ttl * interval '1 second' < clock_timestamp()
+), limited AS (SELECT set_config('idle_session_timeout', %(idle)s, false))
+SELECT id, true AS renewed FROM touched
+UNION ALL
+SELECT id, false FROM swept
+UNION ALL
+SELECT NULL, NULL FROM limited
 """
 
 # Restart the idle-session limit, for a hand-over whose reply waited before it was read.
 REFRESH = "SELECT set_config('idle_session_timeout', %(idle)s, false)"
 
-# Unlock and turn the idle limit off (the session goes back to the pool). pg_advisory_unlock
-# returns false when this session did not hold the lock. No NOTIFY: waiters wait on the server
+# Unlock and set the idle limit to what the session still holds (``idle``: off when nothing, as
+# the session goes back to the pool). pg_advisory_unlock returns false when this session did not
+# hold the lock. No NOTIFY: waiters wait on the server
 # (below), and a NOTIFY would cost every release a transaction id and a commit.
-RELEASE = "SELECT pg_advisory_unlock(%(id)s), set_config('idle_session_timeout', '0', false)"
+RELEASE = "SELECT pg_advisory_unlock(%(id)s), set_config('idle_session_timeout', %(idle)s, false)"
 
 # A plain waiter's wait for a release, on the server: queue for a shared lock on the key, for at
 # most ``timeout`` ms (the statement's own lock timeout), and drop it at once when granted. The

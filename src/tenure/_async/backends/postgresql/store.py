@@ -1,14 +1,18 @@
-"""Advisory mode: leases as session-level advisory locks, one server session per hold."""
+"""Advisory mode: leases as session-level advisory locks on a few shared server sessions."""
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from tenure._async.backends.base import Renewal, RenewOutcome
 from tenure._async.backends.postgresql import sql
 from tenure._async.backends.postgresql.common import AsyncPostgresBase
-from tenure._async.backends.postgresql.connection import AsyncPgSession, Row
+from tenure._async.backends.postgresql.connection import AsyncPgPool, AsyncPgSession
+from tenure._async.backends.postgresql.shared import SHARED_SESSIONS, AsyncHold, AsyncSharedSessions
 from tenure._concurrency import AsyncInFlight
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -19,23 +23,26 @@ from tenure._exceptions import BackendError, BackendProtocolError, Configuration
 log = logging.getLogger("tenure")
 
 MIN_SERVER_VERSION = 140000  # idle_session_timeout
-
-
-class _Hold:
-    """One owner's claim on one key: its own session, and its lock wait while still in line."""
-
-    __slots__ = ("session", "ttl", "wait")
-
-    def __init__(
-        self, session: AsyncPgSession, ttl: float, wait: AsyncInFlight[list[Row]] | None = None
-    ) -> None:
-        self.session = session
-        self.ttl = ttl
-        self.wait = wait  # a pg_advisory_lock statement still running: in the server's line
+IDLE_SESSIONS = 3  # pooled sessions kept for lock waits and reads, beside the shared ones
 
 
 class AsyncPostgresStore(AsyncPostgresBase):
-    """Serve leases as session-level advisory locks, one server session per hold.
+    """Serve leases as session-level advisory locks, held on a few sessions shared by many leases.
+
+    **Sessions.** Locks are taken on one of at most ``SHARED_SESSIONS`` (4) sessions per store;
+    only a blocking wait in the server's lock queue takes a session of its own (which keeps the
+    lock once granted). Advisory locks are reentrant per session, so the store refuses locally,
+    with no I/O, a second claim on a key it holds or is taking; other stores are excluded by the
+    server. A session that dies or fails a call (it is then closed) loses every lock on it, and
+    each lease's next renewal says so. ``renew_many``: one statement per session.
+
+    **ttl on a shared session.** A session's ``idle_session_timeout`` is the smallest ttl among
+    the locks it holds or is taking, set again by every acquisition, renewal and release on it:
+    a holder silent for a lease's ttl loses that lock no later than its ttl (a longer lease on
+    the same session goes with the shortest one: sooner, never later). A live holder renews each
+    lease every ttl/3, so the session is never silent that long. A lease whose renewals stop
+    while its session lives is freed by the next renewal statement on it once its row is a ttl
+    old by the server's clock (the holder's own validity ran out before that).
 
     **Guarantees.** FENCING: the fence is drawn from one sequence in the acquiring statement, after
     the lock was taken; after a crash, fences restart above every value drawn before it. FIFO: fair
@@ -48,7 +55,7 @@ class AsyncPostgresStore(AsyncPostgresBase):
     """
 
     description: ClassVar[str] = (
-        "session advisory locks (64-bit ids), a connection per hold; fence from a sequence in the same "
+        "session advisory locks (64-bit ids) on a few shared sessions; fence from a sequence in the same "
         "statement; a session silent for ttl is ended by the server; waiters queue on the server"
     )
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
@@ -74,7 +81,16 @@ class AsyncPostgresStore(AsyncPostgresBase):
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
-        self._holds: dict[tuple[str, str], _Hold] = {}  # (key, owner token) -> its session
+        self._holds: dict[tuple[str, str], AsyncHold] = {}  # (key, owner token) -> its session
+        # Keys held, or being taken, on the shared sessions: a second claim is refused here, as
+        # the server would grant it again to the session that holds it.
+        self._keys: set[str] = set()
+        self._mutex = threading.Lock()
+
+    def _new_pool(self) -> AsyncPgPool:
+        pool = AsyncPgPool(self.url, self._params, self.config.common.op_timeout, IDLE_SESSIONS)
+        self._shared = AsyncSharedSessions(pool, SHARED_SESSIONS)
+        return pool
 
     async def _prepare(self, session: AsyncPgSession) -> None:
         if self._pool.server_version < MIN_SERVER_VERSION:
@@ -92,37 +108,62 @@ class AsyncPostgresStore(AsyncPostgresBase):
         await super()._prepare(session)
 
     @staticmethod
-    def _acquire_params(key: str, lock: int, owner: Owner, ttl: float) -> dict[str, Any]:
+    def _acquire_params(key: str, owner: Owner, ttl: float, session: AsyncPgSession) -> dict[str, Any]:
         return {
-            "id": lock,
+            "id": sql.lock_id(key),
             "key": key,
             "owner": owner.token,
             "label": owner.label,
             "ttl": ttl,
-            "idle": sql.milliseconds(ttl),
+            "idle": session.idle(),  # read when the statement runs: what the session holds then
         }
 
-    async def _try(self, key: str, owner: Owner, ttl: float) -> tuple[AsyncPgSession, int | None]:
-        """One attempt on a session of its own; return the session and the fence, or None."""
-        session = await self._pool.checkout()
+    async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
+        """One attempt on a shared session; return the fence, or None.
+
+        Refused at once, with no I/O, while this store holds or takes ``key`` (the server would
+        grant the session that holds it the lock again).
+        """
+        with self._mutex:
+            if key in self._keys:
+                return None
+            self._keys.add(key)
+        lock = sql.lock_id(key)
         try:
-            params = self._acquire_params(key, sql.lock_id(key), owner, ttl)
+            session = await self._shared.pick()
+        except BaseException:
+            self._untake(key)
+            raise
+        session.holds[lock] = ttl  # counted in the session's idle limit from now on
+        try:
+
+            def params() -> dict[str, Any]:
+                return self._acquire_params(key, owner, ttl, session)
+
             rows = await self._pool.run(session, sql.TRY_ACQUIRE, params, f"acquiring {key!r}")
             if rows and rows[0][0] is None:  # no epoch: the server crashed, nothing was taken
                 await self._recover_fences(session)
                 rows = await self._pool.run(session, sql.TRY_ACQUIRE, params, f"acquiring {key!r}")
         except BaseException:
             # Failed or interrupted after the lock may have been taken: a failed statement does
-            # not release a session lock, closing the session does.
+            # not release a session lock, closing the session does (and every lock it holds).
+            self._untake(key, session)
             await self._pool.discard(session)
             raise
-        if not rows:
-            return session, None
-        if rows[0][0] is None:  # still no epoch, just after starting one: someone removed it
-            await self._pool.checkin(session)
-            raise BackendProtocolError(f"{self.url}: no fence for {key!r}: {sql.EPOCH_TABLE} stays empty")
-        self._holds[(key, owner.token)] = _Hold(session, ttl)
-        return session, int(rows[0][0])
+        if not rows or rows[0][0] is None:
+            self._untake(key, session)
+            if rows:  # still no epoch, just after starting one: someone removed it
+                raise BackendProtocolError(f"{self.url}: no fence for {key!r}: {sql.EPOCH_TABLE} stays empty")
+            return None
+        self._holds[(key, owner.token)] = AsyncHold(session, ttl)
+        return int(rows[0][0])
+
+    def _untake(self, key: str, session: AsyncPgSession | None = None) -> None:
+        """Forget that ``key`` is held or being taken on a shared session (``session``)."""
+        if session is not None:
+            session.holds.pop(sql.lock_id(key), None)
+        with self._mutex:
+            self._keys.discard(key)
 
     async def _recover_fences(self, session: AsyncPgSession) -> None:
         """Start a new fence epoch after a crash: fences restart above all drawn before it."""
@@ -131,37 +172,69 @@ class AsyncPostgresStore(AsyncPostgresBase):
             session, sql.RECOVER_FENCES, None, "restarting the fences after a crash", rows=False
         )
 
-    async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
-        session, fence = await self._try(key, owner, ttl)
-        if fence is None:
-            await self._pool.checkin(session)
-        return fence
-
     async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        hold = self._holds.get((key, owner.token))
-        if hold is None or hold.wait is not None:
-            return False
-        lock = sql.lock_id(key)
-        classid, objid = sql.lock_halves(lock)
-        params = {
-            "id": lock,
-            "owner": owner.token,
-            "ttl": ttl,
-            "idle": sql.milliseconds(ttl),
-            "classid": classid,
-            "objid": objid,
-        }
-        try:
-            rows = await self._pool.run(hold.session, sql.RENEW, params, f"renewing {key!r}")
-        except BackendError as exc:
-            # The session is dead, or cut for not answering in time: its lock is gone with it.
-            log.warning("tenure: the session holding %r is gone (%s); the lock went with it", key, exc)
-            rows = []
-        if not rows:
-            await self._forget(key, owner)
-            return False
-        hold.ttl = ttl
-        return True
+        return (await self._renew_many([Renewal(key, owner, ttl)]))[0]
+
+    async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
+        return [*await self._renew_many(renewals)]
+
+    async def _renew_many(self, renewals: Sequence[Renewal]) -> list[bool]:
+        """Renew in one statement per session; a lease that session no longer holds is lost.
+
+        A session whose statement fails is closed (its state is unknown), and with it every lock
+        on it: each of those leases is lost, now or at its next renewal.
+        """
+        outcomes = [False] * len(renewals)
+        by_session: dict[AsyncPgSession, list[int]] = {}
+        for index, (key, owner, _) in enumerate(renewals):
+            hold = self._holds.get((key, owner.token))
+            if hold is None or hold.wait is not None:
+                continue
+            if hold.session.broken:  # its session died earlier: so did its lock
+                await self._forget(key, owner)
+                continue
+            by_session.setdefault(hold.session, []).append(index)
+        for session, indexes in by_session.items():
+            asked = [renewals[index] for index in indexes]
+            for key, _, ttl in asked:
+                session.holds[sql.lock_id(key)] = ttl
+
+            def params(session: AsyncPgSession = session, asked: list[Renewal] = asked) -> dict[str, Any]:
+                return {
+                    "ids": [sql.lock_id(key) for key, _, _ in asked],
+                    "owners": [owner.token for _, owner, _ in asked],
+                    "ttls": [ttl for _, _, ttl in asked],
+                    "idle": session.idle(),
+                }
+
+            try:
+                rows = await self._pool.run(session, sql.RENEW_MANY, params, f"renewing {len(asked)} leases")
+            except BackendError as exc:
+                # The session is dead, or cut for not answering in time: its locks went with it.
+                log.warning(
+                    "tenure: a session holding %d locks is gone (%s); they went with it",
+                    len(session.holds),
+                    exc,
+                )
+                rows = []
+                await self._pool.discard(session)
+            renewed = {int(row[0]) for row in rows if row[1] is True}
+            swept = {int(row[0]) for row in rows if row[1] is False}
+            if swept:  # leases their holder stopped renewing: their locks are free now
+                stale = [
+                    k for k, h in self._holds.items() if h.session is session and sql.lock_id(k[0]) in swept
+                ]
+                for key, token in stale:
+                    self._holds.pop((key, token), None)
+                    self._untake(key, session)
+            for index, (key, owner, ttl) in zip(indexes, asked, strict=True):
+                hold = self._holds.get((key, owner.token))
+                if hold is not None and sql.lock_id(key) in renewed:
+                    hold.ttl = ttl
+                    outcomes[index] = True
+                else:
+                    await self._forget(key, owner)
+        return outcomes
 
     async def release(self, key: str, owner: Owner) -> bool:
         hold = self._holds.pop((key, owner.token), None)
@@ -170,20 +243,32 @@ class AsyncPostgresStore(AsyncPostgresBase):
         if hold.wait is not None:  # still in line: leave it
             await self._leave(hold)
             return False
+        session, lock = hold.session, sql.lock_id(key)
+        session.holds.pop(lock, None)
+
+        def params() -> dict[str, Any]:
+            return {"id": lock, "idle": session.idle()}
+
         try:
-            rows = await self._pool.run(
-                hold.session, sql.RELEASE, {"id": sql.lock_id(key)}, f"releasing {key!r}"
-            )
-        except BackendError as exc:
-            # Closing the session frees the lock anyway; whether it was still held is unknown.
+            rows = await self._pool.run(session, sql.RELEASE, params, f"releasing {key!r}")
+        except BaseException as exc:
+            # Closing the session frees the lock anyway (and any other it holds: each of those
+            # leases is told at its next renewal); whether it was still held is unknown.
+            await self._pool.discard(session)
+            if not isinstance(exc, BackendError):
+                raise
             log.warning("tenure: releasing %r failed (%s); closed its session, which frees it", key, exc)
-            await self._pool.discard(hold.session)
             return False
+        finally:
+            if session.shared:
+                self._untake(key)
         released = bool(rows) and rows[0][0] is True
+        if session.shared:
+            return released
         if released:
-            await self._pool.checkin(hold.session)
+            await self._pool.checkin(session)
         else:
-            await self._pool.discard(hold.session)
+            await self._pool.discard(session)
         return released
 
     async def holder(self, key: str) -> HolderInfo | None:
@@ -220,26 +305,25 @@ class AsyncPostgresStore(AsyncPostgresBase):
             if not hold.wait.done():
                 return None  # still in line
             return await self._granted(key, owner, hold, early=True)
-        session, fence = await self._try(key, owner, ttl)
-        if fence is None:
-            if will_wait:
-                self._queue(key, owner, session, ttl)
-            else:
-                await self._pool.checkin(session)
+        fence = await self.try_acquire(key, owner, ttl)
+        if fence is None and will_wait:
+            self._queue(key, owner, await self._pool.checkout(), ttl)  # a session of its own
         return fence
 
     def _queue(self, key: str, owner: Owner, session: AsyncPgSession, ttl: float) -> None:
         """Join the server's line on ``session``: a lock wait left running across the caller's waits.
 
-        Its reply is the fence; it ends when the lock is granted or the session is closed.
+        Its reply is the fence; it ends when the lock is granted or the session is closed. The
+        session is this wait's alone, and holds the lock once granted, until it is released.
         """
-        params = self._acquire_params(key, sql.lock_id(key), owner, ttl)
+        session.holds = {sql.lock_id(key): ttl}
+        params = self._acquire_params(key, owner, ttl, session)
         what = f"waiting for {key!r}"
         wait = AsyncInFlight(
             lambda: self._pool.run(session, sql.WAIT_ACQUIRE, params, what, waits=math.inf),
             name="tenure-postgresql-wait",
         )
-        self._holds[(key, owner.token)] = _Hold(session, ttl, wait)
+        self._holds[(key, owner.token)] = AsyncHold(session, ttl, wait)
 
     async def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
         hold = self._holds.get((key, owner.token))
@@ -255,7 +339,7 @@ class AsyncPostgresStore(AsyncPostgresBase):
         if hold is not None:
             await self._leave(hold)
 
-    async def _granted(self, key: str, owner: Owner, hold: _Hold, *, early: bool) -> int | None:
+    async def _granted(self, key: str, owner: Owner, hold: AsyncHold, *, early: bool) -> int | None:
         """Take the ended lock wait's reply: the fence, or None when it must queue again.
 
         ``early``: the reply had come before this call began, while nobody was waiting. The
@@ -278,14 +362,14 @@ class AsyncPostgresStore(AsyncPostgresBase):
             raise BackendProtocolError(f"{self.url}: the wait for {key!r} ended without a fence")
         if early:
             try:
-                params = {"idle": sql.milliseconds(hold.ttl)}
+                params = {"idle": hold.session.idle()}
                 await self._pool.run(hold.session, sql.REFRESH, params, "refreshing")
             except BackendError:
                 await self._forget(key, owner)
                 return None
         return int(rows[0][0])
 
-    async def _leave(self, hold: _Hold) -> None:
+    async def _leave(self, hold: AsyncHold) -> None:
         """Leave the line: end the session, which frees a grant that raced the departure too."""
         session, wait = hold.session, hold.wait
         session.abort()
@@ -303,13 +387,19 @@ class AsyncPostgresStore(AsyncPostgresBase):
                 log.debug("tenure: ending waiting session %d failed: %s", session.pid, exc)
 
     async def _forget(self, key: str, owner: Owner) -> None:
-        """Drop a hold whose session is gone or in doubt, closing that session."""
+        """Drop a hold whose lock is gone; close its session unless shared (it holds others)."""
         hold = self._holds.pop((key, owner.token), None)
-        if hold is not None:
+        if hold is None:
+            return
+        if hold.session.shared:
+            self._untake(key, hold.session)  # a dead shared session was closed when found out
+        else:
             await self._pool.discard(hold.session)
 
     async def aclose(self) -> None:
         holds, self._holds = list(self._holds.values()), {}
+        with self._mutex:
+            self._keys.clear()
         for hold in holds:
             if hold.wait is not None:  # stop the lock waits before their connections close
                 hold.session.abort()

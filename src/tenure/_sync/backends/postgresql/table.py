@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
+from tenure._sync.backends.base import Renewal, RenewOutcome
 from tenure._sync.backends.postgresql import sql
 from tenure._sync.backends.postgresql.common import PostgresBase
 from tenure._config import BackendConfig
@@ -12,8 +14,10 @@ from tenure._core.expiry import HolderExpiries
 from tenure._core.guarantees import Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
+from tenure._exceptions import BackendError
 
 LEASES_TABLE = "tenure_leases"
+CHUNK = 1000  # leases per renewal statement
 
 LEASES_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {LEASES_TABLE} (
@@ -44,11 +48,13 @@ SELECT NULL, extract(epoch FROM expires_at - clock_timestamp())
 FROM {LEASES_TABLE} WHERE key = %(key)s AND NOT EXISTS (SELECT 1 FROM attempt)
 """
 
-# Owner-checked; an expired lease is never revived.
-TABLE_RENEW = f"""
-UPDATE {LEASES_TABLE} SET expires_at = clock_timestamp() + %(ttl)s * interval '1 second'
-WHERE key = %(key)s AND owner = %(owner)s AND expires_at > clock_timestamp()
-RETURNING 1
+# Many leases in one statement, each owner-checked; an expired lease is never revived. The keys
+# of those renewed come back; one missing was lost.
+TABLE_RENEW_MANY = f"""
+UPDATE {LEASES_TABLE} AS l SET expires_at = clock_timestamp() + a.ttl * interval '1 second'
+FROM unnest(%(keys)s::text[], %(owners)s::text[], %(ttls)s::float8[]) AS a(key, owner, ttl)
+WHERE l.key = a.key AND l.owner = a.owner AND l.expires_at > clock_timestamp()
+RETURNING l.key, l.owner
 """
 
 # Free a valid lease and wake the waiters, in one statement; no row: it was not ours (any more).
@@ -117,10 +123,32 @@ class PostgresTableStore(PostgresBase):
         return int(rows[0][0])
 
     def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        rows = self._call(
-            TABLE_RENEW, {"key": key, "owner": owner.token, "ttl": ttl}, f"renewing {key!r}"
-        )
-        return bool(rows)
+        outcome = (self._renew_many([Renewal(key, owner, ttl)]))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
+        return self._renew_many(renewals)
+
+    def _renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
+        """Renew up to ``CHUNK`` leases per statement; a failed statement is each one's outcome."""
+        outcomes: list[RenewOutcome] = []
+        for start in range(0, len(renewals), CHUNK):
+            chunk = renewals[start : start + CHUNK]
+            params = {
+                "keys": [key for key, _, _ in chunk],
+                "owners": [owner.token for _, owner, _ in chunk],
+                "ttls": [ttl for _, _, ttl in chunk],
+            }
+            try:
+                rows = self._call(TABLE_RENEW_MANY, params, f"renewing {len(chunk)} leases")
+            except BackendError as exc:
+                outcomes.extend([exc] * len(chunk))
+                continue
+            renewed = {(str(row[0]), str(row[1])) for row in rows}
+            outcomes.extend((key, owner.token) in renewed for key, owner, _ in chunk)
+        return outcomes
 
     def release(self, key: str, owner: Owner) -> bool:
         params = {"key": key, "owner": owner.token, "payload": str(sql.lock_id(key))}

@@ -1,0 +1,93 @@
+# GENERATED from src/tenure/_async/backends/postgresql/shared.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""The few server sessions that hold advisory locks for many leases at once (advisory mode)."""
+
+from __future__ import annotations
+
+import threading
+
+from tenure._sync.backends.postgresql.connection import PgPool, PgSession, Row
+from tenure._concurrency import InFlight, sleep
+from tenure._exceptions import BackendUnavailable
+
+SHARED_SESSIONS = 4  # sessions per store that hold locks; a blocking wait takes one of its own
+
+
+class SharedSessions:
+    """Lend one of at most ``size`` sessions to take a lock on, for as long as it is held.
+
+    A session is shared by every lock it holds: a call waits for the one before it on that
+    session (its mutex), so a session with no call running is preferred, then a new one while
+    fewer than ``size`` are open, then the one with the fewest calls queued. Sequential callers
+    thus stay on one session; concurrent ones spread over up to ``size``.
+    """
+
+    def __init__(self, pool: PgPool, size: int = SHARED_SESSIONS) -> None:
+        self._pool = pool
+        self._size = size
+        self._sessions: list[PgSession] = []
+        self._opening = 0
+        self._mutex = threading.Lock()  # threads of a sync store share the sessions
+
+    def sessions(self) -> list[PgSession]:
+        """Return the shared sessions open now."""
+        with self._mutex:
+            return list(self._sessions)
+
+    def pick(self) -> PgSession:
+        """Return a sound shared session to take a lock on; open one if it is worth it."""
+        for _ in range(1000):  # bounded: each turn finds, opens, or waits 5 ms for an opener
+            stale = []
+            reserved = False
+            with self._mutex:
+                # A session in doubt (a call on it failed) is closed: the server frees its locks.
+                stale = [s for s in self._sessions if s.broken]
+                self._sessions = [s for s in self._sessions if not s.broken]
+                quiet = [s for s in self._sessions if not s.calls]
+                if quiet:
+                    session = min(quiet, key=lambda s: len(s.holds))
+                    if session.holds or session.reusable():
+                        return session
+                    # Holding nothing and ended while idle (e.g. by a server restart): replace it.
+                    self._sessions.remove(session)
+                    stale.append(session)
+                elif len(self._sessions) + self._opening < self._size:
+                    self._opening += 1
+                    reserved = True
+                elif self._sessions:
+                    return min(self._sessions, key=lambda s: s.calls)
+            for session in stale:
+                self._pool.discard(session)
+            if stale:
+                continue
+            if reserved:
+                return self._open()
+            else:
+                sleep(0.005)  # every slot is being opened by someone else
+        raise BackendUnavailable(f"{self._pool.url}: no session to take a lock on became available")
+
+    def _open(self) -> PgSession:
+        """Open a shared session in the slot reserved by ``pick`` (an idle pooled one if any)."""
+        try:
+            session = self._pool.checkout()
+        except BaseException:
+            with self._mutex:
+                self._opening -= 1
+            raise
+        session.shared = True
+        with self._mutex:
+            self._opening -= 1
+            self._sessions.append(session)
+        return session
+
+
+class Hold:
+    """One owner's claim on one key: the session holding it, and its lock wait while in line."""
+
+    __slots__ = ("session", "ttl", "wait")
+
+    def __init__(
+        self, session: PgSession, ttl: float, wait: InFlight[list[Row]] | None = None
+    ) -> None:
+        self.session = session
+        self.ttl = ttl
+        self.wait = wait  # a pg_advisory_lock statement still running: in the server's line
