@@ -30,20 +30,15 @@ IDLE_SESSIONS = 3  # pooled sessions kept for lock waits and reads, beside the s
 class PostgresStore(PostgresBase):
     """Serve leases as session-level advisory locks, held on a few sessions shared by many leases.
 
-    **Sessions.** Locks are taken on one of at most ``SHARED_SESSIONS`` (4) sessions per store;
-    only a blocking wait in the server's lock queue takes a session of its own (which keeps the
-    lock once granted). Advisory locks are reentrant per session, so the store refuses locally,
-    with no I/O, a second claim on a key it holds or is taking; other stores are excluded by the
-    server. A session that dies or fails a call (it is then closed) loses every lock on it, and
-    each lease's next renewal says so. ``renew_many``: one statement per session.
+    **Sessions.** At most ``SHARED_SESSIONS`` per store; a blocking wait in the server's queue
+    takes one of its own, which keeps the lock once granted. Advisory locks are reentrant per
+    session, so a second claim on a key this store holds is refused locally. A session that dies
+    loses every lock on it, and each lease's next renewal says so (one statement per session).
 
-    **ttl on a shared session.** A session's ``idle_session_timeout`` is the smallest ttl among
-    the locks it holds or is taking, set again by every acquisition, renewal and release on it:
-    a holder silent for a lease's ttl loses that lock no later than its ttl (a longer lease on
-    the same session goes with the shortest one: sooner, never later). A live holder renews each
-    lease every ttl/3, so the session is never silent that long. A lease whose renewals stop
-    while its session lives is freed by the next renewal statement on it once its row is a ttl
-    old by the server's clock (the holder's own validity ran out before that).
+    **ttl on a shared session.** Its ``idle_session_timeout`` is the smallest ttl it holds, set
+    again by every step on it: a silent holder loses a lock no later than its ttl. A lease whose
+    renewals stop while its session lives is freed by the next renewal statement on that session
+    once its row is a ttl old by the server's clock.
 
     **Guarantees.** FENCING: the fence is drawn from one sequence in the acquiring statement, after
     the lock was taken; after a crash, fences restart above every value drawn before it. FIFO: fair
@@ -120,11 +115,7 @@ class PostgresStore(PostgresBase):
         }
 
     def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
-        """One attempt on a shared session; return the fence, or None.
-
-        Refused at once, with no I/O, while this store holds or takes ``key`` (the server would
-        grant the session that holds it the lock again).
-        """
+        """One attempt on a shared session; the fence, or None (at once while this store has ``key``)."""
         with self._mutex:
             if key in self._keys:
                 return None
@@ -182,8 +173,7 @@ class PostgresStore(PostgresBase):
     def _renew_many(self, renewals: Sequence[Renewal]) -> list[bool]:
         """Renew in one statement per session; a lease that session no longer holds is lost.
 
-        A session whose statement fails is closed (its state is unknown), and with it every lock
-        on it: each of those leases is lost, now or at its next renewal.
+        A session whose statement fails is closed (its state is unknown), losing every lock on it.
         """
         outcomes = [False] * len(renewals)
         by_session: dict[PgSession, list[int]] = {}
