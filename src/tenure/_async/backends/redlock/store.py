@@ -165,17 +165,21 @@ class AsyncRedlockStore(AsyncLeaseStore):
         shortest = min(renewal.ttl for renewal in renewals)
         replies = await self._instances.script("RENEW", args, self._deadline(started, shortest), keys=keys)
         votes = [_votes(reply, len(renewals)) for reply in replies]
+        answered = [(i, vote) for i, vote in enumerate(votes) if not isinstance(vote, Exception)]
+        # Each instance votes 1 or 0 per lease: a lease's yes votes are its column's sum.
+        yes_votes = [sum(column) for column in zip(*(vote for _, vote in answered), strict=True)]
         elapsed = time.monotonic() - started
         outcomes: list[RenewOutcome] = []
         restore: list[list[tuple[Any, ...]]] = [[] for _ in range(self._count)]
         for n, (key, owner, ttl) in enumerate(renewals):
-            mine = [vote if isinstance(vote, Exception) else vote[n] for vote in votes]
-            tally = Tally(mine.count(1), mine.count(0), failures(mine))
+            yes = yes_votes[n] if answered else 0
+            tally = Tally(yes, len(answered) - yes, self._count - len(answered))
             if tally.majority(self._count) and validity_left(ttl, elapsed) > 0:
                 outcomes.append(True)
-                for i in (i for i, vote in enumerate(mine) if vote == 0):
+                for i in (i for i, vote in answered if vote[n] == 0):
                     restore[i].extend(self._restoring(key, owner, ttl))
             elif not tally.reachable(self._count):
+                mine = [vote if isinstance(vote, Exception) else vote[n] for vote in votes]
                 outcomes.append(self._instances.unreachable("renewing", mine))
             else:
                 self._fences.pop((key, owner.token), None)
@@ -225,6 +229,6 @@ def _votes(reply: Reply, count: int) -> list[Reply] | Exception:
     """Return one instance's vote per lease of a RENEW call, or what stands for its missing answer."""
     if isinstance(reply, Exception):
         return reply
-    if not isinstance(reply, list) or len(reply) != count:
+    if not isinstance(reply, list) or len(reply) != count or not set(reply) <= {0, 1}:
         return BackendProtocolError(f"unexpected RENEW reply {reply!r}")
     return reply

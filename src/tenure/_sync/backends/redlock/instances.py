@@ -101,14 +101,15 @@ class RedlockInstances:
         outcomes: list[list[Reply] | Exception | None] = [None] * len(targets)
         taken: list[Any] = [None] * len(targets)
         try:
+            packed: dict[int, Any] = {}  # commands shared by several instances are encoded once
             for slot, i in enumerate(targets):
                 idle, pool = self._idle[i], self.pools[i]
                 try:
-                    taken[slot] = idle.pop() if idle else _new_connection(pool)
-                    if len(commands[slot]) == 1:
-                        taken[slot].send_command(*commands[slot][0])
-                    else:  # a pipeline: one write
-                        taken[slot].send_packed_command(taken[slot].pack_commands(commands[slot]))
+                    connection = taken[slot] = idle.pop() if idle else _new_connection(pool)
+                    pipeline = commands[slot]
+                    if id(pipeline) not in packed:
+                        packed[id(pipeline)] = connection.pack_commands(pipeline)
+                    connection.send_packed_command(packed[id(pipeline)])  # one write
                 except DRIVER_ERRORS as exc:
                     outcomes[slot] = exc
             for slot, connection in enumerate(taken):
