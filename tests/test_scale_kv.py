@@ -240,3 +240,21 @@ def test_sqlite_renews_two_thousand_leases_in_a_few_statements(sqlite_url: str) 
         assert lost == []
         for lease in leases:
             lease.release()
+
+
+def test_sqlite_before_3_38_renews_in_one_transaction(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tenure._sync.backends.sqlite import table
+
+    monkeypatch.setattr(table, "BATCHED_RENEWALS", False)  # as on a SQLite without RETURNING or ->>
+    with tenure.Coordinator(sqlite_url) as coord, tenure.Coordinator(sqlite_url) as rival:
+        leases, lost = hold(coord, 50, ttl=0.6)
+        time.sleep(1.5)  # several rounds of renewals
+        assert lost == []
+        released = leases.pop()
+        released.release()
+        assert rival.lock(released.name).try_acquire() is not None
+        assert all(rival.lock(lease.name).try_acquire() is None for lease in leases[::10])
+        for lease in leases:
+            lease.release()
