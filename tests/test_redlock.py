@@ -228,7 +228,7 @@ def test_every_instance_is_asked_before_any_reply_is_read(
     events: list[tuple[str, int]] = []
     module: Any = redis.connection if colour == "sync" else redis.asyncio.connection
     cls = module.AbstractConnection
-    real_send, real_read = cls.send_command, cls.read_response
+    real_send, real_read = cls.send_packed_command, cls.read_response
 
     def record(kind: str, real: Callable[..., Any]) -> Callable[..., Any]:
         if colour == "sync":
@@ -245,7 +245,7 @@ def test_every_instance_is_asked_before_any_reply_is_read(
 
         return async_wrapper
 
-    monkeypatch.setattr(cls, "send_command", record("send", real_send))
+    monkeypatch.setattr(cls, "send_packed_command", record("send", real_send))
     monkeypatch.setattr(cls, "read_response", record("read", real_read))
     url = redlock_url_of(five)
     ports = sorted(server.port for server in five)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from tenure._sync.backends.base import ChangeFeed, LeaseStore
+from tenure._sync.backends.base import ChangeFeed, LeaseStore, Renewal, RenewOutcome
 from tenure._concurrency import Signal
 from tenure._core.guarantees import Guarantee
 from tenure._core.holder import HolderInfo
@@ -78,13 +79,23 @@ class MemoryStore(LeaseStore):
         return fence
 
     def renew(self, key: str, owner: Owner, ttl: float) -> bool:
+        return self._renew_all([Renewal(key, owner, ttl)])[0]
+
+    def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
+        return list(self._renew_all(renewals))
+
+    def _renew_all(self, renewals: Sequence[Renewal]) -> list[bool]:
         now = time.monotonic()
-        with self._space.lock:
-            entry = self._entry(key)
-            if entry.token != owner.token or not entry.held(now):
-                return False
-            entry.expires_at = now + ttl
-            return True
+        outcomes: list[bool] = []
+        with self._space.lock:  # once for the whole batch
+            for key, owner, ttl in renewals:
+                entry = self._space.entries.get(key)
+                if entry is None or entry.token != owner.token or not entry.held(now):
+                    outcomes.append(False)
+                    continue
+                entry.expires_at = now + ttl
+                outcomes.append(True)
+        return outcomes
 
     def release(self, key: str, owner: Owner) -> bool:
         now = time.monotonic()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from tenure._async.backends.base import AsyncLeaseStore
+from tenure._async.backends.base import AsyncLeaseStore, Renewal, RenewOutcome
 from tenure._async.backends.sqlite.file import DEFAULT_FILE_MODE
 from tenure._async.backends.sqlite.table import SQLiteLeaseTable
 from tenure._concurrency import async_run_blocking, async_sleep
@@ -15,7 +16,7 @@ from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
-from tenure._exceptions import ConfigurationError
+from tenure._exceptions import BackendError, ConfigurationError
 
 LINE_POLL = 0.001  # seconds between looks at a fair line, per waiter ahead
 
@@ -57,7 +58,13 @@ class AsyncSQLiteStore(AsyncLeaseStore):
         return await async_run_blocking(self._table.try_acquire, key, owner, ttl)
 
     async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        return await async_run_blocking(self._table.renew, key, owner, ttl)
+        return (await async_run_blocking(self._table.renew_many, [Renewal(key, owner, ttl)]))[0]
+
+    async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
+        try:
+            return list(await async_run_blocking(self._table.renew_many, renewals))
+        except BackendError as exc:  # one statement for them all: its failure is every lease's
+            return [exc] * len(renewals)
 
     async def release(self, key: str, owner: Owner) -> bool:
         return await async_run_blocking(self._table.release, key, owner)

@@ -13,14 +13,16 @@ can fail midway.
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from tenure._async.backends.base import Renewal
 from tenure._async.backends.sqlite.file import (
     DEFAULT_FILE_MODE,
     Identity,
@@ -38,6 +40,7 @@ from tenure._async.backends.sqlite.sql import (
     PEEK,
     RELEASE,
     RENEW,
+    RENEW_MANY,
     TURN,
 )
 from tenure._core.clock import boot_id, host_now
@@ -46,6 +49,8 @@ from tenure._core.tokens import Owner
 from tenure._exceptions import BackendProtocolError, BackendTimeout, BackendUnavailable
 
 T = TypeVar("T")
+# Renewals in one statement need RETURNING (3.35) and JSON's ->> (built in from 3.38).
+BATCHED_RENEWALS = sqlite3.sqlite_version_info >= (3, 38)
 
 
 class SQLiteLeaseTable:
@@ -263,11 +268,32 @@ class SQLiteLeaseTable:
         self._run(LEAVE_QUEUE, {"key": key, "owner": owner.token})
         self.release(key, owner)
 
-    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        """Extend the lease of ``key`` to ``ttl`` from now if ``owner`` still validly holds it."""
-        now = host_now()
-        params = {"key": key, "owner": owner.token, "boot": boot_id(), "expires_at": now + ttl, "now": now}
-        return self._write(RENEW, params)
+    def renew_many(self, renewals: Sequence[Renewal]) -> list[bool]:
+        """Extend each lease to its ttl from now if its owner still validly holds it.
+
+        One statement for them all (one transaction of one statement each on a SQLite older
+        than 3.38); return whether each lease was renewed, in order.
+        """
+        now, boot = host_now(), boot_id()
+        if not BATCHED_RENEWALS:
+            return self._call(lambda db: self._renew_each(db, renewals, now, boot))
+        batch = json.dumps([(key, owner.token, now + ttl) for key, owner, ttl in renewals])
+        rows = self._run(RENEW_MANY, {"batch": batch, "boot": boot, "now": now})
+        renewed = set(rows)
+        return [(key, owner.token) in renewed for key, owner, _ in renewals]
+
+    @staticmethod
+    def _renew_each(db: sqlite3.Connection, renewals: Sequence[Renewal], now: float, boot: str) -> list[bool]:
+        db.execute("BEGIN IMMEDIATE")
+        renewed = [
+            db.execute(
+                RENEW, {"key": key, "owner": owner.token, "boot": boot, "expires_at": now + ttl, "now": now}
+            ).rowcount
+            == 1
+            for key, owner, ttl in renewals
+        ]
+        db.execute("COMMIT")
+        return renewed
 
     def release(self, key: str, owner: Owner) -> bool:
         """Free ``key`` if ``owner`` holds it; return whether the lease was still valid."""

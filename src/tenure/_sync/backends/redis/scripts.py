@@ -16,7 +16,8 @@ keys of different locks never meet (``namespaced_key`` keeps distinct locks' key
     {<key>}:changes       a pub/sub channel: elections announce their changes there, for observers
 
 The scripts take the prefix in ARGV rather than each key in KEYS because a hand-over must
-address the head waiter's wake list, which no client can name in advance. The prefix is
+address the head waiter's wake list, which no client can name in advance; RENEW, which renews
+many leases of many locks in one call, touches only their leases and names them in KEYS. The prefix is
 wrapped in a hash tag (``{key}``), so every key of one lock lives in one cluster slot (a key
 never starts with '}': its namespace has its braces escaped, and a ':' follows it).
 
@@ -179,15 +180,18 @@ return bump_fence(prefix .. ':fence')
 RENEW = (
     _OWNED_BY
     + r"""
--- Set the lease to expire ttl ms from now if the owner still holds it.
--- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ttl in ms
--- Returns: 1 if renewed, 0 if not held by this owner (expired, taken over, server restarted).
-local lock = ARGV[1] .. ':lock'
-if owned_by(redis.call('GET', lock), ARGV[2]) then
-    redis.call('PEXPIRE', lock, ARGV[3])
-    return 1
+-- Set each lease to expire ttl ms from now if its owner still holds it; each outcome separate.
+-- KEYS[i] the lease of lock i ("<prefix>:lock"), ARGV[2i-1] its owner token, ARGV[2i] its ttl in ms
+-- Returns: per key, 1 if renewed, 0 if not held by this owner (expired, taken over, server restarted).
+local renewed = {}
+for i, lock in ipairs(KEYS) do
+    renewed[i] = 0
+    if owned_by(redis.call('GET', lock), ARGV[2 * i - 1]) then
+        redis.call('PEXPIRE', lock, ARGV[2 * i])
+        renewed[i] = 1
+    end
 end
-return 0
+return renewed
 """
 )
 

@@ -53,7 +53,12 @@ class RedlockInstances:
             self.raise_unreachable("connecting", replies)
 
     def script(
-        self, name: str, args: list[Any], deadline: float, targets: Sequence[int] | None = None
+        self,
+        name: str,
+        args: list[Any],
+        deadline: float,
+        targets: Sequence[int] | None = None,
+        keys: Sequence[str] = (),
     ) -> list[Reply]:
         """Run script ``name`` on ``targets`` (default: every instance) at once; one reply each.
 
@@ -61,12 +66,13 @@ class RedlockInstances:
         """
         targets = range(self.count) if targets is None else targets
         replies: list[Reply] = [BackendUnavailable("not asked")] * self.count
-        outcomes = self.fan_out(targets, [("EVALSHA", SHAS[name], 0, *args)], deadline)
+        call = (len(keys), *keys, *args)
+        outcomes = self.fan_out(targets, [("EVALSHA", SHAS[name], *call)], deadline)
         for i, outcome in zip(targets, outcomes, strict=True):
             replies[i] = _first_failure(outcome)
         forgot = [i for i in targets if isinstance(replies[i], redis_errors.NoScriptError)]
         if forgot:  # restarted empty: EVAL sends the source, and caches it for next time
-            outcomes = self.fan_out(forgot, [("EVAL", SCRIPTS[name], 0, *args)], deadline)
+            outcomes = self.fan_out(forgot, [("EVAL", SCRIPTS[name], *call)], deadline)
             for i, outcome in zip(forgot, outcomes, strict=True):
                 replies[i] = _first_failure(outcome)
         return replies
@@ -84,22 +90,31 @@ class RedlockInstances:
         the exception that cost its answer. All sends precede the first read, so the instances
         work in parallel whether the reads below are awaited or blocking.
         """
+        return self.fan_out_each(targets, [commands] * len(targets), deadline)
+
+    def fan_out_each(
+        self, targets: Sequence[int], commands: Sequence[list[tuple[Any, ...]]], deadline: float
+    ) -> list[list[Reply] | Exception]:
+        """Send each target its own ``commands`` (a pipeline), at once, as ``fan_out`` does."""
         if not self.pools:
             raise BackendUnavailable(f"the connections to {self.url} are closed")
         outcomes: list[list[Reply] | Exception | None] = [None] * len(targets)
         taken: list[Any] = [None] * len(targets)
         try:
+            packed: dict[int, Any] = {}  # commands shared by several instances are encoded once
             for slot, i in enumerate(targets):
                 idle, pool = self._idle[i], self.pools[i]
                 try:
-                    taken[slot] = idle.pop() if idle else _new_connection(pool)
-                    for command in commands:
-                        taken[slot].send_command(*command)
+                    connection = taken[slot] = idle.pop() if idle else _new_connection(pool)
+                    pipeline = commands[slot]
+                    if id(pipeline) not in packed:
+                        packed[id(pipeline)] = connection.pack_commands(pipeline)
+                    connection.send_packed_command(packed[id(pipeline)])  # one write
                 except DRIVER_ERRORS as exc:
                     outcomes[slot] = exc
             for slot, connection in enumerate(taken):
                 if outcomes[slot] is None:
-                    outcomes[slot] = _read_all(connection, len(commands), deadline)
+                    outcomes[slot] = _read_all(connection, len(commands[slot]), deadline)
         finally:
             for slot, connection in enumerate(taken):
                 if connection is None:
@@ -117,6 +132,10 @@ class RedlockInstances:
 
     def raise_unreachable(self, what: str, replies: list[Reply]) -> NoReturn:
         """Raise the error for a step that fewer than a majority of instances answered."""
+        raise self.unreachable(what, replies)
+
+    def unreachable(self, what: str, replies: list[Reply]) -> BackendError:
+        """Return the error for a step that fewer than a majority of instances answered."""
         named = zip(self.names, replies, strict=True)
         failed = [(name, reply) for name, reply in named if isinstance(reply, Exception)]
         detail = "; ".join(f"{name}: {exc}" for name, exc in failed)
@@ -128,7 +147,9 @@ class RedlockInstances:
         # The instances' errors, mapped: one kind for all of them is the step's; else unreachable.
         kinds = {type(map_errors(exc, self.url)) for exc in errors}
         cls: type[BackendError] = kinds.pop() if len(kinds) == 1 else BackendUnavailable
-        raise cls(message) from (errors[0] if errors else None)
+        error = cls(message)
+        error.__cause__ = errors[0] if errors else None
+        return error
 
     def close(self) -> None:
         """Close every connection; idempotent."""

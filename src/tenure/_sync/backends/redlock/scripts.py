@@ -11,11 +11,12 @@ serves Redlock unchanged. Acquiring, renewing and describing the holder need the
   fence of one majority says nothing about the next; clock readings of successive holders do
   follow hold order, as long as the instances' clocks agree to better than the gap between two
   holds. That is why Redlock's fences are best-effort.
-- ``RENEW`` also writes the lease's fence (the largest of its vote) over the instance's own
-  reading, and lifts the instance's floor to it. Until the first renewal the instances keep
-  their own readings, so if the one with the largest went down meanwhile, ``HOLDER``'s majority
-  reports a fence a little below the lease's (by the microseconds between two instances'
-  readings); from the first renewal on, every instance holding the lease reports its fence.
+- ``RENEW`` renews many leases in one call, each with its own outcome. It also writes each
+  lease's fence (the largest of its vote) over the instance's own reading, and lifts the
+  instance's floor to it. Until the first renewal the instances keep their own readings, so if
+  the one with the largest went down meanwhile, ``HOLDER``'s majority reports a fence a little
+  below the lease's (by the microseconds between two instances' readings); from the first
+  renewal on, every instance holding the lease reports its fence.
 - ``HOLDER`` also returns a digest of the owner token, so a vote counts one owner once without
   revealing its secret (labels are readable, not unique).
 """
@@ -48,28 +49,33 @@ return fence
 """
 
 RENEW = r"""
--- Extend the lease if the owner still holds it, and make this instance report the lease's fence.
--- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ttl in ms, ARGV[4] the lease's fence (0: keep)
--- Returns: 1 if renewed, 0 if not held by this owner (expired, taken over, server restarted).
-local prefix, token = ARGV[1], ARGV[2]
-local lock = prefix .. ':lock'
-local value = redis.call('GET', lock)
-if not value or string.sub(value, 1, #token + 1) ~= token .. '\n' then
-    return 0
+-- Extend each lease if its owner still holds it, and make this instance report the lease's fence.
+-- KEYS[2i-1] the lease of lock i ("<prefix>:lock"), KEYS[2i] its fence ("<prefix>:fence");
+-- ARGV[3i-2] its owner token, ARGV[3i-1] its ttl in ms, ARGV[3i] the lease's fence (0: keep)
+-- Returns: per lease, 1 if renewed, 0 if not held by this owner (expired, taken over, restarted).
+local renewed = {}
+for i = 1, #KEYS / 2 do
+    local lock, fence_key = KEYS[2 * i - 1], KEYS[2 * i]
+    local token, ttl_ms, text = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
+    local value = redis.call('GET', lock)
+    renewed[i] = 0
+    if value and string.sub(value, 1, #token + 1) == token .. '\n' then
+        renewed[i] = 1
+        local fence = tonumber(text)
+        if fence == 0 then
+            redis.call('PEXPIRE', lock, ttl_ms)
+        else
+            local rest = string.sub(value, #token + 2)
+            local label = string.sub(rest, string.find(rest, '\n', 1, true) + 1)
+            redis.call('SET', lock, token .. '\n' .. text .. '\n' .. label, 'PX', ttl_ms)
+            -- The next holder here then gets a larger fence than this lease's, not only than this instance's.
+            if fence > tonumber(redis.call('GET', fence_key) or 0) then
+                redis.call('SET', fence_key, text)
+            end
+        end
+    end
 end
-local fence = tonumber(ARGV[4])
-if fence == 0 then
-    redis.call('PEXPIRE', lock, ARGV[3])
-    return 1
-end
-local rest = string.sub(value, #token + 2)
-local label = string.sub(rest, string.find(rest, '\n', 1, true) + 1)
-redis.call('SET', lock, token .. '\n' .. ARGV[4] .. '\n' .. label, 'PX', ARGV[3])
--- The next holder here then gets a larger fence than this lease's, not only than this instance's.
-if fence > tonumber(redis.call('GET', prefix .. ':fence') or 0) then
-    redis.call('SET', prefix .. ':fence', ARGV[4])
-end
-return 1
+return renewed
 """
 
 HOLDER = r"""

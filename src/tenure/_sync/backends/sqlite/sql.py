@@ -3,7 +3,8 @@
 
 Every statement takes named parameters: ``:key``, ``:owner`` (the token), ``:label``, ``:boot``
 (the host's boot id), ``:now``, ``:expires_at`` and ``:alive_until`` (host monotonic seconds),
-and ``:seed`` (the wall clock in microseconds, the least fence a new row may get).
+``:seed`` (the wall clock in microseconds, the least fence a new row may get) and ``:batch``
+(many leases at once, a JSON array).
 """
 
 SCHEMA = """
@@ -74,6 +75,16 @@ PEEK = "SELECT owner, label, fence, boot, expires_at FROM tenure_leases WHERE ke
 RENEW = """
 UPDATE tenure_leases SET expires_at = :expires_at
 WHERE key = :key AND owner = :owner AND boot = :boot AND expires_at > :now
+"""
+
+# Many renewals in one statement (SQLite 3.38+: RETURNING and ->> on JSON built in). :batch is a
+# JSON array of [key, owner, expires_at]; each renewed lease comes back as (key, owner).
+RENEW_MANY = """
+UPDATE tenure_leases SET expires_at = batch.value ->> 2
+FROM json_each(:batch) AS batch
+WHERE tenure_leases.key = batch.value ->> 0 AND tenure_leases.owner = batch.value ->> 1
+    AND tenure_leases.boot = :boot AND tenure_leases.expires_at > :now
+RETURNING key, owner
 """
 
 # Only a valid lease is freed; an expired row left with the old token already counts as free.

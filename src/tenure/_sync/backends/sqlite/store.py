@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from tenure._sync.backends.base import LeaseStore
+from tenure._sync.backends.base import LeaseStore, Renewal, RenewOutcome
 from tenure._sync.backends.sqlite.file import DEFAULT_FILE_MODE
 from tenure._sync.backends.sqlite.table import SQLiteLeaseTable
 from tenure._concurrency import run_blocking, sleep
@@ -16,7 +17,7 @@ from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
-from tenure._exceptions import ConfigurationError
+from tenure._exceptions import BackendError, ConfigurationError
 
 LINE_POLL = 0.001  # seconds between looks at a fair line, per waiter ahead
 
@@ -58,7 +59,13 @@ class SQLiteStore(LeaseStore):
         return run_blocking(self._table.try_acquire, key, owner, ttl)
 
     def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        return run_blocking(self._table.renew, key, owner, ttl)
+        return (run_blocking(self._table.renew_many, [Renewal(key, owner, ttl)]))[0]
+
+    def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
+        try:
+            return list(run_blocking(self._table.renew_many, renewals))
+        except BackendError as exc:  # one statement for them all: its failure is every lease's
+            return [exc] * len(renewals)
 
     def release(self, key: str, owner: Owner) -> bool:
         return run_blocking(self._table.release, key, owner)
