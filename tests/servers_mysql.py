@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from tests.servers import ServerProcess, free_port, wait_for_port
@@ -75,7 +76,7 @@ class MariaDBServer(ServerProcess):
         if fresh:
             self.sql(
                 f"CREATE DATABASE IF NOT EXISTS {DATABASE};"
-                f"CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}';"
+                f"CREATE USER IF NOT EXISTS '{USER}'@'%' IDENTIFIED BY '{PASSWORD}';"
                 f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'%';"
                 # KILL QUERY of one's own sessions needs no privilege; of others', this one.
                 f"GRANT CONNECTION ADMIN ON *.* TO '{USER}'@'%';"
@@ -83,15 +84,24 @@ class MariaDBServer(ServerProcess):
         return self
 
     def sql(self, statements: str) -> str:
-        """Run ``statements`` as root over the unix socket; return the client's output."""
-        result = subprocess.run(
-            ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-N", "-e", statements],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        return result.stdout
+        """Run ``statements`` as root over the unix socket; return the client's output.
+
+        Retried for a few seconds: the TCP port can open before the socket serves (seen on a
+        loaded machine just after a start).
+        """
+        deadline = time.monotonic() + 15
+        while True:
+            result = subprocess.run(
+                ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-N", "-e", statements],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            if result.returncode == 0:
+                return result.stdout
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mariadb client failed ({result.returncode}): {result.stderr.strip()}")
+            time.sleep(0.2)
 
     def restart(self) -> None:
         """Kill the server and serve the same data dir on the same port (every session ends)."""
