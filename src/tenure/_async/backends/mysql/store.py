@@ -127,13 +127,10 @@ class AsyncMySQLStore(AsyncLeaseStore):
         return (await self._acquire(key, owner, ttl))[0]
 
     async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        outcome = (await self._renew_batch([Renewal(key, owner, ttl)]))[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return (await self._renew_batch([Renewal(key, owner, ttl)]))[0]
 
     async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        return await self._renew_batch(renewals)
+        return list(await self._renew_batch(renewals))
 
     async def release(self, key: str, owner: Owner) -> bool:
         hold = self._holds.pop((key, owner.token), None)
@@ -259,7 +256,8 @@ class AsyncMySQLStore(AsyncLeaseStore):
                     raise
                 continue
             finally:
-                session.users -= 1
+                async with self._picking:  # threads pick sessions in the sync twin
+                    session.users -= 1
             self._holds[(key, owner.token)] = AsyncHold(session, name, ttl, held=True, shared=True)
             return reply.inserted, None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -300,9 +298,12 @@ class AsyncMySQLStore(AsyncLeaseStore):
             sessions.remove(session)
             return session
 
-    async def _renew_batch(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        """Renew each lease: one round trip per session (and per RENEW_BATCH holds)."""
-        outcomes: list[RenewOutcome] = [False] * len(renewals)
+    async def _renew_batch(self, renewals: Sequence[Renewal]) -> list[bool]:
+        """Renew each lease: one round trip per session (and per RENEW_BATCH holds).
+
+        A failed round trip closes its session, which ends every lock on it: False for each.
+        """
+        outcomes = [False] * len(renewals)
         by_session: dict[int, list[tuple[int, AsyncHold, float]]] = {}
         for index, (key, owner, ttl) in enumerate(renewals):
             hold = self._holds.get((key, owner.token))
@@ -321,14 +322,17 @@ class AsyncMySQLStore(AsyncLeaseStore):
         self,
         items: list[tuple[int, AsyncHold, float]],
         renewals: Sequence[Renewal],
-        outcomes: list[RenewOutcome],
+        outcomes: list[bool],
     ) -> None:
         """Renew holds of one session in one round trip; set each one's outcome."""
         session = items[0][1].session
-        statement, params = sql.renew_holds([(hold.name, ttl) for _, hold, ttl in items])
         async with session.mutex:
+            # A shared hold released meanwhile is no longer in its session's names; once it
+            # holds none, the session may be waiting for another lock and must not be used.
+            items = [item for item in items if not item[1].shared or item[1].name in session.names]
             held: set[str] = set()
-            if session.alive:
+            if session.alive and items:
+                statement, params = sql.renew_holds([(hold.name, ttl) for _, hold, ttl in items])
                 try:
                     reply = await self._pool.execute(
                         session, statement, params, idle=sql.idle_limit(items[0][1].ttl)

@@ -128,13 +128,10 @@ class MySQLStore(LeaseStore):
         return (self._acquire(key, owner, ttl))[0]
 
     def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        outcome = (self._renew_batch([Renewal(key, owner, ttl)]))[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return (self._renew_batch([Renewal(key, owner, ttl)]))[0]
 
     def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        return self._renew_batch(renewals)
+        return list(self._renew_batch(renewals))
 
     def release(self, key: str, owner: Owner) -> bool:
         hold = self._holds.pop((key, owner.token), None)
@@ -260,7 +257,8 @@ class MySQLStore(LeaseStore):
                     raise
                 continue
             finally:
-                session.users -= 1
+                with self._picking:  # threads pick sessions in the sync twin
+                    session.users -= 1
             self._holds[(key, owner.token)] = Hold(session, name, ttl, held=True, shared=True)
             return reply.inserted, None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -301,9 +299,12 @@ class MySQLStore(LeaseStore):
             sessions.remove(session)
             return session
 
-    def _renew_batch(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        """Renew each lease: one round trip per session (and per RENEW_BATCH holds)."""
-        outcomes: list[RenewOutcome] = [False] * len(renewals)
+    def _renew_batch(self, renewals: Sequence[Renewal]) -> list[bool]:
+        """Renew each lease: one round trip per session (and per RENEW_BATCH holds).
+
+        A failed round trip closes its session, which ends every lock on it: False for each.
+        """
+        outcomes = [False] * len(renewals)
         by_session: dict[int, list[tuple[int, Hold, float]]] = {}
         for index, (key, owner, ttl) in enumerate(renewals):
             hold = self._holds.get((key, owner.token))
@@ -322,14 +323,17 @@ class MySQLStore(LeaseStore):
         self,
         items: list[tuple[int, Hold, float]],
         renewals: Sequence[Renewal],
-        outcomes: list[RenewOutcome],
+        outcomes: list[bool],
     ) -> None:
         """Renew holds of one session in one round trip; set each one's outcome."""
         session = items[0][1].session
-        statement, params = sql.renew_holds([(hold.name, ttl) for _, hold, ttl in items])
         with session.mutex:
+            # A shared hold released meanwhile is no longer in its session's names; once it
+            # holds none, the session may be waiting for another lock and must not be used.
+            items = [item for item in items if not item[1].shared or item[1].name in session.names]
             held: set[str] = set()
-            if session.alive:
+            if session.alive and items:
+                statement, params = sql.renew_holds([(hold.name, ttl) for _, hold, ttl in items])
                 try:
                     reply = self._pool.execute(
                         session, statement, params, idle=sql.idle_limit(items[0][1].ttl)
