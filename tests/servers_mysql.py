@@ -6,7 +6,8 @@ settings, no binary log and no fsync per commit, so it starts in about a second.
 (``innodb_flush_log_at_trx_commit=1``: the redo log is flushed to disk at every commit), as
 Debian's package runs it. A user
 ``tenure`` with a password is created, so the URL carries a password and its redaction is
-tested for real (no skip-grant-tables). ``restart()`` serves the same data dir on the same port.
+tested for real (no skip-grant-tables). ``max_connections`` lets a test start a server with a low
+connection limit. ``restart()`` serves the same data dir on the same port.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ DATABASE = "tenure"
 class MariaDBServer(ServerProcess):
     """One mariadbd; ``url`` is ``mysql://tenure:<password>@127.0.0.1:PORT/tenure``."""
 
-    def __init__(self, directory: Path, *, port: int | None = None, durable: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, port: int | None = None, durable: bool = False, max_connections: int = 500
+    ) -> None:
         server = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
         install = shutil.which("mariadb-install-db")
         if not os.path.exists(server) or install is None:
@@ -39,6 +42,7 @@ class MariaDBServer(ServerProcess):
         self.socket = directory / "mariadb.sock"
         self.port = port or free_port()
         self.durable = durable
+        self.max_connections = max_connections
         self.proc: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -69,7 +73,7 @@ class MariaDBServer(ServerProcess):
             "--innodb-buffer-pool-size=32M",
             "--innodb-log-file-size=16M",
             f"--innodb-flush-log-at-trx-commit={1 if self.durable else 2}",
-            "--max-connections=500",
+            f"--max-connections={self.max_connections}",
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, timeout=60, proc=self.proc)

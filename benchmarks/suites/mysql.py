@@ -1,6 +1,6 @@
 """The ``mysql`` suite: locks over one MariaDB server on loopback.
 
-tenure's ``mysql://`` backend (GET_LOCK on a connection per hold, plain and ``fair=True``, and
+tenure's ``mysql://`` backend (GET_LOCK on a few shared sessions, plain and ``fair=True``, and
 the ``?mode=table`` lease table) against tooz's mysql driver, and the floor: one PyMySQL
 connection sending ``SELECT GET_LOCK(name, timeout)`` to acquire (a waiter blocks in the
 server's queue) and ``SELECT RELEASE_LOCK(name)`` to release: no fence, no TTL, no holder

@@ -42,7 +42,9 @@ class Reply:
 class AsyncSession:
     """One server connection (a session) and what this client knows of its state."""
 
-    __slots__ = ("calls", "idle_limit", "last_used", "mutex", "raw", "reused", "thread_id")
+    __slots__ = (
+        "alive", "calls", "idle_limit", "last_used", "mutex", "names", "raw", "reused", "thread_id", "users",
+    )  # fmt: skip
 
     def __init__(self, raw: Any, calls: AsyncMySQLCalls) -> None:
         self.raw = raw
@@ -50,8 +52,13 @@ class AsyncSession:
         self.thread_id: int = raw.thread_id()
         self.idle_limit = 28800  # the server default; lowered per hold
         self.last_used = time.monotonic()
-        self.mutex = AsyncMutex()  # the renewer and the holder may use a hold's session at once
+        self.mutex = AsyncMutex()  # holders and the renewer share a session: one call at a time
         self.reused = False
+        self.alive = True  # False once closed: every lock its session held is gone
+        # The lock names this session holds, changed under ``mutex``. GET_LOCK is reentrant in a
+        # session, so a name already here is refused without asking the server.
+        self.names: set[str] = set()
+        self.users = 0  # calls that picked this shared session and have not finished with it
 
 
 class AsyncMySQLPool:
@@ -106,6 +113,7 @@ class AsyncMySQLPool:
 
     def discard(self, session: AsyncSession) -> None:
         """Close a connection: the server ends its session and frees whatever it held."""
+        session.alive = False
         with contextlib.suppress(Exception):
             session.calls.close(session.raw)
 

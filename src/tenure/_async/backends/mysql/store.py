@@ -1,50 +1,79 @@
-"""Advisory mode (the default): MariaDB user locks, ``GET_LOCK``, one connection per hold."""
+"""Advisory mode (the default): MariaDB user locks, ``GET_LOCK``, on a few shared sessions."""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Sequence
 from typing import ClassVar
 
-from tenure._async.backends.base import AsyncLeaseStore
+from tenure._async.backends.base import AsyncLeaseStore, Renewal, RenewOutcome
 from tenure._async.backends.mysql import sql
-from tenure._async.backends.mysql.connection import AsyncMySQLPool, AsyncSession, Reply
-from tenure._concurrency import AsyncInFlight
+from tenure._async.backends.mysql.connection import (
+    IDLE_MARGIN,
+    AsyncMySQLPool,
+    AsyncSession,
+    Reply,
+    connection_lost,
+)
+from tenure._concurrency import AsyncInFlight, AsyncMutex
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
-from tenure._exceptions import BackendError, BackendProtocolError
+from tenure._exceptions import BackendError, BackendProtocolError, BackendUnavailable
+
+SHARED = 4  # sessions per idle limit that hold the locks taken without waiting
+MAX_SHARED = 8  # past this many shared sessions, an idle limit new to the store gets only one
+RENEW_BATCH = 1000  # holds renewed per round trip: bounds one statement's size
 
 
 class AsyncHold:
-    """One owner holding, or queued for, one key on its own connection."""
+    """One owner holding, or queued for, one key: on a shared session, or on one of its own."""
 
-    __slots__ = ("held", "name", "pending", "session", "ttl")
+    __slots__ = ("held", "name", "pending", "session", "shared", "ttl")
 
-    def __init__(self, session: AsyncSession, name: str, ttl: float, *, held: bool) -> None:
+    def __init__(self, session: AsyncSession, name: str, ttl: float, *, held: bool, shared: bool) -> None:
         self.session = session
         self.name = name
         self.ttl = ttl
         self.held = held
+        self.shared = shared  # False: a waiter's own session, lent by the pool
         self.pending: AsyncInFlight[Reply] | None = None  # a queued GET_LOCK still running
 
 
 class AsyncMySQLStore(AsyncLeaseStore):
-    """Serve leases as MariaDB user locks (GET_LOCK), one connection per hold.
+    """Serve leases as MariaDB user locks (GET_LOCK) on a few sessions shared by many holds.
+
+    **Sessions.** A lock taken without waiting is held on one of a few shared sessions: up to
+    ``SHARED`` per idle limit ``ceil(ttl)`` (fewer once the store has ``MAX_SHARED``), picked
+    in turn, so 1,000 held locks need a handful of connections and a new name none of its own.
+    Keying sessions by ``ceil(ttl)`` keeps each session's ``wait_timeout`` that of every lease
+    on it: a lease never ends earlier than its ttl says, nor later. Locks on one session stay
+    independent (RELEASE_LOCK frees one name). GET_LOCK is reentrant within a session, so the
+    store refuses a name its session already holds without asking the server; two stores (or a
+    name on two sessions) are kept apart by the server. Only a blocking wait in the server's
+    line takes a session of its own, and keeps the lock on it once handed it. When a session
+    dies (a failed or timed-out call closes it, or the server ends it), every lease on it is
+    lost at once: the next renewal of each reports False.
+
+    **Renewal.** ``renew_many`` renews all due holds of one session in one round trip (an
+    UPDATE per distinct ttl and a SELECT of the names the session still holds).
 
     **Guarantees.** FENCING: fences come from one server-wide SEQUENCE, drawn in the acquiring
     statement after the lock was taken; after a restart (a crash included) the sequence jumps
     past every value it may have handed out. FIFO: waiters block in the server's lock queue,
     which serves them in arrival order. SESSION_BOUND: a lock ends with its session, which the
-    server ends after ``ceil(ttl)`` seconds of silence (wait_timeout); a restart or a dead
-    connection loses it and the next renewal reports the loss. SERVER_TIME: a silent holder's
-    hold ends by the server's clock (the session's idle limit), so a frozen holder cannot keep
-    it by its own. CROSS_PROCESS, CROSS_HOST: clients reach the server over TCP. Not
-    SURVIVES_FAILOVER: user locks are not replicated.
+    server ends after ``ceil(ttl)`` seconds of silence (wait_timeout, the same for every lease on
+    the session); a restart or a dead connection loses it and the next renewal reports the loss.
+    SERVER_TIME: a silent holder's hold ends by the server's clock (the session's idle limit),
+    so a frozen holder cannot keep it by its own. CROSS_PROCESS, CROSS_HOST: clients reach the
+    server over TCP. Not SURVIVES_FAILOVER: user locks are not replicated.
     """
 
     scheme: ClassVar[str] = "mysql"
     description: ClassVar[str] = (
-        "GET_LOCK on a connection per hold (name = digest, <= 64 chars); fence from a SEQUENCE "
+        "GET_LOCK on a few shared sessions (name = digest, <= 64 chars); fence from a SEQUENCE "
         "in the same statement; session ends after ceil(ttl) s of silence; waits on the server"
     )
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
@@ -67,6 +96,9 @@ class AsyncMySQLStore(AsyncLeaseStore):
         super().__init__(config)
         self._pool = AsyncMySQLPool(config, self.url)
         self._holds: dict[tuple[str, str], AsyncHold] = {}
+        self._shared: dict[int, list[AsyncSession]] = {}  # idle limit -> its shared sessions
+        self._picking = AsyncMutex()
+        self._turn = 0
         self._ready = False
 
     async def connect(self) -> None:
@@ -92,30 +124,13 @@ class AsyncMySQLStore(AsyncLeaseStore):
         self._ready = True
 
     async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
-        session, reply = await self._acquire(key, owner, ttl)
-        if reply.rowcount == 0:
-            self._pool.checkin(session)
-            return None
-        return reply.inserted
+        return (await self._acquire(key, owner, ttl))[0]
 
     async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        hold = self._holds.get((key, owner.token))
-        if hold is None or not hold.held:
-            return False
-        async with hold.session.mutex:
-            try:
-                reply = await self._pool.execute(
-                    hold.session, sql.RENEW, {"name": hold.name, "ttl": ttl}, idle=sql.idle_limit(ttl)
-                )
-            except BackendError:
-                # The connection is closed now, so whatever it held is gone with its session.
-                self._holds.pop((key, owner.token), None)
-                return False
-        if reply.rowcount != 1:
-            self._holds.pop((key, owner.token), None)
-            self._pool.discard(hold.session)
-            return False
-        return True
+        return (await self._renew_batch([Renewal(key, owner, ttl)]))[0]
+
+    async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
+        return list(await self._renew_batch(renewals))
 
     async def release(self, key: str, owner: Owner) -> bool:
         hold = self._holds.pop((key, owner.token), None)
@@ -124,15 +139,27 @@ class AsyncMySQLStore(AsyncLeaseStore):
         if not hold.held:
             await self._abandon(hold)
             return False
-        async with hold.session.mutex:
+        session = hold.session
+        async with session.mutex:
+            if not session.alive:
+                return False  # its session ended, and the lock with it
             try:
-                reply = await self._pool.execute(hold.session, sql.RELEASE, {"name": hold.name})
+                reply = await self._pool.execute(
+                    session, sql.RELEASE, {"name": hold.name}, idle=sql.idle_limit(hold.ttl)
+                )
+                if reply.rowcount != 1 and hold.shared:
+                    # Not recorded as ours: make sure this session keeps nothing of it.
+                    await self._pool.execute(session, sql.FORGET, {"name": hold.name})
             except BackendError:
                 return False  # the connection is closed: its session, and the lock, end with it
+            finally:
+                session.names.discard(hold.name)
+        if hold.shared:
+            return reply.rowcount == 1
         if reply.rowcount == 1:
-            self._pool.checkin(hold.session)
+            self._pool.checkin(session)  # a waiter's own session, now holding nothing
             return True
-        self._pool.discard(hold.session)  # not ours any more; make sure the session keeps nothing
+        self._pool.discard(session)  # not ours any more; make sure the session keeps nothing
         return False
 
     async def holder(self, key: str) -> HolderInfo | None:
@@ -162,13 +189,14 @@ class AsyncMySQLStore(AsyncLeaseStore):
             return None
         # A free lock is taken at once. A held one has nobody in line or is handed straight to
         # the first in line on release, so this attempt never passes anyone who waits.
-        session, reply = await self._acquire(key, owner, ttl)
-        if reply.rowcount > 0:
-            return reply.inserted
-        if not will_wait:
-            self._pool.checkin(session)
-            return None
-        hold = self._holds[(key, owner.token)] = AsyncHold(session, sql.lock_name(key), ttl, held=False)
+        fence, session = await self._acquire(key, owner, ttl, to_wait=will_wait)
+        if fence is not None or not will_wait:
+            return fence
+        # The wait blocks its session on the server: it gets one of its own.
+        if session is None:
+            session = await self._pool.checkout()
+        hold = AsyncHold(session, sql.lock_name(key), ttl, held=False, shared=False)
+        self._holds[(key, owner.token)] = hold
         self._line_up(hold, owner)
         return None
 
@@ -189,20 +217,145 @@ class AsyncMySQLStore(AsyncLeaseStore):
         holds = list(self._holds.values())
         self._holds.clear()
         for hold in holds:
-            await self._abandon(hold)
+            if not hold.shared:
+                await self._abandon(hold)
+        async with self._picking:
+            for sessions in self._shared.values():
+                for session in sessions:
+                    self._pool.discard(session)
+            self._shared.clear()
         await self._pool.aclose()
 
     # -- internals -------------------------------------------------------------------------------
 
-    async def _acquire(self, key: str, owner: Owner, ttl: float) -> tuple[AsyncSession, Reply]:
-        """Take the lock without waiting; if taken, record the hold. Return the session and reply."""
+    async def _acquire(
+        self, key: str, owner: Owner, ttl: float, *, to_wait: bool = False
+    ) -> tuple[int | None, AsyncSession | None]:
+        """Take the lock on a shared session without waiting; return the fence, else None.
+
+        With ``to_wait``, a miss also returns a session to wait on: the one just used if it
+        holds nothing and nobody else picked it (a new coordinator's, say), else None.
+        """
         name = sql.lock_name(key)
-        session, reply = await self._pool.run(
-            sql.ACQUIRE, _params(name, owner, ttl), idle=sql.idle_limit(ttl)
-        )
-        if reply.rowcount > 0:
-            self._holds[(key, owner.token)] = AsyncHold(session, name, ttl, held=True)
-        return session, reply
+        limit = sql.idle_limit(ttl)
+        for attempt in range(2):
+            session = await self._shared_session(limit)
+            try:
+                async with session.mutex:
+                    if name in session.names:
+                        return None, None  # held here on this very session: GET_LOCK would re-enter
+                    params = _params(name, owner, ttl)
+                    reply = await self._pool.execute(session, sql.ACQUIRE, params, idle=limit)
+                    if reply.rowcount == 0:
+                        return None, (await self._detach(session, limit) if to_wait else None)
+                    session.names.add(name)
+            except BackendUnavailable as exc:
+                # A session the server ended (idle, restarted): what the statement did died with
+                # it, so try once more on a fresh one.
+                if attempt or not connection_lost(exc):
+                    raise
+                continue
+            finally:
+                async with self._picking:  # threads pick sessions in the sync twin
+                    session.users -= 1
+            self._holds[(key, owner.token)] = AsyncHold(session, name, ttl, held=True, shared=True)
+            return reply.inserted, None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _shared_session(self, limit: int) -> AsyncSession:
+        """Return the next shared session for holds of idle limit ``limit``, opening one if due.
+
+        The caller gives it back by decrementing its ``users``.
+        """
+        async with self._picking:
+            now = time.monotonic()
+            sessions = []
+            for session in self._shared.get(limit, ()):
+                fresh = now - session.last_used < session.idle_limit - IDLE_MARGIN
+                if session.alive and (session.names or session.users or fresh):
+                    sessions.append(session)
+                else:
+                    self._pool.discard(session)  # dead, or unused and about to be ended
+            self._shared[limit] = sessions
+            self._turn += 1
+            index = self._turn % SHARED
+            if index < len(sessions):
+                session = sessions[index]
+            elif not sessions or sum(map(len, self._shared.values())) < MAX_SHARED:
+                session = await self._pool.checkout()  # an idle pooled one holds nothing
+                sessions.append(session)
+            else:
+                session = sessions[index % len(sessions)]
+            session.users += 1
+            return session
+
+    async def _detach(self, session: AsyncSession, limit: int) -> AsyncSession | None:
+        """Take ``session`` out of the shared ones if it holds nothing and only the caller uses it."""
+        async with self._picking:
+            sessions = self._shared.get(limit, [])
+            if session.names or session.users != 1 or session not in sessions:
+                return None
+            sessions.remove(session)
+            return session
+
+    async def _renew_batch(self, renewals: Sequence[Renewal]) -> list[bool]:
+        """Renew each lease: one round trip per session (and per RENEW_BATCH holds).
+
+        A failed round trip closes its session, which ends every lock on it: False for each.
+        """
+        outcomes = [False] * len(renewals)
+        by_session: dict[int, list[tuple[int, AsyncHold, float]]] = {}
+        for index, (key, owner, ttl) in enumerate(renewals):
+            hold = self._holds.get((key, owner.token))
+            if hold is None or not hold.held:
+                continue
+            if not hold.session.alive:
+                self._holds.pop((key, owner.token), None)  # its session ended, and the lock with it
+                continue
+            by_session.setdefault(id(hold.session), []).append((index, hold, ttl))
+        for items in by_session.values():
+            for start in range(0, len(items), RENEW_BATCH):
+                await self._renew_on(items[start : start + RENEW_BATCH], renewals, outcomes)
+        return outcomes
+
+    async def _renew_on(
+        self,
+        items: list[tuple[int, AsyncHold, float]],
+        renewals: Sequence[Renewal],
+        outcomes: list[bool],
+    ) -> None:
+        """Renew holds of one session in one round trip; set each one's outcome."""
+        session = items[0][1].session
+        async with session.mutex:
+            # A shared hold released meanwhile is no longer in its session's names; once it
+            # holds none, the session may be waiting for another lock and must not be used.
+            items = [item for item in items if not item[1].shared or item[1].name in session.names]
+            held: set[str] = set()
+            if session.alive and items:
+                statement, params = sql.renew_holds([(hold.name, ttl) for _, hold, ttl in items])
+                try:
+                    reply = await self._pool.execute(
+                        session, statement, params, idle=sql.idle_limit(items[0][1].ttl)
+                    )
+                    held = {sql.label_text(row[0]) for row in reply.rows}
+                except BackendError:
+                    pass  # the connection is closed now: every lock of its session is gone
+            for index, hold, _ in items:
+                outcomes[index] = hold.name in held
+                if hold.name in held:
+                    continue
+                key, owner, _ = renewals[index]
+                self._holds.pop((key, owner.token), None)
+                if not session.alive:
+                    continue
+                if not hold.shared:
+                    self._pool.discard(session)  # a waiter's own session: make sure it keeps nothing
+                    continue
+                session.names.discard(hold.name)
+                # Not recorded as ours: make sure this session keeps nothing of it (if the call
+                # fails, the connection is closed, and whatever it held with it).
+                with contextlib.suppress(BackendError):
+                    await self._pool.execute(session, sql.FORGET, {"name": hold.name})
 
     def _line_up(self, hold: AsyncHold, owner: Owner) -> None:
         """Start waiting in the server's line on the hold's session; ``wait_turn`` collects it."""
@@ -228,7 +381,7 @@ class AsyncMySQLStore(AsyncLeaseStore):
         return None
 
     async def _abandon(self, hold: AsyncHold) -> None:
-        """Leave the line and drop the connection: anything granted meanwhile goes with it."""
+        """Leave the line and drop the waiter's own connection: anything granted goes with it."""
         pending, hold.pending = hold.pending, None
         if pending is not None and not pending.done():
             try:

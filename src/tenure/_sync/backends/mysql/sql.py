@@ -8,6 +8,7 @@ Every statement is autocommitted on its own, and each acquisition and release is
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from tenure._config import BackendConfig
 from tenure._core.keys import key_digest
@@ -65,7 +66,7 @@ def connection_options(config: BackendConfig) -> dict[str, object]:
 # Run before CREATE ... IF NOT EXISTS, whose "already exists" notes the drivers turn into warnings.
 QUIET_NOTES = "SET SESSION sql_notes = 0"
 
-# -- advisory mode: GET_LOCK on a dedicated connection, fences from a sequence ---------------
+# -- advisory mode: GET_LOCK on a few shared sessions, fences from a sequence ----------------
 
 # Fences come from one server-wide SEQUENCE (MariaDB >= 10.3): drawing a value writes nothing
 # per acquisition (values are cached in memory; running out of them stores the end of the next
@@ -175,12 +176,40 @@ DELETE FROM tenure_holders
 WHERE lock_name = %(name)s AND conn = CONNECTION_ID() AND RELEASE_LOCK(%(name)s) = 1
 """
 
-# The renewal probe: proves this session still holds the lock (a restarted server or a
-# killed session fails it) and records the new ttl; the statement itself resets the idle timer.
-RENEW = """
-UPDATE tenure_holders SET ttl = %(ttl)s, renewed_at = UTC_TIMESTAMP(6)
-WHERE lock_name = %(name)s AND conn = CONNECTION_ID() AND IS_USED_LOCK(%(name)s) = CONNECTION_ID()
+# A lock this session took but no longer counts as held (its holder row is gone): let it go.
+FORGET = "DO RELEASE_LOCK(%(name)s)"
+
+# Renew many holds of one session in one round trip (renew_holds). The probe proves the session
+# still holds each lock (a restarted server or a killed session fails it) and records the new
+# ttl, an UPDATE per distinct ttl; the round trip itself resets the session's idle timer. Then
+# the names this session still holds: each lease's own outcome.
+_RENEW_HOLDS = """
+UPDATE tenure_holders SET ttl = %(ttl{group})s, renewed_at = UTC_TIMESTAMP(6)
+WHERE lock_name IN ({names}) AND conn = CONNECTION_ID() AND IS_USED_LOCK(lock_name) = CONNECTION_ID();
 """
+_STILL_HELD = """
+SELECT lock_name FROM tenure_holders
+WHERE lock_name IN ({names}) AND conn = CONNECTION_ID() AND IS_USED_LOCK(lock_name) = CONNECTION_ID()
+"""
+
+
+def renew_holds(holds: Sequence[tuple[str, float]]) -> tuple[str, dict[str, object]]:
+    """Return the round trip renewing ``(lock name, ttl)`` holds of one session, and its params.
+
+    Its reply's rows are the lock names the session still holds (bytes).
+    """
+    params: dict[str, object] = {}
+    by_ttl: dict[float, list[str]] = {}
+    for index, (name, ttl) in enumerate(holds):
+        params[f"n{index}"] = name
+        by_ttl.setdefault(ttl, []).append(f"%(n{index})s")
+    parts = []
+    for group, (ttl, names) in enumerate(by_ttl.items()):
+        params[f"ttl{group}"] = ttl
+        parts.append(_RENEW_HOLDS.format(group=group, names=", ".join(names)))
+    parts.append(_STILL_HELD.format(names=", ".join(f"%(n{index})s" for index in range(len(holds)))))
+    return "".join(parts), params
+
 
 # Who holds it: only a row whose session really holds the lock now. Remaining = ttl since the
 # last renewal, by the server's clock.
@@ -220,16 +249,49 @@ ON DUPLICATE KEY UPDATE
     expires_at = IF(@tenure_take, VALUES(expires_at), expires_at)
 """
 
-# Renew and release check the owner; an expired lease is never revived.
-TABLE_RENEW = """
-UPDATE tenure_leases SET expires_at = UTC_TIMESTAMP(6) + INTERVAL %(ttl_us)s MICROSECOND
-WHERE lock_name = %(name)s AND owner = %(owner)s AND expires_at > UTC_TIMESTAMP(6)
-"""
-
+# Release checks the owner; an expired lease is never revived (nor renewed, below).
 TABLE_RELEASE = """
 UPDATE tenure_leases SET owner = NULL, label = NULL, expires_at = UTC_TIMESTAMP(6)
 WHERE lock_name = %(name)s AND owner = %(owner)s AND expires_at > UTC_TIMESTAMP(6)
 """
+
+# Renew many leases in one round trip (table_renew_many): an UPDATE per distinct ttl, each
+# checking the owner and that the lease has not expired, then the (name, owner) pairs now live:
+# those renewed, as an expired lease is never revived and a live one never taken by another.
+_TABLE_RENEW_SOME = """
+UPDATE tenure_leases SET expires_at = UTC_TIMESTAMP(6) + INTERVAL %(us{group})s MICROSECOND
+WHERE lock_name IN ({names}) AND (lock_name, owner) IN ({pairs}) AND expires_at > UTC_TIMESTAMP(6);
+"""
+_TABLE_LIVE = """
+SELECT lock_name, owner FROM tenure_leases
+WHERE lock_name IN ({names}) AND (lock_name, owner) IN ({pairs}) AND expires_at > UTC_TIMESTAMP(6)
+"""
+
+
+def table_renew_many(leases: Sequence[tuple[str, str, float]]) -> tuple[str, dict[str, object]]:
+    """Return the round trip renewing ``(lock name, owner, ttl)`` leases, and its params.
+
+    Its reply's rows are the ``(lock name, owner)`` pairs renewed (the name as bytes).
+    """
+    params: dict[str, object] = {}
+    by_ttl: dict[int, list[int]] = {}
+    for index, (name, owner, ttl) in enumerate(leases):
+        params[f"n{index}"], params[f"o{index}"] = name, owner
+        by_ttl.setdefault(micros(ttl), []).append(index)
+
+    def where(indexes: Sequence[int]) -> dict[str, str]:
+        return {
+            "names": ", ".join(f"%(n{i})s" for i in indexes),
+            "pairs": ", ".join(f"(%(n{i})s, %(o{i})s)" for i in indexes),
+        }
+
+    parts = []
+    for group, (us, indexes) in enumerate(by_ttl.items()):
+        params[f"us{group}"] = us
+        parts.append(_TABLE_RENEW_SOME.format(group=group, **where(indexes)))
+    parts.append(_TABLE_LIVE.format(**where(range(len(leases)))))
+    return "".join(parts), params
+
 
 TABLE_HOLDER = """
 SELECT label, fence, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at) / 1000000
