@@ -30,6 +30,12 @@ from tenure._core.tokens import Owner
 
 log = logging.getLogger("tenure")
 
+# Nodes rewritten per multi: well below the 1 MB a ZooKeeper request may hold (jute.maxbuffer).
+MULTI = 500
+# What the other operations of a failed multi report: not applied because one op failed.
+ROLLED_BACK = (zk_errors.RolledBackError, zk_errors.RuntimeInconsistency)
+MULTI_TRIES = 3
+
 
 class AsyncLines:
     """Our nodes in the locks' lines (by key and owner token), and every call on those lines."""
@@ -180,6 +186,42 @@ class AsyncLines:
         path = f"{self.dir(key)}/{node.name}"
         return await self._zk.call(lambda c: c.set_async(path, node_data(ttl, node.label)), "renewing")
 
+    async def touch_many(self, touches: list[tuple[str, LineNode, float]]) -> list[bool]:
+        """Rewrite our nodes as ``touch`` does, ``MULTI`` per multi; return whether each was there.
+
+        A multi is atomic: if a node is gone, none is written, and the reply names the one that
+        failed. That one is not renewed, and the others are sent again in another multi; after
+        ``MULTI_TRIES`` multis that failed, the rest are rewritten one by one (a node gone is
+        rare: taken over after its holder fell silent, or gone with an expired session).
+        """
+        renewed = [False] * len(touches)
+        for start in range(0, len(touches), MULTI):
+            left = list(range(start, min(start + MULTI, len(touches))))
+            for _ in range(MULTI_TRIES):  # each multi settles every node, or at least one
+                writes = []
+                for index in left:
+                    key, node, ttl = touches[index]
+                    node.ttl = ttl
+                    writes.append((f"{self.dir(key)}/{node.name}", node_data(ttl, node.label)))
+                results = await self._zk.call(_multi(writes), "renewing")
+                failures = [(i, r) for i, r in zip(left, results, strict=True) if isinstance(r, Exception)]
+                if not failures:
+                    for index in left:
+                        renewed[index] = True
+                    break
+                gone = {index for index, r in failures if isinstance(r, zk_errors.NoNodeError)}
+                other = [r for _, r in failures if not isinstance(r, (zk_errors.NoNodeError, *ROLLED_BACK))]
+                if other or not gone:
+                    raise self._zk.mapped(other[0] if other else failures[0][1], "renewing")
+                left = [index for index in left if index not in gone]
+                if not left:
+                    break
+            else:
+                for index in left:
+                    key, node, ttl = touches[index]
+                    renewed[index] = await self.touch(key, node, ttl) is not None
+        return renewed
+
     async def children(self, key: str) -> list[str]:
         """Return ``key``'s line in order (first = holder); empty if the lock was never used."""
         names = await self._zk.call(lambda c: c.get_children_async(self.dir(key)), "listing the line")
@@ -230,3 +272,15 @@ class AsyncZooKeeperFeed(AsyncChangeFeed):
             await async_await_result(self._armed, max(0.0, timeout))
         except TimeoutError:
             return
+
+
+def _multi(writes: list[tuple[str, bytes]]) -> Any:
+    """Return a call that sends every ``(path, data)`` write in one multi (a kazoo transaction)."""
+
+    def commit(client: Any) -> Any:
+        transaction = client.transaction()
+        for path, data in writes:
+            transaction.set_data(path, data)
+        return transaction.commit_async()
+
+    return commit
