@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tenure._core.renewal import drift_margin
 
@@ -32,7 +32,8 @@ class Held:
     """A holder's entry: its ttl, when its last renewal (or acquisition) was sent, its session.
 
     Also its create revision (the fence) and the ttl the entry stores (None: not known), which a
-    renewal rewrites when it changes: the waiter behind the holder reads it there.
+    renewal rewrites when it changes: the waiter behind the holder reads it there. ``part`` is
+    its part of a renewal Txn for that ttl (``proto.renewal``), built once: the same every time.
     """
 
     ttl: float
@@ -40,6 +41,7 @@ class Held:
     session: Session
     fence: int
     stored_ttl: float | None
+    part: Any = None
 
     def still_valid(self) -> bool:
         """Return whether the holder is surely still valid (and so its entry still there)."""

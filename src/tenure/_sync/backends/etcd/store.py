@@ -244,8 +244,14 @@ class EtcdStore(LeaseStore):
             if not covered:
                 self._entries.forget(name)
                 continue
-            value = proto.entry_value(owner.label, ttl)
-            part = proto.renewal(name, held.fence, value, session.lease, rewrite=held.stored_ttl != ttl)
+            if held.stored_ttl != ttl:  # the entry must store the new ttl: rewritten anyway
+                value = proto.entry_value(owner.label, ttl)
+                part = proto.renewal(name, held.fence, value, session.lease, rewrite=True)
+            else:
+                if held.part is None:  # built once (it costs more than sending it)
+                    value = proto.entry_value(owner.label, ttl)
+                    held.part = proto.renewal(name, held.fence, value, session.lease, rewrite=False)
+                part = held.part
             due.setdefault(session.lease, (session, []))[1].append((index, name, held, part, ttl))
         for session, entries in due.values():
             for start in range(0, len(entries), CHUNK):
@@ -266,7 +272,8 @@ class EtcdStore(LeaseStore):
             return
         for position, (index, name, held, _, ttl) in enumerate(chunk):
             if position < len(responses) and proto.renewed(responses[position]):
-                held.stored_ttl = ttl
+                if held.stored_ttl != ttl:
+                    held.stored_ttl, held.part = ttl, None
                 # The keeper forgets a stalled holder before deleting its entry.
                 outcomes[index] = self._entries.holds(name)
             else:
