@@ -203,7 +203,9 @@ class Lines:
                 for index in left:
                     key, node, ttl = touches[index]
                     node.ttl = ttl
-                    writes.append((f"{self.dir(key)}/{node.name}", node_data(ttl, node.label)))
+                    if not node.path:
+                        node.path = f"{self.dir(key)}/{node.name}"
+                    writes.append((node.path, node_data(ttl, node.label)))
                 results = self._zk.call(_multi(writes), "renewing")
                 failures = [(i, r) for i, r in zip(left, results, strict=True) if isinstance(r, Exception)]
                 if not failures:

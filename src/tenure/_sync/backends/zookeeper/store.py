@@ -136,10 +136,10 @@ class ZooKeeperStore(LeaseStore):
         outcomes: list[RenewOutcome] = [False] * len(renewals)
         touches: list[tuple[str, LineNode, float]] = []
         indices: list[int] = []
-        session = self._zk.session_id()
+        session, url = self._zk.session_id(), self.url
         for index, (key, owner, ttl) in enumerate(renewals):
             try:
-                check_ttl_fits(ttl, self._session_timeout, self.url)
+                check_ttl_fits(ttl, self._session_timeout, url)
             except ConfigurationError as exc:
                 outcomes[index] = exc
                 continue
@@ -150,7 +150,7 @@ class ZooKeeperStore(LeaseStore):
                 self._nodes.pop((key, owner.token), None)
                 continue  # the session that owned the node expired: the node is gone
             if self._zk.state != KazooState.CONNECTED:
-                suspended = f"the connection to {self.url} is suspended; renewing {key!r} must wait"
+                suspended = f"the connection to {url} is suspended; renewing {key!r} must wait"
                 outcomes[index] = BackendUnavailable(suspended)
                 continue
             touches.append((key, node, ttl))
