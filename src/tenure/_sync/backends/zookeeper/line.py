@@ -49,6 +49,8 @@ class Lines:
         # key -> the first child a plain try last found (watched if its TTL was read): first
         # still, or gone, since a child never comes back; ``wait_released`` watches it.
         self.heads: dict[str, str] = {}
+        # The keys whose directory we saw made (a lock's directory stays): bounded, a hint only.
+        self._made: set[str] = set()
 
     def dir(self, key: str) -> str:
         return f"{self._root}/{node_component(key)}"
@@ -59,7 +61,9 @@ class Lines:
         Return it, the server's time (ms) and the line as listed right after the create, or None
         if that listing is unusable. The listing is sent with the create, without waiting for
         its reply: the ensemble serves one session's requests in order, so a listing that holds
-        our child was read after it was created (one round trip for both).
+        our child was read after it was created (one round trip for both). For a lock whose
+        directory we have not seen yet, a create of the directory goes first in the same way
+        (it fails harmlessly if it exists): a new name costs no more round trips than an old one.
         """
         self.nodes.pop((key, owner.token), None)  # a dead node of ours; a failure below: release lists
         client = self._zk.live_client()
@@ -67,6 +71,8 @@ class Lines:
         exact = True
         while True:
             listing: Any = None
+            if exact and key not in self._made:
+                client.create_async(self.dir(key), b"")  # its outcome does not matter
             result = client.create_async(
                 f"{self.dir(key)}/{owner.token}-",
                 node_data(ttl, owner.label),
@@ -96,6 +102,9 @@ class Lines:
                 # Late or interrupted: if the create still succeeds, delete what it made.
                 result.rawlink(lambda done: done.successful() and client.delete_async(done.value[0]))
                 raise
+        if len(self._made) >= 4096:
+            self._made.clear()
+        self._made.add(key)
         node = LineNode(path.rsplit("/", 1)[1], int(stat.czxid), int(stat.ephemeralOwner), ttl, owner.label)
         node.exact = exact
         self.nodes[(key, owner.token)] = node
