@@ -30,6 +30,12 @@ from tenure._core.tokens import Owner
 
 log = logging.getLogger("tenure")
 
+# Nodes rewritten per multi: well below the 1 MB a ZooKeeper request may hold (jute.maxbuffer).
+MULTI = 500
+# What the other operations of a failed multi report: not applied because one op failed.
+ROLLED_BACK = (zk_errors.RolledBackError, zk_errors.RuntimeInconsistency)
+MULTI_TRIES = 3
+
 
 class AsyncLines:
     """Our nodes in the locks' lines (by key and owner token), and every call on those lines."""
@@ -42,6 +48,8 @@ class AsyncLines:
         # key -> the first child a plain try last found (watched if its TTL was read): first
         # still, or gone, since a child never comes back; ``wait_released`` watches it.
         self.heads: dict[str, str] = {}
+        # The keys whose directory we saw made (a lock's directory stays): bounded, a hint only.
+        self._made: set[str] = set()
 
     def dir(self, key: str) -> str:
         return f"{self._root}/{node_component(key)}"
@@ -52,7 +60,9 @@ class AsyncLines:
         Return it, the server's time (ms) and the line as listed right after the create, or None
         if that listing is unusable. The listing is sent with the create, without waiting for
         its reply: the ensemble serves one session's requests in order, so a listing that holds
-        our child was read after it was created (one round trip for both).
+        our child was read after it was created (one round trip for both). For a lock whose
+        directory we have not seen yet, a create of the directory goes first in the same way
+        (it fails harmlessly if it exists): a new name costs no more round trips than an old one.
         """
         self.nodes.pop((key, owner.token), None)  # a dead node of ours; a failure below: release lists
         client = self._zk.live_client()
@@ -60,6 +70,8 @@ class AsyncLines:
         exact = True
         while True:
             listing: Any = None
+            if exact and key not in self._made:
+                client.create_async(self.dir(key), b"")  # its outcome does not matter
             result = client.create_async(
                 f"{self.dir(key)}/{owner.token}-",
                 node_data(ttl, owner.label),
@@ -89,6 +101,9 @@ class AsyncLines:
                 # Late or interrupted: if the create still succeeds, delete what it made.
                 result.rawlink(lambda done: done.successful() and client.delete_async(done.value[0]))
                 raise
+        if len(self._made) >= 4096:
+            self._made.clear()
+        self._made.add(key)
         node = LineNode(path.rsplit("/", 1)[1], int(stat.czxid), int(stat.ephemeralOwner), ttl, owner.label)
         node.exact = exact
         self.nodes[(key, owner.token)] = node
@@ -180,6 +195,44 @@ class AsyncLines:
         path = f"{self.dir(key)}/{node.name}"
         return await self._zk.call(lambda c: c.set_async(path, node_data(ttl, node.label)), "renewing")
 
+    async def touch_many(self, touches: list[tuple[str, LineNode, float]]) -> list[bool]:
+        """Rewrite our nodes as ``touch`` does, ``MULTI`` per multi; return whether each was there.
+
+        A multi is atomic: if a node is gone, none is written, and the reply names the one that
+        failed. That one is not renewed, and the others are sent again in another multi; after
+        ``MULTI_TRIES`` multis that failed, the rest are rewritten one by one (a node gone is
+        rare: taken over after its holder fell silent, or gone with an expired session).
+        """
+        renewed = [False] * len(touches)
+        for start in range(0, len(touches), MULTI):
+            left = list(range(start, min(start + MULTI, len(touches))))
+            for _ in range(MULTI_TRIES):  # each multi settles every node, or at least one
+                writes = []
+                for index in left:
+                    key, node, ttl = touches[index]
+                    node.ttl = ttl
+                    if not node.path:
+                        node.path = f"{self.dir(key)}/{node.name}"
+                    writes.append((node.path, node_data(ttl, node.label)))
+                results = await self._zk.call(_multi(writes), "renewing")
+                failures = [(i, r) for i, r in zip(left, results, strict=True) if isinstance(r, Exception)]
+                if not failures:
+                    for index in left:
+                        renewed[index] = True
+                    break
+                gone = {index for index, r in failures if isinstance(r, zk_errors.NoNodeError)}
+                other = [r for _, r in failures if not isinstance(r, (zk_errors.NoNodeError, *ROLLED_BACK))]
+                if other or not gone:
+                    raise self._zk.mapped(other[0] if other else failures[0][1], "renewing")
+                left = [index for index in left if index not in gone]
+                if not left:
+                    break
+            else:
+                for index in left:
+                    key, node, ttl = touches[index]
+                    renewed[index] = await self.touch(key, node, ttl) is not None
+        return renewed
+
     async def children(self, key: str) -> list[str]:
         """Return ``key``'s line in order (first = holder); empty if the lock was never used."""
         names = await self._zk.call(lambda c: c.get_children_async(self.dir(key)), "listing the line")
@@ -230,3 +283,15 @@ class AsyncZooKeeperFeed(AsyncChangeFeed):
             await async_await_result(self._armed, max(0.0, timeout))
         except TimeoutError:
             return
+
+
+def _multi(writes: list[tuple[str, bytes]]) -> Any:
+    """Return a call that sends every ``(path, data)`` write in one multi (a kazoo transaction)."""
+
+    def commit(client: Any) -> Any:
+        transaction = client.transaction()
+        for path, data in writes:
+            transaction.set_data(path, data)
+        return transaction.commit_async()
+
+    return commit

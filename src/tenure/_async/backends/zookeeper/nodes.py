@@ -29,6 +29,7 @@ class LineNode:
     # When the holder just before ours runs out of TTL unless renewed (local monotonic time),
     # so that waiting for our turn ends then rather than at the holder's session expiry.
     holder_ends: float | None = None
+    path: str = ""  # its full path, once a renewal needed it
 
 
 def check_ttl_fits(ttl: float, session_timeout: float, url: str) -> None:

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import ClassVar
 
 from kazoo.client import KazooState  # type: ignore[import-untyped]
 
-from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore, Renewal, RenewOutcome
 from tenure._async.backends.zookeeper.line import AsyncLines, AsyncZooKeeperFeed
-from tenure._async.backends.zookeeper.nodes import check_ttl_fits, parse_location, parse_node_data
+from tenure._async.backends.zookeeper.nodes import LineNode, check_ttl_fits, parse_location, parse_node_data
 from tenure._async.backends.zookeeper.session import AsyncZooKeeperSession
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
-from tenure._exceptions import BackendUnavailable
+from tenure._exceptions import BackendError, BackendUnavailable, ConfigurationError
 
 DEFAULT_SESSION_TIMEOUT = 30.0  # the longest ttl allowed; the default ttl (15 s) fits in it
 
@@ -120,21 +121,56 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
         await self.release(key, owner)
 
     async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        check_ttl_fits(ttl, self._session_timeout, self.url)
-        node = self._nodes.get((key, owner.token))
-        if node is None:
-            return False
-        session = self._zk.session_id()
-        if self._zk.state == KazooState.LOST or (session is not None and session != node.session):
-            self._nodes.pop((key, owner.token), None)
-            return False  # the session that owned the node expired: the node is gone
-        if self._zk.state != KazooState.CONNECTED:
-            raise BackendUnavailable(f"the connection to {self.url} is suspended; renewing {key!r} must wait")
-        stat = await self._lines.touch(key, node, ttl)
-        if stat is None:
-            self._nodes.pop((key, owner.token), None)
-            return False
-        return True
+        # Not through self.renew_many: a test may route that through a patched renew.
+        outcome = (await self._renew_batch([Renewal(key, owner, ttl)]))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
+        """Rewrite every held node in one multi (per ``MULTI`` nodes); each outcome its own.
+
+        Every node is rewritten: contenders judge a holder's TTL by its node's mtime, which the
+        multi stamps with the leader's time.
+        """
+        return await self._renew_batch(renewals)
+
+    async def _renew_batch(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
+        outcomes: list[RenewOutcome] = [False] * len(renewals)
+        touches: list[tuple[str, LineNode, float]] = []
+        indices: list[int] = []
+        session, url = self._zk.session_id(), self.url
+        for index, (key, owner, ttl) in enumerate(renewals):
+            try:
+                check_ttl_fits(ttl, self._session_timeout, url)
+            except ConfigurationError as exc:
+                outcomes[index] = exc
+                continue
+            node = self._nodes.get((key, owner.token))
+            if node is None:
+                continue
+            if self._zk.state == KazooState.LOST or (session is not None and session != node.session):
+                self._nodes.pop((key, owner.token), None)
+                continue  # the session that owned the node expired: the node is gone
+            if self._zk.state != KazooState.CONNECTED:
+                suspended = f"the connection to {url} is suspended; renewing {key!r} must wait"
+                outcomes[index] = BackendUnavailable(suspended)
+                continue
+            touches.append((key, node, ttl))
+            indices.append(index)
+        if not touches:
+            return outcomes
+        try:
+            renewed = await self._lines.touch_many(touches)
+        except BackendError as exc:
+            for index in indices:
+                outcomes[index] = exc
+            return outcomes
+        for index, (key, node, _), done in zip(indices, touches, renewed, strict=True):
+            outcomes[index] = done
+            if not done and self._nodes.get((key, renewals[index].owner.token)) is node:
+                self._nodes.pop((key, renewals[index].owner.token), None)
+        return outcomes
 
     async def release(self, key: str, owner: Owner) -> bool:
         node = self._nodes.pop((key, owner.token), None)

@@ -17,6 +17,8 @@ granted for a little more than the ttl in whole seconds, at least ``session_ttl`
 (``session.py``). A renewal succeeds only while the server keeps the session for ttl more
 seconds. A holder that stops renewing is replaced about ttl after its last renewal: by its own
 process if that still runs, else by the waiter just behind it, which watches its renewals.
+Renewals go in batches, one Txn per session and 100 entries, and rewrite an entry only while
+another entry of its lock stands behind it (``store.py``).
 
 **Faults**: every call carries ``op_timeout`` and moves on to the next endpoint while one is
 unreachable (``client.py``); every request is idempotent by its entry's name, so no resend can

@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tenure._core.renewal import drift_margin
 
@@ -29,11 +29,19 @@ REAP_GRACE = 0.05  # seconds past a stalled holder's validity before its entry i
 
 @dataclass(slots=True)
 class Held:
-    """A holder's entry: its ttl, when its last renewal (or acquisition) was sent, its session."""
+    """A holder's entry: its ttl, when its last renewal (or acquisition) was sent, its session.
+
+    Also its create revision (the fence) and the ttl the entry stores (None: not known), which a
+    renewal rewrites when it changes: the waiter behind the holder reads it there. ``part`` is
+    its part of a renewal Txn for that ttl (``proto.renewal``), built once: the same every time.
+    """
 
     ttl: float
     renewed: float
     session: Session
+    fence: int
+    stored_ttl: float | None
+    part: Any = None
 
     def still_valid(self) -> bool:
         """Return whether the holder is surely still valid (and so its entry still there)."""
@@ -52,21 +60,23 @@ class Entries:
         # Entries whose delete failed, with the session they belong to (None: unknown).
         self._doomed: dict[bytes, Session | None] = {}
 
-    def hold(self, name: bytes, ttl: float, started: float, session: Session) -> None:
+    def hold(
+        self, name: bytes, ttl: float, started: float, session: Session, fence: int, stored_ttl: float | None
+    ) -> None:
         """Record that ``name`` holds its lock since ``started`` (no longer waits, nor is doomed)."""
         with self._lock:
-            self._held[name] = Held(ttl, started, session)
+            self._held[name] = Held(ttl, started, session, fence, stored_ttl)
             self._waiting.pop(name, None)
             self._doomed.pop(name, None)
 
-    def renewing(self, name: bytes, ttl: float, started: float) -> Session | None:
-        """Note a renewal of ``name`` sent at ``started``; return its session, None if not held."""
+    def renewing(self, name: bytes, ttl: float, started: float) -> Held | None:
+        """Note a renewal of ``name`` sent at ``started``; return its record, None if not held."""
         with self._lock:
             held = self._held.get(name)
             if held is None:
                 return None
             held.ttl, held.renewed = ttl, started
-            return held.session
+            return held
 
     def holds(self, name: bytes) -> bool:
         """Return whether ``name`` is still recorded as a holder."""

@@ -10,11 +10,14 @@ lock is ours without another request. Otherwise the entries before ours are read
 our own member (no round through the leader, see ``Line.look_behind``) and the new
 predecessor is watched.
 
-The holder rewrites its entry at every renewal. The waiter just behind it watches those writes
-too; once it saw none for the holder's ttl plus the drift margin, the holder's validity has
-surely ended (it crashed, or hangs), and ``expire_silent_holder`` deletes its entry, only if it
-was not written meanwhile. A killed or paused holder is so replaced about its ttl after its
-last renewal, not when its session expires (up to twice the ttl later).
+The holder rewrites its entry at every renewal while another entry stands behind it (a
+renewal that finds nobody behind writes nothing, see ``proto.renewal``). The waiter just behind
+it watches those writes too, and counts the holder's silence from when it first saw the entry
+(after any renewal that found nobody behind) or its last write; once it saw none for the
+holder's ttl plus the drift margin, the holder's validity has surely ended (it crashed, or
+hangs), and ``expire_silent_holder`` deletes its entry, only if it was not written meanwhile.
+A killed or paused holder is so replaced about its ttl after its last renewal, not when its
+session expires (up to twice the ttl later).
 """
 
 from __future__ import annotations

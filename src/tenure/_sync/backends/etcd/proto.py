@@ -94,13 +94,45 @@ def delete(key: bytes) -> Any:
     return rpc_pb2.DeleteRangeRequest(key=key)
 
 
-def put_if_present(key: bytes, value: str, lease: int) -> Any:
-    """Return a Txn that rewrites ``key`` (keeping its create revision) only if it exists."""
-    compare = rpc_pb2.Compare(
-        result=rpc_pb2.Compare.GREATER, target=rpc_pb2.Compare.CREATE, key=key, create_revision=0
+def renewal(key: bytes, fence: int, value: str, lease: int, *, rewrite: bool) -> Any:
+    """Return one entry's part of a batched renewal: a nested Txn, with its own outcome.
+
+    It checks that the entry is still the one created at ``fence`` (not deleted by a waiter that
+    saw it silent, nor by its session's end). Only if another entry of the lock stands behind it
+    (some key under the prefix created after it) is it rewritten, same create revision, so that
+    the waiter just behind it sees the holder is alive; ``rewrite`` rewrites it anyway (its
+    ttl changed). ``renewed`` reads the outcome.
+    """
+    mine = rpc_pb2.Compare(
+        result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.CREATE, key=key, create_revision=fence
     )
     put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value.encode(), lease=lease))
-    return rpc_pb2.TxnRequest(compare=[compare], success=[put])
+    if rewrite:
+        return rpc_pb2.RequestOp(request_txn=rpc_pb2.TxnRequest(compare=[mine], success=[put]))
+    prefix = key[: key.rindex(b"\x00") + 1]
+    # Over a range, a compare holds if it holds for every key in it: none created after ours.
+    alone = rpc_pb2.Compare(
+        result=rpc_pb2.Compare.LESS,
+        target=rpc_pb2.Compare.CREATE,
+        key=prefix,
+        range_end=prefix_end(prefix),
+        create_revision=fence + 1,
+    )
+    written = rpc_pb2.RequestOp(request_txn=rpc_pb2.TxnRequest(compare=[mine], success=[put]))
+    return rpc_pb2.RequestOp(request_txn=rpc_pb2.TxnRequest(compare=[mine, alone], failure=[written]))
+
+
+def renewed(response: Any) -> bool:
+    """Return whether the entry of a ``renewal`` part is still there (so renewed)."""
+    txn = response.response_txn
+    if txn.succeeded:
+        return True  # there, and (without ``rewrite``) nobody behind it: nothing to write
+    return bool(txn.responses) and bool(txn.responses[0].response_txn.succeeded)
+
+
+def batch(parts: list[Any]) -> Any:
+    """Return one Txn that runs every part (no compare: its success branch always runs)."""
+    return rpc_pb2.TxnRequest(success=parts)
 
 
 def create_if_absent(key: bytes, value: str, lease: int, *, guard: bytes | None = None) -> Any:

@@ -8,8 +8,12 @@ never jumps the line and leaves nothing behind when it fails. Every blocking acq
 ``fair=True``, waits in the line (``plain_waiters_queue``): ``try_acquire_queued`` creates the
 entry and learns its predecessor in the same transaction, ``wait_turn`` watches it.
 
-A renewal rewrites the entry (same create revision, so the same fence), which the waiter
-behind sees; it succeeds only while the entry's session covers the ttl (``session.py``).
+Renewals go in batches (``renew_many``): one Txn per session and ``CHUNK`` entries, each
+entry's part checking that it still exists, with its own outcome. An entry is rewritten (same
+create revision, so the same fence) only if another entry of its lock stands behind it: the
+waiter just behind sees the write, and expires a holder that stops writing (``line.py``); an
+entry nobody waits behind is left as it is. A renewal succeeds only while the entry's session
+covers the ttl (``session.py``), checked with at most one keep-alive per session.
 A create resent after its node failed that finds its entry there (the first sending was
 applied, its answer lost) holds it: it was made only if the lock had no entry, so it is first.
 A release resent the same way that finds nothing returns True if no one else can have deleted
@@ -22,12 +26,13 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
-from tenure._sync.backends.base import ChangeFeed, LeaseStore
+from tenure._sync.backends.base import ChangeFeed, LeaseStore, Renewal, RenewOutcome
 from tenure._sync.backends.etcd import proto
-from tenure._sync.backends.etcd.client import EtcdClient, endpoints
-from tenure._sync.backends.etcd.entries import Entries
+from tenure._sync.backends.etcd.client import EtcdClient, LeaseGone, endpoints
+from tenure._sync.backends.etcd.entries import Entries, Held
 from tenure._sync.backends.etcd.line import Line, Waiting, place
 from tenure._sync.backends.etcd.session import Keeper, Sessions, Session
 from tenure._config import BackendConfig
@@ -35,6 +40,13 @@ from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.tokens import Owner
 from tenure._exceptions import BackendError, BackendProtocolError, BackendUnavailable
+
+# Entries per renewal Txn. etcd refuses a Txn with more than --max-txn-ops (default 128)
+# operations at any level, the budget of a nested Txn being what its parents left: each entry's
+# part is a Txn of two compares holding one of one compare, so up to 125 entries fit.
+CHUNK = 100
+# One entry's renewal, ready to send: its index in the batch, name, record, Txn part and ttl.
+_Due = tuple[int, bytes, Held, Any, float]
 
 
 class EtcdStore(LeaseStore):
@@ -110,15 +122,17 @@ class EtcdStore(LeaseStore):
             # A resent create whose first sending was applied (its answer was lost with the
             # node): the entry is ours, and first, since it was made only if none existed.
             if mine[0].lease == session.lease:
-                self._hold(name, ttl, started, session)
-                return int(mine[0].create_revision)
+                fence = int(mine[0].create_revision)
+                self._hold(name, ttl, started, session, fence, ttl)
+                return fence
             # Left by an earlier session of ours, it must not block the lock; if the delete
             # fails, the keeper retries it.
             with contextlib.suppress(BackendError):
                 self._keeper.delete(name, None, "deleting a stale entry")
             return None
-        self._hold(name, ttl, started, session)
-        return int(reply.responses[1].response_range.kvs[0].create_revision)
+        fence = int(reply.responses[1].response_range.kvs[0].create_revision)
+        self._hold(name, ttl, started, session, fence, ttl)
+        return fence
 
     def try_acquire_queued(
         self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
@@ -150,7 +164,8 @@ class EtcdStore(LeaseStore):
         else:
             in_turn = bool(first) and first[0].key == name
         if in_turn:
-            self._hold(name, ttl, started, session)
+            # The entry may have been there already, with another ttl: the next renewal rewrites it.
+            self._hold(name, ttl, started, session, waiting.revision, ttl if reply.succeeded else None)
             return waiting.revision
         self._entries.wait(name, waiting)
         return None
@@ -180,7 +195,8 @@ class EtcdStore(LeaseStore):
         if not self._sessions.covers(waiting.session, waiting.ttl, begun):
             self._session_lost(name, waiting)
             return None
-        self._hold(name, waiting.ttl, begun, waiting.session)
+        # The entry stores the ttl it was made with, maybe not this one: the next renewal rewrites it.
+        self._hold(name, waiting.ttl, begun, waiting.session, waiting.revision, None)
         return waiting.revision
 
     def _session_lost(self, name: bytes, waiting: Waiting) -> None:
@@ -195,21 +211,77 @@ class EtcdStore(LeaseStore):
         self._keeper.delete(name, session, "leaving the queue")
 
     def renew(self, key: str, owner: Owner, ttl: float) -> bool:
+        # Not through self.renew_many: a test may route that through a patched renew.
+        outcome = (self._renew_batch([Renewal(key, owner, ttl)]))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
+        """Renew every lease in one Txn per session and ``CHUNK`` entries; each outcome its own.
+
+        A session that must be refreshed to cover a ttl gets one keep-alive for all its entries.
+        An entry is rewritten only if another stands behind it (``proto.renewal``): the waiter
+        there watches the holder's writes, and counts its silence from when it joined the line,
+        which is after any renewal that found nobody behind.
+        """
+        return self._renew_batch(renewals)
+
+    def _renew_batch(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         started = time.monotonic()
-        name = proto.entry_key(key, owner.token)
-        session = self._entries.renewing(name, ttl, started)
-        if session is None:
-            return False  # released, or deleted by the keeper after its renewals stalled
-        if not self._sessions.covers(session, ttl, started):
-            self._entries.forget(name)
-            return False
-        # Every renewal rewrites the entry (same create revision, so the same fence): the waiter
-        # just behind it sees the write, and expires a holder that stops writing.
-        request = proto.put_if_present(name, proto.entry_value(owner.label, ttl), session.lease)
-        if not (self._client.call("kv", "Txn", request, "renewing")).succeeded:
-            self._entries.forget(name)
-            return False
-        return self._entries.holds(name)  # the keeper forgets a stalled holder before deleting it
+        outcomes: list[RenewOutcome] = [False] * len(renewals)
+        due: dict[int, tuple[Session, list[_Due]]] = {}  # by session lease
+        failed: dict[int, BackendError] = {}  # sessions whose keep-alive failed, by lease
+        for index, (key, owner, ttl) in enumerate(renewals):
+            name = proto.entry_key(key, owner.token)
+            held = self._entries.renewing(name, ttl, started)
+            if held is None:
+                continue  # released, or deleted by the keeper after its renewals stalled
+            session = held.session
+            try:
+                if session.lease in failed:
+                    raise failed[session.lease]
+                covered = self._sessions.covers(session, ttl, started)
+            except BackendError as exc:
+                outcomes[index] = failed[session.lease] = exc
+                continue
+            if not covered:
+                self._entries.forget(name)
+                continue
+            if held.stored_ttl != ttl:  # the entry must store the new ttl: rewritten anyway
+                value = proto.entry_value(owner.label, ttl)
+                part = proto.renewal(name, held.fence, value, session.lease, rewrite=True)
+            else:
+                if held.part is None:  # built once (it costs more than sending it)
+                    value = proto.entry_value(owner.label, ttl)
+                    held.part = proto.renewal(name, held.fence, value, session.lease, rewrite=False)
+                part = held.part
+            due.setdefault(session.lease, (session, []))[1].append((index, name, held, part, ttl))
+        for session, entries in due.values():
+            for start in range(0, len(entries), CHUNK):
+                self._renew_chunk(session, entries[start : start + CHUNK], outcomes)
+        return outcomes
+
+    def _renew_chunk(self, session: Session, chunk: list[_Due], outcomes: list[RenewOutcome]) -> None:
+        """Send one renewal Txn for ``chunk``, entries of ``session``; note each one's outcome."""
+        responses: Any = ()
+        try:
+            reply = self._client.call("kv", "Txn", proto.batch([due[3] for due in chunk]), "renewing")
+            responses = reply.responses
+        except LeaseGone:
+            session.alive = False  # a rewrite found the session's lease gone, and its entries with it
+        except BackendError as exc:
+            for due in chunk:
+                outcomes[due[0]] = exc  # retried by the renewer while the lease is valid
+            return
+        for position, (index, name, held, _, ttl) in enumerate(chunk):
+            if position < len(responses) and proto.renewed(responses[position]):
+                if held.stored_ttl != ttl:
+                    held.stored_ttl, held.part = ttl, None
+                # The keeper forgets a stalled holder before deleting its entry.
+                outcomes[index] = self._entries.holds(name)
+            else:
+                self._entries.forget(name)  # deleted: by a waiter that saw it silent, or its session
 
     def release(self, key: str, owner: Owner) -> bool:
         # The entry's name contains the owner's secret token: only its owner can name it.
@@ -255,8 +327,10 @@ class EtcdStore(LeaseStore):
         reply = self._client.call("kv", "Range", proto.count_entries(prefix), "watching")
         return EtcdFeed(self._client, prefix, int(reply.header.revision) + 1)
 
-    def _hold(self, name: bytes, ttl: float, started: float, session: Session) -> None:
-        self._entries.hold(name, ttl, started, session)
+    def _hold(
+        self, name: bytes, ttl: float, started: float, session: Session, fence: int, stored_ttl: float | None
+    ) -> None:
+        self._entries.hold(name, ttl, started, session, fence, stored_ttl)
         self._keeper.poke()  # the keeper must know when this entry's renewals are overdue
 
 
