@@ -14,6 +14,7 @@ import pytest
 import tenure
 from tenure._concurrency import AsyncBackground, async_sleep
 from tenure._core.guarantees import Guarantee
+from tenure._core.tokens import Owner
 from tenure._exceptions import BackendError, BackendUnavailable
 from tests._async.faults import replace_renew, stall_renewals
 
@@ -160,15 +161,12 @@ async def test_a_lease_taken_after_the_renewer_went_idle_is_renewed(
 async def test_a_bug_in_one_renewal_does_not_stop_the_renewer(
     coord: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
 ) -> None:
-    store = coord._store
-    real_renew = store.renew
-
-    async def buggy_renew(key: str, owner: object, ttl: float) -> bool:
+    async def buggy_renew(key: str, owner: Owner, ttl: float) -> bool:
         if key.endswith(":cursed"):
             raise RuntimeError("a bug in the backend")
-        return await real_renew(key, owner, ttl)  # type: ignore[arg-type]
+        return await real_renew(key, owner, ttl)
 
-    replace_renew(store, buggy_renew)
+    real_renew = replace_renew(coord._store, buggy_renew)
     cursed = await coord.lock("cursed", ttl=0.3).acquire()
     healthy = await coord.lock("healthy", ttl=0.3).acquire()
     await async_sleep(0.8)

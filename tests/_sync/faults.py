@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import time
-import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 
 import tenure
-from tenure._sync.backends.base import LeaseStore
+from tenure._sync.backends.base import LeaseStore, Renewal, RenewOutcome
+from tenure._concurrency import Returning
+from tenure._core.tokens import Owner
 from tenure._exceptions import BackendUnavailable
 
 
@@ -17,19 +18,39 @@ def stall_renewals(coordinator: tenure.Coordinator, *, seconds: float) -> None:
 
     The server itself is real; only this coordinator's renewals fail, as during a partition.
     """
-    store = coordinator._store
-    real_renew = store.renew
     until = time.monotonic() + seconds
 
-    def failing_renew(key: str, owner: object, ttl: float) -> bool:
+    def failing_renew(key: str, owner: Owner, ttl: float) -> bool:
         if time.monotonic() < until:
             raise BackendUnavailable("injected partition")
-        return real_renew(key, owner, ttl)  # type: ignore[arg-type]
+        return real_renew(key, owner, ttl)
 
-    replace_renew(store, failing_renew)
+    real_renew = replace_renew(coordinator._store, failing_renew)
 
 
-def replace_renew(store: LeaseStore, renew: Callable[..., Awaitable[bool]]) -> None:
-    """Make ``store`` renew through ``renew``, lease by lease, in the renewer's batches too."""
-    store.renew = renew  # type: ignore[method-assign]
-    store.renew_many = types.MethodType(LeaseStore.renew_many, store)  # type: ignore[method-assign]
+def replace_renew(store: LeaseStore, renew: Returning[bool]) -> Returning[bool]:
+    """Make ``store`` renew through ``renew``, lease by lease, in the renewer's batches too.
+
+    Return the store's own renewal of one lease, untouched by the replacement, for a ``renew``
+    that passes some renewals on.
+    """
+    real_renew_many = store.renew_many
+
+    def real_renew(key: str, owner: Owner, ttl: float) -> bool:
+        outcome = (real_renew_many([Renewal(key, owner, ttl)]))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def renew_many(renewals: Sequence[Renewal]) -> list[RenewOutcome]:
+        outcomes: list[RenewOutcome] = []
+        for renewal in renewals:
+            try:
+                outcomes.append(renew(*renewal))
+            except Exception as exc:  # this lease's outcome, as a batch reports it
+                outcomes.append(exc)
+        return outcomes
+
+    store.renew = renew  # type: ignore[method-assign,assignment,unused-ignore]
+    store.renew_many = renew_many  # type: ignore[method-assign]
+    return real_renew

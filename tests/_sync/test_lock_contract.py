@@ -15,6 +15,7 @@ import pytest
 import tenure
 from tenure._concurrency import Background, sleep
 from tenure._core.guarantees import Guarantee
+from tenure._core.tokens import Owner
 from tenure._exceptions import BackendError, BackendUnavailable
 from tests._sync.faults import replace_renew, stall_renewals
 
@@ -161,15 +162,12 @@ def test_a_lease_taken_after_the_renewer_went_idle_is_renewed(
 def test_a_bug_in_one_renewal_does_not_stop_the_renewer(
     coord: tenure.Coordinator, rival: tenure.Coordinator
 ) -> None:
-    store = coord._store
-    real_renew = store.renew
-
-    def buggy_renew(key: str, owner: object, ttl: float) -> bool:
+    def buggy_renew(key: str, owner: Owner, ttl: float) -> bool:
         if key.endswith(":cursed"):
             raise RuntimeError("a bug in the backend")
-        return real_renew(key, owner, ttl)  # type: ignore[arg-type]
+        return real_renew(key, owner, ttl)
 
-    replace_renew(store, buggy_renew)
+    real_renew = replace_renew(coord._store, buggy_renew)
     cursed = coord.lock("cursed", ttl=0.3).acquire()
     healthy = coord.lock("healthy", ttl=0.3).acquire()
     sleep(0.8)

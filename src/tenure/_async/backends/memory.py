@@ -77,15 +77,9 @@ class AsyncMemoryStore(AsyncLeaseStore):
             signal.set()
         return fence
 
-    async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        return self._renew_all([Renewal(key, owner, ttl)])[0]
-
     async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        return list(self._renew_all(renewals))
-
-    def _renew_all(self, renewals: Sequence[Renewal]) -> list[bool]:
         now = time.monotonic()
-        outcomes: list[bool] = []
+        outcomes: list[RenewOutcome] = []
         with self._space.lock:  # once for the whole batch
             for key, owner, ttl in renewals:
                 entry = self._space.entries.get(key)

@@ -72,25 +72,21 @@ class LeaseStore(abc.ABC):
         The fence is bumped in the same atomic step, so it grows with every acquisition.
         """
 
-    @abc.abstractmethod
     def renew(self, key: str, owner: Owner, ttl: float) -> bool:
         """Set the lease of ``key`` to expire ``ttl`` seconds from now if ``owner`` still holds it."""
+        outcome = (self.renew_many([Renewal(key, owner, ttl)]))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
+    @abc.abstractmethod
     def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        """Renew each lease as ``renew`` would; return each one's outcome, in order.
+        """Renew each lease as ``renew`` says; return each one's outcome, in order.
 
-        The renewer hands over every lease that is due at once. A backend that can renew many
-        leases in one round trip (a script over many keys, one statement over many rows)
-        overrides this; an error that fails the whole round trip is every lease's outcome.
-        This default renews one lease after another.
+        The renewer hands over every lease that is due at once, so a backend renews them in one
+        round trip per connection where it can (a script over many keys, one statement over many
+        rows); an error that fails a whole round trip is each of its leases' outcome.
         """
-        outcomes: list[RenewOutcome] = []
-        for renewal in renewals:
-            try:
-                outcomes.append(self.renew(*renewal))
-            except Exception as exc:  # this lease's outcome; the others still get theirs
-                outcomes.append(exc)
-        return outcomes
 
     @abc.abstractmethod
     def release(self, key: str, owner: Owner) -> bool:

@@ -209,13 +209,6 @@ class AsyncEtcdStore(AsyncLeaseStore):
         _, session = self._entries.forget(name)
         await self._keeper.delete(name, session, "leaving the queue")
 
-    async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        # Not through self.renew_many: a test may route that through a patched renew.
-        outcome = (await self._renew_batch([Renewal(key, owner, ttl)]))[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         """Renew every lease in one Txn per session and ``CHUNK`` entries; each outcome its own.
 
@@ -224,9 +217,6 @@ class AsyncEtcdStore(AsyncLeaseStore):
         there watches the holder's writes, and counts its silence from when it joined the line,
         which is after any renewal that found nobody behind.
         """
-        return await self._renew_batch(renewals)
-
-    async def _renew_batch(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         started = time.monotonic()
         outcomes: list[RenewOutcome] = [False] * len(renewals)
         due: dict[int, tuple[Session, list[_Due]]] = {}  # by session lease

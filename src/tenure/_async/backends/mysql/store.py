@@ -126,9 +126,6 @@ class AsyncMySQLStore(AsyncLeaseStore):
     async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         return (await self._acquire(key, owner, ttl))[0]
 
-    async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        return (await self._renew_batch([Renewal(key, owner, ttl)]))[0]
-
     async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         return list(await self._renew_batch(renewals))
 

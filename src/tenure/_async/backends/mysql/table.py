@@ -71,9 +71,6 @@ class AsyncMySQLTableStore(AsyncLeaseStore):
             return reply.inserted
         return None
 
-    async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        return (await self._renew_batch([Renewal(key, owner, ttl)]))[0]
-
     async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         outcomes: list[RenewOutcome] = []
         for start in range(0, len(renewals), RENEW_BATCH):

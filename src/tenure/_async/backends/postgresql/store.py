@@ -163,13 +163,10 @@ class AsyncPostgresStore(AsyncPostgresBase):
             session, sql.RECOVER_FENCES, None, "restarting the fences after a crash", rows=False
         )
 
-    async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        return (await self._renew_many([Renewal(key, owner, ttl)]))[0]
-
     async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        return [*await self._renew_many(renewals)]
+        return [*await self._renew_sessions(renewals)]
 
-    async def _renew_many(self, renewals: Sequence[Renewal]) -> list[bool]:
+    async def _renew_sessions(self, renewals: Sequence[Renewal]) -> list[bool]:
         """Renew in one statement per session; a lease that session no longer holds is lost.
 
         A session whose statement fails is closed (its state is unknown), losing every lock on it.

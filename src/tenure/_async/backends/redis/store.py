@@ -71,17 +71,7 @@ class AsyncRedisStore(AsyncLeaseStore):
         args = [key_prefix(key), owner.token, milliseconds(ttl), owner.label, milliseconds(patience)]
         return self._fence_or_hint(key, await self._run("ACQUIRE_QUEUED", args))
 
-    async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        # The batch's path, not renew_many's name: a test that patches one must not loop.
-        outcome = (await self._renew_all([Renewal(key, owner, ttl)]))[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        return await self._renew_all(renewals)
-
-    async def _renew_all(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         # One script call per chunk: a call blocks the server while it runs, so keep each short.
         outcomes: list[RenewOutcome] = []
         for start in range(0, len(renewals), RENEW_CHUNK):

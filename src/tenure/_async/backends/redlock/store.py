@@ -85,17 +85,7 @@ class AsyncRedlockStore(AsyncLeaseStore):
             self._instances.raise_unreachable("acquiring", replies)
         return None
 
-    async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        # The batch's path, not renew_many's name: a test that patches one must not loop.
-        outcome = (await self._renew_all([Renewal(key, owner, ttl)]))[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        return await self._renew_all(renewals)
-
-    async def _renew_all(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         # One RENEW script per instance and chunk, sent to every instance at once; each lease
         # is then decided by its own vote, as if it had been renewed alone.
         outcomes: list[RenewOutcome] = []

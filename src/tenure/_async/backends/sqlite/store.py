@@ -57,9 +57,6 @@ class AsyncSQLiteStore(AsyncLeaseStore):
     async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         return await async_run_blocking(self._table.try_acquire, key, owner, ttl)
 
-    async def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        return (await async_run_blocking(self._table.renew_many, [Renewal(key, owner, ttl)]))[0]
-
     async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         try:
             return list(await async_run_blocking(self._table.renew_many, renewals))

@@ -210,13 +210,6 @@ class EtcdStore(LeaseStore):
         _, session = self._entries.forget(name)
         self._keeper.delete(name, session, "leaving the queue")
 
-    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        # Not through self.renew_many: a test may route that through a patched renew.
-        outcome = (self._renew_batch([Renewal(key, owner, ttl)]))[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         """Renew every lease in one Txn per session and ``CHUNK`` entries; each outcome its own.
 
@@ -225,9 +218,6 @@ class EtcdStore(LeaseStore):
         there watches the holder's writes, and counts its silence from when it joined the line,
         which is after any renewal that found nobody behind.
         """
-        return self._renew_batch(renewals)
-
-    def _renew_batch(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         started = time.monotonic()
         outcomes: list[RenewOutcome] = [False] * len(renewals)
         due: dict[int, tuple[Session, list[_Due]]] = {}  # by session lease

@@ -127,9 +127,6 @@ class MySQLStore(LeaseStore):
     def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         return (self._acquire(key, owner, ttl))[0]
 
-    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        return (self._renew_batch([Renewal(key, owner, ttl)]))[0]
-
     def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         return list(self._renew_batch(renewals))
 

@@ -72,9 +72,6 @@ class MySQLTableStore(LeaseStore):
             return reply.inserted
         return None
 
-    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        return (self._renew_batch([Renewal(key, owner, ttl)]))[0]
-
     def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         outcomes: list[RenewOutcome] = []
         for start in range(0, len(renewals), RENEW_BATCH):

@@ -164,13 +164,10 @@ class PostgresStore(PostgresBase):
             session, sql.RECOVER_FENCES, None, "restarting the fences after a crash", rows=False
         )
 
-    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        return (self._renew_many([Renewal(key, owner, ttl)]))[0]
-
     def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        return [*self._renew_many(renewals)]
+        return [*self._renew_sessions(renewals)]
 
-    def _renew_many(self, renewals: Sequence[Renewal]) -> list[bool]:
+    def _renew_sessions(self, renewals: Sequence[Renewal]) -> list[bool]:
         """Renew in one statement per session; a lease that session no longer holds is lost.
 
         A session whose statement fails is closed (its state is unknown), losing every lock on it.

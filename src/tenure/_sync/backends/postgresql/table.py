@@ -122,16 +122,7 @@ class PostgresTableStore(PostgresBase):
         self._expiries.forget(key)
         return int(rows[0][0])
 
-    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        outcome = (self._renew_many([Renewal(key, owner, ttl)]))[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        return self._renew_many(renewals)
-
-    def _renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         """Renew up to ``CHUNK`` leases per statement; a failed statement is each one's outcome."""
         outcomes: list[RenewOutcome] = []
         for start in range(0, len(renewals), CHUNK):

@@ -72,17 +72,7 @@ class RedisStore(LeaseStore):
         args = [key_prefix(key), owner.token, milliseconds(ttl), owner.label, milliseconds(patience)]
         return self._fence_or_hint(key, self._run("ACQUIRE_QUEUED", args))
 
-    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        # The batch's path, not renew_many's name: a test that patches one must not loop.
-        outcome = (self._renew_all([Renewal(key, owner, ttl)]))[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        return self._renew_all(renewals)
-
-    def _renew_all(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         # One script call per chunk: a call blocks the server while it runs, so keep each short.
         outcomes: list[RenewOutcome] = []
         for start in range(0, len(renewals), RENEW_CHUNK):

@@ -86,17 +86,7 @@ class RedlockStore(LeaseStore):
             self._instances.raise_unreachable("acquiring", replies)
         return None
 
-    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        # The batch's path, not renew_many's name: a test that patches one must not loop.
-        outcome = (self._renew_all([Renewal(key, owner, ttl)]))[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        return self._renew_all(renewals)
-
-    def _renew_all(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         # One RENEW script per instance and chunk, sent to every instance at once; each lease
         # is then decided by its own vote, as if it had been renewed alone.
         outcomes: list[RenewOutcome] = []

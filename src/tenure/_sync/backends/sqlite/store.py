@@ -58,9 +58,6 @@ class SQLiteStore(LeaseStore):
     def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         return run_blocking(self._table.try_acquire, key, owner, ttl)
 
-    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        return (run_blocking(self._table.renew_many, [Renewal(key, owner, ttl)]))[0]
-
     def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         try:
             return list(run_blocking(self._table.renew_many, renewals))

@@ -121,22 +121,12 @@ class ZooKeeperStore(LeaseStore):
     def leave_queue(self, key: str, owner: Owner) -> None:
         self.release(key, owner)
 
-    def renew(self, key: str, owner: Owner, ttl: float) -> bool:
-        # Not through self.renew_many: a test may route that through a patched renew.
-        outcome = (self._renew_batch([Renewal(key, owner, ttl)]))[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         """Rewrite every held node in one multi (per ``MULTI`` nodes); each outcome its own.
 
         Every node is rewritten: contenders judge a holder's TTL by its node's mtime, which the
         multi stamps with the leader's time.
         """
-        return self._renew_batch(renewals)
-
-    def _renew_batch(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         outcomes: list[RenewOutcome] = [False] * len(renewals)
         touches: list[tuple[str, LineNode, float]] = []
         indices: list[int] = []
