@@ -202,8 +202,10 @@ def test_a_restarted_instance_does_not_free_a_held_lock(five: list[RedisServer])
         # Three restarts in a row, each losing every key: without the renewal putting the lock
         # back on the restarted instance, the third would leave it on two of five.
         for server in five[:3]:
-            server.restart()
-            assert direct(server).exists(key) == 0
+            before = direct(server).info("server")["run_id"]
+            server.restart()  # no persistence: the new process starts empty
+            # Not "the key is gone": a renewal may already have put it back (every ttl/3).
+            assert direct(server).info("server")["run_id"] != before
             assert rival.lock("kept").try_acquire() is None, "four of five still hold it"
             time.sleep(0.5)  # a renewal or two, on the restarted instance too
             lease.check()

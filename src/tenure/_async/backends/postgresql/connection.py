@@ -17,6 +17,7 @@ import select
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -90,14 +91,37 @@ class AsyncPgSession:
         self.calls = 0  # calls running or queued for the mutex (a hint for sharing sessions)
         # The ttl of every lock this session holds or is taking, by lock id: a session that holds
         # locks for many leases is ended by the server after the smallest of them (``idle``).
+        # Changed by holders and the renewer (threads, in sync code) through hold/unhold only.
         self.holds: dict[int, float] = {}
+        self._ttls: Counter[float] = Counter()  # how many holds have each ttl: no scan per step
+        self._holds_lock = threading.Lock()
         self.shared = False  # one of the sessions that hold locks for many leases
         self.aborted = False  # cut by the watchdog or the store: whatever it held is gone
         self.broken = False  # in doubt: close it instead of reusing it
 
+    def hold(self, lock: int, ttl: float) -> None:
+        """Count ``lock`` among this session's, with ``ttl``, in its idle limit from now on."""
+        with self._holds_lock:
+            self._drop(lock)
+            self.holds[lock] = ttl
+            self._ttls[ttl] += 1
+
+    def unhold(self, lock: int) -> None:
+        """Stop counting ``lock`` among this session's."""
+        with self._holds_lock:
+            self._drop(lock)
+
+    def _drop(self, lock: int) -> None:
+        ttl = self.holds.pop(lock, None)
+        if ttl is not None:
+            self._ttls[ttl] -= 1
+            if not self._ttls[ttl]:
+                del self._ttls[ttl]
+
     def idle(self) -> str:
         """Return the ``idle_session_timeout`` this session needs now: its smallest ttl (0: off)."""
-        return sql.milliseconds(min(self.holds.values())) if self.holds else "0"
+        with self._holds_lock:
+            return sql.milliseconds(min(self._ttls)) if self._ttls else "0"
 
     def abort(self) -> None:
         """Cut the connection now, from any thread: the call in flight fails at once.

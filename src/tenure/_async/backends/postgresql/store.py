@@ -125,7 +125,7 @@ class AsyncPostgresStore(AsyncPostgresBase):
         except BaseException:
             self._untake(key)
             raise
-        session.holds[lock] = ttl  # counted in the session's idle limit from now on
+        session.hold(lock, ttl)  # counted in the session's idle limit from now on
         try:
 
             def params() -> dict[str, Any]:
@@ -152,7 +152,7 @@ class AsyncPostgresStore(AsyncPostgresBase):
     def _untake(self, key: str, session: AsyncPgSession | None = None) -> None:
         """Forget that ``key`` is held or being taken on a shared session (``session``)."""
         if session is not None:
-            session.holds.pop(sql.lock_id(key), None)
+            session.unhold(sql.lock_id(key))
         with self._mutex:
             self._keys.discard(key)
 
@@ -184,7 +184,7 @@ class AsyncPostgresStore(AsyncPostgresBase):
         for session, indexes in by_session.items():
             asked = [renewals[index] for index in indexes]
             for key, _, ttl in asked:
-                session.holds[sql.lock_id(key)] = ttl
+                session.hold(sql.lock_id(key), ttl)
 
             def params(session: AsyncPgSession = session, asked: list[Renewal] = asked) -> dict[str, Any]:
                 return {
@@ -231,7 +231,7 @@ class AsyncPostgresStore(AsyncPostgresBase):
             await self._leave(hold)
             return False
         session, lock = hold.session, sql.lock_id(key)
-        session.holds.pop(lock, None)
+        session.unhold(lock)
 
         def params() -> dict[str, Any]:
             return {"id": lock, "idle": session.idle()}
@@ -303,7 +303,7 @@ class AsyncPostgresStore(AsyncPostgresBase):
         Its reply is the fence; it ends when the lock is granted or the session is closed. The
         session is this wait's alone, and holds the lock once granted, until it is released.
         """
-        session.holds = {sql.lock_id(key): ttl}
+        session.hold(sql.lock_id(key), ttl)  # a session of its own, holding nothing else
         params = self._acquire_params(key, owner, ttl, session)
         what = f"waiting for {key!r}"
         wait = AsyncInFlight(
