@@ -76,6 +76,15 @@ class MariaDBServer(ServerProcess):
             f"--max-connections={self.max_connections}",
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self._set_up(fresh)
+        except BaseException:
+            self.kill()  # a server whose set-up failed must not outlive the test
+            raise
+        return self
+
+    def _set_up(self, fresh: bool) -> None:
+        assert self.proc is not None
         wait_for_port(self.port, timeout=60, proc=self.proc)
         if fresh:
             self.sql(
@@ -85,7 +94,6 @@ class MariaDBServer(ServerProcess):
                 # KILL QUERY of one's own sessions needs no privilege; of others', this one.
                 f"GRANT CONNECTION ADMIN ON *.* TO '{USER}'@'%';"
             )
-        return self
 
     def sql(self, statements: str) -> str:
         """Run ``statements`` as root over the unix socket; return the client's output.
