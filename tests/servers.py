@@ -24,7 +24,10 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, *, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Wait until something accepts connections on 127.0.0.1:``port``."""
+    """Wait until something accepts connections on 127.0.0.1:``port``.
+
+    A ``proc`` that never listens is killed before the error is raised: no test leaves it behind.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -34,6 +37,9 @@ def wait_for_port(port: int, *, timeout: float = 10.0, proc: subprocess.Popen[by
                 return
         except OSError:
             time.sleep(0.02)
+    if proc is not None:
+        proc.kill()
+        proc.wait()
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
