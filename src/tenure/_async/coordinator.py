@@ -6,17 +6,19 @@ import logging
 from types import TracebackType
 from typing import cast
 
-from tenure._async.backends.base import AsyncLeaseStore
+from tenure._async.backends.base import AsyncCounting, AsyncLeaseStore
 from tenure._async.context import AsyncContext
 from tenure._async.election import AsyncElection
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
+from tenure._async.semaphore import AsyncSemaphore
 from tenure._config import default_url
 from tenure._core.durations import check_timeout, check_ttl
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.keys import namespaced_key, validate_name
 from tenure._core.leader import check_value, election_key
+from tenure._core.semaphore import check_limit
 from tenure._core.tokens import holder_label
 from tenure._exceptions import BackendIncapable, ConfigurationError, TenureError
 from tenure._registry import resolve
@@ -99,6 +101,44 @@ class AsyncCoordinator:
             ttl=check_ttl(ttl),
             timeout=check_timeout(timeout),
             reentrant=reentrant,
+            fair=fair,
+        )
+
+    def semaphore(
+        self,
+        name: str,
+        *,
+        limit: int,
+        ttl: float = DEFAULT_TTL,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        fair: bool = False,
+    ) -> AsyncSemaphore:
+        """Return a semaphore on ``name`` with ``limit`` permits (no I/O yet); each lasts ``ttl`` s unless renewed.
+
+        ``timeout`` is how long ``acquire()`` and ``async with`` wait by default; ``fair=True``
+        serves waiters in arrival order. Semaphores and locks of the same name are apart.
+        Raises ``ConfigurationError`` for a bad name, limit, ttl or timeout and
+        ``BackendIncapable`` when the backend cannot count permits (or queue, for fair=True).
+        """
+        validate_name(name, what="semaphore name")
+        limit = check_limit(limit)
+        if not isinstance(fair, bool):
+            raise ConfigurationError(f"fair must be True or False, got {fair!r}")
+        if not isinstance(self._store, AsyncCounting):
+            raise BackendIncapable(f"semaphores need a backend that counts permits (Counting); {self._store.scheme}:// does not")
+        if fair and self._context.queueing is None:
+            raise BackendIncapable(
+                f"fair=True needs a backend that queues waiters (Queueing); {self._store.scheme}:// does not"
+            )
+        key = namespaced_key(self.namespace, name, kind="semaphore")
+        return AsyncSemaphore(
+            self._context,
+            self._store,
+            name,
+            key,
+            limit=limit,
+            ttl=check_ttl(ttl),
+            timeout=check_timeout(timeout),
             fair=fair,
         )
 

@@ -8,10 +8,13 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from tenure._concurrency import AsyncBodyGuard, async_shielded
+from tenure._concurrency import AsyncBodyGuard, async_current_actor, async_shielded
 from tenure._core.durations import check_ttl
+from tenure._core.guarantees import Guarantee
 from tenure._core.holding import Holding
-from tenure._exceptions import LockLost, NotOwner
+from tenure._core.renewal import Validity
+from tenure._core.tokens import Owner
+from tenure._exceptions import BackendProtocolError, LockLost, NotOwner
 
 if TYPE_CHECKING:
     from tenure._async.context import AsyncContext
@@ -161,6 +164,40 @@ class AsyncLease:
             f"lock {self.name!r} (fence {self.fence}) on {self._context.url} was lost: "
             f"{self._holding.lost_reason}; anything done since may have overlapped another holder"
         )
+
+
+def grant(
+    context: AsyncContext,
+    name: str,
+    key: str,
+    owner: Owner,
+    fence: int,
+    started: float,
+    ttl: float,
+    *,
+    reentrant: bool = False,
+    fence_key: str | None = None,
+) -> AsyncLease:
+    """Return the lease for an acquisition the backend granted, counted from ``started``.
+
+    The lease is held on ``key``; its fence is checked against the highest seen for
+    ``fence_key`` (default ``key``: a semaphore's permits share their name's counter). Raises
+    ``BackendProtocolError`` for a fence not above one already seen (the caller frees the key).
+    """
+    if Guarantee.FENCING in context.store.guarantees:
+        seen = context.fences.admit(fence_key or key, fence)
+        if seen is not None:
+            raise BackendProtocolError(
+                f"{name!r} on {context.url} was granted fence {fence}, not above {seen} already "
+                "seen for it: the backend lost or rewound its fence counter"
+            )
+    holding = Holding(name, key, owner, fence, Validity.starting(started, ttl), reentrant=reentrant)
+    # Who holds it: the same task or thread asking again for a lock must not wait for itself.
+    actor = async_current_actor()
+    lease = AsyncLease(context, holding, actor)
+    context.add_holder(actor, holding, lease)
+    context.renewer.add(holding)
+    return lease
 
 
 def _run_callback(callback: Callable[[AsyncLease], object], lease: AsyncLease) -> None:

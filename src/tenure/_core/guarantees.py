@@ -21,9 +21,11 @@ class Capability(enum.Enum):
     """An optional group of atomic operations a backend may implement.
 
     ``QUEUEING`` is the ``Queueing`` protocol of ``backends/base.py``; ``SESSIONS`` says that
-    what a client holds lives in one server session. The capabilities of the primitives still
-    to come (counting, shared, records, counters) are added with them.
+    what a client holds lives in one server session; ``COUNTING`` is the ``Counting`` protocol
+    (semaphores). The capabilities of the primitives still to come (shared, records, counters)
+    are added with them.
     """
 
     QUEUEING = "Queueing"
+    COUNTING = "Counting"
     SESSIONS = "Sessions"

@@ -33,7 +33,17 @@ MAX_NAMESPACE_BYTES = 128
 """Longest namespace, in UTF-8 bytes: a key prefix, not a place for data."""
 
 KINDS = frozenset(
-    {"lock", "election", "semaphore", "rwlock", "sequence", "idempotency", "ratelimit", "breaker"}
+    {
+        "lock",
+        "election",
+        "semaphore",
+        "permit",
+        "rwlock",
+        "sequence",
+        "idempotency",
+        "ratelimit",
+        "breaker",
+    }
 )
 """What a name can name; each kind is its own space of names, so a lock and an election never meet.
 

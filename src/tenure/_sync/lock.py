@@ -8,16 +8,13 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from tenure._sync.lease import Lease
+from tenure._sync.lease import Lease, grant
 from tenure._concurrency import current_actor, shielded
 from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
 from tenure._core.durations import check_timeout
-from tenure._core.guarantees import Guarantee
-from tenure._core.holding import Holding
-from tenure._core.renewal import Validity
 from tenure._core.tokens import Owner
-from tenure._exceptions import AcquireTimeout, AlreadyHeld, BackendProtocolError, NotOwner
+from tenure._exceptions import AcquireTimeout, AlreadyHeld, NotOwner
 
 if TYPE_CHECKING:
     from tenure._sync.backends.base import Queueing
@@ -227,27 +224,8 @@ class Lock:
             raise
 
     def _held(self, owner: Owner, fence: int, started: float) -> Lease:
-        """Return the lease for a granted acquisition, counted from when its request was sent.
-
-        Raises ``BackendProtocolError`` for a fence not above one this coordinator already saw
-        for the name (the caller frees the lock).
-        """
-        if Guarantee.FENCING in self._store.guarantees:
-            seen = self._context.fences.admit(self.key, fence)
-            if seen is not None:
-                raise BackendProtocolError(
-                    f"lock {self.name!r} on {self._store.url} was granted fence {fence}, not above "
-                    f"{seen} already seen for it: the backend lost or rewound its fence counter"
-                )
-        holding = Holding(
-            self.name, self.key, owner, fence, Validity.starting(started, self.ttl), reentrant=self.reentrant
-        )
-        # Who holds it, for _reenter: the same task or thread asking again must not wait for itself.
-        actor = current_actor()
-        lease = Lease(self._context, holding, actor)
-        self._context.add_holder(actor, holding, lease)
-        self._context.renewer.add(holding)
-        return lease
+        """Return the lease for a granted acquisition, counted from when its request was sent."""
+        return grant(self._context, self.name, self.key, owner, fence, started, self.ttl, reentrant=self.reentrant)
 
     def _leave_queue(self, queue: Queueing, owner: Owner) -> None:
         """Leave the queue after a timeout, an error or a cancellation, keeping the first error."""

@@ -153,6 +153,44 @@ class AsyncQueueing(Protocol):
         ...
 
 
+class Permit(NamedTuple):
+    """A permit a semaphore was granted: a lease on ``key`` (a slot), with the name's fence."""
+
+    key: str
+    """The slot's key (``permit_key``): renewed and released as a lock on that key."""
+    fence: int
+
+
+@runtime_checkable
+class AsyncCounting(Protocol):
+    """The Counting capability: semaphores, for stores that declare ``Capability.COUNTING``.
+
+    A semaphore's permits are leases on its slot keys (``tenure._core.semaphore.permit_key``),
+    renewed, released and lost through the lock steps; these steps only take and watch them.
+    """
+
+    async def try_acquire_permit(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
+        """Take a free or expired slot of semaphore ``key`` for ``owner``; None if all ``limit`` are held.
+
+        One atomic step where the backend allows (else the slots are tried one by one, each
+        atomic, in ``slot_order``): the slot's lease is set as ``try_acquire`` would, and its
+        fence grows per name, across slots. Raises ``ConfigurationError`` (``limit_mismatch``)
+        when live permits of ``key`` were taken with another limit.
+        """
+        ...
+
+    async def wait_permit_released(self, key: str, limit: int, timeout: float) -> None:
+        """Return when a permit of ``key`` may have been released, or after ``timeout`` seconds.
+
+        Only a hint, as ``wait_released``: the caller tries again and the slots decide.
+        """
+        ...
+
+    async def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
+        """Return the live permits of ``key``, in slot order."""
+        ...
+
+
 class AsyncChangeFeed:
     """Wake an observer when a key's holder may have changed: only a hint, the caller re-reads.
 

@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore, Renewal, RenewOutcome
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore, Permit, Renewal, RenewOutcome
 from tenure._concurrency import AsyncSignal
-from tenure._core.guarantees import Guarantee
+from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
+from tenure._core.semaphore import limit_mismatch, permit_keys, slot_order
 from tenure._core.tokens import Owner
 
 
@@ -41,6 +42,7 @@ class _Entry:
 class _Space:
     lock: threading.Lock = field(default_factory=threading.Lock)
     entries: dict[str, _Entry] = field(default_factory=dict)
+    limits: dict[str, int] = field(default_factory=dict)  # semaphore key -> its permits' limit
 
 
 _SPACES: dict[str, _Space] = {}
@@ -53,6 +55,7 @@ class AsyncMemoryStore(AsyncLeaseStore):
     scheme: ClassVar[str] = "memory"
     description: ClassVar[str] = "one process; tests and examples"
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset({Guarantee.FENCING, Guarantee.SERVER_TIME})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING})
     # Releases wake waiters at once; the pause only bounds waiting for an expiry.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 0.5)
 
@@ -125,6 +128,58 @@ class AsyncMemoryStore(AsyncLeaseStore):
         finally:
             with self._space.lock:
                 entry.waiters.discard(signal)
+
+    async def try_acquire_permit(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
+        now = time.monotonic()
+        with self._space.lock:
+            recorded = self._space.limits.get(key)
+            if recorded is not None and recorded != limit:
+                slots = permit_keys(key, max(recorded, limit))
+                if any(self._entry(slot).held(now) for slot in slots):
+                    raise limit_mismatch(key, limit, recorded)
+            self._space.limits[key] = limit
+            slots = permit_keys(key, limit)
+            for slot in slot_order(limit):
+                entry = self._entry(slots[slot])
+                if not entry.held(now):
+                    break
+            else:
+                return None
+            counter = self._entry(key)  # the name's one fence counter
+            counter.fence += 1
+            entry.fence = counter.fence
+            entry.token, entry.label, entry.expires_at = owner.token, owner.label, now + ttl
+            watchers = list(entry.watchers)
+        for signal in watchers:
+            signal.set()
+        return Permit(slots[slot], entry.fence)
+
+    async def wait_permit_released(self, key: str, limit: int, timeout: float) -> None:
+        signal = AsyncSignal()
+        with self._space.lock:
+            now = time.monotonic()
+            entries = [self._entry(slot) for slot in permit_keys(key, limit)]
+            if not all(entry.held(now) for entry in entries):
+                return  # freed between the failed attempt and now: no wake-up to miss
+            timeout = min(timeout, min(entry.expires_at for entry in entries) - now)
+            for entry in entries:
+                entry.waiters.add(signal)
+        try:
+            await signal.wait(timeout)
+        finally:
+            with self._space.lock:
+                for entry in entries:
+                    entry.waiters.discard(signal)
+
+    async def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
+        now = time.monotonic()
+        with self._space.lock:
+            entries = [self._space.entries.get(slot) for slot in permit_keys(key, limit)]
+            return [
+                HolderInfo(entry.label, entry.fence, entry.expires_at - now)
+                for entry in entries
+                if entry is not None and entry.held(now)
+            ]
 
     async def watch(self, key: str) -> AsyncChangeFeed:
         signal = AsyncSignal()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tenure._async.backends.sqlite.sql import SCHEMA, WAITERS_SCHEMA
+from tenure._async.backends.sqlite.sql import SCHEMA, SEMAPHORES_SCHEMA, WAITERS_SCHEMA
 from tenure._exceptions import (
     BackendError,
     BackendProtocolError,
@@ -52,6 +52,7 @@ def connect(path: Path, *, busy_timeout: float, file_mode: int) -> tuple[sqlite3
         db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes
         _while_locked(lambda: db.execute(SCHEMA), busy_timeout)
         _while_locked(lambda: db.execute(WAITERS_SCHEMA), busy_timeout)
+        _while_locked(lambda: db.execute(SEMAPHORES_SCHEMA), busy_timeout)
     except (OSError, sqlite3.Error) as exc:
         db.close()
         raise map_errors(exc, f"cannot open the SQLite lock file {path}") from exc

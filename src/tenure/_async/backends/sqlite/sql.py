@@ -29,6 +29,52 @@ CREATE TABLE IF NOT EXISTS tenure_waiters (
 ) WITHOUT ROWID
 """
 
+# Semaphores: the limit their live permits were taken with (each permit is a row of tenure_leases
+# under its slot's key; the semaphore's own row there is its fence counter).
+SEMAPHORES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenure_semaphores (
+    key     TEXT PRIMARY KEY,
+    "limit" INTEGER NOT NULL
+) WITHOUT ROWID
+"""
+
+# The recorded limit (NULL if none) and the live slots among :slots (a JSON array of keys).
+PERMITS = """
+SELECT (SELECT "limit" FROM tenure_semaphores WHERE key = :key), json_group_array(key)
+FROM tenure_leases
+WHERE key IN (SELECT value FROM json_each(:slots))
+    AND owner IS NOT NULL AND boot = :boot AND expires_at > :now
+"""
+
+RECORD_LIMIT = """
+INSERT INTO tenure_semaphores (key, "limit") VALUES (:key, :limit)
+ON CONFLICT (key) DO UPDATE SET "limit" = excluded."limit"
+"""
+
+# The name's fence counter: its row in tenure_leases, bumped without touching its lease.
+BUMP_FENCE = """
+INSERT INTO tenure_leases (key, owner, label, fence, boot, expires_at)
+VALUES (:key, NULL, NULL, :seed, :boot, 0)
+ON CONFLICT (key) DO UPDATE SET fence = max(fence + 1, excluded.fence)
+RETURNING fence
+"""
+
+# Take a slot the same transaction found free: its fence is the name's, not its own.
+TAKE_SLOT = """
+INSERT INTO tenure_leases (key, owner, label, fence, boot, expires_at)
+VALUES (:slot, :owner, :label, :fence, :boot, :expires_at)
+ON CONFLICT (key) DO UPDATE SET
+    owner = excluded.owner, label = excluded.label, fence = excluded.fence,
+    boot = excluded.boot, expires_at = excluded.expires_at
+"""
+
+HOLDERS = """
+SELECT label, fence, expires_at FROM tenure_leases
+WHERE key IN (SELECT value FROM json_each(:slots))
+    AND owner IS NOT NULL AND boot = :boot AND expires_at > :now
+ORDER BY fence
+"""
+
 DROP_DEAD_WAITERS = "DELETE FROM tenure_waiters WHERE key = :key AND (alive_until <= :now OR boot != :boot)"
 
 JOIN_QUEUE = """

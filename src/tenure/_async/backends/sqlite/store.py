@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from tenure._async.backends.base import AsyncLeaseStore, Renewal, RenewOutcome
+from tenure._async.backends.base import AsyncLeaseStore, Permit, Renewal, RenewOutcome
 from tenure._async.backends.sqlite.file import DEFAULT_FILE_MODE
 from tenure._async.backends.sqlite.table import SQLiteLeaseTable
 from tenure._concurrency import async_run_blocking, async_sleep
@@ -31,7 +31,7 @@ class AsyncSQLiteStore(AsyncLeaseStore):
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
         {Guarantee.FENCING, Guarantee.FIFO, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS}
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING, Capability.COUNTING})
     # No notification crosses processes: poll from 2 ms, backing off to 50 ms.
     poll_interval: ClassVar[tuple[float, float]] = (0.002, 0.05)
 
@@ -71,6 +71,15 @@ class AsyncSQLiteStore(AsyncLeaseStore):
 
     async def wait_released(self, key: str, timeout: float) -> None:
         await async_sleep(timeout)
+
+    async def try_acquire_permit(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
+        return await async_run_blocking(self._table.try_acquire_permit, key, limit, owner, ttl)
+
+    async def wait_permit_released(self, key: str, limit: int, timeout: float) -> None:
+        await async_sleep(timeout)
+
+    async def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
+        return await async_run_blocking(self._table.permit_holders, key, limit)
 
     async def try_acquire_queued(
         self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from tenure._async.backends.base import Renewal
+from tenure._async.backends.base import Permit, Renewal
 from tenure._async.backends.sqlite.file import (
     DEFAULT_FILE_MODE,
     Identity,
@@ -33,18 +33,24 @@ from tenure._async.backends.sqlite.file import (
 )
 from tenure._async.backends.sqlite.sql import (
     ACQUIRE,
+    BUMP_FENCE,
     DROP_DEAD_WAITERS,
     HEAD_OF_QUEUE,
+    HOLDERS,
     JOIN_QUEUE,
     LEAVE_QUEUE,
     PEEK,
+    PERMITS,
+    RECORD_LIMIT,
     RELEASE,
     RENEW,
     RENEW_MANY,
+    TAKE_SLOT,
     TURN,
 )
 from tenure._core.clock import boot_id, host_now
 from tenure._core.holder import HolderInfo
+from tenure._core.semaphore import limit_mismatch, permit_keys, slot_order
 from tenure._core.tokens import Owner
 from tenure._exceptions import BackendProtocolError, BackendTimeout, BackendUnavailable
 
@@ -247,6 +253,67 @@ class SQLiteLeaseTable:
             self._joined.pop((key, owner.token), None)
             self._untaken.pop((key, owner.token), None)  # taken now: its release must run
         return fence
+
+    def try_acquire_permit(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
+        """Take a free slot of semaphore ``key`` while fewer than ``limit`` are held; else None.
+
+        One ``BEGIN IMMEDIATE`` transaction: read the recorded limit and the live slots, refuse
+        another limit while any permit of either is live, bump the name's fence and take a slot.
+        """
+        now, boot = host_now(), boot_id()
+        slots = permit_keys(key, limit)
+        params: dict[str, object] = {"key": key, "slots": json.dumps(slots), "boot": boot, "now": now}
+        if (key, owner.token) in self._refused:
+            # A waiter polling again reads first: no write lock while every permit is held.
+            recorded, live = self._run(PERMITS, params)[0]
+            if recorded == limit and len(json.loads(str(live))) >= limit:
+                return None
+
+        def take(db: sqlite3.Connection) -> Permit | None:
+            db.execute("BEGIN IMMEDIATE")
+            recorded, live = db.execute(PERMITS, params).fetchone()
+            held = set(json.loads(live))
+            if recorded != limit:
+                if recorded is not None and recorded > limit:  # slots above ours may be live too
+                    wider = {**params, "slots": json.dumps(permit_keys(key, recorded))}
+                    held = set(json.loads(db.execute(PERMITS, wider).fetchone()[1]))
+                if recorded is not None and held:
+                    db.execute("ROLLBACK")
+                    raise limit_mismatch(key, limit, recorded)
+                db.execute(RECORD_LIMIT, {"key": key, "limit": limit})
+            free = [slots[slot] for slot in slot_order(limit) if slots[slot] not in held]
+            if not free:
+                db.execute("COMMIT")
+                return None
+            seed = time.time_ns() // 1000
+            fence = self._fence(db.execute(BUMP_FENCE, {"key": key, "seed": seed, "boot": boot}).fetchone()[0], key)
+            db.execute(TAKE_SLOT, {"slot": free[0], "owner": owner.token, "label": owner.label, "fence": fence,
+                                   "boot": boot, "expires_at": now + ttl})  # fmt: skip
+            db.execute("COMMIT")
+            return Permit(free[0], fence)
+
+        try:
+            permit = self._call(take)
+        except BackendTimeout:
+            for slot in slots:  # refused whole: the clean-up has nothing to free
+                self._mark_untaken(slot, owner)
+            raise
+        if permit is None:
+            if len(self._refused) >= 4096:  # waiters that gave up leave entries behind; stay bounded
+                self._refused.clear()
+            self._refused[(key, owner.token)] = None
+        else:
+            self._refused.pop((key, owner.token), None)
+        return permit
+
+    def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
+        """Return the live permits of semaphore ``key``, oldest fence first."""
+        now = host_now()
+        params = {"slots": json.dumps(permit_keys(key, limit)), "boot": boot_id(), "now": now}
+        return [
+            HolderInfo(str(label), self._fence(fence, key), self._seconds(expires_at, key) - now)
+            for label, fence, expires_at in self._run(HOLDERS, params)
+        ]
 
     def turn(self, key: str, owner: Owner) -> tuple[int | None, bool]:
         """Return how many wait ahead of ``owner`` (None: not in line) and whether it is free."""

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from tenure._sync.backends.base import LeaseStore, Renewal, RenewOutcome
+from tenure._sync.backends.base import LeaseStore, Permit, Renewal, RenewOutcome
 from tenure._sync.backends.sqlite.file import DEFAULT_FILE_MODE
 from tenure._sync.backends.sqlite.table import SQLiteLeaseTable
 from tenure._concurrency import run_blocking, sleep
@@ -32,7 +32,7 @@ class SQLiteStore(LeaseStore):
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
         {Guarantee.FENCING, Guarantee.FIFO, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS}
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING, Capability.COUNTING})
     # No notification crosses processes: poll from 2 ms, backing off to 50 ms.
     poll_interval: ClassVar[tuple[float, float]] = (0.002, 0.05)
 
@@ -72,6 +72,15 @@ class SQLiteStore(LeaseStore):
 
     def wait_released(self, key: str, timeout: float) -> None:
         sleep(timeout)
+
+    def try_acquire_permit(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
+        return run_blocking(self._table.try_acquire_permit, key, limit, owner, ttl)
+
+    def wait_permit_released(self, key: str, limit: int, timeout: float) -> None:
+        sleep(timeout)
+
+    def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
+        return run_blocking(self._table.permit_holders, key, limit)
 
     def try_acquire_queued(
         self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
