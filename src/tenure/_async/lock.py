@@ -224,7 +224,8 @@ class AsyncLock:
 
     def _held(self, owner: Owner, fence: int, started: float) -> AsyncLease:
         """Return the lease for a granted acquisition, counted from when its request was sent."""
-        return grant(self._context, self.name, self.key, owner, fence, started, self.ttl, reentrant=self.reentrant)
+        context, ttl = self._context, self.ttl
+        return grant(context, self.name, self.key, owner, fence, started, ttl, reentrant=self.reentrant)
 
     async def _leave_queue(self, queue: AsyncQueueing, owner: Owner) -> None:
         """Leave the queue after a timeout, an error or a cancellation, keeping the first error."""

@@ -137,7 +137,9 @@ class AsyncSemaphore:
         if not self.fair:
             return await self._wait_for_permit(owner, deadline)
         # The first in the name's fair line takes the next free permit; the others wait behind.
-        gate = AsyncLock(self._context, self.name, self.key, ttl=self.ttl, timeout=timeout, reentrant=False, fair=True)
+        gate = AsyncLock(
+            self._context, self.name, self.key, ttl=self.ttl, timeout=timeout, reentrant=False, fair=True
+        )
         try:
             turn = await gate.acquire(timeout=deadline.remaining() if timeout is not None else None)
         except AcquireTimeout:
@@ -156,7 +158,8 @@ class AsyncSemaphore:
                 raise self._timeout_error(deadline.timeout)
             if backoff is None:
                 backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
-            await self._counting.wait_permit_released(self.key, self.limit, min(remaining, backoff.next_delay()))
+            pause = min(remaining, backoff.next_delay())
+            await self._counting.wait_permit_released(self.key, self.limit, pause)
             permit = await self._attempt(owner)
         return permit
 
@@ -166,7 +169,8 @@ class AsyncSemaphore:
             permit = await self._counting.try_acquire_permit(self.key, self.limit, owner, self.ttl)
             if permit is None:
                 return None
-            return grant(self._context, self.name, permit.key, owner, permit.fence, started, self.ttl, fence_key=self.key)
+            context, name, ttl = self._context, self.name, self.ttl
+            return grant(context, name, permit.key, owner, permit.fence, started, ttl, fence_key=self.key)
         except ConfigurationError:
             raise  # the limit was refused before any slot was taken
         except BaseException:
@@ -195,7 +199,9 @@ class AsyncSemaphore:
         except LockLost:
             log.debug("tenure: the turn in semaphore %r's line ran out before it was passed on", self.name)
         except TenureError as exc:
-            log.warning("tenure: passing on the line of semaphore %r failed (%s); its ttl frees it", self.name, exc)
+            log.warning(
+                "tenure: passing on semaphore %r's line failed (%s); its ttl frees it", self.name, exc
+            )
 
     def _timeout_error(self, timeout: float | None) -> AcquireTimeout:
         waited = "one attempt" if timeout == 0 else f"{timeout:g} s"

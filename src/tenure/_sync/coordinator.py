@@ -114,7 +114,7 @@ class Coordinator:
         timeout: float | None = DEFAULT_TIMEOUT,
         fair: bool = False,
     ) -> Semaphore:
-        """Return a semaphore on ``name`` with ``limit`` permits (no I/O yet); each lasts ``ttl`` s unless renewed.
+        """Return a semaphore of ``limit`` permits on ``name`` (no I/O yet); a permit lasts ``ttl`` s.
 
         ``timeout`` is how long ``acquire()`` and ``with`` wait by default; ``fair=True``
         serves waiters in arrival order. Semaphores and locks of the same name are apart.
@@ -126,7 +126,9 @@ class Coordinator:
         if not isinstance(fair, bool):
             raise ConfigurationError(f"fair must be True or False, got {fair!r}")
         if not isinstance(self._store, Counting):
-            raise BackendIncapable(f"semaphores need a backend that counts permits (Counting); {self._store.scheme}:// does not")
+            raise BackendIncapable(
+                f"semaphores need a backend that counts permits (Counting); {self._store.scheme}:// does not"
+            )
         if fair and self._context.queueing is None:
             raise BackendIncapable(
                 f"fair=True needs a backend that queues waiters (Queueing); {self._store.scheme}:// does not"

@@ -138,7 +138,9 @@ class Semaphore:
         if not self.fair:
             return self._wait_for_permit(owner, deadline)
         # The first in the name's fair line takes the next free permit; the others wait behind.
-        gate = Lock(self._context, self.name, self.key, ttl=self.ttl, timeout=timeout, reentrant=False, fair=True)
+        gate = Lock(
+            self._context, self.name, self.key, ttl=self.ttl, timeout=timeout, reentrant=False, fair=True
+        )
         try:
             turn = gate.acquire(timeout=deadline.remaining() if timeout is not None else None)
         except AcquireTimeout:
@@ -157,7 +159,8 @@ class Semaphore:
                 raise self._timeout_error(deadline.timeout)
             if backoff is None:
                 backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
-            self._counting.wait_permit_released(self.key, self.limit, min(remaining, backoff.next_delay()))
+            pause = min(remaining, backoff.next_delay())
+            self._counting.wait_permit_released(self.key, self.limit, pause)
             permit = self._attempt(owner)
         return permit
 
@@ -167,7 +170,8 @@ class Semaphore:
             permit = self._counting.try_acquire_permit(self.key, self.limit, owner, self.ttl)
             if permit is None:
                 return None
-            return grant(self._context, self.name, permit.key, owner, permit.fence, started, self.ttl, fence_key=self.key)
+            context, name, ttl = self._context, self.name, self.ttl
+            return grant(context, name, permit.key, owner, permit.fence, started, ttl, fence_key=self.key)
         except ConfigurationError:
             raise  # the limit was refused before any slot was taken
         except BaseException:
@@ -196,7 +200,9 @@ class Semaphore:
         except LockLost:
             log.debug("tenure: the turn in semaphore %r's line ran out before it was passed on", self.name)
         except TenureError as exc:
-            log.warning("tenure: passing on the line of semaphore %r failed (%s); its ttl frees it", self.name, exc)
+            log.warning(
+                "tenure: passing on semaphore %r's line failed (%s); its ttl frees it", self.name, exc
+            )
 
     def _timeout_error(self, timeout: float | None) -> AcquireTimeout:
         waited = "one attempt" if timeout == 0 else f"{timeout:g} s"

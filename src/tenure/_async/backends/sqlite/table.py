@@ -286,9 +286,10 @@ class SQLiteLeaseTable:
                 db.execute("COMMIT")
                 return None
             seed = time.time_ns() // 1000
-            fence = self._fence(db.execute(BUMP_FENCE, {"key": key, "seed": seed, "boot": boot}).fetchone()[0], key)
-            db.execute(TAKE_SLOT, {"slot": free[0], "owner": owner.token, "label": owner.label, "fence": fence,
-                                   "boot": boot, "expires_at": now + ttl})  # fmt: skip
+            bumped = db.execute(BUMP_FENCE, {"key": key, "seed": seed, "boot": boot}).fetchone()[0]
+            fence = self._fence(bumped, key)
+            db.execute(TAKE_SLOT, {"slot": free[0], "owner": owner.token, "label": owner.label,
+                                   "fence": fence, "boot": boot, "expires_at": now + ttl})  # fmt: skip
             db.execute("COMMIT")
             return Permit(free[0], fence)
 
