@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tenure._core.guarantees import Guarantee
+from tenure._core.guarantees import Capability, Guarantee
 from tenure._registry import resolve
 from tests.servers import RedisServer
 from tests.servers_etcd import EtcdCluster
@@ -171,6 +171,14 @@ def backend_url(request: pytest.FixtureRequest) -> str:
 def backends_with(guarantee: Guarantee) -> list[str]:
     """Return the backends that declare ``guarantee`` (to parametrise tests that need it)."""
     return [name for name in BACKENDS if guarantee in declared(name)]
+
+
+def declared_capabilities(name: str) -> frozenset[Capability]:
+    """Return the capabilities backend ``name`` declares."""
+    example = EXAMPLE_URLS.get(name, f"{name}://localhost")
+    cls, _ = resolve(example, "_sync")
+    capabilities: frozenset[Capability] = cls.capabilities  # type: ignore[attr-defined]
+    return capabilities
 
 
 def declared(name: str) -> frozenset[Guarantee]:

@@ -163,6 +163,36 @@ def lead_forever(url: str, name: str, ttl: str) -> int:
     return 1
 
 
+def permits(url: str, name: str, limit: str, fair: str, rounds: str, log: Path) -> int:
+    """Take a permit, hold it 1-20 ms, release, ``rounds`` times; log each hold's interval."""
+    holds = []
+    with tenure.Coordinator(url) as coord:
+        sem = coord.semaphore(name, limit=int(limit), ttl=5, timeout=60, fair=fair == "fair")
+        for _ in range(int(rounds)):
+            with sem as permit:
+                acquired = time.monotonic()
+                time.sleep(random.uniform(0.001, 0.02))
+                released = time.monotonic()
+            holds.append({"fence": permit.fence, "acquired": acquired, "released": released})
+    log.write_text(json.dumps(holds))
+    return 0
+
+
+def hold_permit(url: str, name: str, ttl: str, register: Path) -> int:
+    """Hold a permit of a one-permit semaphore and check it every 20 ms; on loss, try a fenced write."""
+    with tenure.Coordinator(url) as coord:
+        permit = coord.semaphore(name, limit=1, ttl=float(ttl)).acquire(timeout=5)
+        print(f"HELD {permit.fence}", flush=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if permit.lost:
+                accepted = fenced_write(register, "stale", permit.fence)
+                print(f"LOST {permit.fence} write-accepted={accepted}", flush=True)
+                return 0
+            time.sleep(0.02)
+    return 1
+
+
 def fenced_write(register: Path, value: str, term: int) -> bool:
     """Write ``value`` to a SQLite register that rejects terms lower than the highest it has seen."""
     import sqlite3
@@ -188,6 +218,10 @@ if __name__ == "__main__":
         sys.exit(hold_and_report(*args))
     if role == "hold-forever":
         sys.exit(hold_forever(*args))
+    if role == "permits":
+        sys.exit(permits(*args[:5], Path(args[5])))
+    if role == "hold-permit":
+        sys.exit(hold_permit(*args[:3], Path(args[3])))
     if role == "lead-and-check":
         sys.exit(lead_and_check(args[0], args[1], args[2], Path(args[3])))
     if role == "lead-forever":
