@@ -312,7 +312,7 @@ def test_inspect_says_free_otherwise(url: str) -> None:
     text = run("inspect", "job", url=url)
     assert (text.returncode, text.stdout) == (0, "free\n")
     data = json.loads(run("inspect", "job", "--json", url=url).stdout)
-    free = {"held": False, "holder": None, "fence": None, "remaining": None, "leader": None}
+    free = {"held": False, "holder": None, "fence": None, "remaining": None, "permits": [], "leader": None}
     assert data == {"lock": "job", "backend": url, **free}
 
 
@@ -329,7 +329,7 @@ def test_inspect_shows_the_leader_of_the_election(url: str, coordinator: tenure.
     ]
     free_lock = {"held": False, "holder": None, "fence": None, "remaining": None}
     leader = {"value": "node-1", "term": leadership.term}
-    assert data == {"lock": "job", "backend": url, **free_lock, "leader": leader}
+    assert data == {"lock": "job", "backend": url, **free_lock, "permits": [], "leader": leader}
 
 
 def test_inspect_shows_lock_holder_and_leader_together(url: str, coordinator: tenure.Coordinator) -> None:
@@ -347,6 +347,52 @@ def test_inspect_shows_lock_holder_and_leader_together(url: str, coordinator: te
     assert data["leader"] == {"value": "node-1", "term": leadership.term}
 
 
+def test_inspect_shows_the_permits_of_the_semaphore(url: str, coordinator: tenure.Coordinator) -> None:
+    sem = coordinator.semaphore("job", limit=3, ttl=30)
+    with sem.acquire(timeout=0) as first, sem.acquire(timeout=0) as second:
+        text = run("inspect", "job", url=url).stdout.splitlines()
+        data = json.loads(run("inspect", "job", "--json", url=url).stdout)
+    assert text[:3] == ["semaphore: job", f"backend:   {url}", "permits:   2 held"]
+    assert [line.split(", ")[1] for line in text[3:]] == [f"fence {first.fence}", f"fence {second.fence}"]
+    assert data["held"] is False and data["leader"] is None
+    assert [p["fence"] for p in data["permits"]] == [first.fence, second.fence]
+    assert all(f"pid {os.getpid()}" in p["holder"] and 0 < p["remaining"] <= 30 for p in data["permits"])
+
+
+# -- tenure lock --limit -----------------------------------------------------------------------
+
+
+def test_limit_lets_that_many_commands_run_at_once(url: str, tmp_path: Path) -> None:
+    ready = [tmp_path / f"ready-{i}" for i in range(3)]
+    holding = [*CLI, "--url", url, "lock", "gpu", "--limit", "2", "--timeout", "0", "--"]
+    children = [
+        subprocess.Popen(
+            [*holding, sys.executable, "-c", SLEEPER, str(marker)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for marker in ready[:2]
+    ]
+    try:
+        deadline = time.monotonic() + 20
+        while not all(marker.exists() for marker in ready[:2]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert all(marker.exists() for marker in ready[:2]), "two permits: both commands must run"
+        third = run("lock", "gpu", "--limit", "2", "--timeout", "0", "--", "touch", str(ready[2]), url=url)
+        assert third.returncode == 75 and "2 permits held" in third.stderr
+        assert not ready[2].exists()
+        env = run("lock", "gpu", "--limit", "3", "--", "true", url=url)
+        assert env.returncode == 2 and "limit=2" in env.stderr  # the name is in use with 2
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+            child.communicate(timeout=20)
+    script = "import os; print(os.environ['TENURE_LOCK'], os.environ['TENURE_FENCE'])"
+    result = run("lock", "gpu", "--limit", "2", "--", sys.executable, "-c", script, url=url)
+    assert result.returncode == 0 and result.stdout.split()[0] == "gpu"
+
+
 # -- bad input, help, version ------------------------------------------------------------------
 
 
@@ -358,6 +404,7 @@ def test_inspect_shows_lock_holder_and_leader_together(url: str, coordinator: te
         (None, ["lock", "job", "--ttl", "0", "--", "true"], "ttl must be a positive"),
         (None, ["lock", "job", "--timeout", "-1", "--", "true"], "timeout must be >= 0"),
         (None, ["lock", "job", "--grace", "-1", "--", "true"], "grace must be"),
+        (None, ["lock", "job", "--limit", "0", "--", "true"], "limit must be between 1 and 1024"),
         ("nope://x", ["lock", "job", "--", "true"], "unknown URL scheme 'nope'"),
         ("{db}?bogus=1", ["inspect", "job"], "unknown option 'bogus'"),
     ],

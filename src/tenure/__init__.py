@@ -14,6 +14,7 @@ from tenure._async.coordinator import AsyncCoordinator
 from tenure._async.election import AsyncElection, AsyncLeadership
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
+from tenure._async.semaphore import AsyncSemaphore
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.leader import Leader
@@ -40,6 +41,7 @@ from tenure._sync.coordinator import Coordinator
 from tenure._sync.election import Election, Leadership
 from tenure._sync.lease import Lease
 from tenure._sync.lock import Lock
+from tenure._sync.semaphore import Semaphore
 from tenure._url import BackendURL, parse_url
 
 __version__ = "0.1.0"
@@ -52,6 +54,7 @@ __all__ = [
     "AsyncLeadership",
     "AsyncLease",
     "AsyncLock",
+    "AsyncSemaphore",
     "BackendError",
     "BackendIncapable",
     "BackendProtocolError",
@@ -75,6 +78,7 @@ __all__ = [
     "NotAcquired",
     "NotLeader",
     "NotOwner",
+    "Semaphore",
     "TenureError",
     "__version__",
     "lock",

@@ -6,6 +6,7 @@ import argparse
 import json
 
 import tenure
+from tenure._core.semaphore import MAX_LIMIT
 
 
 def run_inspect(args: argparse.Namespace) -> int:
@@ -19,45 +20,72 @@ def run_inspect(args: argparse.Namespace) -> int:
     try:
         info = coordinator.inspect(args.name)
         leader = coordinator.election(args.name).leader()
+        permits: list[tenure.HolderInfo] = []
+        if tenure.Capability.COUNTING in coordinator.capabilities:
+            # Whatever limit the semaphore has, its permits are among the first MAX_LIMIT slots.
+            permits = coordinator.semaphore(args.name, limit=MAX_LIMIT).holders()
         url = coordinator.url
     finally:
         coordinator.close()
     if args.json:
-        print(as_json(args.name, url, info, leader))
+        print(as_json(args.name, url, info, leader, permits))
     else:
-        print(as_text(args.name, url, info, leader))
+        print(as_text(args.name, url, info, leader, permits))
     return 0
 
 
-def as_text(name: str, url: str, info: tenure.HolderInfo | None, leader: tenure.Leader | None) -> str:
-    """Return the holder and the leader as aligned ``key: value`` lines, or "free" if neither exists."""
-    if info is None and leader is None:
+def remaining_text(info: tenure.HolderInfo) -> str:
+    """Return the seconds of ttl left, or why they are not known."""
+    if info.remaining is None:
+        return "unknown (the lease lives as long as the holder's session)"
+    return f"{info.remaining:.3f} s"
+
+
+def as_text(
+    name: str,
+    url: str,
+    info: tenure.HolderInfo | None,
+    leader: tenure.Leader | None,
+    permits: list[tenure.HolderInfo],
+) -> str:
+    """Return the holder, the permits and the leader as aligned ``key: value`` lines, or "free"."""
+    if info is None and leader is None and not permits:
         return "free"
     rows: list[tuple[str, str]] = []
     if info is not None:
-        if info.remaining is None:
-            remaining = "unknown (the lease lives as long as the holder's session)"
-        else:
-            remaining = f"{info.remaining:.3f} s"
         rows += [
             ("lock", name),
             ("backend", url),
             ("holder", info.label),
             ("fence", str(info.fence)),
-            ("remaining", remaining),
+            ("remaining", remaining_text(info)),
         ]
-    if leader is not None:
+    if permits:
         if info is None:
+            rows += [("semaphore", name), ("backend", url)]
+        else:
+            rows += [("semaphore", name)]
+        rows += [("permits", f"{len(permits)} held")]
+        rows += [("permit", f"{p.label}, fence {p.fence}, {remaining_text(p)} left") for p in permits]
+    if leader is not None:
+        if info is None and not permits:
             rows += [("election", name), ("backend", url)]
         rows += [("leader", leader.value), ("term", str(leader.term))]
     return "\n".join(f"{key + ':':<10} {value}" for key, value in rows)
 
 
-def as_json(name: str, url: str, info: tenure.HolderInfo | None, leader: tenure.Leader | None) -> str:
-    """Return the holder and the leader as one JSON object.
+def as_json(
+    name: str,
+    url: str,
+    info: tenure.HolderInfo | None,
+    leader: tenure.Leader | None,
+    permits: list[tenure.HolderInfo],
+) -> str:
+    """Return the holder, the permits and the leader as one JSON object.
 
     ``held`` is false and ``holder``, ``fence`` and ``remaining`` null when nobody holds the
-    lock; ``leader`` is ``{"value": ..., "term": ...}``, or null when nobody leads the election.
+    lock; ``permits`` lists the semaphore's live permits (``holder``, ``fence``, ``remaining``);
+    ``leader`` is ``{"value": ..., "term": ...}``, or null when nobody leads the election.
     """
     return json.dumps(
         {
@@ -67,6 +95,7 @@ def as_json(name: str, url: str, info: tenure.HolderInfo | None, leader: tenure.
             "holder": None if info is None else info.label,
             "fence": None if info is None else info.fence,
             "remaining": None if info is None else info.remaining,
+            "permits": [{"holder": p.label, "fence": p.fence, "remaining": p.remaining} for p in permits],
             "leader": None if leader is None else {"value": leader.value, "term": leader.term},
         }
     )

@@ -26,6 +26,7 @@ Distributed locks with leases and fencing tokens, from the shell.
 
 examples:
   tenure lock nightly-backup -- ./backup.sh        run backup.sh only while holding the lock
+  tenure lock gpu --limit 4 -- ./train.sh          run train.sh holding one of 4 permits
   tenure --url redis://127.0.0.1:6379/0 lock orders:42 --timeout 0 -- ./job
   tenure elect scheduler --ttl 10 -- ./scheduler   run the scheduler only on the elected leader
   tenure inspect nightly-backup                    who holds it, with which fence, for how long
@@ -34,9 +35,11 @@ examples:
 
 LOCK_DESCRIPTION = f"""\
 Acquire the lock NAME, run CMD while the lease is held (renewing it in the background), then
-release it. CMD gets TENURE_LOCK (the lock name) and TENURE_FENCE (the lease's fencing token,
-an integer that grows with every acquisition) in its environment: pass the fence to the
-resource you protect so it can reject writes from a holder that lost the lock.
+release it. With --limit N, hold one of N permits of the semaphore NAME instead: at most N
+commands run at once, each with its own lease. CMD gets TENURE_LOCK (the lock name) and
+TENURE_FENCE (the lease's fencing token, an integer that grows with every acquisition) in its
+environment: pass the fence to the resource you protect so it can reject writes from a holder
+that lost the lock.
 
 If the lease is lost while CMD runs (a renewal is refused, or this process was paused or cut off
 from the backend past the TTL), CMD gets SIGTERM, then SIGKILL after --grace seconds, and tenure
@@ -68,8 +71,9 @@ SIGTERM and SIGHUP sent to tenure are passed on to CMD; tenure waits for CMD, re
 
 INSPECT_DESCRIPTION = """\
 Show who holds the lock NAME: the holder's label (host/pid/thread), the fence, and the seconds
-of TTL left; and who leads the election NAME: the leader's value and term. Prints "free" when
-nobody holds the lock and nobody leads the election. Exits 0 either way.
+of TTL left; who holds permits of the semaphore NAME (each with its label, fence and TTL left);
+and who leads the election NAME: the leader's value and term. Prints "free" when nobody holds
+any of them. Exits 0 either way.
 """
 
 
@@ -100,12 +104,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "lock",
         parents=[late_url],
         help="run CMD only while holding a lock",
-        usage="tenure [--url URL] lock NAME [--ttl S] [--timeout S] [--grace S] -- CMD...",
+        usage="tenure [--url URL] lock NAME [--limit N] [--ttl S] [--timeout S] [--grace S] -- CMD...",
         description=LOCK_DESCRIPTION,
         epilog=exitcodes.HELP,
         formatter_class=formatter,
     )
     lock.add_argument("name", metavar="NAME", help="the lock's name")
+    lock.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="hold one of N permits of the semaphore NAME instead of the lock (N holders at once)",
+    )
     lock.add_argument(
         "--ttl",
         type=float,

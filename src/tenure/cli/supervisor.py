@@ -84,7 +84,11 @@ def run_lock(args: argparse.Namespace) -> int:
     ``Interrupted`` when a stop signal came before the command was started.
     """
     coordinator = tenure.Coordinator(args.url)
-    lock = coordinator.lock(args.name, ttl=args.ttl, timeout=args.timeout)
+    lock: tenure.Lock | tenure.Semaphore
+    if args.limit is None:
+        lock = coordinator.lock(args.name, ttl=args.ttl, timeout=args.timeout)
+    else:  # one of N permits: the same lease, the same supervision
+        lock = coordinator.semaphore(args.name, limit=args.limit, ttl=args.ttl, timeout=args.timeout)
     grace = check_grace(args.grace)
     try:
         with SignalInbox() as inbox:
