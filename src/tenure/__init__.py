@@ -14,6 +14,7 @@ from tenure._async.coordinator import AsyncCoordinator
 from tenure._async.election import AsyncElection, AsyncLeadership
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
+from tenure._async.rwlock import AsyncRWLock, AsyncWriteLease
 from tenure._async.semaphore import AsyncSemaphore
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -41,6 +42,7 @@ from tenure._sync.coordinator import Coordinator
 from tenure._sync.election import Election, Leadership
 from tenure._sync.lease import Lease
 from tenure._sync.lock import Lock
+from tenure._sync.rwlock import RWLock, WriteLease
 from tenure._sync.semaphore import Semaphore
 from tenure._url import BackendURL, parse_url
 
@@ -54,7 +56,9 @@ __all__ = [
     "AsyncLeadership",
     "AsyncLease",
     "AsyncLock",
+    "AsyncRWLock",
     "AsyncSemaphore",
+    "AsyncWriteLease",
     "BackendError",
     "BackendIncapable",
     "BackendProtocolError",
@@ -78,8 +82,10 @@ __all__ = [
     "NotAcquired",
     "NotLeader",
     "NotOwner",
+    "RWLock",
     "Semaphore",
     "TenureError",
+    "WriteLease",
     "__version__",
     "lock",
     "parse_url",

@@ -11,6 +11,7 @@ from tenure._async.context import AsyncContext
 from tenure._async.election import AsyncElection
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
+from tenure._async.rwlock import AsyncRWLock
 from tenure._async.semaphore import AsyncSemaphore
 from tenure._config import default_url
 from tenure._core.durations import check_timeout, check_ttl
@@ -142,6 +143,27 @@ class AsyncCoordinator:
             ttl=check_ttl(ttl),
             timeout=check_timeout(timeout),
             fair=fair,
+        )
+
+    def rwlock(
+        self, name: str, *, ttl: float = DEFAULT_TTL, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> AsyncRWLock:
+        """Return a read-write lock on ``name`` (no I/O yet): ``read()`` shares it, ``write()`` excludes.
+
+        A lease lasts ``ttl`` seconds unless renewed; ``timeout`` is how long ``read()`` and
+        ``write()`` wait by default. Read-write locks, semaphores and locks of one name are
+        apart. Raises ``ConfigurationError`` for a bad name, ttl or timeout and
+        ``BackendIncapable`` when the backend cannot count readers (Counting).
+        """
+        validate_name(name, what="read-write lock name")
+        if not isinstance(self._store, AsyncCounting):
+            raise BackendIncapable(
+                "read-write locks need a backend that counts readers (Counting); "
+                f"{self._store.scheme}:// does not"
+            )
+        key = namespaced_key(self.namespace, name, kind="rwlock")
+        return AsyncRWLock(
+            self._context, self._store, name, key, ttl=check_ttl(ttl), timeout=check_timeout(timeout)
         )
 
     def election(self, name: str, *, value: str | None = None, ttl: float = DEFAULT_TTL) -> AsyncElection:

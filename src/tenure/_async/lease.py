@@ -177,6 +177,7 @@ def grant(
     *,
     reentrant: bool = False,
     fence_key: str | None = None,
+    lease_type: type[AsyncLease] | None = None,
 ) -> AsyncLease:
     """Return the lease for an acquisition the backend granted, counted from ``started``.
 
@@ -194,7 +195,7 @@ def grant(
     holding = Holding(name, key, owner, fence, Validity.starting(started, ttl), reentrant=reentrant)
     # Who holds it: the same task or thread asking again for a lock must not wait for itself.
     actor = async_current_actor()
-    lease = AsyncLease(context, holding, actor)
+    lease = (lease_type or AsyncLease)(context, holding, actor)
     context.add_holder(actor, holding, lease)
     context.renewer.add(holding)
     return lease

@@ -60,6 +60,7 @@ class AsyncLock:
         reentrant: bool,
         fair: bool = False,
         label: str | None = None,
+        lease_type: type[AsyncLease] = AsyncLease,
     ) -> None:
         self.name = name
         self.key = key
@@ -68,6 +69,7 @@ class AsyncLock:
         self.reentrant = reentrant
         self.fair = fair
         self._label = label  # what holder() shows: an election's value, else host/pid/thread
+        self._lease_type = lease_type  # what a read-write lock's writer gets: a lease that downgrades
         self._context = context
         self._store = context.store
         # The Queueing steps, if the backend has them (the coordinator refused fair=True otherwise).
@@ -225,7 +227,17 @@ class AsyncLock:
     def _held(self, owner: Owner, fence: int, started: float) -> AsyncLease:
         """Return the lease for a granted acquisition, counted from when its request was sent."""
         context, ttl = self._context, self.ttl
-        return grant(context, self.name, self.key, owner, fence, started, ttl, reentrant=self.reentrant)
+        return grant(
+            context,
+            self.name,
+            self.key,
+            owner,
+            fence,
+            started,
+            ttl,
+            reentrant=self.reentrant,
+            lease_type=self._lease_type,
+        )
 
     async def _leave_queue(self, queue: AsyncQueueing, owner: Owner) -> None:
         """Leave the queue after a timeout, an error or a cancellation, keeping the first error."""

@@ -38,6 +38,7 @@ KINDS = frozenset(
         "election",
         "semaphore",
         "permit",
+        "reader",
         "rwlock",
         "sequence",
         "idempotency",

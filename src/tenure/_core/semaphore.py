@@ -28,17 +28,23 @@ def check_limit(limit: object) -> int:
     return limit
 
 
+SLOT_KINDS = {"semaphore": "permit", "rwlock": "reader"}
+"""The kind of a slot's key, by the kind of key that counts its holders: a semaphore's permits,
+a read-write lock's readers."""
+
+
 def permit_key(key: str, slot: int) -> str:
-    """Return the key of permit slot ``slot`` of the semaphore whose key is ``key``.
+    """Return the key of slot ``slot`` of the semaphore (or read-write lock) whose key is ``key``.
 
     ``key`` is ``<ns>:semaphore:<name>`` (``namespaced_key``); the slot's key is
     ``<ns>:permit:<slot>:<name>``: its own kind, so it never meets a lock, a semaphore or a slot
-    of another semaphore (the slot number ends at the first ':' after the kind).
+    of another semaphore (the slot number ends at the first ':' after the kind). A read-write
+    lock ``<ns>:rwlock:<name>`` counts its readers the same way, in ``<ns>:reader:<slot>:<name>``.
     """
     namespace, kind, name = key.split(":", 2)
-    if kind != "semaphore":
-        raise ValueError(f"not a semaphore key: {key!r}")
-    return f"{namespace}:permit:{slot}:{name}"
+    if kind not in SLOT_KINDS:
+        raise ValueError(f"not the key of a semaphore or a read-write lock: {key!r}")
+    return f"{namespace}:{SLOT_KINDS[kind]}:{slot}:{name}"
 
 
 def permit_keys(key: str, limit: int) -> list[str]:
@@ -58,8 +64,9 @@ def slot_order(limit: int) -> list[int]:
 
 def limit_mismatch(key: str, limit: int, recorded: int) -> ConfigurationError:
     """Return the error for asking ``limit`` permits of a semaphore in use with ``recorded``."""
-    name = key.split(":", 2)[-1]
+    _, kind, name = key.split(":", 2)
+    what = "semaphore" if kind == "semaphore" else "read-write lock"
     return ConfigurationError(
-        f"semaphore {name!r} is in use with limit={recorded}; this one asks limit={limit}. "
+        f"{what} {name!r} is in use with limit={recorded}; this one asks limit={limit}. "
         "Every holder of one name must agree on its limit (change it once no permit is held)"
     )

@@ -12,6 +12,7 @@ from tenure._sync.context import Context
 from tenure._sync.election import Election
 from tenure._sync.lease import Lease
 from tenure._sync.lock import Lock
+from tenure._sync.rwlock import RWLock
 from tenure._sync.semaphore import Semaphore
 from tenure._config import default_url
 from tenure._core.durations import check_timeout, check_ttl
@@ -143,6 +144,27 @@ class Coordinator:
             ttl=check_ttl(ttl),
             timeout=check_timeout(timeout),
             fair=fair,
+        )
+
+    def rwlock(
+        self, name: str, *, ttl: float = DEFAULT_TTL, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> RWLock:
+        """Return a read-write lock on ``name`` (no I/O yet): ``read()`` shares it, ``write()`` excludes.
+
+        A lease lasts ``ttl`` seconds unless renewed; ``timeout`` is how long ``read()`` and
+        ``write()`` wait by default. Read-write locks, semaphores and locks of one name are
+        apart. Raises ``ConfigurationError`` for a bad name, ttl or timeout and
+        ``BackendIncapable`` when the backend cannot count readers (Counting).
+        """
+        validate_name(name, what="read-write lock name")
+        if not isinstance(self._store, Counting):
+            raise BackendIncapable(
+                "read-write locks need a backend that counts readers (Counting); "
+                f"{self._store.scheme}:// does not"
+            )
+        key = namespaced_key(self.namespace, name, kind="rwlock")
+        return RWLock(
+            self._context, self._store, name, key, ttl=check_ttl(ttl), timeout=check_timeout(timeout)
         )
 
     def election(self, name: str, *, value: str | None = None, ttl: float = DEFAULT_TTL) -> Election:

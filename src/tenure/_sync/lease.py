@@ -178,6 +178,7 @@ def grant(
     *,
     reentrant: bool = False,
     fence_key: str | None = None,
+    lease_type: type[Lease] | None = None,
 ) -> Lease:
     """Return the lease for an acquisition the backend granted, counted from ``started``.
 
@@ -195,7 +196,7 @@ def grant(
     holding = Holding(name, key, owner, fence, Validity.starting(started, ttl), reentrant=reentrant)
     # Who holds it: the same task or thread asking again for a lock must not wait for itself.
     actor = current_actor()
-    lease = Lease(context, holding, actor)
+    lease = (lease_type or Lease)(context, holding, actor)
     context.add_holder(actor, holding, lease)
     context.renewer.add(holding)
     return lease

@@ -180,9 +180,12 @@ class AsyncCounting(Protocol):
         ...
 
     async def wait_permit_released(self, key: str, limit: int, timeout: float) -> None:
-        """Return when a permit of ``key`` may have been released, or after ``timeout`` seconds.
+        """Return when a permit of ``key`` held now may have been released, or after ``timeout`` s.
 
-        Only a hint, as ``wait_released``: the caller tries again and the slots decide.
+        Only a hint, as ``wait_released``: the caller looks again and the slots decide. Callers
+        wait both when every slot is held (a semaphore's waiter) and when only some are (a
+        read-write lock's writer waiting for readers to leave): a free slot is no reason to
+        return at once, only the release of a held one (or none being held) is.
         """
         ...
 

@@ -159,9 +159,9 @@ class MemoryStore(LeaseStore):
         signal = Signal()
         with self._space.lock:
             now = time.monotonic()
-            entries = [self._entry(slot) for slot in permit_keys(key, limit)]
-            if not all(entry.held(now) for entry in entries):
-                return  # freed between the failed attempt and now: no wake-up to miss
+            entries = [entry for slot in permit_keys(key, limit) if (entry := self._entry(slot)).held(now)]
+            if not entries:
+                return  # all freed since the caller looked: no wake-up to miss
             timeout = min(timeout, min(entry.expires_at for entry in entries) - now)
             for entry in entries:
                 entry.waiters.add(signal)
