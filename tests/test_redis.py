@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 import tenure
 from tenure._core.keys import namespaced_key
+from tenure._core.semaphore import permit_keys
 from tests.servers import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,3 +204,70 @@ def _wait_for_queue_length(coord: tenure.Coordinator, name: str, length: int) ->
     while _queue_length(coord, name) < length:
         assert time.monotonic() < deadline, f"the queue of {name!r} never reached {length}"
         time.sleep(0.01)
+
+
+# -- semaphores --------------------------------------------------------------------------------------
+
+
+def _direct(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url.split("?", 1)[0], socket_timeout=5)
+
+
+def test_the_permit_script_names_each_slot_as_permit_key_does(redis_url: str) -> None:
+    # A name with what could confuse building the slot keys: braces, colons and a slot-like part.
+    name = "gpu:{0}}:1:"
+    with tenure.Coordinator(redis_url) as coord:
+        sem = coord.semaphore(name, limit=12, ttl=10)
+        permits = [sem.acquire(timeout=1) for _ in range(12)]
+        server = _direct(redis_url)
+        key = namespaced_key(coord.namespace, name, kind="semaphore")
+        assert sorted(p._holding.key for p in permits) == sorted(permit_keys(key, 12))
+        assert all(server.exists("{" + slot + "}:lock") for slot in permit_keys(key, 12))
+        assert sorted(h.fence for h in sem.holders()) == sorted(p.fence for p in permits)
+        for permit in permits:
+            permit.release()
+        assert not any(server.exists("{" + slot + "}:lock") for slot in permit_keys(key, 12))
+
+
+def test_a_permit_waiter_is_woken_by_a_release_not_by_polling(redis_url: str) -> None:
+    with tenure.Coordinator(redis_url) as coord, tenure.Coordinator(redis_url) as rival:
+        sem = coord.semaphore("push", limit=3, ttl=10)
+        permits = [sem.acquire(timeout=1) for _ in range(3)]
+        got: list[float] = []
+
+        def wait() -> None:
+            with rival.semaphore("push", limit=3, ttl=10).acquire(timeout=10):
+                got.append(time.monotonic())
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(2.0)  # the waiter's fallback poll has backed off to its longest pause (0.5 s)
+        released = time.monotonic()
+        permits[1].release()  # not the first slot: the waiter watches every slot's list
+        thread.join(timeout=5)
+        assert got and got[0] - released < 0.25, "the waiter waited for a poll, not the push"
+        for permit in (permits[0], permits[2]):
+            permit.release()
+
+
+def test_a_permit_waiter_wakes_when_a_dead_holder_s_slot_expires(redis_url: str) -> None:
+    with tenure.Coordinator(redis_url) as coord:
+        key = namespaced_key(coord.namespace, "expiring", kind="semaphore")
+        server = _direct(redis_url)
+        server.set(f"{{{key}}}:limit", 1)
+        server.set("{" + permit_keys(key, 1)[0] + "}:lock", "dead\nholder", px=1300)
+        started = time.monotonic()
+        permit = coord.semaphore("expiring", limit=1, ttl=5).acquire(timeout=5)
+        waited = time.monotonic() - started
+        assert 1.1 < waited < 1.45, f"took {waited:.2f} s: the wait did not end at the expiry"
+        permit.release()
+
+
+def test_permit_fences_keep_growing_across_a_restart_without_persistence(server: RedisServer) -> None:
+    with tenure.Coordinator(f"{server.url}?op_timeout=0.5") as coord:
+        before = coord.semaphore("slots", limit=2, ttl=0.6).acquire()
+        server.restart()  # the name's fence counter and its limit record are gone
+        with tenure.Coordinator(server.url) as rival:
+            after = rival.semaphore("slots", limit=2, ttl=5).acquire(timeout=2)
+            assert after.fence > before.fence
+            after.release()

@@ -16,7 +16,9 @@ that the server lost starts again from its ``TIME``, above every fence handed ou
 the oldest live waiter of a queue kept in Redis and pushes the fence to that waiter alone. The
 push is a hint: the lease record is the truth, and a waiter also wakes when the holder's lease
 would expire and after a bounded, jittered pause. Elections announce changes on a pub/sub
-channel per lock. Errors: ``BackendUnavailable`` (``BackendTimeout`` past ``op_timeout``).
+channel per lock. A semaphore's permit is a lock on one of its slots, taken by one script that
+also bumps the name's fence and checks its recorded limit; its waiters BLPOP every slot's
+signal list at once. Errors: ``BackendUnavailable`` (``BackendTimeout`` past ``op_timeout``).
 """
 
 from tenure._sync.backends.redis.store import RedisStore

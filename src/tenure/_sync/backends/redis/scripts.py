@@ -14,12 +14,19 @@ keys of different locks never meet (``namespaced_key`` keeps distinct locks' key
     {<key>}:queue:info    fair waiters: hash token -> "<ttl ms>\n<label>", for a direct hand-over
     {<key>}:wake:<token>  a list a fair waiter BLPOPs; a hand-over pushes the fence there
     {<key>}:changes       a pub/sub channel: elections announce their changes there, for observers
+    {<key>}:limit         a semaphore's recorded limit (its ``:fence`` is the name's one counter);
+                          each permit slot is a lock of its own (``permit_key``), whose ``:fence``
+                          holds the fence its holder was given
 
 The scripts take the prefix in ARGV rather than each key in KEYS because a hand-over must
 address the head waiter's wake list, which no client can name in advance; RENEW, which renews
 many leases of many locks in one call, touches only their leases and names them in KEYS. The prefix is
 wrapped in a hash tag (``{key}``), so every key of one lock lives in one cluster slot (a key
 never starts with '}': its namespace has its braces escaped, and a ':' follows it).
+
+A permit step also touches its semaphore's slots, which the script names itself from the
+two parts of their keys (``slot_parts``), so one call covers any limit: the keys of one step
+then span many hash slots, which a single server (all this backend speaks to) does not mind.
 
 The fence counter survives a server that restarts without persistence and loses every key:
 a missing counter starts from the server's ``TIME`` in microseconds, which is larger than any
@@ -31,10 +38,23 @@ from __future__ import annotations
 
 import hashlib
 
+from tenure._core.semaphore import permit_key
+
 
 def key_prefix(key: str) -> str:
     """Return the prefix of every Redis key of lock ``key``: a hash tag, one cluster slot."""
     return "{" + key + "}"
+
+
+def slot_parts(key: str) -> tuple[str, str]:
+    """Return what precedes and follows the slot number in semaphore ``key``'s slot keys.
+
+    A script builds slot ``s``'s prefix as ``'{' .. head .. s .. tail .. '}'``, which is
+    ``key_prefix(permit_key(key, s))``: the two keys of slots 0 and 1 differ in that digit only.
+    """
+    zero, one = permit_key(key, 0), permit_key(key, 1)
+    at = next(i for i, (a, b) in enumerate(zip(zero, one, strict=True)) if a != b)
+    return zero[:at], zero[at + 1 :]
 
 
 def milliseconds(seconds: float) -> int:
@@ -119,6 +139,32 @@ local function hand_over(prefix, signal_ttl_ms)
         redis.call('RPUSH', signal, 1)
         redis.call('PEXPIRE', signal, signal_ttl_ms)
     end
+end
+"""
+
+# A semaphore's slots and its limit record, for the permit scripts of both backends.
+SLOTS = r"""
+-- Slot s of a semaphore: a lock whose keys start with this prefix (key_prefix(permit_key(key, s))).
+local function slot_prefix(head, tail, s)
+    return '{' .. head .. s .. tail .. '}'
+end
+
+-- Refuse another limit while a permit of either limit is live; else record this one.
+-- Returns the recorded limit that refuses, or nil.
+local function limit_refused(sem, head, tail, limit)
+    local recorded = tonumber(redis.call('GET', sem .. ':limit'))
+    if recorded == limit then
+        return nil
+    end
+    if recorded then
+        for s = 0, math.max(recorded, limit) - 1 do
+            if redis.call('EXISTS', slot_prefix(head, tail, s) .. ':lock') == 1 then
+                return recorded
+            end
+        end
+    end
+    redis.call('SET', sem .. ':limit', limit)
+    return nil
 end
 """
 
@@ -243,6 +289,63 @@ return {label, redis.call('GET', ARGV[1] .. ':fence'), redis.call('PTTL', lock)}
 """
 
 
+PERMIT = (
+    _DIGITS
+    + _BUMP_FENCE
+    + SLOTS
+    + r"""
+-- Take a free slot of a semaphore and bump the name's fence, in one step.
+-- ARGV[1] the semaphore's prefix, ARGV[2] and ARGV[3] head and tail of its slots' prefixes,
+-- ARGV[4] owner token, ARGV[5] ttl in ms, ARGV[6] holder label, ARGV[7] limit, ARGV[8] the slot
+-- tried first (the others follow in a rotation)
+-- Returns: {slot, fence}; {-1, ms until the first held slot expires} when all are held;
+-- {-2, the recorded limit} when another limit is in use (nothing taken).
+local sem, head, tail = ARGV[1], ARGV[2], ARGV[3]
+local limit, start = tonumber(ARGV[7]), tonumber(ARGV[8])
+local refused = limit_refused(sem, head, tail, limit)
+if refused then
+    return {-2, refused}
+end
+local soonest = nil
+for i = 0, limit - 1 do
+    local slot = (start + i) % limit
+    local prefix = slot_prefix(head, tail, slot)
+    if redis.call('SET', prefix .. ':lock', ARGV[4] .. '\n' .. ARGV[6], 'NX', 'PX', ARGV[5]) then
+        local fence = bump_fence(sem .. ':fence')
+        -- The slot's own counter then names its holder's fence, as a lock's does (HOLDER).
+        redis.call('SET', prefix .. ':fence', digits(fence))
+        return {slot, fence}
+    end
+    local left = redis.call('PTTL', prefix .. ':lock')
+    if left > 0 and (soonest == nil or left < soonest) then
+        soonest = left
+    end
+end
+return {-1, soonest or 1}
+"""
+)
+
+PERMIT_HOLDERS = (
+    SLOTS
+    + r"""
+-- Describe a semaphore's live permits without revealing their tokens.
+-- ARGV[1] and ARGV[2] head and tail of the slots' prefixes, ARGV[3] limit
+-- Returns: per live slot, in slot order, {label, fence, remaining ms}.
+local holders = {}
+for s = 0, tonumber(ARGV[3]) - 1 do
+    local prefix = slot_prefix(ARGV[1], ARGV[2], s)
+    local value = redis.call('GET', prefix .. ':lock')
+    if value then
+        local label = string.sub(value, string.find(value, '\n', 1, true) + 1)
+        local fence = redis.call('GET', prefix .. ':fence')
+        holders[#holders + 1] = {label, fence, redis.call('PTTL', prefix .. ':lock')}
+    end
+end
+return holders
+"""
+)
+
+
 def digest(source: str) -> str:
     """Return the SHA1 that names a script on the server (EVALSHA)."""
     return hashlib.sha1(source.encode()).hexdigest()
@@ -258,5 +361,7 @@ SCRIPTS = {
         "RELEASE": RELEASE,
         "LEAVE_QUEUE": LEAVE_QUEUE,
         "HOLDER": HOLDER,
+        "PERMIT": PERMIT,
+        "PERMIT_HOLDERS": PERMIT_HOLDERS,
     }.items()
 }

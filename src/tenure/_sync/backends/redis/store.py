@@ -1,5 +1,10 @@
 # GENERATED from src/tenure/_async/backends/redis/store.py by scripts/unasync.py: do not edit; edit the source and re-run.
-"""The single-server store: one Lua script per atomic step, waiters woken by a push (BLPOP)."""
+"""The single-server store: one Lua script per atomic step, waiters woken by a push (BLPOP).
+
+Semaphores: one script takes a free slot, bumps the name's fence counter and checks the
+recorded limit (``PERMIT``); a permit is then renewed and released as a lock on its slot, whose
+release pushes onto the slot's signal list, so a waiter blocks on all of them with one BLPOP.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,15 @@ from typing import Any, ClassVar
 from redis import exceptions as redis_errors
 from redis import Redis as Redis
 
-from tenure._sync.backends.base import ChangeFeed, LeaseStore, Renewal, RenewOutcome
+from tenure._sync.backends.base import ChangeFeed, LeaseStore, Permit, Renewal, RenewOutcome
 from tenure._sync.backends.redis.connection import DRIVER_ERRORS, RedisFeed, client_options, map_errors
-from tenure._sync.backends.redis.scripts import SCRIPTS, key_prefix, milliseconds
+from tenure._sync.backends.redis.scripts import SCRIPTS, key_prefix, milliseconds, slot_parts
 from tenure._concurrency import sleep
 from tenure._config import BackendConfig
 from tenure._core.expiry import HolderExpiries
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
+from tenure._core.semaphore import limit_mismatch, permit_key, permit_keys, slot_order
 from tenure._core.tokens import Owner
 from tenure._exceptions import BackendError, BackendProtocolError, BackendUnavailable
 
@@ -41,7 +47,7 @@ class RedisStore(LeaseStore):
             Guarantee.CROSS_HOST,
         }
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING, Capability.COUNTING})
     # A release wakes a waiter at once; the pause bounds how long a missed push can cost.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 0.5)
 
@@ -103,11 +109,44 @@ class RedisStore(LeaseStore):
         return HolderInfo(_text(label), int(fence), remaining)
 
     def wait_released(self, key: str, timeout: float) -> None:
-        self._wait_for_push(key, f"{key_prefix(key)}:signal", timeout)
+        self._wait_for_push(key, [f"{key_prefix(key)}:signal"], timeout)
 
     def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
-        popped = self._wait_for_push(key, f"{key_prefix(key)}:wake:{owner.token}", timeout)
+        popped = self._wait_for_push(key, [f"{key_prefix(key)}:wake:{owner.token}"], timeout)
         return None if popped is None else int(popped)
+
+    def try_acquire_permit(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
+        head, tail = slot_parts(key)
+        start = slot_order(limit)[0]  # the script tries the slots in this rotation
+        args = [key_prefix(key), head, tail, owner.token, milliseconds(ttl), owner.label, limit, start]
+        reply = self._run("PERMIT", args)
+        try:
+            slot, value = (int(part) for part in reply)
+        except (TypeError, ValueError) as exc:
+            raise BackendProtocolError(f"unexpected reply from {self.url} (permit): {reply!r}") from exc
+        if slot >= 0:
+            self._expiries.forget(_permits(key))
+            return Permit(permit_key(key, slot), value)
+        if slot == -2:
+            raise limit_mismatch(key, limit, value)
+        self._expiries.saw(_permits(key), value / 1000)  # all held: the first of them runs out then
+        return None
+
+    def wait_permit_released(self, key: str, limit: int, timeout: float) -> None:
+        # Each slot's release pushes onto its own signal list; one BLPOP watches them all.
+        signals = [f"{key_prefix(slot)}:signal" for slot in permit_keys(key, limit)]
+        self._wait_for_push(_permits(key), signals, timeout)
+
+    def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
+        head, tail = slot_parts(key)
+        reply = self._run("PERMIT_HOLDERS", [head, tail, limit])
+        try:
+            return [
+                HolderInfo(_text(label), int(fence), None if int(ms) < 0 else int(ms) / 1000)
+                for label, fence, ms in reply
+            ]
+        except (TypeError, ValueError) as exc:
+            raise BackendProtocolError(f"unexpected reply from {self.url} (permit holders): {exc}") from exc
 
     def announce(self, key: str) -> None:
         # Published by elections, not by the lock scripts: locks pay nothing for observers.
@@ -148,30 +187,31 @@ class RedisStore(LeaseStore):
         except DRIVER_ERRORS as exc:
             raise self._mapped(exc, script.lower()) from exc
 
-    def _wait_for_push(self, key: str, list_key: str, timeout: float) -> bytes | str | None:
-        """Pop ``list_key`` when something is pushed, or when the holder's lease would expire.
+    def _wait_for_push(self, key: str, list_keys: list[str], timeout: float) -> bytes | str | None:
+        """Pop one of ``list_keys`` when something is pushed, or when the holder's lease would expire.
 
         Redis ends a blocked command's timeout only at its next tick (``hz`` 10: up to 100 ms
         late), so no block may end within a tick of the holder's expiry: a wait that reaches it
-        blocks until a tick before and polls the last stretch.
+        blocks until a tick before and polls the last stretch (a single list; several, as a
+        semaphore's, are not polled: a push in that last tick is seen at the expiry).
         """
         # A blocked read must finish before the socket timeout (op_timeout) fires.
         timeout = min(timeout, self.config.common.op_timeout * 0.8)
         now = time.monotonic()
         wake_at = self._expiries.wake_at(key)
         if wake_at is None or wake_at - now >= timeout + SERVER_TICK:
-            return self._blpop(list_key, timeout)  # ends before the expiry, even a tick late
+            return self._blpop(list_keys, timeout)  # ends before the expiry, even a tick late
         if wake_at - now > SERVER_TICK:
-            popped = self._blpop(list_key, wake_at - now - SERVER_TICK)
+            popped = self._blpop(list_keys, wake_at - now - SERVER_TICK)
             if popped is not None:
                 return popped
         stop = min(wake_at, now + timeout)
         while True:
-            popped = self._lpop(list_key)
+            popped = self._lpop(list_keys[0]) if len(list_keys) == 1 else None
             left = stop - time.monotonic()
             if popped is not None or left <= 0:
                 return popped
-            sleep(min(left, LAST_STRETCH_POLL))
+            sleep(min(left, LAST_STRETCH_POLL) if len(list_keys) == 1 else left)
 
     def _lpop(self, list_key: str) -> bytes | str | None:
         if self._client is None:
@@ -182,11 +222,11 @@ class RedisStore(LeaseStore):
             raise self._mapped(exc, "waiting") from exc
         return popped
 
-    def _blpop(self, list_key: str, timeout: float) -> bytes | str | None:
+    def _blpop(self, list_keys: list[str], timeout: float) -> bytes | str | None:
         if timeout < 0.001 or self._client is None:
             return None
         try:
-            reply = self._client.blpop([list_key], timeout=round(timeout, 3))
+            reply = self._client.blpop(list_keys, timeout=round(timeout, 3))
         except DRIVER_ERRORS as exc:
             raise self._mapped(exc, "waiting") from exc
         return None if reply is None else reply[1]
@@ -201,6 +241,14 @@ class RedisStore(LeaseStore):
 
     def _mapped(self, exc: BaseException, what: str) -> BackendError:
         return map_errors(exc, f"{self.url} ({what})")
+
+
+def _permits(key: str) -> str:
+    """Return the key under which the expiries of semaphore ``key``'s permits are noted.
+
+    Apart from the semaphore key's own, which its fair line (a lock on that key) notes.
+    """
+    return key + "\x00permits"  # no key holds a NUL
 
 
 def _text(value: bytes | str) -> str:
