@@ -16,6 +16,7 @@ from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
 from tenure._async.rwlock import AsyncRWLock, AsyncWriteLease
 from tenure._async.semaphore import AsyncSemaphore
+from tenure._async.sequence import AsyncSequence
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.leader import Leader
@@ -44,6 +45,7 @@ from tenure._sync.lease import Lease
 from tenure._sync.lock import Lock
 from tenure._sync.rwlock import RWLock, WriteLease
 from tenure._sync.semaphore import Semaphore
+from tenure._sync.sequence import Sequence
 from tenure._url import BackendURL, parse_url
 
 __version__ = "0.1.0"
@@ -58,6 +60,7 @@ __all__ = [
     "AsyncLock",
     "AsyncRWLock",
     "AsyncSemaphore",
+    "AsyncSequence",
     "AsyncWriteLease",
     "BackendError",
     "BackendIncapable",
@@ -84,6 +87,7 @@ __all__ = [
     "NotOwner",
     "RWLock",
     "Semaphore",
+    "Sequence",
     "TenureError",
     "WriteLease",
     "__version__",

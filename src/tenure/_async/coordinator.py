@@ -13,6 +13,7 @@ from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
 from tenure._async.rwlock import AsyncRWLock
 from tenure._async.semaphore import AsyncSemaphore
+from tenure._async.sequence import AsyncSequence
 from tenure._config import default_url
 from tenure._core.durations import check_timeout, check_ttl
 from tenure._core.guarantees import Capability, Guarantee
@@ -163,6 +164,25 @@ class AsyncCoordinator:
             )
         key = namespaced_key(self.namespace, name, kind="rwlock")
         return AsyncRWLock(
+            self._context, self._store, name, key, ttl=check_ttl(ttl), timeout=check_timeout(timeout)
+        )
+
+    def sequence(
+        self, name: str, *, ttl: float = DEFAULT_TTL, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> AsyncSequence:
+        """Return ordered turns on ``name`` (no I/O yet): ``ticket()``, then ``turn(ticket)``.
+
+        A ticket lives ``ttl`` seconds unless renewed (its holder renews it while it waits);
+        ``timeout`` is how long ``turn()`` waits by default. Raises ``ConfigurationError`` for a
+        bad name, ttl or timeout and ``BackendIncapable`` when the backend cannot count tickets.
+        """
+        validate_name(name, what="sequence name")
+        if not isinstance(self._store, AsyncCounting):
+            raise BackendIncapable(
+                f"sequences need a backend that counts tickets (Counting); {self._store.scheme}:// does not"
+            )
+        key = namespaced_key(self.namespace, name, kind="sequence")
+        return AsyncSequence(
             self._context, self._store, name, key, ttl=check_ttl(ttl), timeout=check_timeout(timeout)
         )
 

@@ -17,13 +17,12 @@ store can reject a write fenced before a newer writer.
 
 from __future__ import annotations
 
-import functools
 import logging
-import time
 from typing import TYPE_CHECKING
 
-from tenure._async.lease import AsyncLease, grant
-from tenure._async.lock import AsyncLock
+from tenure._async.lease import AsyncLease
+from tenure._async.lock import _UNSET, AsyncLock, _Unset
+from tenure._async.semaphore import take_permit
 from tenure._concurrency import AsyncEntering, async_current_actor, async_entering, async_shielded
 from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
@@ -31,7 +30,7 @@ from tenure._core.durations import check_timeout
 from tenure._core.holder import HolderInfo
 from tenure._core.semaphore import permit_keys
 from tenure._core.tokens import Owner
-from tenure._exceptions import AcquireTimeout, AlreadyHeld, ConfigurationError
+from tenure._exceptions import AcquireTimeout, AlreadyHeld
 
 if TYPE_CHECKING:
     from tenure._async.backends.base import AsyncCounting
@@ -42,16 +41,6 @@ log = logging.getLogger("tenure")
 READERS = 128
 """The most readers one read-write lock admits at once: its reader slots (a permit step looks
 at each, so this bounds its work on the server)."""
-
-
-class _Unset:
-    """The marker for "use the lock's default timeout" (None already means "wait without end")."""
-
-    def __repr__(self) -> str:
-        return "<rwlock default>"
-
-
-_UNSET = _Unset()
 
 
 class AsyncWriteLease(AsyncLease):
@@ -220,36 +209,13 @@ class AsyncRWLock:
         return reader
 
     async def _take_permit(self, owner: Owner) -> AsyncLease | None:
-        started = time.monotonic()
-        try:
-            permit = await self._counting.try_acquire_permit(self.key, READERS, owner, self.ttl)
-            if permit is None:
-                return None
-            context, name, ttl = self._context, self.name, self.ttl
-            return grant(context, name, permit.key, owner, permit.fence, started, ttl, fence_key=self.key)
-        except ConfigurationError:
-            raise
-        except BaseException:
-            # Cancelled or failed mid-flight: the attempt may still have taken a slot.
-            await self._abandon(owner)
-            raise
+        return await take_permit(self._context, self._counting, self.name, self.key, READERS, owner, self.ttl)
 
     async def _give_back(self, lease: AsyncLease) -> None:
         try:
             await lease.release()
         except Exception as exc:  # lost or unreachable: its ttl frees the slot
             log.warning("tenure: giving back a read lease of %r failed (%s)", self.name, exc)
-
-    async def _abandon(self, owner: Owner) -> None:
-        store = self._store
-        try:
-            for slot_key in self._readers:
-                if await async_shielded(functools.partial(store.release, slot_key, owner)):
-                    return
-        except Exception as exc:
-            log.warning(
-                "tenure: cleanup after a failed read of %r failed (%s); its ttl frees it", self.name, exc
-            )
 
     def _refuse_upgrade(self) -> None:
         actor = async_current_actor()

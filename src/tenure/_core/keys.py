@@ -39,6 +39,7 @@ KINDS = frozenset(
         "semaphore",
         "permit",
         "reader",
+        "ticket",
         "rwlock",
         "sequence",
         "idempotency",

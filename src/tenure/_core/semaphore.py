@@ -28,9 +28,9 @@ def check_limit(limit: object) -> int:
     return limit
 
 
-SLOT_KINDS = {"semaphore": "permit", "rwlock": "reader"}
+SLOT_KINDS = {"semaphore": "permit", "rwlock": "reader", "sequence": "ticket"}
 """The kind of a slot's key, by the kind of key that counts its holders: a semaphore's permits,
-a read-write lock's readers."""
+a read-write lock's readers, a sequence's tickets."""
 
 
 def permit_key(key: str, slot: int) -> str:
@@ -65,7 +65,7 @@ def slot_order(limit: int) -> list[int]:
 def limit_mismatch(key: str, limit: int, recorded: int) -> ConfigurationError:
     """Return the error for asking ``limit`` permits of a semaphore in use with ``recorded``."""
     _, kind, name = key.split(":", 2)
-    what = "semaphore" if kind == "semaphore" else "read-write lock"
+    what = {"semaphore": "semaphore", "rwlock": "read-write lock"}.get(kind, kind)
     return ConfigurationError(
         f"{what} {name!r} is in use with limit={recorded}; this one asks limit={limit}. "
         "Every holder of one name must agree on its limit (change it once no permit is held)"

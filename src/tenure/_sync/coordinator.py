@@ -14,6 +14,7 @@ from tenure._sync.lease import Lease
 from tenure._sync.lock import Lock
 from tenure._sync.rwlock import RWLock
 from tenure._sync.semaphore import Semaphore
+from tenure._sync.sequence import Sequence
 from tenure._config import default_url
 from tenure._core.durations import check_timeout, check_ttl
 from tenure._core.guarantees import Capability, Guarantee
@@ -164,6 +165,25 @@ class Coordinator:
             )
         key = namespaced_key(self.namespace, name, kind="rwlock")
         return RWLock(
+            self._context, self._store, name, key, ttl=check_ttl(ttl), timeout=check_timeout(timeout)
+        )
+
+    def sequence(
+        self, name: str, *, ttl: float = DEFAULT_TTL, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> Sequence:
+        """Return ordered turns on ``name`` (no I/O yet): ``ticket()``, then ``turn(ticket)``.
+
+        A ticket lives ``ttl`` seconds unless renewed (its holder renews it while it waits);
+        ``timeout`` is how long ``turn()`` waits by default. Raises ``ConfigurationError`` for a
+        bad name, ttl or timeout and ``BackendIncapable`` when the backend cannot count tickets.
+        """
+        validate_name(name, what="sequence name")
+        if not isinstance(self._store, Counting):
+            raise BackendIncapable(
+                f"sequences need a backend that counts tickets (Counting); {self._store.scheme}:// does not"
+            )
+        key = namespaced_key(self.namespace, name, kind="sequence")
+        return Sequence(
             self._context, self._store, name, key, ttl=check_ttl(ttl), timeout=check_timeout(timeout)
         )
 

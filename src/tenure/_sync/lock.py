@@ -24,10 +24,10 @@ log = logging.getLogger("tenure")
 
 
 class _Unset:
-    """The marker for "use the lock's default timeout" (None already means "wait without end")."""
+    """The marker for "use the primitive's default timeout" (None already means "wait without end")."""
 
     def __repr__(self) -> str:
-        return "<lock default>"
+        return "<default timeout>"
 
 
 _UNSET = _Unset()

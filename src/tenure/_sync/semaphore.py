@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from tenure._sync.lease import Lease, grant
-from tenure._sync.lock import Lock
+from tenure._sync.lock import _UNSET, Lock, _Unset
 from tenure._concurrency import current_actor, shielded
 from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
@@ -21,20 +21,10 @@ from tenure._core.tokens import Owner
 from tenure._exceptions import AcquireTimeout, ConfigurationError, LockLost, NotOwner, TenureError
 
 if TYPE_CHECKING:
-    from tenure._sync.backends.base import Counting
+    from tenure._sync.backends.base import Counting, LeaseStore
     from tenure._sync.context import Context
 
 log = logging.getLogger("tenure")
-
-
-class _Unset:
-    """The marker for "use the semaphore's default timeout" (None already means "wait without end")."""
-
-    def __repr__(self) -> str:
-        return "<semaphore default>"
-
-
-_UNSET = _Unset()
 
 
 class Semaphore:
@@ -165,33 +155,9 @@ class Semaphore:
         return permit
 
     def _attempt(self, owner: Owner) -> Lease | None:
-        started = time.monotonic()
-        try:
-            permit = self._counting.try_acquire_permit(self.key, self.limit, owner, self.ttl)
-            if permit is None:
-                return None
-            context, name, ttl = self._context, self.name, self.ttl
-            return grant(context, name, permit.key, owner, permit.fence, started, ttl, fence_key=self.key)
-        except ConfigurationError:
-            raise  # the limit was refused before any slot was taken
-        except BaseException:
-            # Cancelled or failed mid-flight: the attempt may still have taken a slot.
-            self._abandon(owner)
-            raise
-
-    def _abandon(self, owner: Owner) -> None:
-        """Free any slot an interrupted attempt may have taken, keeping the first error."""
-        store = self._store
-        try:
-            for slot_key in permit_keys(self.key, self.limit):
-                if shielded(functools.partial(store.release, slot_key, owner)):
-                    return
-        except Exception as exc:
-            log.warning(
-                "tenure: cleanup after a failed attempt on semaphore %r failed (%s); its ttl will free it",
-                self.name,
-                exc,
-            )
+        return take_permit(
+            self._context, self._counting, self.name, self.key, self.limit, owner, self.ttl
+        )
 
     def _leave_line(self, turn: Lease) -> None:
         """Pass the name's line on; a turn lost meanwhile only let the next waiter go first."""
@@ -210,3 +176,35 @@ class Semaphore:
             f"semaphore {self.name!r} on {self._store.url} has all {self.limit} permits held "
             f"(gave up after {waited}); retry later or raise the timeout"
         )
+
+
+def take_permit(
+    context: Context, counting: Counting, name: str, key: str, limit: int, owner: Owner, ttl: float
+) -> Lease | None:
+    """Make one attempt at a slot of ``key``; return its lease, or None if all ``limit`` are held.
+
+    The lease's fence is checked against the name's (``key``'s) highest seen. An attempt that
+    fails or is cancelled midway may still have taken a slot on the server: it is freed before
+    the error goes on (or by its ttl, if the server cannot be reached).
+    """
+    started = time.monotonic()
+    try:
+        permit = counting.try_acquire_permit(key, limit, owner, ttl)
+        if permit is None:
+            return None
+        return grant(context, name, permit.key, owner, permit.fence, started, ttl, fence_key=key)
+    except ConfigurationError:
+        raise  # the limit was refused before any slot was taken
+    except BaseException:
+        free_slot(context.store, name, key, limit, owner)
+        raise
+
+
+def free_slot(store: LeaseStore, name: str, key: str, limit: int, owner: Owner) -> None:
+    """Free the slot of ``key`` that ``owner`` may hold, keeping the caller's error."""
+    try:
+        for slot_key in permit_keys(key, limit):
+            if shielded(functools.partial(store.release, slot_key, owner)):
+                return
+    except Exception as exc:
+        log.warning("tenure: cleanup after a failed attempt on %r failed (%s); its ttl frees it", name, exc)
