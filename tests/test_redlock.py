@@ -18,8 +18,10 @@ import redis.asyncio.connection
 import redis.connection
 
 import tenure
+import tenure._sync.backends.redlock.store as redlock_store
 from tenure._async.backends.redlock.quorum import Seen, majority_holder, quorum, validity_left
 from tenure._core.keys import namespaced_key
+from tenure._core.semaphore import permit_keys
 from tenure._core.tokens import Owner
 from tenure._sync.backends.redlock.scripts import SHAS
 from tests.conftest import redlock_url_of
@@ -366,7 +368,11 @@ def test_forgotten_scripts_are_sent_again(five: list[RedisServer]) -> None:
         with coord.lock("scripts", ttl=5) as lease:
             assert coord.inspect("scripts") is not None
             lease.renew()
-        assert all(all(direct(server).script_exists(*SHAS.values())) for server in five)
+        sem = coord.semaphore("scripts", limit=2, ttl=5)
+        with sem.acquire(timeout=1):
+            assert len(sem.holders()) == 1
+        used = [sha for name, sha in SHAS.items() if name != "FORGET_PERMIT"]  # only when votes split
+        assert all(all(direct(server).script_exists(*used)) for server in five)
 
 
 def test_a_fence_never_goes_back_on_an_instance_whose_clock_did(five: list[RedisServer]) -> None:
@@ -380,3 +386,75 @@ def test_a_fence_never_goes_back_on_an_instance_whose_clock_did(five: list[Redis
             assert first.fence == ahead + 1
         with coord.lock("stepped", ttl=5) as second:
             assert second.fence == ahead + 2
+
+
+# -- semaphores --------------------------------------------------------------------------------------
+
+
+def slot_locks(coord: tenure.Coordinator, name: str, limit: int) -> list[str]:
+    """Return the Redis keys each instance keeps the leases of ``name``'s permit slots under."""
+    key = namespaced_key(coord.namespace, name, kind="semaphore")
+    return ["{" + slot + "}:lock" for slot in permit_keys(key, limit)]
+
+
+def test_instances_that_disagree_on_the_free_slots_still_grant_one_and_keep_no_other(
+    five: list[RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redlock_store, "slot_order", lambda limit: list(range(limit)))  # slot 0 first
+    with tenure.Coordinator(redlock_url_of(five)) as coord:
+        locks = slot_locks(coord, "split", 2)
+        for server in five[:2]:  # a leftover of a lost vote: slot 0 taken on a minority
+            direct(server).set(locks[0], "stale\n1\nsomeone", px=30_000)
+        sem = coord.semaphore("split", limit=2, ttl=5)
+        first = sem.acquire(timeout=1)  # two instances take slot 1, three take slot 0: slot 0 wins
+        assert first._holding.key.endswith(":permit:0:split")
+        assert not any(direct(server).exists(locks[1]) for server in five), "a losing vote was kept"
+        second = sem.acquire(timeout=1)
+        assert second._holding.key.endswith(":permit:1:split")
+        assert sem.try_acquire() is None
+        assert sorted(h.fence for h in sem.holders()) == sorted([first.fence, second.fence])
+        first.release()
+        second.release()
+        assert [direct(server).exists(locks[0]) for server in five] == [1, 1, 0, 0, 0]
+
+
+def test_another_limit_is_refused_by_a_majority_not_by_a_minority(five: list[RedisServer]) -> None:
+    with tenure.Coordinator(redlock_url_of(five)) as coord:
+        key = namespaced_key(coord.namespace, "limits", kind="semaphore")
+        locks = slot_locks(coord, "limits", 3)
+        for server in five[:2]:  # a minority has a live permit taken with limit 3
+            direct(server).set("{" + key + "}:limit", 3)
+            direct(server).set(locks[2], "stale\n1\nsomeone", px=30_000)
+        permit = coord.semaphore("limits", limit=2, ttl=5).acquire(timeout=1)
+        permit.release()
+        direct(five[2]).set("{" + key + "}:limit", 3)
+        direct(five[2]).set(locks[2], "stale\n1\nsomeone", px=30_000)  # now a majority
+        with pytest.raises(tenure.ConfigurationError, match="limit=3"):
+            coord.semaphore("limits", limit=2, ttl=5).try_acquire()
+        assert not any(direct(server).exists(*locks[:2]) for server in five), "a refused attempt took a slot"
+
+
+def test_permits_held_at_once_have_distinct_fences_whatever_the_clocks(five: list[RedisServer]) -> None:
+    with tenure.Coordinator(redlock_url_of(five)) as coord:
+        key = namespaced_key(coord.namespace, "clocks", kind="semaphore")
+        ahead = 10**15 * 3  # microseconds: two instances' clocks far ahead of the others'
+        for server in five[:2]:
+            direct(server).set("{" + key + "}:fence", ahead)
+        sem = coord.semaphore("clocks", limit=3, ttl=5)
+        permits = [sem.acquire(timeout=1) for _ in range(3)]
+        assert sorted(p.fence % 3 for p in permits) == [0, 1, 2]
+        assert len({p.fence for p in permits}) == 3
+        for permit in permits:
+            permit.release()
+
+
+def test_a_permit_survives_one_instance_restarting_empty(five: list[RedisServer]) -> None:
+    with tenure.Coordinator(redlock_url_of(five, op_timeout=0.5)) as coord:
+        sem = coord.semaphore("restart", limit=1, ttl=1)
+        permit = sem.acquire(timeout=1)
+        five[0].restart()
+        time.sleep(1.5)  # renewals put the lease back where it was lost
+        permit.check()
+        assert sem.try_acquire() is None
+        assert len(sem.holders()) == 1
+        permit.release()

@@ -1,4 +1,4 @@
-"""Redlock without I/O: majorities, the validity rule and the holder a majority reports."""
+"""Redlock without I/O: majorities, the validity rule, the holder a majority reports, permit votes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ from dataclasses import dataclass
 
 from tenure._core.holder import HolderInfo
 from tenure._core.renewal import drift_margin
+from tenure._exceptions import BackendProtocolError
+
+PermitVote = tuple[int, int] | Exception
+"""One instance's answer to PERMIT: (slot, fence), (-1, 0) all held, (-2, its recorded limit)
+another limit in use; or what stands for its missing answer."""
 
 
 def quorum(instances: int) -> int:
@@ -80,6 +85,29 @@ def majority_holder(views: Sequence[Seen | None], instances: int) -> HolderInfo 
     else:
         remaining = sorted((view.remaining or 0.0 for view in mine), reverse=True)[need - 1]
     return HolderInfo(mine[0].label, max(view.fence for view in mine), remaining)
+
+
+def permit_vote(reply: object) -> PermitVote:
+    """Return one instance's PERMIT answer as a pair, or the error that stands for it."""
+    if isinstance(reply, Exception):
+        return reply
+    try:
+        slot, value = (int(part) for part in reply)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return BackendProtocolError(f"unexpected PERMIT reply {reply!r}")
+    return slot, value
+
+
+def winning_slot(votes: Sequence[PermitVote], instances: int) -> tuple[int, int] | None:
+    """Return the slot a majority of ``instances`` took and its fence (the largest of its votes).
+
+    Each instance takes one slot at most, so at most one slot has a majority.
+    """
+    taken = Counter(vote[0] for vote in votes if not isinstance(vote, Exception) and vote[0] >= 0)
+    for slot, count in taken.items():
+        if count >= quorum(instances):
+            return slot, max(vote[1] for vote in votes if not isinstance(vote, Exception) and vote[0] == slot)
+    return None
 
 
 def _text(value: object) -> str:

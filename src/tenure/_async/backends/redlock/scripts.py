@@ -18,11 +18,17 @@ serves Redlock unchanged. Acquiring, renewing and describing the holder need the
   renewal on, every instance holding the lease reports its fence.
 - ``HOLDER`` also returns a digest of the owner token, so a vote counts one owner once without
   revealing its secret (labels are readable, not unique).
+- ``PERMIT`` takes the first free slot of a semaphore in the order the client gave (every
+  instance gets the same, so they agree on a slot unless they disagree on which are free) and
+  checks the recorded limit, as ``redis://`` does; its fence is the instance's clock lifted to
+  the next value that is the slot's number modulo the limit: two permits held at once hold two
+  slots, so their fences differ whatever the clocks say. ``FORGET_PERMIT`` undoes an instance's
+  vote for a slot that lost; ``PERMIT_HOLDERS`` is ``HOLDER`` for every live slot.
 """
 
 from __future__ import annotations
 
-from tenure._async.backends.redis.scripts import RELEASE, digest
+from tenure._async.backends.redis.scripts import RELEASE, SLOTS, digest
 
 ACQUIRE = r"""
 -- Take the lock on this instance if it is free; the fence is this instance's clock.
@@ -91,6 +97,88 @@ return {label, fence, redis.call('PTTL', lock), redis.sha1hex(token)}
 """
 
 
+PERMIT = (
+    SLOTS
+    + r"""
+-- Take the first free slot of a semaphore on this instance, in the rotation the client gave.
+-- ARGV[1] the semaphore's prefix, ARGV[2] and ARGV[3] head and tail of its slots' prefixes,
+-- ARGV[4] owner token, ARGV[5] ttl in ms, ARGV[6] holder label, ARGV[7] limit, ARGV[8] first slot
+-- Returns: {slot, fence}; {-1, 0} when all are held here; {-2, the recorded limit} when another
+-- limit is in use here (nothing taken).
+local sem, head, tail = ARGV[1], ARGV[2], ARGV[3]
+local limit, start = tonumber(ARGV[7]), tonumber(ARGV[8])
+local refused = limit_refused(sem, head, tail, limit)
+if refused then
+    return {-2, refused}
+end
+for i = 0, limit - 1 do
+    local slot = (start + i) % limit
+    local lock = slot_prefix(head, tail, slot) .. ':lock'
+    if redis.call('EXISTS', lock) == 0 then
+        -- The clock, never below the last fence given here for the name, then up to the next
+        -- value that is slot modulo limit: permits held at once hold distinct slots.
+        local t = redis.call('TIME')
+        local least = tonumber(t[1]) * 1000000 + tonumber(t[2])
+        least = math.max(least, tonumber(redis.call('GET', sem .. ':fence') or 0) + 1)
+        local fence = least - math.fmod(least, limit) + slot  -- fmod: exact on doubles
+        if fence < least then
+            fence = fence + limit
+        end
+        local text = string.format('%.0f', fence)
+        redis.call('SET', sem .. ':fence', text)
+        redis.call('SET', lock, ARGV[4] .. '\n' .. text .. '\n' .. ARGV[6], 'PX', ARGV[5])
+        return {slot, fence}
+    end
+end
+return {-1, 0}
+"""
+)
+
+FORGET_PERMIT = r"""
+-- Undo this instance's vote for a slot: free every slot of the semaphore the owner holds here
+-- but the one it won (an instance that did not answer may have taken any).
+-- ARGV[1] and ARGV[2] head and tail of the slots' prefixes, ARGV[3] owner token, ARGV[4] limit,
+-- ARGV[5] the slot to keep (-1: none)
+-- Returns: how many slots were freed.
+local token, keep, freed = ARGV[3], tonumber(ARGV[5]), 0
+for s = 0, tonumber(ARGV[4]) - 1 do
+    local lock = '{' .. ARGV[1] .. s .. ARGV[2] .. '}:lock'
+    local value = redis.call('GET', lock)
+    if s ~= keep and value and string.sub(value, 1, #token + 1) == token .. '\n' then
+        redis.call('DEL', lock)
+        freed = freed + 1
+    end
+end
+return freed
+"""
+
+PERMIT_HOLDERS = (
+    SLOTS
+    + r"""
+-- Describe a semaphore's live slots on this instance, as HOLDER does a lock.
+-- ARGV[1] and ARGV[2] head and tail of the slots' prefixes, ARGV[3] limit
+-- Returns: per live slot, {slot, label, fence, remaining ms, sha1 of the token}.
+local holders = {}
+for s = 0, tonumber(ARGV[3]) - 1 do
+    local lock = slot_prefix(ARGV[1], ARGV[2], s) .. ':lock'
+    local value = redis.call('GET', lock)
+    if value then
+        local token, fence, label = string.match(value, '^([^\n]*)\n(%d+)\n(.*)$')
+        holders[#holders + 1] = {s, label, fence, redis.call('PTTL', lock), redis.sha1hex(token)}
+    end
+end
+return holders
+"""
+)
+
 # Every script a Redlock instance runs, by name, and the digests that name them (EVALSHA).
-SCRIPTS = {"ACQUIRE": ACQUIRE, "RENEW": RENEW, "RELEASE": RELEASE, "HOLDER": HOLDER}
+SCRIPTS = {
+    "ACQUIRE": ACQUIRE,
+    "RENEW": RENEW,
+    "RELEASE": RELEASE,
+    "HOLDER": HOLDER,
+    "PERMIT": PERMIT,
+    "FORGET_PERMIT": FORGET_PERMIT,
+    "PERMIT_HOLDERS": PERMIT_HOLDERS,
+}
 SHAS = {name: digest(source) for name, source in SCRIPTS.items()}

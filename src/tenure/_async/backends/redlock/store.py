@@ -8,16 +8,26 @@ from typing import Any, ClassVar
 
 from redis.asyncio import Redis as AsyncRedis
 
-from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore, Renewal, RenewOutcome
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore, Permit, Renewal, RenewOutcome
 from tenure._async.backends.redis.connection import AsyncRedisFeed
-from tenure._async.backends.redis.scripts import key_prefix, milliseconds
+from tenure._async.backends.redis.scripts import key_prefix, milliseconds, slot_parts
 from tenure._async.backends.redlock.instances import AsyncRedlockInstances, Reply, failures
-from tenure._async.backends.redlock.quorum import Tally, majority_holder, parse_seen, quorum, validity_left
+from tenure._async.backends.redlock.quorum import (
+    Seen,
+    Tally,
+    majority_holder,
+    parse_seen,
+    permit_vote,
+    quorum,
+    validity_left,
+    winning_slot,
+)
 from tenure._concurrency import async_sleep
 from tenure._config import BackendConfig
-from tenure._core.guarantees import Guarantee
+from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.renewal import RENEW_FRACTION
+from tenure._core.semaphore import limit_mismatch, permit_key, slot_order
 from tenure._core.tokens import Owner
 from tenure._exceptions import BackendError, BackendProtocolError, BackendUnavailable
 
@@ -44,6 +54,12 @@ class AsyncRedlockStore(AsyncLeaseStore):
     hold order while those clocks agree to better than the gap between two holds; they are
     best-effort, so a resource must not trust them alone. Not QUEUEING: waiters are not served
     in order (``fair=True`` raises ``BackendIncapable``).
+
+    **Semaphores.** Each permit is a Redlock lock on one slot: every instance takes its first
+    free slot in one rotation, and the permit is the slot a majority took within the validity
+    (the other votes are undone). An instance with a live permit refuses another limit, so a
+    limit that differs from the live permits' cannot win a majority. Fences as for locks, and
+    also distinct between permits held at once, whatever the clocks (``scripts.py``).
     """
 
     scheme: ClassVar[str] = "redlock"
@@ -53,6 +69,7 @@ class AsyncRedlockStore(AsyncLeaseStore):
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
         {Guarantee.CROSS_PROCESS, Guarantee.CROSS_HOST, Guarantee.SURVIVES_FAILOVER}
     )
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING})
     # Redlock's random retry delay: without a push from a majority, this pause is the wake-up.
     poll_interval: ClassVar[tuple[float, float]] = (0.005, 0.05)
 
@@ -116,6 +133,59 @@ class AsyncRedlockStore(AsyncLeaseStore):
         # No single instance can say that a majority is free: wait out Redlock's random retry
         # delay (the caller's jittered backoff), then the caller votes again.
         await async_sleep(timeout)
+
+    async def try_acquire_permit(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
+        started = time.monotonic()
+        head, tail = slot_parts(key)
+        # One rotation for every instance: they take the same slot unless they disagree on which are free.
+        start = slot_order(limit)[0]
+        args = [key_prefix(key), head, tail, owner.token, milliseconds(ttl), owner.label, limit, start]
+        replies = await self._instances.script("PERMIT", args, self._deadline(started, ttl))
+        votes = [permit_vote(reply) for reply in replies]
+        won = winning_slot(votes, self._count)
+        if won is not None and validity_left(ttl, time.monotonic() - started) <= 0:
+            won = None
+        keep = -1 if won is None else won[0]
+        # Undo every other slot that may be ours: those that lost, and any an instance that did
+        # not answer may have taken.
+        undo = [
+            i for i, vote in enumerate(votes) if isinstance(vote, Exception) or vote[0] not in (keep, -1, -2)
+        ]
+        if undo:
+            forget = [head, tail, owner.token, limit, keep]
+            await self._instances.script("FORGET_PERMIT", forget, self._deadline(time.monotonic(), ttl), undo)
+        if won is not None:
+            slot_key = permit_key(key, won[0])
+            self._fences[(slot_key, owner.token)] = won[1]
+            return Permit(slot_key, won[1])
+        # An instance refuses another limit while it has a live permit, and a live permit is on
+        # a majority: a majority refusing is the answer; a minority, leftovers of lost votes.
+        refused = [vote[1] for vote in votes if not isinstance(vote, Exception) and vote[0] == -2]
+        if len(refused) >= quorum(self._count):
+            raise limit_mismatch(key, limit, max(set(refused), key=refused.count))
+        if failures(votes) > self._count - quorum(self._count):
+            self._instances.raise_unreachable("acquiring a permit", votes)
+        return None
+
+    async def wait_permit_released(self, key: str, limit: int, timeout: float) -> None:
+        # As wait_released: no instance can say that a slot is free on a majority.
+        await async_sleep(timeout)
+
+    async def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
+        head, tail = slot_parts(key)
+        args = [head, tail, limit]
+        replies = await self._instances.script("PERMIT_HOLDERS", args, self._deadline(time.monotonic()))
+        if failures(replies) > self._count - quorum(self._count):
+            self._instances.raise_unreachable("reading the permits", replies)
+        views: dict[int, list[Seen | None]] = {}  # slot -> what each instance reports of it
+        try:
+            for reply in replies:
+                for slot, *seen in [] if isinstance(reply, Exception) else reply:
+                    views.setdefault(int(slot), []).append(parse_seen(seen))
+        except (ValueError, TypeError) as exc:
+            raise BackendProtocolError(f"unexpected reply from {self.url} (permit holders): {exc}") from exc
+        holders = (majority_holder(views[slot], self._count) for slot in sorted(views))
+        return [holder for holder in holders if holder is not None]
 
     async def announce(self, key: str) -> None:
         # To every instance at once: an observer listens to whichever answered it first.

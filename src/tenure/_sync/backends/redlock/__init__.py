@@ -19,6 +19,9 @@ off from a majority loses its lease when the validity runs out by its own monoto
 **Waiting**: waiters poll with a short jittered backoff (Redlock's random retry delay): no single
 instance can announce that a majority is free; ``fair=True`` is not offered. Fewer than a
 majority answering is ``BackendUnavailable``. Keep ``op_timeout`` small next to the ttl.
+
+**Semaphores**: a permit is a Redlock lock on one of the name's slots, the same slot on a
+majority (each instance takes its first free slot in one order the client picks at random).
 """
 
 from tenure._sync.backends.redlock.store import RedlockStore
