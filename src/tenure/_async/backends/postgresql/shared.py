@@ -8,10 +8,16 @@ from tenure._async.backends.postgresql.connection import AsyncPgPool, AsyncPgSes
 from tenure._concurrency import AsyncInFlight, async_sleep
 from tenure._exceptions import BackendUnavailable
 
-SHARED_SESSIONS = 4  # sessions per store that hold locks; a blocking wait takes one of its own
+# Sessions per store that hold locks; a blocking wait takes one of its own. PostgreSQL walks every
+# lock a session holds at the end of each of its transactions (its local lock table, whose buckets
+# double past 1,024 entries and never shrink), so a step costs the server time in proportion to
+# the locks on its session: the more sessions share N locks, the cheaper each step. 7, with the
+# pooled session that reads use, keeps a coordinator within 8 server connections (plus one per
+# blocking waiter). Taking 10,000 locks cost the server 110 µs each over 4 sessions, 88-95 µs over
+# 7 or 8, 210-280 µs over one (45-60 µs with none held; server CPU, raw psycopg).
+SHARED_SESSIONS = 7
 # Locks on one session past which another session is opened (while fewer than SHARED_SESSIONS):
-# PostgreSQL walks every lock a session holds at the end of each of its transactions, so a step
-# costs the server time in proportion to them (measured: 85 µs with none, 326 µs with 10,000).
+# below it, sequential callers stay on one session and open no other.
 CROWDED = 1000
 
 
