@@ -11,6 +11,7 @@ from typing import Any
 
 from tenure._config import BackendConfig
 from tenure._core.keys import key_hash64
+from tenure._core.semaphore import SLOT_KINDS, permit_key
 from tenure._exceptions import ConfigurationError
 
 DEFAULT_PORT = 5432
@@ -19,6 +20,7 @@ PROBE_SETTING = "tenure.session_probe"  # a custom setting that tells one server
 
 
 _ids: dict[str, int] = {}
+_SLOT_KINDS = frozenset(SLOT_KINDS.values())
 
 
 def lock_id(key: str) -> int:
@@ -29,6 +31,33 @@ def lock_id(key: str) -> int:
             _ids.clear()
         found = _ids[key] = key_hash64(key)
     return found
+
+
+def slot_affixes(key: str) -> tuple[str, str]:
+    """Return what comes before and after the slot number in the slot keys of ``key``.
+
+    ``key`` is a semaphore's (or read-write lock's): slot ``n``'s key is ``head + str(n) + tail``.
+    """
+    first = permit_key(key, 0)
+    cut = first.index(":0:") + 1  # the namespace is escaped and the kind has no ':'
+    return first[:cut], first[cut + 1 :]
+
+
+def permits_channel(key: str) -> int:
+    """Return the NOTIFY payload of the permits of ``key`` released: one per semaphore.
+
+    The lock id of ``<ns>:<slot kind>:*:<name>``, a key no slot (nor anything else) has.
+    """
+    head, tail = slot_affixes(key)
+    return lock_id(f"{head}*{tail}")
+
+
+def release_channel(key: str) -> int | None:
+    """Return the channel that releasing ``key`` wakes if it is a slot's key, else None."""
+    parts = key.split(":", 3)
+    if len(parts) == 4 and parts[1] in _SLOT_KINDS and parts[2].isdigit():
+        return lock_id(f"{parts[0]}:{parts[1]}:*:{parts[3]}")
+    return None
 
 
 def lock_halves(lock: int) -> tuple[int, int]:

@@ -9,12 +9,12 @@ import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from tenure._sync.backends.base import Renewal, RenewOutcome
-from tenure._sync.backends.postgresql import sql
+from tenure._sync.backends.base import Permit, Renewal, RenewOutcome
+from tenure._sync.backends.postgresql import permits, sql
 from tenure._sync.backends.postgresql.common import PostgresBase
 from tenure._sync.backends.postgresql.connection import PgPool, PgSession
 from tenure._sync.backends.postgresql.shared import SHARED_SESSIONS, Hold, SharedSessions
-from tenure._concurrency import InFlight
+from tenure._concurrency import InFlight, Mutex
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -64,7 +64,9 @@ class PostgresStore(PostgresBase):
             Guarantee.CROSS_HOST,
         }
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING, Capability.SESSIONS})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING}
+    )
     # Waits happen on the server and end the moment the lock is free, so these only bound how
     # long one wait lasts before the waiter looks again (and refreshes its deadline).
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 1.0)
@@ -72,8 +74,8 @@ class PostgresStore(PostgresBase):
     # pg_advisory_lock does: the server hands the lock over with the fence bumped, where a plain
     # waiter would wake on a shared lock and then need a try of its own.
     plain_waiters_queue: ClassVar[bool] = True
-    table: ClassVar[str] = sql.HOLDERS_TABLE
-    schema: ClassVar[str] = sql.FENCES_SCHEMA
+    table: ClassVar[str] = permits.LIMITS_TABLE  # created last: a database without it needs the schema
+    schema: ClassVar[str] = f"{sql.FENCES_SCHEMA};\n{permits.SCHEMA}"
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
@@ -82,6 +84,8 @@ class PostgresStore(PostgresBase):
         # the server would grant it again to the session that holds it.
         self._keys: set[str] = set()
         self._mutex = threading.Lock()
+        self._turns = [Mutex() for _ in range(permits.TURNS)]  # permit attempts, by name
+        self._marks: dict[str, int] = {}  # semaphore key -> releases heard before it was found full
 
     def _new_pool(self) -> PgPool:
         pool = PgPool(self.url, self._params, self.config.common.op_timeout, IDLE_SESSIONS)
@@ -233,12 +237,16 @@ class PostgresStore(PostgresBase):
             return False
         session, lock = hold.session, sql.lock_id(key)
         session.unhold(lock)
+        channel = sql.release_channel(key)  # a permit's release wakes its semaphore's waiters
 
         def params() -> dict[str, Any]:
+            if channel is not None:
+                return permits.release_params(key, channel, session)
             return {"id": lock, "idle": session.idle()}
 
+        statement = sql.RELEASE if channel is None else permits.RELEASE
         try:
-            rows = self._pool.run(session, sql.RELEASE, params, f"releasing {key!r}")
+            rows = self._pool.run(session, statement, params, f"releasing {key!r}")
         except BaseException as exc:
             # Closing the session frees the lock anyway (and any other it holds: each of those
             # leases is told at its next renewal); whether it was still held is unknown.
@@ -281,6 +289,17 @@ class PostgresStore(PostgresBase):
             self._pool.discard(session)  # interrupted: a shared lock may be left on it
             raise
         self._pool.checkin(session)
+
+    # -- Counting: permits are locks on slot keys, taken in one statement (permits.py) -------------
+
+    def try_acquire_permit(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
+        return permits.try_acquire_permit(self, key, limit, owner, ttl)
+
+    def wait_permit_released(self, key: str, limit: int, timeout: float) -> None:
+        permits.wait_permit_released(self, key, limit, timeout)
+
+    def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
+        return permits.permit_holders(self, key, limit)
 
     # -- Queueing: the server's lock queue --------------------------------------------------------
 
