@@ -169,11 +169,12 @@ def permits(url: str, name: str, limit: str, fair: str, rounds: str, log: Path) 
     with tenure.Coordinator(url) as coord:
         sem = coord.semaphore(name, limit=int(limit), ttl=5, timeout=60, fair=fair == "fair")
         for _ in range(int(rounds)):
+            asked = time.monotonic()
             with sem as permit:
                 acquired = time.monotonic()
                 time.sleep(random.uniform(0.001, 0.02))
                 released = time.monotonic()
-            holds.append({"fence": permit.fence, "acquired": acquired, "released": released})
+            holds.append({"fence": permit.fence, "asked": asked, "acquired": acquired, "released": released})
     log.write_text(json.dumps(holds))
     return 0
 
@@ -191,6 +192,35 @@ def hold_permit(url: str, name: str, ttl: str, register: Path) -> int:
                 return 0
             time.sleep(0.02)
     return 1
+
+
+def read_write(url: str, name: str, rounds: str, log: Path) -> int:
+    """Read (3 in 4) or write (1 in 4) under the read-write lock, ``rounds`` times; log each hold."""
+    holds = []
+    with tenure.Coordinator(url) as coord:
+        rw = coord.rwlock(name, ttl=5, timeout=60)
+        for _ in range(int(rounds)):
+            kind = "write" if random.random() < 0.25 else "read"
+            with rw.write() if kind == "write" else rw.read() as lease:
+                acquired = time.monotonic()
+                time.sleep(random.uniform(0.001, 0.01))
+                released = time.monotonic()
+            holds.append({"kind": kind, "fence": lease.fence, "acquired": acquired, "released": released})
+    log.write_text(json.dumps(holds))
+    return 0
+
+
+def take_turn(url: str, name: str, ttl: str) -> int:
+    """Take a ticket, say it, wait for a line on stdin, then take the turn and say when."""
+    with tenure.Coordinator(url) as coord:
+        turns = coord.sequence(name, ttl=float(ttl), timeout=30)
+        ticket = turns.ticket()
+        print(f"TICKET {ticket}", flush=True)
+        sys.stdin.readline()
+        with turns.turn(ticket):
+            print(f"TURN {ticket} {time.monotonic():.6f}", flush=True)
+            time.sleep(0.02)
+    return 0
 
 
 def fenced_write(register: Path, value: str, term: int) -> bool:
@@ -222,6 +252,10 @@ if __name__ == "__main__":
         sys.exit(permits(*args[:5], Path(args[5])))
     if role == "hold-permit":
         sys.exit(hold_permit(*args[:3], Path(args[3])))
+    if role == "read-write":
+        sys.exit(read_write(*args[:3], Path(args[3])))
+    if role == "take-turn":
+        sys.exit(take_turn(*args))
     if role == "lead-and-check":
         sys.exit(lead_and_check(args[0], args[1], args[2], Path(args[3])))
     if role == "lead-forever":

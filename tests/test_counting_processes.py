@@ -1,10 +1,11 @@
-"""Semaphores across real processes: the limit under load, and holders paused or killed."""
+"""Semaphores, read-write locks and sequences across real processes, under load and faults."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -59,10 +60,9 @@ def test_eight_processes_never_exceed_the_limit(url: str, backend: str, fair: st
     fences = [h["fence"] for h in holds]
     assert len(set(fences)) == len(fences), "a fence was handed out twice"
     if Guarantee.FENCING in declared(backend):
-        # A hold that began after another ended got a larger fence: fences grow per name.
-        ordered = sorted(holds, key=lambda h: h["acquired"])
-        for i, earlier in enumerate(ordered):
-            later = [h for h in ordered[i + 1 :] if h["acquired"] > earlier["released"]]
+        # A permit asked for after another was granted got a larger fence: fences grow per name.
+        for earlier in holds:
+            later = [h for h in holds if h["asked"] > earlier["acquired"]]
             assert all(h["fence"] > earlier["fence"] for h in later)
 
 
@@ -104,3 +104,49 @@ def test_a_killed_holder_frees_its_permit_after_its_ttl(url: str, tmp_path: Path
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_writers_exclude_everyone_across_processes(url: str, tmp_path: Path) -> None:
+    logs = [tmp_path / f"holds-{i}.json" for i in range(6)]
+    procs = [worker("read-write", url, "catalog", "20", str(log)) for log in logs]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    holds = [h for log in logs for h in json.loads(log.read_text())]
+    writes = [h for h in holds if h["kind"] == "write"]
+    assert writes, "no process wrote: the test proved nothing"
+    for write in writes:
+        overlapping = [
+            h
+            for h in holds
+            if h is not write and h["acquired"] < write["released"] and write["acquired"] < h["released"]
+        ]
+        assert not overlapping, "a write lease overlapped another lease"
+    reads = [h for h in holds if h["kind"] == "read"]
+    assert most_held_at_once(reads) >= 2, "readers never shared the lock"
+
+
+def test_turns_follow_tickets_across_processes_and_a_dead_ticket_is_skipped(url: str) -> None:
+    takers = []
+    try:
+        for _ in range(4):  # one at a time, so the tickets' order is the processes' order
+            taker = worker("take-turn", url, "account:42", "1", stdin=subprocess.PIPE)
+            takers.append((int(read_line(taker, "TICKET").split()[1]), taker))
+        tickets = [ticket for ticket, _ in takers]
+        assert tickets == sorted(set(tickets))
+        dead = takers.pop(1)[1]  # the second ticket's holder dies before its turn
+        dead.kill()
+        dead.wait()
+        for _, taker in reversed(takers):  # told to go in reverse: the tickets still decide
+            assert taker.stdin is not None
+            taker.stdin.write("go\n")
+            taker.stdin.flush()
+        turns = [read_line(taker, "TURN").split() for _, taker in takers]
+        started = {int(ticket): float(when) for _, ticket, when in turns}
+        assert sorted(started, key=started.__getitem__) == [ticket for ticket, _ in takers]
+        for _, taker in takers:
+            assert taker.wait(timeout=30) == 0
+    finally:
+        for _, taker in takers:
+            taker.kill()
+            taker.wait()
