@@ -375,3 +375,107 @@ def test_a_killed_or_paused_holder_is_replaced_within_its_ttl(url: str, fair: st
             os.kill(holder.pid, signal.SIGCONT)
             holder.kill()
         holder.wait()
+
+
+# -- semaphores: permits are lock entries on slot keys ----------------------------------------
+
+
+def test_a_killed_permit_holder_is_expired_by_a_waiter_before_its_session_ends(
+    url: str, tmp_path: Path
+) -> None:
+    # The session lives 10 s after the kill; a permit's entry is rewritten at every renewal,
+    # so the waiter sees none for the ttl and deletes the entry itself.
+    long_session = f"{url}&session_ttl=10"
+    holder = worker("hold-permit", long_session, "crashed", "1", str(tmp_path / "register.db"))
+    try:
+        first_fence = int(read_line(holder, "HELD").split()[1])
+        with tenure.Coordinator(long_session) as coord:
+            sem = coord.semaphore("crashed", limit=1, ttl=5)
+            with pytest.raises(tenure.AcquireTimeout):
+                sem.acquire(timeout=1.5)  # longer than the ttl: a live holder keeps its permit
+            holder.kill()  # kill -9: no release, no goodbye
+            holder.wait()
+            killed = time.monotonic()
+            permit = sem.acquire(timeout=8)
+            took = time.monotonic() - killed
+            assert permit.fence > first_fence
+            assert took < 2.0, f"took {took:.2f} s to take over a 1 s permit (the session lasts 10 s)"
+            permit.release()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_many_slots_take_several_txns_and_change_their_limit_in_several_reads(url: str) -> None:
+    # 130 slots: a take tries them proto.MAX_CHAIN at a time, a change counts them READS at a time.
+    with tenure.Coordinator(url) as coord, tenure.Coordinator(url) as rival:
+        sem = coord.semaphore("many", limit=130, ttl=10)
+        permits = [sem.try_acquire() for _ in range(130)]
+        assert all(permits)
+        fences = [p.fence for p in permits if p is not None]
+        assert fences == sorted(set(fences))
+        assert sem.try_acquire() is None
+        assert len(sem.holders()) == 130
+        with pytest.raises(tenure.ConfigurationError, match="limit=130"):
+            rival.semaphore("many", limit=200).try_acquire()
+        with pytest.raises(tenure.ConfigurationError, match="limit=130"):
+            rival.semaphore("many", limit=3).try_acquire()
+        for permit in permits[:-1]:
+            assert permit is not None
+            permit.release()
+        with pytest.raises(tenure.ConfigurationError, match="limit=130"):
+            rival.semaphore("many", limit=200).try_acquire()  # one is still live, in any slot
+        assert permits[-1] is not None
+        permits[-1].release()
+        wider = rival.semaphore("many", limit=200, ttl=5).try_acquire()
+        assert wider is not None
+        wider.release()
+
+
+def test_a_limit_change_that_died_midway_leaves_the_name_usable(url: str) -> None:
+    with tenure.Coordinator(url) as coord:
+        store: Any = coord._store
+        sem = coord.semaphore("torn", limit=2, ttl=5)
+        held = sem.acquire(timeout=1)
+        record = proto.record_key(sem.key)
+        current = store._client.call("kv", "Range", proto.get(record), "test").kvs[0]
+        # What a changer to 5 that died between its two writes leaves behind.
+        swapped = proto.record_swap(record, int(current.mod_revision), b"2>5", [])
+        assert store._client.call("kv", "Txn", swapped, "test").succeeded
+        with pytest.raises(tenure.ConfigurationError, match="limit=2"):
+            coord.semaphore("torn", limit=5).try_acquire()
+        second = sem.try_acquire()  # the live limit is 2: its holders put it back and go on
+        assert second is not None
+        assert sem.try_acquire() is None
+        held.release()
+        second.release()
+        wider = coord.semaphore("torn", limit=5, ttl=5).try_acquire()
+        assert wider is not None
+        wider.release()
+
+
+def test_a_take_resent_after_its_reply_was_lost_keeps_one_permit(url: str) -> None:
+    with tenure.Coordinator(url) as coord:
+        store: Any = coord._store
+        real = store._client.call
+
+        def applied_twice(service: str, method: str, request: Any, what: str, **options: Any) -> Any:
+            if what == "acquiring a permit":  # the first sending was applied, its reply lost
+                real(service, method, request, what)
+                options.get("sent", []).append(0)
+            return real(service, method, request, what, **options)
+
+        store._client.call = applied_twice
+        sem = coord.semaphore("resent", limit=3, ttl=5)
+        try:
+            permit = sem.acquire(timeout=1)
+        finally:
+            store._client.call = real
+        assert [h.fence for h in sem.holders()] == [permit.fence]
+        others = [sem.try_acquire(), sem.try_acquire()]
+        assert all(others)
+        assert sem.try_acquire() is None
+        for lease in [permit, *others]:
+            assert lease is not None
+            lease.release()
+        assert sem.holders() == []

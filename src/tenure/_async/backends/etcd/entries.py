@@ -33,6 +33,8 @@ class Held:
     Also its create revision (the fence) and the ttl the entry stores (None: not known), which a
     renewal rewrites when it changes: the waiter behind the holder reads it there. ``part`` is
     its part of a renewal Txn for that ttl (``proto.renewal``), built once: the same every time.
+    ``always``: rewritten at every renewal, not only while a waiter stands behind it (a permit:
+    its waiters stand in no line, and judge its silence by these writes, ``permits.py``).
     """
 
     ttl: float
@@ -41,6 +43,7 @@ class Held:
     fence: int
     stored_ttl: float | None
     part: Any = None
+    always: bool = False
 
     def still_valid(self) -> bool:
         """Return whether the holder is surely still valid (and so its entry still there)."""
@@ -60,11 +63,19 @@ class Entries:
         self._doomed: dict[bytes, Session | None] = {}
 
     def hold(
-        self, name: bytes, ttl: float, started: float, session: Session, fence: int, stored_ttl: float | None
+        self,
+        name: bytes,
+        ttl: float,
+        started: float,
+        session: Session,
+        fence: int,
+        stored_ttl: float | None,
+        *,
+        always: bool = False,
     ) -> None:
         """Record that ``name`` holds its lock since ``started`` (no longer waits, nor is doomed)."""
         with self._lock:
-            self._held[name] = Held(ttl, started, session, fence, stored_ttl)
+            self._held[name] = Held(ttl, started, session, fence, stored_ttl, always=always)
             self._waiting.pop(name, None)
             self._doomed.pop(name, None)
 

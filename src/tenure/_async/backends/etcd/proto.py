@@ -237,3 +237,101 @@ def parse_value(value: bytes) -> tuple[float, str]:
 def lease_revoke(lease: int) -> Any:
     """Return a LeaseRevoke request."""
     return rpc_pb2.LeaseRevokeRequest(ID=lease)
+
+
+# -- semaphores: permits are lock entries on slot keys (``permits.py``) -----------------------
+
+
+# The most slots one ``permit_take`` tries. Each is a Txn nested in the one before: etcd gives a
+# nested Txn the --max-txn-ops budget (default 128) its parents left (2 per level here), and
+# protobuf parsers refuse messages nested deeper than 100 (2 levels per slot in the reply).
+MAX_CHAIN = 32
+
+
+def record_key(key: str) -> bytes:
+    """Return the key of semaphore ``key``'s limit record: the bare key, in no lock's line.
+
+    A line holds ``key NUL token`` keys only, so the bare key is outside every line's range
+    (the fair semaphore's line on ``key`` included).
+    """
+    return key.encode()
+
+
+def record_confirmed(value: bytes | None) -> int | None:
+    """Return the last confirmed limit of a record: ``4`` for ``b"4"`` and for ``b"4>8"``."""
+    text = (value or b"").decode(errors="replace").partition(">")[0]
+    return int(text) if text.isdigit() else None
+
+
+def permit_take(record: bytes, limit: int, names: list[bytes], value: str, lease: int) -> Any:
+    """Return a Txn that takes the first slot of ``names`` whose line is empty, if the record agrees.
+
+    ``names`` are our entries' keys, one per slot, in the order to try. The record must read
+    ``limit`` (not pending); then a chain of nested Txns tries each slot: put our entry if the
+    slot's line has no entry at all (``create_if_absent`` with a guard), else try the next; the
+    last one, if its slot is held too, reads every slot's first entry. Otherwise the record is
+    read. ``permit_taken`` reads the outcome.
+    """
+    if not 0 < len(names) <= MAX_CHAIN:
+        raise ValueError(f"a permit_take chain tries 1 to {MAX_CHAIN} slots, not {len(names)}")
+    lines = [name[: name.index(b"\x00") + 1] for name in names]
+    chain: Any = None
+    for name, line in zip(reversed(names), reversed(lines), strict=True):
+        empty = rpc_pb2.Compare(
+            result=rpc_pb2.Compare.EQUAL,
+            target=rpc_pb2.Compare.CREATE,
+            key=line,
+            range_end=prefix_end(line),
+            create_revision=0,
+        )
+        put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=name, value=value.encode(), lease=lease))
+        mine = rpc_pb2.RequestOp(request_range=get(name))
+        if chain is None:
+            failure = [rpc_pb2.RequestOp(request_range=first_entry(line)) for line in lines]
+        else:
+            failure = [rpc_pb2.RequestOp(request_txn=chain)]
+        chain = rpc_pb2.TxnRequest(compare=[empty], success=[put, mine], failure=failure)
+    agreed = rpc_pb2.Compare(
+        result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.VALUE, key=record, value=str(limit).encode()
+    )
+    take = rpc_pb2.RequestOp(request_txn=chain)
+    read = rpc_pb2.RequestOp(request_range=get(record))
+    return rpc_pb2.TxnRequest(compare=[agreed], success=[take], failure=[read])
+
+
+def permit_taken(reply: Any) -> tuple[Any, list[Any]]:
+    """Return our entry if a ``permit_take`` took a slot, else None and the slots' first entries."""
+    txn = reply.responses[0].response_txn
+    for _ in range(MAX_CHAIN):
+        if txn.succeeded:
+            return txn.responses[1].response_range.kvs[0], []
+        if not txn.responses[0].HasField("response_txn"):
+            return None, [kv for response in txn.responses for kv in response.response_range.kvs]
+        txn = txn.responses[0].response_txn
+    raise ValueError("a permit_take chain deeper than any sent")
+
+
+def record_swap(record: bytes, mod: int, value: bytes | None, prefixes: list[bytes]) -> Any:
+    """Return a Txn that writes the record (None: deletes it) if unwritten since ``mod`` (0: absent).
+
+    It then counts the entries in each line of ``prefixes``, after the write, in the same Txn.
+    """
+    unchanged = rpc_pb2.Compare(
+        result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.MOD, key=record, mod_revision=mod
+    )
+    if value is None:
+        write = rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=record))
+    else:
+        write = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=record, value=value))
+    counts = [rpc_pb2.RequestOp(request_range=count_entries(prefix)) for prefix in prefixes]
+    return rpc_pb2.TxnRequest(compare=[unchanged], success=[write, *counts])
+
+
+def reads(requests: list[Any]) -> Any:
+    """Return a Txn that runs every Range request of ``requests`` (read together, at one revision)."""
+    return rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(request_range=request) for request in requests])
+
+
+def watch_range(start: bytes, end: bytes) -> Any:
+    """Return a Watch request for every change of a key in [``start``, ``end``) from now on."""
+    return rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=start, range_end=end))

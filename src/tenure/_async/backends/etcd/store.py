@@ -28,11 +28,12 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore, Renewal, RenewOutcome
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore, Permit, Renewal, RenewOutcome
 from tenure._async.backends.etcd import proto
 from tenure._async.backends.etcd.client import AsyncEtcdClient, LeaseGone, endpoints
 from tenure._async.backends.etcd.entries import Entries, Held
 from tenure._async.backends.etcd.line import AsyncLine, Waiting, place
+from tenure._async.backends.etcd.permits import AsyncPermits
 from tenure._async.backends.etcd.session import AsyncKeeper, AsyncSessions, Session
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -58,7 +59,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
     a minority of nodes, and calls move on to the next endpoint. SESSION_BOUND: every entry
     dies with its session; before that, the waiter behind a crashed or paused holder takes
     over about the lock's ttl after its last renewal.
-    CROSS_PROCESS, CROSS_HOST. Capabilities: SESSIONS, QUEUEING.
+    CROSS_PROCESS, CROSS_HOST. Capabilities: SESSIONS, QUEUEING, COUNTING (``permits.py``).
     """
 
     scheme: ClassVar[str] = "etcd"
@@ -74,7 +75,9 @@ class AsyncEtcdStore(AsyncLeaseStore):
             Guarantee.CROSS_HOST,
         }
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.SESSIONS, Capability.QUEUEING})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.SESSIONS, Capability.QUEUEING, Capability.COUNTING}
+    )
     # A release wakes the watcher at once; the pause bounds what a missed event can cost.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 0.5)
     # The line wakes one waiter per release, which holds without another request, and the waiter
@@ -89,6 +92,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
         self._entries = Entries()
         self._keeper = AsyncKeeper(self._client, self._sessions, self._entries)
         self._line = AsyncLine(self._client)
+        self._permits = AsyncPermits(self._client, self._sessions, self._entries, self._keeper, self._line)
 
     async def connect(self) -> None:
         if self._client.is_open:
@@ -243,7 +247,7 @@ class AsyncEtcdStore(AsyncLeaseStore):
             else:
                 if held.part is None:  # built once (it costs more than sending it)
                     value = proto.entry_value(owner.label, ttl)
-                    held.part = proto.renewal(name, held.fence, value, session.lease, rewrite=False)
+                    held.part = proto.renewal(name, held.fence, value, session.lease, rewrite=held.always)
                 part = held.part
             due.setdefault(session.lease, (session, []))[1].append((index, name, held, part, ttl))
         for session, entries in due.values():
@@ -315,6 +319,15 @@ class AsyncEtcdStore(AsyncLeaseStore):
         prefix = proto.lock_prefix(key)
         reply = await self._client.call("kv", "Range", proto.count_entries(prefix), "watching")
         return AsyncEtcdFeed(self._client, prefix, int(reply.header.revision) + 1)
+
+    async def try_acquire_permit(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
+        return await self._permits.try_acquire(key, limit, owner, ttl)
+
+    async def wait_permit_released(self, key: str, limit: int, timeout: float) -> None:
+        await self._permits.wait_released(key, limit, timeout)
+
+    async def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
+        return await self._permits.holders(key, limit)
 
     def _hold(
         self, name: bytes, ttl: float, started: float, session: Session, fence: int, stored_ttl: float | None

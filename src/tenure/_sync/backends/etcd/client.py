@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc  # type: ignore[import-untyped]
@@ -224,6 +225,36 @@ class EtcdClient:
         finally:
             call.cancel()
         return since
+
+    def wait_range(
+        self, start: bytes, end: bytes, timeout: float, reads: list[Any], settled: Callable[[str, Any], bool]
+    ) -> None:
+        """Wait up to ``timeout`` s for a change in [``start``, ``end``) that ``settled`` accepts.
+
+        The watch starts now (no lag behind the cluster, see ``_watch``); once it exists, the
+        Txns ``reads`` are run on the same member and their replies passed as
+        ``settled("read", replies)``, then each event as ``settled("event", event)``; a True
+        ends the wait. Only a hint: a failure ends it too.
+        """
+        if not self._stubs or timeout <= 0.001:
+            return
+        index = self._current
+        ends = time.monotonic() + timeout
+        call = self._stubs[index]["streams"].watch(proto.watch_range(start, end), timeout=timeout)
+        try:
+            for reply in call:
+                if reply.created:
+                    kv = self._stubs[index]["kv"]
+                    replies = [kv.Txn(request, timeout=self.op_timeout) for request in reads]
+                    if settled("read", replies):
+                        return
+                if any(settled("event", event) for event in reply.events) or reply.canceled:
+                    return
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() < ends - 0.005:
+                self._current = (index + 1) % len(self._stubs)  # the caller looks again
+        finally:
+            call.cancel()
 
 
 def map_errors(exc: Any, what: str) -> BackendError:

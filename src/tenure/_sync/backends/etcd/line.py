@@ -136,8 +136,9 @@ class Line:
     def expire_silent_holder(self, name: bytes, mod: int) -> bool:
         """Delete holder entry ``name`` if it was not written since ``mod``; return whether done.
 
-        Contract: call it only from the waiter just behind the holder, once no write of ``name``
-        was seen for the holder's ttl plus the drift margin after the write at ``mod`` was first
+        Contract: call it only from the waiter just behind the holder (or from any waiter, for
+        a permit's entry, which is rewritten at every renewal), once no write of ``name`` was
+        seen for the holder's ttl plus the drift margin after the write at ``mod`` was first
         seen (``silent_since``). The holder counts its validity from before it sent that write, so
         its validity has ended by then: deleting its entry frees nothing it may still use. The
         delete compares the mod revision, so a holder that renewed meanwhile keeps its entry.

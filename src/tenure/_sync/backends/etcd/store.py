@@ -29,11 +29,12 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from tenure._sync.backends.base import ChangeFeed, LeaseStore, Renewal, RenewOutcome
+from tenure._sync.backends.base import ChangeFeed, LeaseStore, Permit, Renewal, RenewOutcome
 from tenure._sync.backends.etcd import proto
 from tenure._sync.backends.etcd.client import EtcdClient, LeaseGone, endpoints
 from tenure._sync.backends.etcd.entries import Entries, Held
 from tenure._sync.backends.etcd.line import Line, Waiting, place
+from tenure._sync.backends.etcd.permits import Permits
 from tenure._sync.backends.etcd.session import Keeper, Sessions, Session
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -59,7 +60,7 @@ class EtcdStore(LeaseStore):
     a minority of nodes, and calls move on to the next endpoint. SESSION_BOUND: every entry
     dies with its session; before that, the waiter behind a crashed or paused holder takes
     over about the lock's ttl after its last renewal.
-    CROSS_PROCESS, CROSS_HOST. Capabilities: SESSIONS, QUEUEING.
+    CROSS_PROCESS, CROSS_HOST. Capabilities: SESSIONS, QUEUEING, COUNTING (``permits.py``).
     """
 
     scheme: ClassVar[str] = "etcd"
@@ -75,7 +76,9 @@ class EtcdStore(LeaseStore):
             Guarantee.CROSS_HOST,
         }
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.SESSIONS, Capability.QUEUEING})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.SESSIONS, Capability.QUEUEING, Capability.COUNTING}
+    )
     # A release wakes the watcher at once; the pause bounds what a missed event can cost.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 0.5)
     # The line wakes one waiter per release, which holds without another request, and the waiter
@@ -90,6 +93,7 @@ class EtcdStore(LeaseStore):
         self._entries = Entries()
         self._keeper = Keeper(self._client, self._sessions, self._entries)
         self._line = Line(self._client)
+        self._permits = Permits(self._client, self._sessions, self._entries, self._keeper, self._line)
 
     def connect(self) -> None:
         if self._client.is_open:
@@ -244,7 +248,7 @@ class EtcdStore(LeaseStore):
             else:
                 if held.part is None:  # built once (it costs more than sending it)
                     value = proto.entry_value(owner.label, ttl)
-                    held.part = proto.renewal(name, held.fence, value, session.lease, rewrite=False)
+                    held.part = proto.renewal(name, held.fence, value, session.lease, rewrite=held.always)
                 part = held.part
             due.setdefault(session.lease, (session, []))[1].append((index, name, held, part, ttl))
         for session, entries in due.values():
@@ -316,6 +320,15 @@ class EtcdStore(LeaseStore):
         prefix = proto.lock_prefix(key)
         reply = self._client.call("kv", "Range", proto.count_entries(prefix), "watching")
         return EtcdFeed(self._client, prefix, int(reply.header.revision) + 1)
+
+    def try_acquire_permit(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
+        return self._permits.try_acquire(key, limit, owner, ttl)
+
+    def wait_permit_released(self, key: str, limit: int, timeout: float) -> None:
+        self._permits.wait_released(key, limit, timeout)
+
+    def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
+        return self._permits.holders(key, limit)
 
     def _hold(
         self, name: bytes, ttl: float, started: float, session: Session, fence: int, stored_ttl: float | None
