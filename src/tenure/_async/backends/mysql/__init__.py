@@ -27,6 +27,13 @@ twin in a helper thread; leaving the line ends it with ``KILL QUERY`` and closes
 **Table mode** (``?mode=table``, MySQL or MariaDB; ``table.py``): an InnoDB lease table with
 expiry by the server's clock, one statement per step (``renew_many``: 1,000 leases per round
 trip); rows are never deleted. Waiters poll.
+
+**Semaphores** (both modes; read-write locks' readers and sequences' tickets too): a permit is a
+lock on one slot key, renewed and released as any lock, and ``tenure_semaphores`` records each
+name's limit. Advisory mode takes one in a round trip under a per-name guard lock, trying
+GET_LOCK(slot, 0) slot by slot, its fence from the sequence; table mode in one transaction that
+locks the name's limit row and bumps the fence of the name's own lease row
+(``permits.py``, ``permit_sql.py``).
 """
 
 from tenure._async.backends.mysql.store import AsyncMySQLStore

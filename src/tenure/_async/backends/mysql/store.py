@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from tenure._async.backends.base import AsyncLeaseStore, Renewal, RenewOutcome
-from tenure._async.backends.mysql import sql
+from tenure._async.backends.mysql import permit_sql, sql
 from tenure._async.backends.mysql.connection import (
     IDLE_MARGIN,
     AsyncMySQLPool,
@@ -16,7 +16,8 @@ from tenure._async.backends.mysql.connection import (
     Reply,
     connection_lost,
 )
-from tenure._concurrency import AsyncInFlight, AsyncMutex
+from tenure._async.backends.mysql.permits import AsyncMySQLPermits
+from tenure._concurrency import AsyncInFlight, AsyncMutex, AsyncReturning
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -26,6 +27,7 @@ from tenure._exceptions import BackendError, BackendProtocolError, BackendUnavai
 SHARED = 4  # sessions per idle limit that hold the locks taken without waiting
 MAX_SHARED = 8  # past this many shared sessions, an idle limit new to the store gets only one
 RENEW_BATCH = 1000  # holds renewed per round trip: bounds one statement's size
+T = TypeVar("T")
 
 
 class AsyncHold:
@@ -42,7 +44,7 @@ class AsyncHold:
         self.pending: AsyncInFlight[Reply] | None = None  # a queued GET_LOCK still running
 
 
-class AsyncMySQLStore(AsyncLeaseStore):
+class AsyncMySQLStore(AsyncMySQLPermits, AsyncLeaseStore):
     """Serve leases as MariaDB user locks (GET_LOCK) on a few sessions shared by many holds.
 
     **Sessions.** A lock taken without waiting is held on one of a few shared sessions: up to
@@ -59,6 +61,9 @@ class AsyncMySQLStore(AsyncLeaseStore):
 
     **Renewal.** ``renew_many`` renews all due holds of one session in one round trip (an
     UPDATE per distinct ttl and a SELECT of the names the session still holds).
+
+    **Semaphores** (``permits.py``): a permit is a lock on a slot's key, taken on a shared
+    session in one round trip that checks the name's recorded limit under a guard lock.
 
     **Guarantees.** FENCING: fences come from one server-wide SEQUENCE, drawn in the acquiring
     statement after the lock was taken; after a restart (a crash included) the sequence jumps
@@ -86,7 +91,9 @@ class AsyncMySQLStore(AsyncLeaseStore):
             Guarantee.CROSS_HOST,
         }
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING, Capability.SESSIONS})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING}
+    )
     # Waits end on the server when the holder lets go; the slices only bound each statement.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 1.0)
     # The server's line wakes one waiter per release, where retries would wake a herd.
@@ -113,7 +120,8 @@ class AsyncMySQLStore(AsyncLeaseStore):
                     "from a SEQUENCE (MariaDB >= 10.3); use ?mode=table on MySQL"
                 )
             await self._pool.execute(session, sql.QUIET_NOTES, {})  # "already exists" is no news
-            for statement in (sql.CREATE_SEQUENCE, sql.CREATE_HOLDERS, sql.CREATE_EPOCH, sql.CREATE_EPOCHS):
+            creates = (sql.CREATE_SEQUENCE, sql.CREATE_HOLDERS, sql.CREATE_EPOCH, sql.CREATE_EPOCHS)
+            for statement in (*creates, permit_sql.CREATE_SEMAPHORES):
                 await self._pool.execute(session, statement, {})
             await self._pool.execute(session, sql.FENCE_EPOCH, {})
         except BackendError:
@@ -235,29 +243,42 @@ class AsyncMySQLStore(AsyncLeaseStore):
         """
         name = sql.lock_name(key)
         limit = sql.idle_limit(ttl)
+
+        async def step(session: AsyncSession) -> tuple[int | None, AsyncSession | None]:
+            if name in session.names:
+                return None, None  # held here on this very session: GET_LOCK would re-enter
+            reply = await self._pool.execute(
+                session, sql.ACQUIRE, {"name": name, **sql.holder_params(owner, ttl)}, idle=limit
+            )
+            if reply.rowcount == 0:
+                return None, (await self._detach(session, limit) if to_wait else None)
+            self._keep(session, key, owner, name, ttl)
+            return reply.inserted, None
+
+        return await self._on_shared(ttl, step)
+
+    async def _on_shared(self, ttl: float, step: AsyncReturning[T]) -> T:
+        """Return ``step(session)``, run under the mutex of a shared session for holds of ``ttl``."""
+        limit = sql.idle_limit(ttl)
         for attempt in range(2):
             session = await self._shared_session(limit)
             try:
                 async with session.mutex:
-                    if name in session.names:
-                        return None, None  # held here on this very session: GET_LOCK would re-enter
-                    params = _params(name, owner, ttl)
-                    reply = await self._pool.execute(session, sql.ACQUIRE, params, idle=limit)
-                    if reply.rowcount == 0:
-                        return None, (await self._detach(session, limit) if to_wait else None)
-                    session.names.add(name)
+                    return await step(session)
             except BackendUnavailable as exc:
                 # A session the server ended (idle, restarted): what the statement did died with
                 # it, so try once more on a fresh one.
                 if attempt or not connection_lost(exc):
                     raise
-                continue
             finally:
                 async with self._picking:  # threads pick sessions in the sync twin
                     session.users -= 1
-            self._holds[(key, owner.token)] = AsyncHold(session, name, ttl, held=True, shared=True)
-            return reply.inserted, None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _keep(self, session: AsyncSession, key: str, owner: Owner, name: str, ttl: float) -> None:
+        """Record that ``owner`` holds ``key`` (lock ``name``) on shared ``session``, under its mutex."""
+        session.names.add(name)
+        self._holds[(key, owner.token)] = AsyncHold(session, name, ttl, held=True, shared=True)
 
     async def _shared_session(self, limit: int) -> AsyncSession:
         """Return the next shared session for holds of idle limit ``limit``, opening one if due.
@@ -356,7 +377,7 @@ class AsyncMySQLStore(AsyncLeaseStore):
 
     def _line_up(self, hold: AsyncHold, owner: Owner) -> None:
         """Start waiting in the server's line on the hold's session; ``wait_turn`` collects it."""
-        params = {**_params(hold.name, owner, hold.ttl), "wait": sql.LONGEST_SERVER_WAIT}
+        params = {"name": hold.name, **sql.holder_params(owner, hold.ttl), "wait": sql.LONGEST_SERVER_WAIT}
         hold.pending = self._pool.start(
             hold.session, sql.WAIT_TURN, params, idle=sql.idle_limit(hold.ttl), wait=sql.LONGEST_SERVER_WAIT
         )
@@ -388,9 +409,3 @@ class AsyncMySQLStore(AsyncLeaseStore):
                 pass  # closing the connection below ends the wait too, once the server notices
             pending.cancel()
         self._pool.discard(hold.session)
-
-
-def _params(name: str, owner: Owner, ttl: float) -> dict[str, object]:
-    # At most 255 bytes of UTF-8 (a byte column keeps the MEMORY table's fixed-width rows small).
-    label = owner.label.encode("utf-8", "replace")[: sql.MAX_LABEL].decode("utf-8", "ignore")
-    return {"name": name, "owner": owner.token, "label": label, "ttl": ttl}

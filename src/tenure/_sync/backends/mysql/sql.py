@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from tenure._config import BackendConfig
 from tenure._core.keys import key_digest
+from tenure._core.tokens import Owner
 from tenure._exceptions import ConfigurationError
 
 LOCK_NAME_PREFIX = "tenure:"
@@ -35,6 +36,13 @@ def lock_name(key: str) -> str:
 def label_text(label: object) -> str:
     """Return a label read back from a byte column (advisory) or a text column (table)."""
     return label.decode("utf-8", "replace") if isinstance(label, (bytes, bytearray)) else str(label)
+
+
+def holder_params(owner: Owner, ttl: float) -> dict[str, object]:
+    """Return a holder row's owner, label and ttl params (advisory mode)."""
+    # At most 255 bytes of UTF-8 (a byte column keeps the MEMORY table's fixed-width rows small).
+    label = owner.label.encode("utf-8", "replace")[:MAX_LABEL].decode("utf-8", "ignore")
+    return {"owner": owner.token, "label": label, "ttl": ttl}
 
 
 def idle_limit(ttl: float) -> int:

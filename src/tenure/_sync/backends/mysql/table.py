@@ -6,17 +6,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from tenure._sync.backends.base import LeaseStore, Renewal, RenewOutcome
-from tenure._sync.backends.mysql import sql
+from tenure._sync.backends.base import LeaseStore, Permit, Renewal, RenewOutcome
+from tenure._sync.backends.mysql import permit_sql, sql
 from tenure._sync.backends.mysql.connection import MySQLPool, Reply
 from tenure._concurrency import sleep
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
+from tenure._core.semaphore import limit_mismatch, permit_keys, slot_order
 from tenure._core.tokens import Owner
 from tenure._exceptions import BackendError
 
 RENEW_BATCH = 1000  # leases renewed per round trip: bounds one statement's size
+TRIES = 3  # permit steps per attempt: the limit check may need the recorded limit's width
+DEADLOCK = 1213  # InnoDB rolled the whole transaction back: nothing of it was done
 
 
 class MySQLTableStore(LeaseStore):
@@ -28,6 +31,11 @@ class MySQLTableStore(LeaseStore):
     CROSS_PROCESS, CROSS_HOST: clients reach the server over TCP. Not SESSION_BOUND: a crashed
     holder's lease ends at its TTL, not with its connection. Waiters poll. ``renew_many``
     renews up to RENEW_BATCH leases in one round trip, each lease's outcome its own.
+
+    **Semaphores.** A permit is the lease row of a slot's key. ``try_acquire_permit`` is one
+    transaction in one round trip (``permit_sql.table_take``): it locks the semaphore's row in
+    ``tenure_semaphores`` (its recorded limit), checks the limit, takes the first free slot in
+    ``slot_order`` and bumps the fence of the semaphore key's own row into it.
     """
 
     scheme: ClassVar[str] = "mysql"
@@ -37,7 +45,7 @@ class MySQLTableStore(LeaseStore):
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
         {Guarantee.FENCING, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS, Guarantee.CROSS_HOST}
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING})
     # No notification: poll from 2 ms, backing off to 50 ms (a poll is one primary-key read).
     poll_interval: ClassVar[tuple[float, float]] = (0.002, 0.05)
 
@@ -52,6 +60,7 @@ class MySQLTableStore(LeaseStore):
         session, _ = self._pool.run(sql.QUIET_NOTES, {})  # "already exists" is no news
         try:
             self._pool.execute(session, sql.CREATE_LEASES, {})
+            self._pool.execute(session, permit_sql.CREATE_SEMAPHORES, {})
         except BackendError:
             self._pool.discard(session)
             raise
@@ -96,8 +105,46 @@ class MySQLTableStore(LeaseStore):
     def wait_released(self, key: str, timeout: float) -> None:
         sleep(timeout)
 
+    def try_acquire_permit(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
+        slots = permit_keys(key, limit)
+        names = [sql.lock_name(slot) for slot in slots]
+        by_name = dict(zip(names, slots, strict=True))
+        order = [names[slot] for slot in slot_order(limit)]
+        lease = {"owner": owner.token, "label": owner.label[: sql.MAX_LABEL], "ttl_us": sql.micros(ttl)}
+        wider: list[str] | None = None  # first without the check: the limit is most often the recorded one
+        recorded = limit
+        for _ in range(TRIES):
+            statement, params = permit_sql.table_take(sql.lock_name(key), limit, order, wider, lease)
+            recorded, agreed, slot, fence = (self._take(statement, params)).rows[0]
+            if agreed:
+                return None if slot is None else Permit(by_name[sql.label_text(slot)], int(fence))
+            if wider is not None and recorded <= len(wider):
+                break  # checked: permits taken with the recorded limit are live
+            # Replace the record only if no slot of the wider limit is live: look at them all.
+            wider = [sql.lock_name(slot) for slot in permit_keys(key, max(limit, recorded))]
+        raise limit_mismatch(key, limit, recorded)
+
+    def wait_permit_released(self, key: str, limit: int, timeout: float) -> None:
+        sleep(timeout)  # no notification: the caller's backoff paces the polls
+
+    def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
+        names = [sql.lock_name(slot) for slot in permit_keys(key, limit)]
+        reply = self._call(*permit_sql.table_holders(names))
+        return permit_sql.holders_in_slot_order(names, reply.rows)
+
     def close(self) -> None:
         self._pool.close()
+
+    def _take(self, statement: str, params: Mapping[str, object]) -> Reply:
+        """Run a permit transaction; once more if InnoDB chose it as a deadlock's victim."""
+        for attempt in range(2):
+            try:
+                return self._call(statement, params)
+            except BackendError as exc:
+                code = getattr(exc.__cause__, "args", (None,))[:1]
+                if attempt or code != (DEADLOCK,):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _renew_batch(self, renewals: Sequence[Renewal]) -> list[bool]:
         """Renew leases in one round trip; return whether each one was renewed."""
