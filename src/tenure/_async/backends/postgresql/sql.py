@@ -291,14 +291,16 @@ REFRESH = "SELECT set_config('idle_session_timeout', %(idle)s, false)"
 RELEASE = "SELECT pg_advisory_unlock(%(id)s), set_config('idle_session_timeout', %(idle)s, false)"
 
 # A plain waiter's wait for a release, on the server: queue for a shared lock on the key, for at
-# most ``timeout`` ms (the statement's own lock timeout), and drop it at once when granted. The
-# server grants it the moment the lock is free, whether its holder released it or its session
-# ended (a crash, the idle limit), which no NOTIFY could report. Running out of the lock timeout
-# fails the statement with nothing taken. Fair waiters queued before it are served first.
+# most ``timeout`` ms (the statement's own lock timeout), dropped when the statement's transaction
+# ends. The server grants it the moment the lock is free, whether its holder released it or its
+# session ended (a crash, the idle limit), which no NOTIFY could report. Running out of the lock
+# timeout fails the statement with nothing taken. Fair waiters queued before it are served first.
+# A transaction-level lock, not a session one that the statement unlocks: a lock timeout that
+# fires just as the lock is granted fails the statement after the grant, and a session lock would
+# then stay on the session (shared with held locks) and block every writer of the key for good.
 WAIT_RELEASED = """
-WITH limited AS (SELECT set_config('lock_timeout', %(timeout)s, true)),
-granted AS (SELECT pg_advisory_lock_shared(%(id)s) FROM limited)
-SELECT pg_advisory_unlock_shared(%(id)s) FROM granted
+WITH limited AS (SELECT set_config('lock_timeout', %(timeout)s, true))
+SELECT pg_advisory_xact_lock_shared(%(id)s) IS NOT NULL FROM limited
 """
 
 # The holder as recorded, only if that session really holds the lock now: a crashed holder's
