@@ -284,3 +284,48 @@ def test_a_permit_is_lost_with_its_session(postgres_server: PostgresServer) -> N
         again = coord.semaphore("pool", limit=1, ttl=5).acquire(timeout=2)
         assert again.fence > permit.fence
         again.release()
+
+
+def test_holders_wait_for_a_permit_being_taken(postgres_server: PostgresServer) -> None:
+    # A taker in flight has drawn its fence but not committed its holder row: the holders are
+    # read once it commits, so a lower fence is never missed by someone holding a higher one.
+    with tenure.Coordinator(url_of(postgres_server.url, "advisory")) as coord:
+        coord._context.ensure_connected()
+        store = coord._store
+        assert isinstance(store, Counting)
+        key = namespaced_key(coord.namespace, "line", kind="semaphore")
+        head, tail = sql.slot_affixes(key)
+        first = Owner()  # records the limit: takers of the recorded limit share the guard
+        taken = store.try_acquire_permit(key, 4, first, 5.0)
+        assert taken is not None and store.release(taken.key, first)
+        listed: list[list[int]] = []
+        with raw(postgres_server.url) as conn:
+            conn.execute("BEGIN")
+            row = conn.execute(
+                permits.TAKE,
+                {
+                    "sem_id": sql.lock_id(key),
+                    "sem_key": key,
+                    "head": head,
+                    "tail": tail,
+                    "ids": permits.slot_ids(key, 4),
+                    "tries": [0],
+                    "wanted": 4,
+                    "owner": "raw",
+                    "label": "in flight",
+                    "ttl": 30.0,
+                    "idle": "0",
+                },
+            ).fetchone()
+            assert row is not None and row[0] == "taken"
+            later = store.try_acquire_permit(key, 4, Owner(), 5.0)  # takers do not wait for each other
+            assert later is not None and later.fence > row[2]
+            reader = threading.Thread(
+                target=lambda: listed.append([h.fence for h in store.permit_holders(key, 4)])
+            )
+            reader.start()
+            time.sleep(0.3)
+            assert not listed, "the holders were read while a permit was being taken"
+            conn.execute("COMMIT")
+            reader.join(timeout=5)
+            assert listed == [[row[2], later.fence]]

@@ -22,6 +22,11 @@ arrival order; leaving the line closes that session. A transaction-pooling proxy
 statement per step; it works through any pooler. Releases NOTIFY the waiters; an expiry is
 noticed by polling.
 
+**Semaphores** (both modes): a permit is a lease on one of the semaphore's slot keys, taken in
+one round trip by a server-side function that also checks the name's recorded limit; in advisory
+mode it is a session lock on the first free slot (the fence from the sequence), in table mode a
+lease row (the fence from the name's own row). A permit's release NOTIFYs its semaphore's waiters.
+
 Every call is bounded by ``op_timeout`` on the client side, so a frozen server gives
 ``BackendTimeout``.
 """

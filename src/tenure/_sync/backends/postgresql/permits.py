@@ -16,6 +16,10 @@ holds it *exclusively*, so it waits for takers in flight, then sees every permit
 read again after the lock is granted: a function's statements each see what committed before
 them, which one statement's snapshot would not. The guard lock is a pair of int4 keys, a space
 no bigint lock id (every tenure lock) can meet.
+
+**Holders.** A taker draws its fence while holding the guard shared, and its holder row shows
+once it commits; reading the holders takes the guard alone first, so a permit fenced below one
+already handed out is always listed (a sequence's turn waits for every lower ticket).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ ATTEMPTS = 4  # statements one attempt may take: a crash's new fence epoch, a wi
 
 # Created with the fences (``sql.FENCES_SCHEMA``), after them: the store looks for this table to
 # tell whether the schema is there, so a database made by an earlier version gets it too.
-SCHEMA = f"""
+_TAKE_SCHEMA = f"""
 CREATE UNLOGGED TABLE IF NOT EXISTS {LIMITS_TABLE} (
     id      bigint PRIMARY KEY,        -- the semaphore's lock id: a 64-bit hash of its key
     key     text NOT NULL,             -- its namespaced key, for people
@@ -121,19 +125,34 @@ SELECT status, slot, fence, recorded FROM tenure_take_permit(
 )
 """
 
-# The live permits, in slot order: a holder row whose session holds the slot's lock now.
-HOLDERS = f"""
-WITH held AS MATERIALIZED (
-    SELECT (classid::bigint << 32) | objid::bigint AS id, pid FROM pg_locks
-    WHERE locktype = 'advisory' AND granted AND objsubid = 1
-      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-)
-SELECT h.label, h.fence, h.ttl - extract(epoch FROM clock_timestamp() - h.renewed_at)
-FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS s(id, slot)
-JOIN {sql.HOLDERS_TABLE} AS h ON h.id = s.id
-WHERE EXISTS (SELECT FROM held WHERE held.id = h.id AND held.pid = h.pid)
-ORDER BY s.slot
+# The live permits, in slot order: a holder row whose session holds the slot's lock now. Takers
+# of the name hold its guard shared until they commit, and draw their fence in between: so this
+# waits for them (the guard taken alone) and reads after, by which time any permit fenced below
+# one already handed out has its row committed (a sequence's turn relies on it).
+PERMIT_HOLDERS_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION tenure_permit_holders(sem_id bigint, slot_ids bigint[])
+RETURNS TABLE (holder_label text, holder_fence bigint, seconds_left double precision)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM pg_advisory_xact_lock((sem_id >> 32)::integer, ((sem_id << 32) >> 32)::integer);
+    RETURN QUERY
+    WITH held AS MATERIALIZED (
+        SELECT (l.classid::bigint << 32) | l.objid::bigint AS id, l.pid FROM pg_locks AS l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    )
+    SELECT h.label, h.fence, h.ttl - extract(epoch FROM clock_timestamp() - h.renewed_at)::float8
+    FROM unnest(slot_ids) WITH ORDINALITY AS s(id, n)
+    JOIN {sql.HOLDERS_TABLE} AS h ON h.id = s.id
+    WHERE EXISTS (SELECT FROM held WHERE held.id = h.id AND held.pid = h.pid)
+    ORDER BY s.n;
+END
+$fn$
 """
+
+SCHEMA = f"{_TAKE_SCHEMA};\n{PERMIT_HOLDERS_FUNCTION}"
+
+HOLDERS = "SELECT * FROM tenure_permit_holders(%(sem_id)s, %(ids)s::bigint[])"
 
 # A permit's release wakes the semaphore's waiters (a lock's does not: its waiters wait in the
 # server's lock queue). The NOTIFY costs the release a transaction id and a commit, whose WAL
@@ -189,6 +208,8 @@ def try_acquire_permit(
             if status == "wider":
                 span = recorded
             # "epoch": a new one was started; "retry": the record changed under a shared look
+        if status == "retry" and recorded:  # others keep changing the limit: it is in use so
+            raise limit_mismatch(key, limit, recorded)
         raise BackendProtocolError(f"{store.url}: no answer for {key!r} in {ATTEMPTS} statements ({status})")
 
 
@@ -239,7 +260,8 @@ def permit_holders(store: PostgresStore, key: str, limit: int) -> list[HolderInf
     """Return the live permits of ``key`` in slot order, in one statement."""
     channel = sql.permits_channel(key)
     mark = store._listener.mark(channel)  # a writer waiting for readers looks, then waits
-    rows = store._call(HOLDERS, {"ids": slot_ids(key, limit)}, f"reading the permits of {key!r}")
+    params = {"sem_id": sql.lock_id(key), "ids": slot_ids(key, limit)}
+    rows = store._call(HOLDERS, params, f"reading the permits of {key!r}")
     if rows:
         store._marks[key] = mark
     return [HolderInfo(str(label), int(fence), max(0.0, float(left))) for label, fence, left in rows]
