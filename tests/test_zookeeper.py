@@ -270,6 +270,84 @@ def test_no_node_is_left_behind_by_callers_that_gave_up(ensemble: ZooKeeperEnsem
         assert store._children(busy) == []
 
 
+# -- semaphores: permits are lock nodes on slot keys ----------------------------------------------
+
+
+def test_permit_attempts_leave_only_holders_and_a_record(url: str) -> None:
+    with tenure.Coordinator(url) as coord, tenure.Coordinator(url) as rival:
+        sem = coord.semaphore("slots", limit=3, ttl=5)
+        permits = [sem.acquire(timeout=1) for _ in range(3)]
+        assert rival.semaphore("slots", limit=3).try_acquire() is None
+        with pytest.raises(tenure.AcquireTimeout):
+            rival.semaphore("slots", limit=3).acquire(timeout=0.3)
+        store: Any = coord._store  # type: ignore[attr-defined]
+        slots = [f"tenure:permit:{slot}:slots" for slot in range(3)]
+        assert [len(store._children(slot)) for slot in slots] == [1, 1, 1], "only holders' nodes remain"
+        record = store._permits.record(namespaced_key("tenure", "slots", kind="semaphore"))
+        assert store._zk._client.get(record)[0] == b"3"
+        for permit in permits:
+            permit.release()
+        assert [store._children(slot) for slot in slots] == [[], [], []]
+
+
+def test_waiters_are_not_woken_by_each_others_attempts(url: str) -> None:
+    # A child watch fires when another waiter's attempt adds and drops its node behind a
+    # holder: only a holder gone ends a wait, or the waiters would retry in a storm.
+    coords = [tenure.Coordinator(url) for _ in range(4)]
+    try:
+        held = coords[0].semaphore("busy", limit=2, ttl=5)
+        permits = [held.acquire(timeout=1) for _ in range(2)]
+        attempts = [0, 0, 0]
+        timeouts: list[bool] = []
+
+        def wait(index: int) -> None:
+            store: Any = coords[index + 1]._store  # type: ignore[attr-defined]
+            real = store.try_acquire_permit
+
+            def counted(*args: Any) -> Any:
+                attempts[index] += 1
+                return real(*args)
+
+            store.try_acquire_permit = counted
+            try:
+                coords[index + 1].semaphore("busy", limit=2, ttl=5).acquire(timeout=2)
+            except tenure.AcquireTimeout:
+                timeouts.append(True)
+
+        waiters = [threading.Thread(target=wait, args=(index,)) for index in range(3)]
+        for waiter in waiters:
+            waiter.start()
+        for waiter in waiters:
+            waiter.join(timeout=10)
+        assert timeouts == [True, True, True]
+        assert max(attempts) < 15, f"attempts per waiter in 2 s: {attempts}"
+        for permit in permits:
+            permit.release()
+    finally:
+        for coord in coords:
+            coord.close()
+
+
+def test_a_limit_change_that_died_midway_leaves_the_name_usable(url: str) -> None:
+    with tenure.Coordinator(url) as coord:
+        store: Any = coord._store  # type: ignore[attr-defined]
+        sem = coord.semaphore("torn", limit=2, ttl=5)
+        held = sem.acquire(timeout=1)
+        record = store._permits.record(sem.key)
+        store._zk._client.set(record, b"2>5")  # what a changer to 5 that died midway leaves
+        with pytest.raises(tenure.ConfigurationError, match="limit=2"):
+            coord.semaphore("torn", limit=5).try_acquire()
+        second = sem.try_acquire()  # the live limit is 2: its holders put it back and go on
+        assert second is not None
+        assert sem.try_acquire() is None
+        held.release()
+        second.release()
+        wider = coord.semaphore("torn", limit=5, ttl=5).try_acquire()
+        assert wider is not None
+        wider.release()
+        assert store._zk._client.get(record)[0] == b"5"
+
+
 # -- helpers -------------------------------------------------------------------------------------
 
 

@@ -8,9 +8,10 @@ from typing import ClassVar
 
 from kazoo.client import KazooState  # type: ignore[import-untyped]
 
-from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore, Renewal, RenewOutcome
+from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore, Permit, Renewal, RenewOutcome
 from tenure._async.backends.zookeeper.line import AsyncLines, AsyncZooKeeperFeed
 from tenure._async.backends.zookeeper.nodes import LineNode, check_ttl_fits, parse_location, parse_node_data
+from tenure._async.backends.zookeeper.permits import AsyncPermits
 from tenure._async.backends.zookeeper.session import AsyncZooKeeperSession
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -32,7 +33,8 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
     held lock survives the loss of a minority of members; kazoo reconnects to another member
     and the session, its nodes and its watches carry over. SESSION_BOUND: a hold ends with its
     session, so a crashed holder frees the lock after the session timeout even if nobody
-    contends. CROSS_PROCESS, CROSS_HOST: clients reach the ensemble over TCP.
+    contends. CROSS_PROCESS, CROSS_HOST: clients reach the ensemble over TCP. Capabilities:
+    QUEUEING, SESSIONS, COUNTING (permits are lock nodes on slot keys, ``permits.py``).
 
     **What ``ttl`` means here.** It sets the renewal cadence (ttl/3) and how long a holder that
     stopped renewing keeps the lock against contenders. It must not exceed ``session_timeout``:
@@ -56,7 +58,9 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
             Guarantee.CROSS_HOST,
         }
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING, Capability.SESSIONS})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING}
+    )
     # A release wakes the watcher at once; the pause bounds how long a stuck holder's expiry
     # (which no watch reports) can go unnoticed.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 1.0)
@@ -78,13 +82,14 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
         )
         self._lines = AsyncLines(self._zk, root, config.common.op_timeout)
         self._nodes = self._lines.nodes  # (key, token) -> our child
+        self._permits = AsyncPermits(self._zk, self._lines, config.common.op_timeout)
 
     async def connect(self) -> None:
         await self._zk.connect()
 
     async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         check_ttl_fits(ttl, self._session_timeout, self.url)
-        node, now_ms, children = await self._lines.create(key, owner, ttl)
+        node, now_ms, children, _ = await self._lines.create(key, owner, ttl)
         fence = await self._lines.first_or_take_over(key, node, now_ms, children, plain=True)
         if fence is None:  # not first: leave no node behind
             await self._lines.delete(f"{self._lines.dir(key)}/{node.name}")
@@ -104,7 +109,7 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
             if fence is not None or node.in_line:
                 return fence
             # Our node died with an expired session: join the line again, at its end.
-        node, now_ms, children = await self._lines.create(key, owner, ttl)
+        node, now_ms, children, _ = await self._lines.create(key, owner, ttl)
         return await self._lines.first_or_take_over(key, node, now_ms, children)
 
     async def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
@@ -221,6 +226,17 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
         feed = AsyncZooKeeperFeed(self._zk, self._lines.dir(key), self.config.common.op_timeout)
         await feed.look()  # the holder as of now: a change after this is not missed
         return feed
+
+    async def try_acquire_permit(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
+        # Slot by slot, each a lock's try (``permits.py``): no request takes "a free one".
+        check_ttl_fits(ttl, self._session_timeout, self.url)
+        return await self._permits.try_acquire(key, limit, owner, ttl)
+
+    async def wait_permit_released(self, key: str, limit: int, timeout: float) -> None:
+        await self._permits.wait_released(key, limit, timeout)
+
+    async def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
+        return await self._permits.holders(key, limit)
 
     async def aclose(self) -> None:
         await self._zk.aclose()  # ends the session: its nodes go with it

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kazoo import exceptions as zk_errors  # type: ignore[import-untyped]
@@ -55,7 +56,9 @@ class Lines:
     def dir(self, key: str) -> str:
         return f"{self._root}/{node_component(key)}"
 
-    def create(self, key: str, owner: Owner, ttl: float) -> tuple[LineNode, int, list[str] | None]:
+    def create(
+        self, key: str, owner: Owner, ttl: float, *, also: Callable[[Any], Any] | None = None
+    ) -> tuple[LineNode, int, list[str] | None, Any]:
         """Create our child at the end of ``key``'s line.
 
         Return it, the server's time (ms) and the line as listed right after the create, or None
@@ -64,6 +67,8 @@ class Lines:
         our child was read after it was created (one round trip for both). For a lock whose
         directory we have not seen yet, a create of the directory goes first in the same way
         (it fails harmlessly if it exists): a new name costs no more round trips than an old one.
+        ``also(client)`` sends one more request after the listing; its pending result is returned
+        last (None if the create had to be sent again: the caller sends it then).
         """
         self.nodes.pop((key, owner.token), None)  # a dead node of ours; a failure below: release lists
         client = self._zk.live_client()
@@ -83,6 +88,7 @@ class Lines:
             )
             if exact:
                 listing = client.get_children_async(self.dir(key))
+            after = also(client) if exact and also is not None else None
             try:
                 path, stat = self._zk.result(result, deadline, "joining the line")
                 break
@@ -94,7 +100,7 @@ class Lines:
                 found = self.find_own(key, owner)
                 if found is not None:
                     path, stat = found
-                    listing = None
+                    listing = after = None
                     break
                 if time.monotonic() >= deadline:
                     raise self._zk.mapped(retry.__cause__, "joining the line") from retry.__cause__
@@ -116,7 +122,7 @@ class Lines:
                 names = None  # e.g. the directory was made by the create's retry: list again
             if names is not None:
                 children = sorted((n for n in names if sequence(n) >= 0), key=sequence)
-        return node, int(stat.ctime), children
+        return node, int(stat.ctime), children, after
 
     def find_own(self, key: str, owner: Owner) -> tuple[str, Any] | None:
         """Return the path and stat of our newest child of ``key``, or None."""

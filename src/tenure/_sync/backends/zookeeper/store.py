@@ -9,9 +9,10 @@ from typing import ClassVar
 
 from kazoo.client import KazooState  # type: ignore[import-untyped]
 
-from tenure._sync.backends.base import ChangeFeed, LeaseStore, Renewal, RenewOutcome
+from tenure._sync.backends.base import ChangeFeed, LeaseStore, Permit, Renewal, RenewOutcome
 from tenure._sync.backends.zookeeper.line import Lines, ZooKeeperFeed
 from tenure._sync.backends.zookeeper.nodes import LineNode, check_ttl_fits, parse_location, parse_node_data
+from tenure._sync.backends.zookeeper.permits import Permits
 from tenure._sync.backends.zookeeper.session import ZooKeeperSession
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -33,7 +34,8 @@ class ZooKeeperStore(LeaseStore):
     held lock survives the loss of a minority of members; kazoo reconnects to another member
     and the session, its nodes and its watches carry over. SESSION_BOUND: a hold ends with its
     session, so a crashed holder frees the lock after the session timeout even if nobody
-    contends. CROSS_PROCESS, CROSS_HOST: clients reach the ensemble over TCP.
+    contends. CROSS_PROCESS, CROSS_HOST: clients reach the ensemble over TCP. Capabilities:
+    QUEUEING, SESSIONS, COUNTING (permits are lock nodes on slot keys, ``permits.py``).
 
     **What ``ttl`` means here.** It sets the renewal cadence (ttl/3) and how long a holder that
     stopped renewing keeps the lock against contenders. It must not exceed ``session_timeout``:
@@ -57,7 +59,9 @@ class ZooKeeperStore(LeaseStore):
             Guarantee.CROSS_HOST,
         }
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING, Capability.SESSIONS})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING}
+    )
     # A release wakes the watcher at once; the pause bounds how long a stuck holder's expiry
     # (which no watch reports) can go unnoticed.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 1.0)
@@ -79,13 +83,14 @@ class ZooKeeperStore(LeaseStore):
         )
         self._lines = Lines(self._zk, root, config.common.op_timeout)
         self._nodes = self._lines.nodes  # (key, token) -> our child
+        self._permits = Permits(self._zk, self._lines, config.common.op_timeout)
 
     def connect(self) -> None:
         self._zk.connect()
 
     def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         check_ttl_fits(ttl, self._session_timeout, self.url)
-        node, now_ms, children = self._lines.create(key, owner, ttl)
+        node, now_ms, children, _ = self._lines.create(key, owner, ttl)
         fence = self._lines.first_or_take_over(key, node, now_ms, children, plain=True)
         if fence is None:  # not first: leave no node behind
             self._lines.delete(f"{self._lines.dir(key)}/{node.name}")
@@ -105,7 +110,7 @@ class ZooKeeperStore(LeaseStore):
             if fence is not None or node.in_line:
                 return fence
             # Our node died with an expired session: join the line again, at its end.
-        node, now_ms, children = self._lines.create(key, owner, ttl)
+        node, now_ms, children, _ = self._lines.create(key, owner, ttl)
         return self._lines.first_or_take_over(key, node, now_ms, children)
 
     def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
@@ -222,6 +227,17 @@ class ZooKeeperStore(LeaseStore):
         feed = ZooKeeperFeed(self._zk, self._lines.dir(key), self.config.common.op_timeout)
         feed.look()  # the holder as of now: a change after this is not missed
         return feed
+
+    def try_acquire_permit(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
+        # Slot by slot, each a lock's try (``permits.py``): no request takes "a free one".
+        check_ttl_fits(ttl, self._session_timeout, self.url)
+        return self._permits.try_acquire(key, limit, owner, ttl)
+
+    def wait_permit_released(self, key: str, limit: int, timeout: float) -> None:
+        self._permits.wait_released(key, limit, timeout)
+
+    def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
+        return self._permits.holders(key, limit)
 
     def close(self) -> None:
         self._zk.close()  # ends the session: its nodes go with it
