@@ -309,3 +309,45 @@ def test_quick_sql_suite_writes_sane_json(tmp_path: Path, suite_name: str) -> No
         if contender.floor is not None:
             assert record["ratios"]["vs_floor"]["uncontended_p50_us"] > 0
     assert all(isinstance(t["met"], bool) for t in result["targets"])
+
+
+# -- semaphores and read-write locks (benchmarks/permits.py) -------------------------------------
+
+
+def test_permit_overlap_and_held_time() -> None:
+    from benchmarks.permits import held_share, most_overlapping
+
+    intervals = [(0.0, 2.0), (1.0, 3.0), (2.0, 4.0), (1.5, 2.5)]
+    # Half-open: (0, 2) has ended when (2, 4) starts, so at most 3 are open at once.
+    assert most_overlapping(intervals, limit=3) == (3, 0)
+    assert most_overlapping(intervals, limit=2) == (3, 2)  # at 1.5, and at 2 again
+    assert held_share(intervals, start=1.0, end=3.0) == pytest.approx(1.0 + 2.0 + 1.0 + 1.0)
+
+
+@pytest.mark.slow
+def test_quick_permits_run_writes_sane_json(tmp_path: Path) -> None:
+    out = tmp_path / "permits.json"
+    stdout = run_module("benchmarks.permits", "--suite", SUITE, "--quick", "--json", str(out))
+    assert "tenure-permit" in stdout and "ratios of p50" in stdout and "target:" in stdout
+
+    data = json.loads(out.read_text())
+    assert data["schema"] == "tenure-benchmarks-permits/1" and data["quick"] is True
+    result = data["suites"][SUITE]
+    limit = result["config"]["contended"]["limit"]
+    processes = result["config"]["contended"]["processes"]
+    for name, record in result["uncontended"].items():
+        assert record["skipped"] is None and record["error"] is None, (name, record)
+        assert 0 < record["p50_us"]["min"] <= record["p50_us"]["median"] <= record["p50_us"]["max"]
+    ratios = {(r["numerator"], r["denominator"]): r for r in result["ratios"]}
+    floor_ratio = ratios[("tenure-permit", "sqlite-floor")]
+    assert floor_ratio["p50_ratio"] > 0 and isinstance(floor_ratio["met"], bool)
+    assert ratios[("tenure-permit", "tenure-sqlite")]["p50_ratio"] > 0
+    assert set(result["contended"]) == {"tenure-permit", "tenure-permit-fair"}
+    for name, record in result["contended"].items():
+        assert record["skipped"] is None and record["errors"] == [], (name, record)
+        # A semaphore never lets more than its limit hold at once; the figures' sizes are free.
+        assert record["over_limit"] == 0 and 1 <= record["max_held"] <= limit
+        assert 0 < record["utilisation_held"] <= record["utilisation"] <= 1
+        assert len(record["per_worker"]) == processes and sum(record["per_worker"]) == record["acquisitions"]
+        assert 0 < record["fairness"] <= 1 and record["max_wait_ms"] >= record["wait_p50_ms"] >= 0
+    assert all(isinstance(t["met"], bool) for t in result["targets"])
