@@ -264,3 +264,22 @@ async def test_holders_lists_live_permits_only(counting: tenure.AsyncCoordinator
     for permit in permits[1:]:
         await permit.release()
     assert len(permit_keys(sem.key, sem.limit)) == 4
+
+
+async def test_many_tasks_of_one_coordinator_take_permits_at_once(counting: tenure.AsyncCoordinator) -> None:
+    """Permits granted in one order may be answered in another: none is refused for it."""
+    sem = counting.semaphore("slots", limit=4, ttl=5)
+    fences: list[int] = []
+
+    async def take_some() -> None:
+        for _ in range(5):
+            async with sem.acquire(timeout=10) as permit:
+                fences.append(permit.fence)
+
+    workers = [AsyncBackground(take_some, name=f"taker-{i}") for i in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        await worker.join()
+    assert len(fences) == 30 and len(set(fences)) == 30
+    assert await sem.holders() == []

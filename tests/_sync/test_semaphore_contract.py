@@ -265,3 +265,22 @@ def test_holders_lists_live_permits_only(counting: tenure.Coordinator) -> None:
     for permit in permits[1:]:
         permit.release()
     assert len(permit_keys(sem.key, sem.limit)) == 4
+
+
+def test_many_tasks_of_one_coordinator_take_permits_at_once(counting: tenure.Coordinator) -> None:
+    """Permits granted in one order may be answered in another: none is refused for it."""
+    sem = counting.semaphore("slots", limit=4, ttl=5)
+    fences: list[int] = []
+
+    def take_some() -> None:
+        for _ in range(5):
+            with sem.acquire(timeout=10) as permit:
+                fences.append(permit.fence)
+
+    workers = [Background(take_some, name=f"taker-{i}") for i in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(fences) == 30 and len(set(fences)) == 30
+    assert sem.holders() == []

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from tenure._concurrency import AsyncBodyGuard, async_current_actor, async_shielded
 from tenure._core.durations import check_ttl
+from tenure._core.fences import Floor
 from tenure._core.guarantees import Guarantee
 from tenure._core.holding import Holding
 from tenure._core.renewal import Validity
@@ -177,16 +178,18 @@ def grant(
     *,
     reentrant: bool = False,
     fence_key: str | None = None,
+    floor: int | Floor | None = Floor.NOW,
     lease_type: type[AsyncLease] | None = None,
 ) -> AsyncLease:
     """Return the lease for an acquisition the backend granted, counted from ``started``.
 
     The lease is held on ``key``; its fence is checked against the highest seen for
-    ``fence_key`` (default ``key``: a semaphore's permits share their name's counter). Raises
+    ``fence_key`` (default ``key``: a semaphore's permits share their name's counter) when the
+    request was sent (``floor``: permits of one name may be answered out of order). Raises
     ``BackendProtocolError`` for a fence not above one already seen (the caller frees the key).
     """
     if Guarantee.FENCING in context.store.guarantees:
-        seen = context.fences.admit(fence_key or key, fence)
+        seen = context.fences.admit(fence_key or key, fence, floor=floor)
         if seen is not None:
             raise BackendProtocolError(
                 f"{name!r} on {context.url} was granted fence {fence}, not above {seen} already "

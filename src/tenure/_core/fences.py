@@ -6,6 +6,7 @@ fences again; a coordinator that already saw a higher one for the name knows, an
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections import OrderedDict
 
@@ -18,6 +19,12 @@ next acquisition on.
 """
 
 
+class Floor(enum.Enum):
+    """The floor a new fence must be above: the highest seen when it is checked."""
+
+    NOW = "now"
+
+
 class FenceHighWater:
     """The highest fence seen per key, for the ``size`` keys acquired most recently."""
 
@@ -26,13 +33,26 @@ class FenceHighWater:
         self._seen: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()  # sync coordinators acquire from many threads
 
-    def admit(self, key: str, fence: int) -> int | None:
-        """Record ``fence`` for ``key``; if it is not above the highest seen, return that instead."""
+    def highest(self, key: str) -> int | None:
+        """Return the highest fence seen for ``key``, or None."""
+        with self._lock:
+            return self._seen.get(key)
+
+    def admit(self, key: str, fence: int, *, floor: int | Floor | None = Floor.NOW) -> int | None:
+        """Record ``fence`` for ``key``; if it is not above the floor, return the floor instead.
+
+        The floor is the highest fence seen now (``Floor.NOW``), or the one given: what was
+        highest when the request was sent (``highest()``). A name held by several holders of
+        one coordinator at once (a semaphore's permits) is granted in one order on the server
+        and may be answered in another, so only the fences seen before the request must be
+        below it.
+        """
         with self._lock:
             seen = self._seen.get(key)
-            if seen is not None and fence <= seen:
-                return seen
-            self._seen[key] = fence
+            limit = seen if floor is Floor.NOW else floor
+            if limit is not None and fence <= limit:
+                return limit
+            self._seen[key] = fence if seen is None else max(seen, fence)
             self._seen.move_to_end(key)
             if len(self._seen) > self._size:
                 self._seen.popitem(last=False)

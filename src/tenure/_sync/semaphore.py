@@ -188,11 +188,12 @@ def take_permit(
     the error goes on (or by its ttl, if the server cannot be reached).
     """
     started = time.monotonic()
+    floor = context.fences.highest(key)  # permits taken meanwhile may be answered before or after
     try:
         permit = counting.try_acquire_permit(key, limit, owner, ttl)
         if permit is None:
             return None
-        return grant(context, name, permit.key, owner, permit.fence, started, ttl, fence_key=key)
+        return grant(context, name, permit.key, owner, permit.fence, started, ttl, fence_key=key, floor=floor)
     except ConfigurationError:
         raise  # the limit was refused before any slot was taken
     except BaseException:
