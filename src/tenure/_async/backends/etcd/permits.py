@@ -67,6 +67,7 @@ class AsyncPermits:
         self._client, self._sessions, self._entries = client, sessions, entries
         self._keeper, self._line = keeper, line
         # Permit entry -> its last write seen (mod revision), when we first saw it, its ttl.
+        # Shared by callers on many threads (sync twin): iterated only through copies (atomic).
         self._heard: dict[bytes, tuple[int, float, float]] = {}
 
     async def try_acquire(self, key: str, limit: int, owner: Owner, ttl: float) -> Permit | None:
@@ -219,9 +220,9 @@ class AsyncPermits:
                 # A holder seen before and gone now was released since: the caller tries again.
                 # (A slot free all along is no news: a sequence's are, most of them.)
                 firsts = {bytes(kv.key): kv for reply in what for kv in _kvs(reply)}
-                gone = [n for n in self._heard if _line(n) in prefixes and n not in firsts]
+                gone = [n for n in self._heard.copy() if _line(n) in prefixes and n not in firsts]
                 for name in gone:
-                    del self._heard[name]
+                    self._heard.pop(name, None)
                 for name, kv in firsts.items():
                     self._hear(name, kv, now)
                 return bool(gone) or self._next_silence(prefixes) <= now
@@ -250,7 +251,11 @@ class AsyncPermits:
     def _next_silence(self, prefixes: set[bytes]) -> float:
         """Return when the first holder in ``prefixes`` is silent for its ttl, if not written."""
         return min(
-            (silent_since(seen, ttl) for n, (_, seen, ttl) in self._heard.items() if _line(n) in prefixes),
+            (
+                silent_since(seen, ttl)
+                for n, (_, seen, ttl) in self._heard.copy().items()
+                if _line(n) in prefixes
+            ),
             default=float("inf"),
         )
 
@@ -259,7 +264,7 @@ class AsyncPermits:
         now = time.monotonic()
         silent = [
             (name, mod)
-            for name, (mod, seen, ttl) in self._heard.items()
+            for name, (mod, seen, ttl) in self._heard.copy().items()
             if _line(name) in prefixes and silent_since(seen, ttl) <= now
         ]
         expired = False

@@ -222,9 +222,8 @@ class Permits:
                 return  # released since the caller looked: it tries again
             seen = {path: line[0] for path, line in zip(paths, lines, strict=True) if line}
             self._saw(key, seen)
-            if not self._any_fires(
-                [self._watches[path] for path in paths if path in self._watches], ends
-            ):
+            watches = [watch for watch in map(self._watches.get, paths) if watch is not None]
+            if not self._any_fires(watches, ends):
                 return
 
     def _any_fires(self, watches: list[Any], ends: float) -> bool:
