@@ -56,8 +56,7 @@ def slot_key_of(lease: tenure.Lease) -> str:
     return lease._holding.key
 
 
-# These two call the store's steps directly: the semaphore's own check that fences grow, per
-# process, can refuse a permit whose reply was read after a later one's (see the report).
+# These two call the store's steps directly: what the server grants, with nothing in between.
 @pytest.mark.parametrize("mode", MODES)
 def test_threads_of_one_store_never_share_a_slot(postgres_server: PostgresServer, mode: str) -> None:
     # Advisory locks are reentrant per session: a slot taken on a shared session must never be
