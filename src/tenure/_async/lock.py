@@ -98,9 +98,10 @@ class AsyncLock:
         await self._context.ensure_connected()
         started = time.monotonic()
         owner = Owner(label=self._label)  # one identity for every attempt of this wait
+        floor = self._context.fences.highest(self.key)  # a grant's fence must be above it
         if self._queue is not None and (self.fair or (self._store.plain_waiters_queue and timeout != 0)):
-            return await self._acquire_in_turn(self._queue, owner, Deadline(timeout, start=started))
-        lease = await self._attempt(owner)
+            return await self._acquire_in_turn(self._queue, owner, Deadline(timeout, start=started), floor)
+        lease = await self._attempt(owner, floor)
         # The deadline and backoff are built only when contended: acquiring is a hot path.
         deadline: Deadline | None = None
         backoff: Backoff | None = None
@@ -113,7 +114,7 @@ class AsyncLock:
             if backoff is None:
                 backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
             await self._store.wait_released(self.key, min(remaining, backoff.next_delay()))
-            lease = await self._attempt(owner)
+            lease = await self._attempt(owner, floor)
         return lease
 
     async def try_acquire(self) -> AsyncLease | None:
@@ -128,10 +129,11 @@ class AsyncLock:
         await self._context.ensure_connected()
         if self.fair and self._queue is not None:
             try:
-                return await self._acquire_in_turn(self._queue, Owner(label=self._label), Deadline(0))
+                owner, floor = Owner(label=self._label), self._context.fences.highest(self.key)
+                return await self._acquire_in_turn(self._queue, owner, Deadline(0), floor)
             except AcquireTimeout:
                 return None
-        return await self._attempt(Owner(label=self._label))
+        return await self._attempt(Owner(label=self._label), self._context.fences.highest(self.key))
 
     async def holder(self) -> str | None:
         """Return the label of the current holder, or None if the lock is free."""
@@ -184,7 +186,9 @@ class AsyncLock:
             "or make its locks with reentrant=True to acquire it again"
         )
 
-    async def _acquire_in_turn(self, queue: AsyncQueueing, owner: Owner, deadline: Deadline) -> AsyncLease:
+    async def _acquire_in_turn(
+        self, queue: AsyncQueueing, owner: Owner, deadline: Deadline, floor: int | None
+    ) -> AsyncLease:
         """Wait in the backend's FIFO queue; the lock is handed over when our turn comes."""
         slowest = self._store.poll_interval[1]
         # Waits are short enough to refresh the queue entry well within its patience, and to
@@ -207,35 +211,40 @@ class AsyncLock:
                     started = time.monotonic()
                     fence = await queue.wait_turn(self.key, owner, min(remaining, backoff.next_delay()))
                 if fence is not None:
-                    lease = self._held(owner, fence, started)
+                    lease = self._held(owner, fence, started, floor)
                     acquired = True
                     return lease
         finally:
             if not acquired:
                 await self._leave_queue(queue, owner)
 
-    async def _attempt(self, owner: Owner) -> AsyncLease | None:
+    async def _attempt(self, owner: Owner, floor: int | None) -> AsyncLease | None:
         started = time.monotonic()
         try:
             fence = await self._store.try_acquire(self.key, owner, self.ttl)
-            return None if fence is None else self._held(owner, fence, started)
+            return None if fence is None else self._held(owner, fence, started, floor)
         except BaseException:
             # Cancelled or failed mid-flight: the attempt may still have taken the lock.
             await self._abandon(owner)
             raise
 
-    def _held(self, owner: Owner, fence: int, started: float) -> AsyncLease:
-        """Return the lease for a granted acquisition, counted from when its request was sent."""
-        context, ttl = self._context, self.ttl
+    def _held(self, owner: Owner, fence: int, started: float, floor: int | None) -> AsyncLease:
+        """Return the lease for a granted acquisition, counted from when its request was sent.
+
+        Its fence must be above ``floor``, the highest this coordinator had seen for the name
+        when the acquisition began (not when it was granted: a fair waiter's fence is fixed
+        when it joins the line, and a sibling's grant of the name's counter may come between).
+        """
         return grant(
-            context,
+            self._context,
             self.name,
             self.key,
             owner,
             fence,
             started,
-            ttl,
+            self.ttl,
             reentrant=self.reentrant,
+            floor=floor,
             lease_type=self._lease_type,
         )
 

@@ -99,9 +99,10 @@ class Lock:
         self._context.ensure_connected()
         started = time.monotonic()
         owner = Owner(label=self._label)  # one identity for every attempt of this wait
+        floor = self._context.fences.highest(self.key)  # a grant's fence must be above it
         if self._queue is not None and (self.fair or (self._store.plain_waiters_queue and timeout != 0)):
-            return self._acquire_in_turn(self._queue, owner, Deadline(timeout, start=started))
-        lease = self._attempt(owner)
+            return self._acquire_in_turn(self._queue, owner, Deadline(timeout, start=started), floor)
+        lease = self._attempt(owner, floor)
         # The deadline and backoff are built only when contended: acquiring is a hot path.
         deadline: Deadline | None = None
         backoff: Backoff | None = None
@@ -114,7 +115,7 @@ class Lock:
             if backoff is None:
                 backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
             self._store.wait_released(self.key, min(remaining, backoff.next_delay()))
-            lease = self._attempt(owner)
+            lease = self._attempt(owner, floor)
         return lease
 
     def try_acquire(self) -> Lease | None:
@@ -129,10 +130,11 @@ class Lock:
         self._context.ensure_connected()
         if self.fair and self._queue is not None:
             try:
-                return self._acquire_in_turn(self._queue, Owner(label=self._label), Deadline(0))
+                owner, floor = Owner(label=self._label), self._context.fences.highest(self.key)
+                return self._acquire_in_turn(self._queue, owner, Deadline(0), floor)
             except AcquireTimeout:
                 return None
-        return self._attempt(Owner(label=self._label))
+        return self._attempt(Owner(label=self._label), self._context.fences.highest(self.key))
 
     def holder(self) -> str | None:
         """Return the label of the current holder, or None if the lock is free."""
@@ -185,7 +187,9 @@ class Lock:
             "or make its locks with reentrant=True to acquire it again"
         )
 
-    def _acquire_in_turn(self, queue: Queueing, owner: Owner, deadline: Deadline) -> Lease:
+    def _acquire_in_turn(
+        self, queue: Queueing, owner: Owner, deadline: Deadline, floor: int | None
+    ) -> Lease:
         """Wait in the backend's FIFO queue; the lock is handed over when our turn comes."""
         slowest = self._store.poll_interval[1]
         # Waits are short enough to refresh the queue entry well within its patience, and to
@@ -208,35 +212,40 @@ class Lock:
                     started = time.monotonic()
                     fence = queue.wait_turn(self.key, owner, min(remaining, backoff.next_delay()))
                 if fence is not None:
-                    lease = self._held(owner, fence, started)
+                    lease = self._held(owner, fence, started, floor)
                     acquired = True
                     return lease
         finally:
             if not acquired:
                 self._leave_queue(queue, owner)
 
-    def _attempt(self, owner: Owner) -> Lease | None:
+    def _attempt(self, owner: Owner, floor: int | None) -> Lease | None:
         started = time.monotonic()
         try:
             fence = self._store.try_acquire(self.key, owner, self.ttl)
-            return None if fence is None else self._held(owner, fence, started)
+            return None if fence is None else self._held(owner, fence, started, floor)
         except BaseException:
             # Cancelled or failed mid-flight: the attempt may still have taken the lock.
             self._abandon(owner)
             raise
 
-    def _held(self, owner: Owner, fence: int, started: float) -> Lease:
-        """Return the lease for a granted acquisition, counted from when its request was sent."""
-        context, ttl = self._context, self.ttl
+    def _held(self, owner: Owner, fence: int, started: float, floor: int | None) -> Lease:
+        """Return the lease for a granted acquisition, counted from when its request was sent.
+
+        Its fence must be above ``floor``, the highest this coordinator had seen for the name
+        when the acquisition began (not when it was granted: a fair waiter's fence is fixed
+        when it joins the line, and a sibling's grant of the name's counter may come between).
+        """
         return grant(
-            context,
+            self._context,
             self.name,
             self.key,
             owner,
             fence,
             started,
-            ttl,
+            self.ttl,
             reentrant=self.reentrant,
+            floor=floor,
             lease_type=self._lease_type,
         )
 
