@@ -15,7 +15,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from tenure._core.guarantees import Guarantee
+from tenure._core.guarantees import Capability, Guarantee
 from tenure._registry import BACKENDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,10 +33,16 @@ COLUMNS = [
 ]
 
 
+CAPABILITY_COLUMNS = {
+    Capability.COUNTING: "semaphores, read-write locks and sequences (the Counting capability)",
+}
+
+
 def render() -> str:
     """Return the table as Markdown, one row per registered backend."""
-    head = "| backend | " + " | ".join(g.name for g in COLUMNS) + " | notes |"
-    rule = "|---|" + "---|" * len(COLUMNS) + "---|"
+    names = [g.name for g in COLUMNS] + [c.name for c in CAPABILITY_COLUMNS]
+    head = "| backend | " + " | ".join(names) + " | notes |"
+    rule = "|---|" + "---|" * len(names) + "---|"
     rows = [head, rule]
     schemes: dict[tuple[str, str], list[str]] = {}  # one row per backend, with all its schemes
     for scheme, entry in BACKENDS.items():
@@ -46,9 +52,15 @@ def render() -> str:
             schemes.setdefault((entry.module, cls_name), []).append(shown)
     for (module_name, cls_name), names in schemes.items():
         cls = getattr(importlib.import_module(f"tenure._sync.backends.{module_name}"), cls_name)
-        marks = " | ".join("yes" if g in cls.guarantees else "no" for g in COLUMNS)
+        marks = " | ".join(
+            ["yes" if g in cls.guarantees else "no" for g in COLUMNS]
+            + ["yes" if c in cls.capabilities else "no" for c in CAPABILITY_COLUMNS]
+        )
         rows.append(f"| {', '.join(names)} | {marks} | {cls.description} |")
-    legend = "\n".join(f"- **{g.name}**: {g.value}" for g in COLUMNS)
+    legend = "\n".join(
+        [f"- **{g.name}**: {g.value}" for g in COLUMNS]
+        + [f"- **{c.name}**: {meaning}" for c, meaning in CAPABILITY_COLUMNS.items()]
+    )
     return "\n".join(rows) + "\n\n" + legend
 
 
