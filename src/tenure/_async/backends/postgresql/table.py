@@ -87,7 +87,10 @@ CREATE OR REPLACE FUNCTION tenure_take_lease_permit(
     sem_key text, slot_head text, slot_tail text, tries integer[], wanted integer,
     holder text, holder_label text, lease_ttl double precision,
     OUT status text, OUT slot integer, OUT fence bigint, OUT recorded integer, OUT wait double precision
-) LANGUAGE plpgsql AS $fn$
+) LANGUAGE plpgsql
+-- Plans made once per session: custom ones, remade at each call, cost more than the call.
+SET plan_cache_mode = force_generic_plan
+AS $fn$
 DECLARE
     live integer;
 BEGIN

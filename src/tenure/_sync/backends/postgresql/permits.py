@@ -55,7 +55,10 @@ CREATE OR REPLACE FUNCTION tenure_take_permit(
     sem_id bigint, sem_key text, slot_head text, slot_tail text, slot_ids bigint[], tries integer[],
     wanted integer, holder text, holder_label text, lease_ttl double precision, idle text,
     OUT status text, OUT slot integer, OUT fence bigint, OUT recorded integer
-) LANGUAGE plpgsql AS $fn$
+) LANGUAGE plpgsql
+-- Plans made once per session: custom ones, remade at each call, cost more than the call.
+SET plan_cache_mode = force_generic_plan
+AS $fn$
 DECLARE
     hi integer := (sem_id >> 32)::integer;
     lo integer := ((sem_id << 32) >> 32)::integer;
@@ -132,7 +135,10 @@ SELECT status, slot, fence, recorded FROM tenure_take_permit(
 PERMIT_HOLDERS_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION tenure_permit_holders(sem_id bigint, slot_ids bigint[])
 RETURNS TABLE (holder_label text, holder_fence bigint, seconds_left double precision)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql
+-- Plans made once per session: custom ones, remade at each call, cost more than the call.
+SET plan_cache_mode = force_generic_plan
+AS $fn$
 BEGIN
     PERFORM pg_advisory_xact_lock((sem_id >> 32)::integer, ((sem_id << 32) >> 32)::integer);
     RETURN QUERY
