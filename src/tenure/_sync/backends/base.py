@@ -191,7 +191,12 @@ class Counting(Protocol):
         ...
 
     def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
-        """Return the live permits of ``key``, in slot order."""
+        """Return the live permits of ``key``.
+
+        Linearizable with ``try_acquire_permit``: once a permit with some fence was granted,
+        every live permit with a lower fence is listed (a sequence's turn relies on it, and a
+        store whose fences are drawn before its step commits must wait for those steps).
+        """
         ...
 
 
