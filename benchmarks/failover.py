@@ -10,9 +10,10 @@ parent measures, ``--rounds`` times each:
 - resign hand-over: the leader is told ``RESIGN`` on its stdin, takes ``time.monotonic()`` just
   before it resigns (``RESIGNED <t0>``), and the hand-over is the next leader's time minus t0.
 
-``--lock plain`` or ``--lock fair`` makes tenure's candidates hold a lock of that kind instead
-of leading an election (``LEADER`` then means "holds the lock", its term the fence, and
-resigning is releasing): the crash recovery of locks. The peers run as they do without it.
+``--lock plain``, ``--lock fair`` or ``--lock permit`` (the one permit of a semaphore of
+limit 1) makes tenure's candidates hold that instead of leading an election (``LEADER`` then
+means "holds the lock", its term the fence, and resigning is releasing): the crash recovery of
+locks. The peers run as they do without it.
 
 Contenders at the same TTL: tenure on every backend it has here, kazoo's ``Election``, tooz's
 leader election (redis and zookeeper drivers) and ``etcdctl lock --ttl``. Servers are the real
@@ -87,7 +88,11 @@ def worker_tenure(args: argparse.Namespace) -> None:
             term, resign = leadership.term, leadership.resign
         else:  # a lock held as leadership is: the same lines, the fence as the term
             try:
-                lock = coord.lock(args.name, ttl=args.ttl, fair=args.lock == "fair")
+                lock: Any
+                if args.lock == "permit":  # the one permit of a semaphore: its crash recovery
+                    lock = coord.semaphore(args.name, limit=1, ttl=args.ttl)
+                else:
+                    lock = coord.lock(args.name, ttl=args.ttl, fair=args.lock == "fair")
             except tenure.BackendIncapable:
                 sys.exit(INCAPABLE)
             coord.connect()
@@ -816,9 +821,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="kill -9 and resign rounds per contender (5)")
     parser.add_argument(
         "--lock",
-        choices=("election", "plain", "fair"),
+        choices=("election", "plain", "fair", "permit"),
         default="election",
-        help="what tenure's candidates hold: an election's leadership (default), or a plain or fair lock",
+        help="what tenure's candidates hold: an election's leadership (default), a plain or fair lock, "
+        "or the one permit of a semaphore (limit=1)",
     )
     parser.add_argument("--seed", type=int, default=6, help="seed of the random pauses before kills")
     parser.add_argument("--workdir", type=Path, help="where servers and logs live (default: a temp dir)")
@@ -911,7 +917,7 @@ def worker_main(argv: list[str]) -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--ttl", type=float, required=True)
     parser.add_argument("--index", type=int, default=0)
-    parser.add_argument("--lock", choices=("election", "plain", "fair"), default="election")
+    parser.add_argument("--lock", choices=("election", "plain", "fair", "permit"), default="election")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # the parent went away: leave quietly
     WORKERS[args.kind](args)

@@ -312,7 +312,16 @@ def test_inspect_says_free_otherwise(url: str) -> None:
     text = run("inspect", "job", url=url)
     assert (text.returncode, text.stdout) == (0, "free\n")
     data = json.loads(run("inspect", "job", "--json", url=url).stdout)
-    free = {"held": False, "holder": None, "fence": None, "remaining": None, "permits": [], "leader": None}
+    free = {
+        "held": False,
+        "holder": None,
+        "fence": None,
+        "remaining": None,
+        "permits": [],
+        "readers": [],
+        "writer": None,
+        "leader": None,
+    }
     assert data == {"lock": "job", "backend": url, **free}
 
 
@@ -329,7 +338,8 @@ def test_inspect_shows_the_leader_of_the_election(url: str, coordinator: tenure.
     ]
     free_lock = {"held": False, "holder": None, "fence": None, "remaining": None}
     leader = {"value": "node-1", "term": leadership.term}
-    assert data == {"lock": "job", "backend": url, **free_lock, "permits": [], "leader": leader}
+    nothing = {"permits": [], "readers": [], "writer": None}
+    assert data == {"lock": "job", "backend": url, **free_lock, **nothing, "leader": leader}
 
 
 def test_inspect_shows_lock_holder_and_leader_together(url: str, coordinator: tenure.Coordinator) -> None:
@@ -357,6 +367,23 @@ def test_inspect_shows_the_permits_of_the_semaphore(url: str, coordinator: tenur
     assert data["held"] is False and data["leader"] is None
     assert [p["fence"] for p in data["permits"]] == [first.fence, second.fence]
     assert all(f"pid {os.getpid()}" in p["holder"] and 0 < p["remaining"] <= 30 for p in data["permits"])
+
+
+def test_inspect_shows_the_readers_and_writer_of_the_rwlock(
+    url: str, coordinator: tenure.Coordinator
+) -> None:
+    rw = coordinator.rwlock("job", ttl=30)
+    with rw.read(timeout=0) as first, rw.read(timeout=0) as second:
+        text = run("inspect", "job", url=url).stdout.splitlines()
+        data = json.loads(run("inspect", "job", "--json", url=url).stdout)
+    assert text[:3] == ["rwlock:    job", f"backend:   {url}", "readers:   2 held"]
+    assert sorted(p["fence"] for p in data["readers"]) == [first.fence, second.fence]
+    assert data["writer"] is None and data["permits"] == []
+    with rw.write(timeout=0) as writer:
+        text = run("inspect", "job", url=url).stdout.splitlines()
+        data = json.loads(run("inspect", "job", "--json", url=url).stdout)
+    assert text[2].startswith("writer: ") and f"fence {writer.fence}" in text[2]
+    assert data["writer"]["fence"] == writer.fence and data["readers"] == []
 
 
 # -- tenure lock --limit -----------------------------------------------------------------------

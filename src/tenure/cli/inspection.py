@@ -1,37 +1,47 @@
-"""The ``tenure inspect`` command: show who holds a lock and who leads the election of that name."""
+"""The ``tenure inspect`` command: who holds a name's lock, permits, read-write lock, election."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 
 import tenure
 from tenure._core.semaphore import MAX_LIMIT
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    """Print the holder and the leader of ``args.name`` (or "free"), as text or ``--json``; return 0.
+    """Print who holds ``args.name`` (or "free"), as text or ``--json``; return 0.
 
-    A lock and an election of the same name are apart; both are shown. Raises
-    ``ConfigurationError`` for bad input (before any I/O) and ``BackendUnavailable`` when the
-    backend cannot be reached.
+    A lock, a semaphore, a read-write lock and an election of the same name are apart; each is
+    shown. Raises ``ConfigurationError`` for bad input (before any I/O) and
+    ``BackendUnavailable`` when the backend cannot be reached.
     """
     coordinator = tenure.Coordinator(args.url)
     try:
-        info = coordinator.inspect(args.name)
-        leader = coordinator.election(args.name).leader()
-        permits: list[tenure.HolderInfo] = []
+        holder = coordinator.inspect(args.name)
+        seen = Seen(coordinator.url, holder, coordinator.election(args.name).leader())
         if tenure.Capability.COUNTING in coordinator.capabilities:
             # Whatever limit the semaphore has, its permits are among the first MAX_LIMIT slots.
-            permits = coordinator.semaphore(args.name, limit=MAX_LIMIT).holders()
-        url = coordinator.url
+            seen.permits = coordinator.semaphore(args.name, limit=MAX_LIMIT).holders()
+            rwlock = coordinator.rwlock(args.name)
+            seen.writer, seen.readers = rwlock.writer(), rwlock.readers()
     finally:
         coordinator.close()
-    if args.json:
-        print(as_json(args.name, url, info, leader, permits))
-    else:
-        print(as_text(args.name, url, info, leader, permits))
+    print(as_json(args.name, seen) if args.json else as_text(args.name, seen))
     return 0
+
+
+@dataclass
+class Seen:
+    """What holds a name: its lock's holder, its election's leader, permits, readers, writer."""
+
+    url: str
+    holder: tenure.HolderInfo | None
+    leader: tenure.Leader | None
+    permits: list[tenure.HolderInfo] = field(default_factory=list)
+    readers: list[tenure.HolderInfo] = field(default_factory=list)
+    writer: tenure.HolderInfo | None = None
 
 
 def remaining_text(info: tenure.HolderInfo) -> str:
@@ -41,61 +51,68 @@ def remaining_text(info: tenure.HolderInfo) -> str:
     return f"{info.remaining:.3f} s"
 
 
-def as_text(
-    name: str,
-    url: str,
-    info: tenure.HolderInfo | None,
-    leader: tenure.Leader | None,
-    permits: list[tenure.HolderInfo],
-) -> str:
-    """Return the holder, the permits and the leader as aligned ``key: value`` lines, or "free"."""
-    if info is None and leader is None and not permits:
-        return "free"
+def lease_text(info: tenure.HolderInfo) -> str:
+    """Return one lease on one line: its holder, fence and ttl left."""
+    return f"{info.label}, fence {info.fence}, {remaining_text(info)} left"
+
+
+def as_text(name: str, seen: Seen) -> str:
+    """Return what holds the name as aligned ``key: value`` lines, or "free" if nothing does."""
     rows: list[tuple[str, str]] = []
-    if info is not None:
-        rows += [
-            ("lock", name),
-            ("backend", url),
-            ("holder", info.label),
-            ("fence", str(info.fence)),
-            ("remaining", remaining_text(info)),
-        ]
-    if permits:
-        if info is None:
-            rows += [("semaphore", name), ("backend", url)]
-        else:
-            rows += [("semaphore", name)]
-        rows += [("permits", f"{len(permits)} held")]
-        rows += [("permit", f"{p.label}, fence {p.fence}, {remaining_text(p)} left") for p in permits]
-    if leader is not None:
-        if info is None and not permits:
-            rows += [("election", name), ("backend", url)]
-        rows += [("leader", leader.value), ("term", str(leader.term))]
+
+    def section(title: str) -> None:
+        rows.append((title, name))
+        if len(rows) == 1:  # the first section says where
+            rows.append(("backend", seen.url))
+
+    if seen.holder is not None:
+        section("lock")
+        info = seen.holder
+        rows += [("holder", info.label), ("fence", str(info.fence)), ("remaining", remaining_text(info))]
+    if seen.permits:
+        section("semaphore")
+        rows += [("permits", f"{len(seen.permits)} held")] + [("permit", lease_text(p)) for p in seen.permits]
+    if seen.writer is not None or seen.readers:
+        section("rwlock")
+        if seen.writer is not None:
+            rows.append(("writer", lease_text(seen.writer)))
+        if seen.readers:
+            rows.append(("readers", f"{len(seen.readers)} held"))
+            rows += [("reader", lease_text(r)) for r in seen.readers]
+    if seen.leader is not None:
+        if not rows:
+            section("election")
+        rows += [("leader", seen.leader.value), ("term", str(seen.leader.term))]
+    if not rows:
+        return "free"
     return "\n".join(f"{key + ':':<10} {value}" for key, value in rows)
 
 
-def as_json(
-    name: str,
-    url: str,
-    info: tenure.HolderInfo | None,
-    leader: tenure.Leader | None,
-    permits: list[tenure.HolderInfo],
-) -> str:
-    """Return the holder, the permits and the leader as one JSON object.
+def as_json(name: str, seen: Seen) -> str:
+    """Return what holds the name as one JSON object.
 
     ``held`` is false and ``holder``, ``fence`` and ``remaining`` null when nobody holds the
-    lock; ``permits`` lists the semaphore's live permits (``holder``, ``fence``, ``remaining``);
+    lock; ``permits`` and ``readers`` list the semaphore's permits and the read-write lock's
+    read leases (``holder``, ``fence``, ``remaining``), ``writer`` is its write lease or null;
     ``leader`` is ``{"value": ..., "term": ...}``, or null when nobody leads the election.
     """
+    info, leader = seen.holder, seen.leader
     return json.dumps(
         {
             "lock": name,
-            "backend": url,
+            "backend": seen.url,
             "held": info is not None,
             "holder": None if info is None else info.label,
             "fence": None if info is None else info.fence,
             "remaining": None if info is None else info.remaining,
-            "permits": [{"holder": p.label, "fence": p.fence, "remaining": p.remaining} for p in permits],
+            "permits": [lease_json(p) for p in seen.permits],
+            "readers": [lease_json(r) for r in seen.readers],
+            "writer": None if seen.writer is None else lease_json(seen.writer),
             "leader": None if leader is None else {"value": leader.value, "term": leader.term},
         }
     )
+
+
+def lease_json(info: tenure.HolderInfo) -> dict[str, object]:
+    """Return one lease as a JSON object: holder, fence, remaining."""
+    return {"holder": info.label, "fence": info.fence, "remaining": info.remaining}

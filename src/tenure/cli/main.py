@@ -71,9 +71,9 @@ SIGTERM and SIGHUP sent to tenure are passed on to CMD; tenure waits for CMD, re
 
 INSPECT_DESCRIPTION = """\
 Show who holds the lock NAME: the holder's label (host/pid/thread), the fence, and the seconds
-of TTL left; who holds permits of the semaphore NAME (each with its label, fence and TTL left);
-and who leads the election NAME: the leader's value and term. Prints "free" when nobody holds
-any of them. Exits 0 either way.
+of TTL left; the permits of the semaphore NAME and the readers and writer of the read-write lock
+NAME (each with its label, fence and TTL left); and who leads the election NAME: the leader's
+value and term. Prints "free" when nobody holds any of them. Exits 0 either way.
 """
 
 
