@@ -401,3 +401,22 @@ def test_threads_never_hold_more_than_limit_permits(mariadb_server: MariaDBServe
     assert len(set(fences)) == len(fences) == 120
     with tenure.Coordinator(url) as coord:
         assert coord.semaphore("slots", limit=3).holders() == []
+
+
+def test_a_restart_while_permits_are_held_tells_each_and_leaks_none(own_server: MariaDBServer) -> None:
+    url = namespaced(own_server.url, op_timeout=2)
+    lost = threading.Event()
+    with tenure.Coordinator(url) as coord:
+        sem = coord.semaphore("slots", limit=2, ttl=1.5)
+        permits = [sem.acquire(timeout=5) for _ in range(2)]
+        permits[1].on_lost(lambda _: lost.set())
+        own_server.restart()
+        assert lost.wait(timeout=5.0), "the holders must be told their sessions ended with the server"
+        for permit in permits:
+            with pytest.raises(tenure.LockLost):
+                permit.check()
+        with tenure.Coordinator(url) as other:  # both slots came back: nothing leaked
+            again = [other.semaphore("slots", limit=2, ttl=5).acquire(timeout=10) for _ in range(2)]
+            assert min(p.fence for p in again) > max(p.fence for p in permits)
+            for permit in again:
+                permit.release()

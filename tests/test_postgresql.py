@@ -577,3 +577,24 @@ async def test_cancelling_a_wait_on_the_server_leaves_nothing_held(
         last = await coord.lock("job").try_acquire()
         assert last is not None
         await last.release()
+
+
+def test_a_server_restart_while_permits_are_held_tells_each_and_leaks_none(
+    server: PostgresServer, namespace: str
+) -> None:
+    url = url_of(server.url, namespace)
+    lost = threading.Event()
+    with tenure.Coordinator(url) as coord:
+        sem = coord.semaphore("slots", limit=2, ttl=1.5)
+        permits = [sem.acquire(timeout=5) for _ in range(2)]
+        permits[1].on_lost(lambda _: lost.set())
+        server.restart()
+        assert lost.wait(timeout=3.0), "the holders were not told that their sessions ended"
+        for permit in permits:
+            with pytest.raises(tenure.LockLost):
+                permit.check()
+        with tenure.Coordinator(url) as other:  # both slots came back: nothing leaked
+            again = [other.semaphore("slots", limit=2, ttl=5).acquire(timeout=5) for _ in range(2)]
+            assert min(p.fence for p in again) > max(p.fence for p in permits)
+            for permit in again:
+                permit.release()
