@@ -595,11 +595,21 @@ def measure_permits(suite_name: str, contender_name: str, ctx: BenchContext, con
     """Start the workers, open the window once all are ready, and merge what they recorded.
 
     The parent builds one handle first: a contender that cannot run here is skipped at once.
+    It takes and gives back one permit alone, so the name's records (a limit record...) exist
+    before the workers' first acquisitions: the window measures a semaphore in use, not a burst
+    of 16 first acquisitions on a new name.
     """
     try:
-        find_contender(suite_name, contender_name).factory(ctx, "probe").close()
+        probe = find_contender(suite_name, contender_name).factory(ctx, "contended")
     except (ImportError, Unavailable) as exc:
         return {"skipped": str(exc), "errors": []}
+    try:
+        probe.acquire()
+        probe.release()
+    except Exception:
+        return {"skipped": None, "errors": [f"parent's first acquisition: {traceback.format_exc()}"]}
+    finally:
+        probe.close()
     mp: SpawnContext | ForkServerContext = (
         multiprocessing.get_context("forkserver")
         if config.start_method == "forkserver"
