@@ -283,3 +283,26 @@ async def test_many_tasks_of_one_coordinator_take_permits_at_once(counting: tenu
         await worker.join()
     assert len(fences) == 30 and len(set(fences)) == 30
     assert await sem.holders() == []
+
+
+async def test_a_burst_of_first_takers_on_a_new_name_all_get_through(
+    counting: tenure.AsyncCoordinator, rival: tenure.AsyncCoordinator
+) -> None:
+    """Many first acquisitions at once, before any limit is recorded, must not stall each other."""
+    served: list[float] = []
+    started = time.monotonic()
+
+    async def take(client: tenure.AsyncCoordinator) -> None:
+        async with client.semaphore("fresh", limit=4, ttl=5).acquire(timeout=20):
+            served.append(time.monotonic())
+            await async_sleep(0.01)
+
+    workers = [
+        AsyncBackground(lambda c=c: take(c), name=f"first-{i}") for i, c in enumerate([counting, rival] * 6)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        await worker.join()
+    assert len(served) == 12
+    assert max(served) - started < 10.0

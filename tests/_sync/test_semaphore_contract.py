@@ -284,3 +284,24 @@ def test_many_tasks_of_one_coordinator_take_permits_at_once(counting: tenure.Coo
         worker.join()
     assert len(fences) == 30 and len(set(fences)) == 30
     assert sem.holders() == []
+
+
+def test_a_burst_of_first_takers_on_a_new_name_all_get_through(
+    counting: tenure.Coordinator, rival: tenure.Coordinator
+) -> None:
+    """Many first acquisitions at once, before any limit is recorded, must not stall each other."""
+    served: list[float] = []
+    started = time.monotonic()
+
+    def take(client: tenure.Coordinator) -> None:
+        with client.semaphore("fresh", limit=4, ttl=5).acquire(timeout=20):
+            served.append(time.monotonic())
+            sleep(0.01)
+
+    workers = [Background(lambda c=c: take(c), name=f"first-{i}") for i, c in enumerate([counting, rival] * 6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(served) == 12
+    assert max(served) - started < 10.0

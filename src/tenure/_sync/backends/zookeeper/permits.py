@@ -118,6 +118,12 @@ class Permits:
         if confirmed == limit:  # "4>8": a changer to 8 is at work, or died; ours is the live limit
             self._swap(record, stat.version, str(limit).encode())
             return
+        if confirmed is None:
+            # No limit was ever confirmed, so no permit is live: a taker keeps a slot only after
+            # reading its own limit in the record. The nodes in the lines are attempts that will
+            # go; waiting for them to be gone let a burst of first takers stall each other.
+            self._swap(record, stat.version, str(limit).encode())
+            return
         pending = f"{'' if confirmed is None else confirmed}>{limit}".encode()
         version = self._swap(record, stat.version, pending)
         if version is None:
