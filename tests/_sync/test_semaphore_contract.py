@@ -298,7 +298,9 @@ def test_a_burst_of_first_takers_on_a_new_name_all_get_through(
             served.append(time.monotonic())
             sleep(0.01)
 
-    workers = [Background(lambda c=c: take(c), name=f"first-{i}") for i, c in enumerate([counting, rival] * 6)]
+    workers = [
+        Background(lambda c=c: take(c), name=f"first-{i}") for i, c in enumerate([counting, rival] * 6)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
