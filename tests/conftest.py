@@ -168,6 +168,11 @@ def backend_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+def backends_able(capability: Capability) -> list[str]:
+    """Return the backends that declare ``capability`` (to parametrise tests that need it)."""
+    return [name for name in BACKENDS if capability in declared_capabilities(name)]
+
+
 def backends_with(guarantee: Guarantee) -> list[str]:
     """Return the backends that declare ``guarantee`` (to parametrise tests that need it)."""
     return [name for name in BACKENDS if guarantee in declared(name)]
@@ -187,3 +192,10 @@ def declared(name: str) -> frozenset[Guarantee]:
     cls, _ = resolve(example, "_sync")
     guarantees: frozenset[Guarantee] = cls.guarantees  # type: ignore[attr-defined]
     return guarantees
+
+
+@pytest.fixture(params=backends_able(Capability.RECORDS))
+def records_url(request: pytest.FixtureRequest) -> str:
+    """A backend that keeps idempotency records (the others are refused: a contract test says so)."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url

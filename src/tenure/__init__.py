@@ -12,6 +12,7 @@ See ``AsyncCoordinator`` for the asyncio twin, and the README for the guarantees
 
 from tenure._async.coordinator import AsyncCoordinator
 from tenure._async.election import AsyncElection, AsyncLeadership
+from tenure._async.idempotency import AsyncIdempotency
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
 from tenure._async.rwlock import AsyncRWLock, AsyncWriteLease
@@ -19,6 +20,7 @@ from tenure._async.semaphore import AsyncSemaphore
 from tenure._async.sequence import AsyncSequence
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
+from tenure._core.idempotency import KeyState
 from tenure._core.leader import Leader
 from tenure._default import lock, try_lock
 from tenure._exceptions import (
@@ -31,16 +33,20 @@ from tenure._exceptions import (
     BackendUnavailable,
     ConfigurationError,
     ElectionError,
+    IdempotencyError,
+    InProgress,
     LeadershipLost,
     LockError,
     LockLost,
     NotAcquired,
     NotLeader,
     NotOwner,
+    PayloadMismatch,
     TenureError,
 )
 from tenure._sync.coordinator import Coordinator
 from tenure._sync.election import Election, Leadership
+from tenure._sync.idempotency import Idempotency
 from tenure._sync.lease import Lease
 from tenure._sync.lock import Lock
 from tenure._sync.rwlock import RWLock, WriteLease
@@ -55,6 +61,7 @@ __all__ = [
     "AlreadyHeld",
     "AsyncCoordinator",
     "AsyncElection",
+    "AsyncIdempotency",
     "AsyncLeadership",
     "AsyncLease",
     "AsyncLock",
@@ -75,6 +82,10 @@ __all__ = [
     "ElectionError",
     "Guarantee",
     "HolderInfo",
+    "Idempotency",
+    "IdempotencyError",
+    "InProgress",
+    "KeyState",
     "Leader",
     "Leadership",
     "LeadershipLost",
@@ -85,6 +96,7 @@ __all__ = [
     "NotAcquired",
     "NotLeader",
     "NotOwner",
+    "PayloadMismatch",
     "RWLock",
     "Semaphore",
     "Sequence",

@@ -16,12 +16,15 @@
     │   ├── LockLost              was held, is no longer (expired, taken over, session lost)
     │   ├── NotOwner              renew/release by someone who does not own it
     │   └── AlreadyHeld           acquired again by the thread or task holding it (not reentrant)
-    └── ElectionError
-        ├── NotLeader
-        └── LeadershipLost        (also a LockLost)
+    ├── ElectionError
+    │   ├── NotLeader
+    │   └── LeadershipLost        (also a LockLost)
+    └── IdempotencyError          a run's result is too large, or cannot be stored or replayed
+        ├── InProgress            another run of the key holds it; its result is not there yet
+        └── PayloadMismatch       the key was used with another payload
 
-The errors of the primitives still to come (idempotency keys, rate limits, circuit breakers,
-bulkheads) join the tree with them, as DESIGN.md names them.
+The errors of the primitives still to come (rate limits, circuit breakers, bulkheads) join the
+tree with them, as DESIGN.md names them.
 
 Driver exceptions are chained with ``raise ... from exc``, never leaked and never swallowed.
 """
@@ -38,12 +41,15 @@ __all__ = [
     "BackendUnavailable",
     "ConfigurationError",
     "ElectionError",
+    "IdempotencyError",
+    "InProgress",
     "LeadershipLost",
     "LockError",
     "LockLost",
     "NotAcquired",
     "NotLeader",
     "NotOwner",
+    "PayloadMismatch",
     "TenureError",
 ]
 
@@ -113,3 +119,15 @@ class NotLeader(ElectionError):
 
 class LeadershipLost(ElectionError, LockLost):
     """Report that leadership that was held is held no longer."""
+
+
+class IdempotencyError(TenureError):
+    """Root of idempotency-key errors; raised itself when a result cannot be recorded or replayed."""
+
+
+class InProgress(IdempotencyError):
+    """Report that another run of the key holds it and its result did not come within the timeout."""
+
+
+class PayloadMismatch(IdempotencyError):
+    """Report that an idempotency key was used before with another payload: nothing was run."""

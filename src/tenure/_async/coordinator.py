@@ -6,9 +6,10 @@ import logging
 from types import TracebackType
 from typing import cast
 
-from tenure._async.backends.base import AsyncCounting, AsyncLeaseStore
+from tenure._async.backends.base import AsyncCounting, AsyncLeaseStore, AsyncRecords
 from tenure._async.context import AsyncContext
 from tenure._async.election import AsyncElection
+from tenure._async.idempotency import AsyncIdempotency
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
 from tenure._async.rwlock import AsyncRWLock
@@ -18,6 +19,7 @@ from tenure._config import default_url
 from tenure._core.durations import check_timeout, check_ttl
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
+from tenure._core.idempotency import HEADER_BYTES, JSONSerializer, Serializer, final_errors
 from tenure._core.keys import namespaced_key, validate_name
 from tenure._core.leader import check_value, election_key
 from tenure._core.semaphore import check_limit
@@ -29,6 +31,7 @@ log = logging.getLogger("tenure")
 
 DEFAULT_TTL = 15.0
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_RECORD_TTL = 86400.0  # an idempotency record lives a day: longer than clients retry
 
 
 class AsyncCoordinator:
@@ -184,6 +187,61 @@ class AsyncCoordinator:
         key = namespaced_key(self.namespace, name, kind="sequence")
         return AsyncSequence(
             self._context, self._store, name, key, ttl=check_ttl(ttl), timeout=check_timeout(timeout)
+        )
+
+    def idempotency(
+        self,
+        name: str,
+        *,
+        ttl: float = DEFAULT_RECORD_TTL,
+        lease: float = DEFAULT_TTL,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        serializer: Serializer | None = None,
+        store_errors: type[BaseException] | tuple[type[BaseException], ...] = (),
+        max_size: int | None = None,
+    ) -> AsyncIdempotency:
+        """Return the idempotency keys of the space ``name`` (no I/O yet): ``run(key, fn, ...)``.
+
+        A finished run's record lives ``ttl`` seconds (default one day); a run holds its key as a
+        lease of ``lease`` seconds, renewed while it runs; ``timeout`` is how long a duplicate
+        waits for the first run's result. Results are JSON unless ``serializer`` (``dumps`` to
+        bytes, ``loads`` back) says otherwise; errors of the ``store_errors`` types are recorded
+        and raised again on replay; a record over ``max_size`` bytes (default and most: what the
+        backend keeps) is refused. Raises ``ConfigurationError`` for a bad argument and
+        ``BackendIncapable`` when the backend keeps no records.
+        """
+        validate_name(name, what="idempotency space name")
+        ttl, lease = check_ttl(ttl), check_ttl(lease)
+        final = final_errors(store_errors)
+        serializer = JSONSerializer() if serializer is None else serializer
+        if not all(callable(getattr(serializer, method, None)) for method in ("dumps", "loads")):
+            raise ConfigurationError(
+                f"serializer needs dumps(value) -> bytes and loads(bytes): {serializer!r}"
+            )
+        if not isinstance(self._store, AsyncRecords):
+            raise BackendIncapable(
+                "idempotency keys need a backend that keeps records (Records); "
+                f"{self._store.scheme}:// does not"
+            )
+        most = self._store.record_limit
+        if max_size is None:
+            max_size = most
+        elif type(max_size) is not int or not HEADER_BYTES < max_size <= most:
+            raise ConfigurationError(
+                f"max_size must be an int from {HEADER_BYTES + 1} to {most} (what {self._store.scheme}:// "
+                f"keeps), got {max_size!r}"
+            )
+        return AsyncIdempotency(
+            self._context,
+            self._store,
+            name,
+            namespace=self.namespace,
+            ttl=ttl,
+            lease=lease,
+            timeout=check_timeout(timeout),
+            serializer=serializer,
+            store_errors=final,
+            max_size=max_size,
         )
 
     def election(self, name: str, *, value: str | None = None, ttl: float = DEFAULT_TTL) -> AsyncElection:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from tenure._concurrency import AsyncBodyGuard, async_current_actor, async_shielded
+from tenure._concurrency import AsyncBodyGuard, AsyncReturning, async_current_actor, async_shielded
 from tenure._core.durations import check_ttl
 from tenure._core.fences import Floor
 from tenure._core.guarantees import Guarantee
@@ -123,15 +123,26 @@ class AsyncLease:
             holding.depth -= 1
             self.check()
             return
-        self._context.check_loop()
         lost_before = self.lost
-        holding.released = True
-        self._forget()
-        store = self._context.store
-        released = await async_shielded(lambda: store.release(holding.key, holding.owner))
+        released = await self.end_with(self._context.store.release)
         if lost_before or not released:
             holding.mark_lost("it had expired or been taken over before it was released", force=True)
             raise self._lost_error()
+
+    async def end_with(self, step: AsyncReturning[bool]) -> bool:
+        """End the lease through ``step(key, owner)``, one store step that frees the key.
+
+        ``release`` is one such step; a primitive whose last step does more (an idempotent run
+        stores its record as it lets go) passes its own. Return what ``step`` returned: whether
+        the lease was still held.
+        """
+        holding = self._holding
+        if holding.released:
+            raise NotOwner(f"lock {self.name!r} (fence {self.fence}) was already released")
+        self._context.check_loop()
+        holding.released = True
+        self._forget()
+        return await async_shielded(lambda: step(holding.key, holding.owner))
 
     async def __aenter__(self) -> AsyncLease:
         self._entered += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import inspect
 import logging
 import threading
 import time
@@ -18,6 +19,27 @@ AsyncReturning = Callable[..., Awaitable[T]]
 """A function the async colour awaits for its result (a coroutine function)."""
 Returning = Callable[..., T]
 """Its sync twin: a function called for its result."""
+
+# -- calling the user's functions ------------------------------------------------------------
+
+
+async def async_resolve(value: Any) -> Any:
+    """Return ``value``, awaited first if it is awaitable (what an ``async def`` call returns)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def resolve(value: Any) -> Any:
+    """Return ``value``; refuse an awaitable, which threaded code cannot run."""
+    if inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()  # never awaited: close it so Python does not warn about it
+        raise TypeError(
+            "an async def function needs the asyncio API (AsyncCoordinator), not the threaded one"
+        )
+    return value
+
 
 # -- sleeping and blocking calls -------------------------------------------------------------
 

@@ -22,10 +22,11 @@ class Capability(enum.Enum):
 
     ``QUEUEING`` is the ``Queueing`` protocol of ``backends/base.py``; ``SESSIONS`` says that
     what a client holds lives in one server session; ``COUNTING`` is the ``Counting`` protocol
-    (semaphores). The capabilities of the primitives still to come (shared, records, counters)
-    are added with them.
+    (semaphores); ``RECORDS`` is the ``Records`` protocol (idempotency keys). The capabilities of
+    the primitives still to come (counters) are added with them.
     """
 
     QUEUEING = "Queueing"
     COUNTING = "Counting"
     SESSIONS = "Sessions"
+    RECORDS = "Records"

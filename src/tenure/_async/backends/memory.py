@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore, Permit, Renewal, RenewOutcome
+from tenure._async.backends.base import (
+    AsyncChangeFeed,
+    AsyncLeaseStore,
+    Permit,
+    Recorded,
+    Renewal,
+    RenewOutcome,
+)
 from tenure._concurrency import AsyncSignal
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -43,6 +50,7 @@ class _Space:
     lock: threading.Lock = field(default_factory=threading.Lock)
     entries: dict[str, _Entry] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)  # semaphore key -> its permits' limit
+    records: dict[str, Recorded] = field(default_factory=dict)  # remaining: the expiry, monotonic
 
 
 _SPACES: dict[str, _Space] = {}
@@ -55,7 +63,8 @@ class AsyncMemoryStore(AsyncLeaseStore):
     scheme: ClassVar[str] = "memory"
     description: ClassVar[str] = "one process; tests and examples"
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset({Guarantee.FENCING, Guarantee.SERVER_TIME})
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING, Capability.RECORDS})
+    record_limit = 16 * 1024 * 1024  # a bound to keep a test's memory sane, not a limit of dicts
     # Releases wake waiters at once; the pause only bounds waiting for an expiry.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 0.5)
 
@@ -70,15 +79,19 @@ class AsyncMemoryStore(AsyncLeaseStore):
     async def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         now = time.monotonic()
         with self._space.lock:
-            entry = self._entry(key)
-            if entry.held(now):
-                return None
-            entry.fence += 1
-            entry.token, entry.label, entry.expires_at = owner.token, owner.label, now + ttl
-            fence, watchers = entry.fence, list(entry.watchers)
+            fence, watchers = self._take(key, owner, ttl, now)
         for signal in watchers:
             signal.set()
         return fence
+
+    def _take(self, key: str, owner: Owner, ttl: float, now: float) -> tuple[int | None, list[AsyncSignal]]:
+        """Take ``key`` if it is free (the space's lock held); return the fence and whom to wake."""
+        entry = self._entry(key)
+        if entry.held(now):
+            return None, []
+        entry.fence += 1
+        entry.token, entry.label, entry.expires_at = owner.token, owner.label, now + ttl
+        return entry.fence, list(entry.watchers)
 
     async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         now = time.monotonic()
@@ -180,6 +193,46 @@ class AsyncMemoryStore(AsyncLeaseStore):
                 for entry in entries
                 if entry is not None and entry.held(now)
             ]
+
+    async def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        now = time.monotonic()
+        with self._space.lock:
+            found = self._live_record(key, now)
+            if found is not None:
+                return found
+            fence, watchers = self._take(key, owner, ttl, now)
+        for signal in watchers:
+            signal.set()
+        return fence
+
+    async def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
+        now = time.monotonic()
+        with self._space.lock:
+            entry = self._entry(key)
+            if entry.token != owner.token or not entry.held(now):
+                return False
+            self._space.records[key] = Recorded(record, entry.fence, now + ttl)
+            entry.token, entry.label, entry.expires_at = None, "", 0.0
+            waiters = [*entry.waiters, *entry.watchers]
+            if len(self._space.records) % 1024 == 0:  # now and then, forget the expired
+                for stale in [k for k, r in self._space.records.items() if r.remaining <= now]:
+                    del self._space.records[stale]
+        for signal in waiters:
+            signal.set()
+        return True
+
+    async def read_record(self, key: str) -> Recorded | None:
+        with self._space.lock:
+            return self._live_record(key, time.monotonic())
+
+    def _live_record(self, key: str, now: float) -> Recorded | None:
+        found = self._space.records.get(key)
+        if found is None:
+            return None
+        if found.remaining <= now:
+            del self._space.records[key]
+            return None
+        return found._replace(remaining=found.remaining - now)
 
     async def watch(self, key: str) -> AsyncChangeFeed:
         signal = AsyncSignal()

@@ -16,7 +16,9 @@ from tenure._concurrency import sleep
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
+from tenure._core.idempotency import Recorded as Recorded  # the stores' steps return it
 from tenure._core.tokens import Owner
+
 
 
 class Renewal(NamedTuple):
@@ -197,6 +199,40 @@ class Counting(Protocol):
         every live permit with a lower fence is listed (a sequence's turn relies on it, and a
         store whose fences are drawn before its step commits must wait for those steps).
         """
+        ...
+
+
+@runtime_checkable
+class Records(Protocol):
+    """The Records capability: idempotency keys, for stores that declare ``Capability.RECORDS``.
+
+    A run of an idempotency key is a lease on the key (renewed, released and lost through the
+    lock steps; ``release`` gives a failed run's key up); these steps tie the lease to the
+    record the run leaves, so a key runs once while its record lives.
+    """
+
+    record_limit: int
+    """The largest record, in bytes, that this store keeps."""
+
+    def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        """Return ``key``'s record if it has a live one; else take its lease, as ``try_acquire``.
+
+        One atomic step: the record if there is one, else the new fence if the lease was free
+        or expired, else None (another run holds it).
+        """
+        ...
+
+    def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
+        """Store ``record`` for ``ttl`` seconds and end ``owner``'s lease on ``key``, in one step.
+
+        Only while ``owner`` still holds the lease (else nothing is stored and it returns False:
+        a run paused past its lease cannot overwrite a newer run's record). The lease's waiters
+        are woken as ``release`` wakes them; the record keeps the run's fence.
+        """
+        ...
+
+    def read_record(self, key: str) -> Recorded | None:
+        """Return ``key``'s live record, or None (for ``tenure inspect``)."""
         ...
 
 

@@ -16,7 +16,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tenure._async.backends.sqlite.sql import SCHEMA, SEMAPHORES_SCHEMA, WAITERS_SCHEMA
+from tenure._async.backends.sqlite.sql import (
+    RECORDS_EXPIRY_INDEX,
+    RECORDS_SCHEMA,
+    SCHEMA,
+    SEMAPHORES_SCHEMA,
+    WAITERS_SCHEMA,
+)
 from tenure._exceptions import (
     BackendError,
     BackendProtocolError,
@@ -53,6 +59,8 @@ def connect(path: Path, *, busy_timeout: float, file_mode: int) -> tuple[sqlite3
         _while_locked(lambda: db.execute(SCHEMA), busy_timeout)
         _while_locked(lambda: db.execute(WAITERS_SCHEMA), busy_timeout)
         _while_locked(lambda: db.execute(SEMAPHORES_SCHEMA), busy_timeout)
+        _while_locked(lambda: db.execute(RECORDS_SCHEMA), busy_timeout)
+        _while_locked(lambda: db.execute(RECORDS_EXPIRY_INDEX), busy_timeout)
     except (OSError, sqlite3.Error) as exc:
         db.close()
         raise map_errors(exc, f"cannot open the SQLite lock file {path}") from exc

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from tenure._async.backends.base import AsyncLeaseStore, Permit, Renewal, RenewOutcome
+from tenure._async.backends.base import AsyncLeaseStore, Permit, Recorded, Renewal, RenewOutcome
 from tenure._async.backends.sqlite.file import DEFAULT_FILE_MODE
+from tenure._async.backends.sqlite.records import RECORD_LIMIT, SQLiteRecords
 from tenure._async.backends.sqlite.table import SQLiteLeaseTable
 from tenure._concurrency import async_run_blocking, async_sleep
 from tenure._config import BackendConfig
@@ -31,7 +32,10 @@ class AsyncSQLiteStore(AsyncLeaseStore):
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
         {Guarantee.FENCING, Guarantee.FIFO, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS}
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING, Capability.COUNTING})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.QUEUEING, Capability.COUNTING, Capability.RECORDS}
+    )
+    record_limit = RECORD_LIMIT
     # No notification crosses processes: poll from 2 ms, backing off to 50 ms.
     poll_interval: ClassVar[tuple[float, float]] = (0.002, 0.05)
 
@@ -50,6 +54,7 @@ class AsyncSQLiteStore(AsyncLeaseStore):
             busy_timeout=float(busy),  # type: ignore[arg-type]
             file_mode=int(mode),  # type: ignore[call-overload]
         )
+        self._records = SQLiteRecords(self._table)
 
     async def connect(self) -> None:
         await async_run_blocking(self._table.open)
@@ -80,6 +85,15 @@ class AsyncSQLiteStore(AsyncLeaseStore):
 
     async def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
         return await async_run_blocking(self._table.permit_holders, key, limit)
+
+    async def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        return await async_run_blocking(self._records.begin_run, key, owner, ttl)
+
+    async def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
+        return await async_run_blocking(self._records.finish_run, key, owner, record, ttl)
+
+    async def read_record(self, key: str) -> Recorded | None:
+        return await async_run_blocking(self._records.read_record, key)
 
     async def try_acquire_queued(
         self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True

@@ -138,3 +138,39 @@ RELEASE = """
 UPDATE tenure_leases SET owner = NULL, label = NULL, expires_at = 0
 WHERE key = :key AND owner = :owner AND boot = :boot AND expires_at > :now
 """
+
+# Idempotency records: what a finished run left under its key, until expires_at (wall clock
+# seconds: a record outlives reboots, unlike a lease). The run itself is a lease in tenure_leases.
+RECORDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenure_records (
+    key        TEXT PRIMARY KEY,
+    record     BLOB NOT NULL,
+    fence      INTEGER NOT NULL,   -- the fence of the run that stored it
+    expires_at REAL NOT NULL       -- Unix time in seconds
+) WITHOUT ROWID
+"""
+RECORDS_EXPIRY_INDEX = "CREATE INDEX IF NOT EXISTS tenure_records_expiry ON tenure_records (expires_at)"
+
+READ_RECORD = "SELECT record, fence, expires_at FROM tenure_records WHERE key = :key AND expires_at > :wall"
+
+# The run's lease ends with its record stored: deleted, not freed, since the record keeps its
+# fence and a later run's fence is at least the wall clock anyway (the ACQUIRE seed).
+END_RUN = """
+DELETE FROM tenure_leases
+WHERE key = :key AND owner = :owner AND boot = :boot AND expires_at > :now
+RETURNING fence
+"""
+
+STORE_RECORD = """
+INSERT INTO tenure_records (key, record, fence, expires_at) VALUES (:key, :record, :fence, :expires_at)
+ON CONFLICT (key) DO UPDATE SET
+    record = excluded.record, fence = excluded.fence, expires_at = excluded.expires_at
+"""
+
+# A few expired records go with every record stored, oldest first: the table stays bounded by
+# the records that live, without a sweeper.
+DROP_EXPIRED_RECORDS = """
+DELETE FROM tenure_records WHERE key IN (
+    SELECT key FROM tenure_records WHERE expires_at <= :wall ORDER BY expires_at LIMIT 8
+)
+"""

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from tenure._sync.backends.base import LeaseStore, Permit, Renewal, RenewOutcome
+from tenure._sync.backends.base import LeaseStore, Permit, Recorded, Renewal, RenewOutcome
 from tenure._sync.backends.sqlite.file import DEFAULT_FILE_MODE
+from tenure._sync.backends.sqlite.records import RECORD_LIMIT, SQLiteRecords
 from tenure._sync.backends.sqlite.table import SQLiteLeaseTable
 from tenure._concurrency import run_blocking, sleep
 from tenure._config import BackendConfig
@@ -32,7 +33,10 @@ class SQLiteStore(LeaseStore):
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
         {Guarantee.FENCING, Guarantee.FIFO, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS}
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING, Capability.COUNTING})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.QUEUEING, Capability.COUNTING, Capability.RECORDS}
+    )
+    record_limit = RECORD_LIMIT
     # No notification crosses processes: poll from 2 ms, backing off to 50 ms.
     poll_interval: ClassVar[tuple[float, float]] = (0.002, 0.05)
 
@@ -51,6 +55,7 @@ class SQLiteStore(LeaseStore):
             busy_timeout=float(busy),  # type: ignore[arg-type]
             file_mode=int(mode),  # type: ignore[call-overload]
         )
+        self._records = SQLiteRecords(self._table)
 
     def connect(self) -> None:
         run_blocking(self._table.open)
@@ -81,6 +86,15 @@ class SQLiteStore(LeaseStore):
 
     def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
         return run_blocking(self._table.permit_holders, key, limit)
+
+    def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        return run_blocking(self._records.begin_run, key, owner, ttl)
+
+    def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
+        return run_blocking(self._records.finish_run, key, owner, record, ttl)
+
+    def read_record(self, key: str) -> Recorded | None:
+        return run_blocking(self._records.read_record, key)
 
     def try_acquire_queued(
         self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True

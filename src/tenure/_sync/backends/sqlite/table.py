@@ -115,7 +115,7 @@ class SQLiteLeaseTable:
             self._db = self._connect()
         return self._db
 
-    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` on the connection, retrying while another process holds the write lock.
 
         The retries pause 0.1 ms, doubling to 2 ms, jittered, for at most ``busy_timeout``.
@@ -140,13 +140,13 @@ class SQLiteLeaseTable:
                     raise
 
     def _run(self, sql: str, params: dict[str, object]) -> list[tuple[object, ...]]:
-        return self._call(lambda db: db.execute(sql, params).fetchall())
+        return self.call(lambda db: db.execute(sql, params).fetchall())
 
     def _write(self, sql: str, params: dict[str, object]) -> bool:
         """Run an owner-checked UPDATE; return whether it changed the row."""
-        return self._call(lambda db: db.execute(sql, params).rowcount == 1)
+        return self.call(lambda db: db.execute(sql, params).rowcount == 1)
 
-    def _fence(self, value: object, key: str) -> int:
+    def fence(self, value: object, key: str) -> int:
         """Return a fence read from the file, refusing anything but a 64-bit integer.
 
         SQLite turns an integer that overflows into a float, which then stays the same: handing
@@ -204,7 +204,7 @@ class SQLiteLeaseTable:
         if rows:
             self._refused.pop((key, owner.token), None)
             self._untaken.pop((key, owner.token), None)  # taken now: its release must run
-            return self._fence(rows[0][0], key)
+            return self.fence(rows[0][0], key)
         if len(self._refused) >= 4096:  # waiters that gave up leave entries behind; stay bounded
             self._refused.clear()
         self._refused[(key, owner.token)] = None
@@ -235,13 +235,13 @@ class SQLiteLeaseTable:
             if head is not None and head[0] == owner.token:
                 rows = db.execute(ACQUIRE, params).fetchall()
                 if rows:
-                    fence = self._fence(rows[0][0], key)  # raising rolls the whole step back
+                    fence = self.fence(rows[0][0], key)  # raising rolls the whole step back
                     db.execute(LEAVE_QUEUE, params)
             db.execute("COMMIT")
             return fence
 
         try:
-            fence = self._call(join_and_try)
+            fence = self.call(join_and_try)
         except BackendTimeout:
             if (key, owner.token) not in self._joined:  # never in line: nothing to leave
                 self._mark_untaken(key, owner)
@@ -288,14 +288,14 @@ class SQLiteLeaseTable:
                 return None
             seed = time.time_ns() // 1000
             bumped = db.execute(BUMP_FENCE, {"key": key, "seed": seed, "boot": boot}).fetchone()[0]
-            fence = self._fence(bumped, key)
+            fence = self.fence(bumped, key)
             db.execute(TAKE_SLOT, {"slot": free[0], "owner": owner.token, "label": owner.label,
                                    "fence": fence, "boot": boot, "expires_at": now + ttl})  # fmt: skip
             db.execute("COMMIT")
             return Permit(free[0], fence)
 
         try:
-            permit = self._call(take)
+            permit = self.call(take)
         except BackendTimeout:
             for slot in slots:  # refused whole: the clean-up has nothing to free
                 self._mark_untaken(slot, owner)
@@ -313,7 +313,7 @@ class SQLiteLeaseTable:
         now = host_now()
         params = {"slots": json.dumps(permit_keys(key, limit)), "boot": boot_id(), "now": now}
         return [
-            HolderInfo(str(label), self._fence(fence, key), self._seconds(expires_at, key) - now)
+            HolderInfo(str(label), self.fence(fence, key), self._seconds(expires_at, key) - now)
             for label, fence, expires_at in self._run(HOLDERS, params)
         ]
 
@@ -345,7 +345,7 @@ class SQLiteLeaseTable:
         """
         now, boot = host_now(), boot_id()
         if not BATCHED_RENEWALS:
-            return self._call(lambda db: self._renew_each(db, renewals, now, boot))
+            return self.call(lambda db: self._renew_each(db, renewals, now, boot))
         batch = json.dumps([(key, owner.token, now + ttl) for key, owner, ttl in renewals])
         rows = self._run(RENEW_MANY, {"batch": batch, "boot": boot, "now": now})
         renewed = set(rows)
@@ -379,4 +379,4 @@ class SQLiteLeaseTable:
         remaining = self._seconds(expires_at, key) - host_now()
         if token is None or boot != boot_id() or remaining <= 0:
             return None
-        return HolderInfo(str(label), self._fence(fence, key), remaining)
+        return HolderInfo(str(label), self.fence(fence, key), remaining)

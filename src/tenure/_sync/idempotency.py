@@ -1,0 +1,251 @@
+# GENERATED from src/tenure/_async/idempotency.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""Idempotency keys: one run per key while its record lives; later calls get the record."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tenure._sync.backends.base import Recorded
+from tenure._sync.lease import Lease, grant
+from tenure._sync.lock import _UNSET, _Unset
+from tenure._concurrency import resolve, shielded
+from tenure._core import idempotency as records
+from tenure._core.backoff import Backoff
+from tenure._core.deadline import Deadline
+from tenure._core.durations import check_timeout
+from tenure._core.idempotency import KeyState, Serializer
+from tenure._core.keys import namespaced_key
+from tenure._core.tokens import Owner
+from tenure._exceptions import ConfigurationError, IdempotencyError, InProgress, LockLost, PayloadMismatch
+
+if TYPE_CHECKING:
+    from tenure._sync.backends.base import Records
+    from tenure._sync.context import Context
+
+log = logging.getLogger("tenure")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_RUNNING: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("tenure_run", default=None)
+
+
+class Idempotency:
+    """Idempotency keys in one space: ``run(key, fn, ...)`` runs ``fn`` once per key.
+
+    **Guarantees.** While a key's record lives (``ttl`` seconds after its run finished), ``fn``
+    has run for it once, and every later call gets that run's result (or its final error) back
+    without running ``fn``. A run holds the key as a lease of ``lease`` seconds, renewed while
+    ``fn`` runs: duplicates that come meanwhile wait for its result (``timeout``, then
+    ``InProgress``). If the runner dies, its lease expires and the next call runs ``fn`` again,
+    so side effects outside a store that checks the run's fence happen at least once, not exactly
+    once; pass ``current_lease().fence`` to such a store. A run that lost its lease (paused past
+    it) cannot record its result over a newer run's: it raises ``LockLost`` instead.
+    """
+
+    def __init__(
+        self,
+        context: Context,
+        store: Records,
+        name: str,
+        *,
+        namespace: str,
+        ttl: float,
+        lease: float,
+        timeout: float | None,
+        serializer: Serializer,
+        store_errors: tuple[type[BaseException], ...],
+        max_size: int,
+    ) -> None:
+        self.name = name
+        self.ttl = ttl
+        self.lease = lease
+        self.timeout = timeout
+        self.serializer = serializer
+        self.store_errors = store_errors
+        self.max_size = max_size
+        self._namespace = namespace
+        self._context = context
+        self._records = store
+
+    def __repr__(self) -> str:
+        return f"<Idempotency {self.name!r} ttl={self.ttl} lease={self.lease} on {self._context.url}>"
+
+    @staticmethod
+    def current_lease() -> Lease | None:
+        """Return the lease of the run this code is inside (its ``fence`` fences its writes), or None."""
+        return _RUNNING.get()
+
+    def run(
+        self,
+        key: str | int,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        payload: bytes | str | None = None,
+        timeout: float | _Unset | None = _UNSET,
+        **kwargs: Any,
+    ) -> Any:
+        """Return ``fn(*args, **kwargs)``, run once for ``key``; a later call gets the same result.
+
+        ``payload`` is what makes two calls the same request (default: the arguments); the same
+        key with another payload raises ``PayloadMismatch`` without running ``fn``. A duplicate
+        that comes while the first run is in progress waits up to ``timeout`` seconds (default:
+        the space's; 0 raises at once) for its result, then raises ``InProgress``. An exception
+        from ``fn`` frees the key (the next call runs ``fn`` again) unless its type is one of
+        ``store_errors``: then it is recorded and raised again to every later call.
+        """
+        key = records.check_key(str(key) if isinstance(key, int) and not isinstance(key, bool) else key)
+        if not callable(fn):
+            raise ConfigurationError(f"fn must be callable, got {fn!r}")
+        timeout = self.timeout if isinstance(timeout, _Unset) else check_timeout(timeout)
+        print_ = records.fingerprint(payload, args, kwargs)
+        self._context.ensure_connected()
+        store_key = self._store_key(key)
+        outcome = self._claim(key, store_key, print_, timeout)
+        if not isinstance(outcome, Lease):
+            return self._replay(key, outcome, print_)
+        return self._execute(key, outcome, print_, fn, args, kwargs)
+
+    def idempotent(
+        self,
+        *,
+        key: Callable[..., str | int],
+        payload: Callable[..., bytes | str] | None = None,
+        timeout: float | _Unset | None = _UNSET,
+    ) -> Callable[[F], F]:
+        """Decorate a function so each call runs through ``run``, keyed by ``key(*args, **kwargs)``.
+
+        ``payload(*args, **kwargs)``, if given, is the request's bytes; else the arguments are.
+        """
+        if not callable(key) or (payload is not None and not callable(payload)):
+            raise ConfigurationError("idempotent(key=, payload=) take functions of the call's arguments")
+
+        def decorate(fn: F) -> F:
+            @functools.wraps(fn)
+            def call(*args: Any, **kwargs: Any) -> Any:
+                data = None if payload is None else payload(*args, **kwargs)
+                return self.run(
+                    key(*args, **kwargs), fn, *args, payload=data, timeout=timeout, **kwargs
+                )
+
+            return call  # type: ignore[return-value]
+
+        return decorate
+
+    def state(self, key: str | int) -> KeyState:
+        """Return whether ``key`` is running (holder, fence, lease left) or done (record), or neither."""
+        key = records.check_key(str(key) if isinstance(key, int) and not isinstance(key, bool) else key)
+        self._context.ensure_connected()
+        store_key = self._store_key(key)
+        return KeyState(
+            self._context.store.holder(store_key), self._records.read_record(store_key)
+        )
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _store_key(self, key: str) -> str:
+        return namespaced_key(self._namespace, records.run_name(self.name, key), kind="idempotency")
+
+    def _claim(
+        self, key: str, store_key: str, print_: bytes, timeout: float | None
+    ) -> Lease | Recorded:
+        """Take the key's lease for a run, or return its record; wait while another run holds it."""
+        deadline = Deadline(timeout)
+        store = self._context.store
+        first, slowest = store.poll_interval
+        backoff = Backoff(initial=first, maximum=max(first, min(slowest, self.lease / 3)))
+        owner = Owner()
+        while True:
+            started = time.monotonic()
+            try:
+                got = self._records.begin_run(store_key, owner, self.lease)
+            except BaseException:
+                # Cancelled or failed mid-flight: the step may still have taken the lease.
+                self._give_up(store_key, owner)
+                raise
+            if isinstance(got, Recorded):
+                return got
+            if got is not None:
+                return grant(self._context, f"{self.name}:{key}", store_key, owner, got, started, self.lease)
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                raise InProgress(
+                    f"idempotency key {key!r} of {self.name!r} is being run by another call, whose "
+                    f"result did not come within {timeout:g} s; retry later with the same key"
+                )
+            store.wait_released(store_key, min(remaining, backoff.next_delay()))
+
+    def _execute(
+        self, key: str, lease: Lease, print_: bytes, fn: Callable[..., Any], args: Any, kwargs: Any
+    ) -> Any:
+        """Run ``fn`` under the key's lease; record its result (or final error) as the lease ends."""
+        running = _RUNNING.set(lease)
+        try:
+            result = resolve(fn(*args, **kwargs))
+        except BaseException as exc:
+            if not isinstance(exc, self.store_errors):
+                self._free(lease)
+                raise
+            self._record(key, lease, records.encode(print_, records.encode_error(exc), error=True))
+            raise
+        finally:
+            _RUNNING.reset(running)
+        try:
+            body = self.serializer.dumps(result)
+        except BaseException:
+            self._free(lease)
+            raise
+        self._record(key, lease, records.encode(print_, body))
+        return result
+
+    def _record(self, key: str, lease: Lease, record: bytes) -> None:
+        if len(record) > self.max_size:
+            self._free(lease)
+            raise IdempotencyError(
+                f"the result of {key!r} in {self.name!r} is {len(record)} bytes with its header; "
+                f"the limit is {self.max_size} (max_size=): the key was freed, nothing was recorded"
+            )
+        stored = lease.end_with(
+            lambda store_key, owner: self._records.finish_run(store_key, owner, record, self.ttl)
+        )
+        if not stored:
+            raise LockLost(
+                f"idempotency key {key!r} of {self.name!r} (fence {lease.fence}) was lost before its "
+                "result could be recorded (the run outlived its lease): another run may have "
+                "taken over, and this result was not recorded"
+            )
+
+    def _free(self, lease: Lease) -> None:
+        """Give the key up after a failed run, so that the next call runs again."""
+        try:
+            lease.release()
+        except LockLost:
+            pass  # taken over or expired: free already
+        except Exception as exc:
+            log.warning(
+                "tenure: freeing %r after a failed run failed (%s); its lease expires", lease.name, exc
+            )
+
+    def _give_up(self, store_key: str, owner: Owner) -> None:
+        store = self._context.store
+        try:
+            shielded(lambda: store.release(store_key, owner))
+        except Exception as exc:
+            log.warning(
+                "tenure: cleanup of an interrupted run of %r failed (%s); its lease expires", store_key, exc
+            )
+
+    def _replay(self, key: str, found: Recorded, print_: bytes) -> Any:
+        outcome = records.decode(found.record)
+        if outcome.fingerprint != print_:
+            raise PayloadMismatch(
+                f"idempotency key {key!r} of {self.name!r} was used with another payload; "
+                "nothing was run (use a new key for a new request)"
+            )
+        if outcome.is_error:
+            raise records.decode_error(outcome.body, self.store_errors)
+        return self.serializer.loads(outcome.body)
