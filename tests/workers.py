@@ -223,6 +223,66 @@ def take_turn(url: str, name: str, ttl: str) -> int:
     return 0
 
 
+def duplicates(url: str, space: str, rounds: str, threads: str, start: str, log: Path, ran: Path) -> int:
+    """Call one idempotency key per round from ``threads`` threads at once, ``rounds`` times.
+
+    Every process's round ``i`` starts at ``start`` + 10 ms * i on the host's monotonic clock,
+    so the duplicates of one key come from every process together. Each run appends a line to
+    ``ran``; each call's result goes to ``log``.
+    """
+    import os
+    import threading
+
+    seen: list[tuple[int, str]] = []
+    failures: list[str] = []
+    with tenure.Coordinator(url) as coord:
+        keys = coord.idempotency(space, lease=5, timeout=30)
+
+        def execute(round_: int) -> str:
+            me = f"{os.getpid()}-{threading.get_ident()}"
+            with open(ran, "a") as executions:  # one short O_APPEND write per run: never interleaved
+                executions.write(f"{round_} {me}\n")
+            return me
+
+        def call_all() -> None:
+            for round_ in range(int(rounds)):
+                time.sleep(max(0.0, float(start) + 0.01 * round_ - time.monotonic()))
+                try:
+                    seen.append((round_, keys.run(f"round-{round_}", execute, round_)))
+                except Exception as exc:
+                    failures.append(f"round {round_}: {type(exc).__name__}: {exc}")
+
+        callers = [threading.Thread(target=call_all) for _ in range(int(threads))]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+    log.write_text(json.dumps({"seen": seen, "failures": failures}))
+    return 0
+
+
+def run_once(url: str, space: str, key: str, lease: str) -> int:
+    """Run ``key`` with a function that says RUNNING <fence> and waits for a line on stdin.
+
+    Then say RESULT <value> if the run's result was recorded, or LOST if it was refused.
+    """
+    with tenure.Coordinator(url) as coord:
+        keys = coord.idempotency(space, lease=float(lease), timeout=10)
+
+        def work() -> str:
+            lease_ = tenure.Idempotency.current_lease()
+            assert lease_ is not None
+            print("RUNNING", lease_.fence, flush=True)
+            sys.stdin.readline()
+            return "first"
+
+        try:
+            print("RESULT", keys.run(key, work), flush=True)
+        except tenure.LockLost:
+            print("LOST", flush=True)
+    return 0
+
+
 def fenced_write(register: Path, value: str, term: int) -> bool:
     """Write ``value`` to a SQLite register that rejects terms lower than the highest it has seen."""
     import sqlite3
@@ -256,6 +316,10 @@ if __name__ == "__main__":
         sys.exit(read_write(*args[:3], Path(args[3])))
     if role == "take-turn":
         sys.exit(take_turn(*args))
+    if role == "duplicates":
+        sys.exit(duplicates(*args[:5], Path(args[5]), Path(args[6])))
+    if role == "run-once":
+        sys.exit(run_once(*args))
     if role == "lead-and-check":
         sys.exit(lead_and_check(args[0], args[1], args[2], Path(args[3])))
     if role == "lead-forever":
