@@ -386,6 +386,39 @@ def test_inspect_shows_the_readers_and_writer_of_the_rwlock(
     assert data["writer"]["fence"] == writer.fence and data["readers"] == []
 
 
+def test_inspect_shows_an_idempotency_key_running_then_done(
+    url: str, coordinator: tenure.Coordinator
+) -> None:
+    keys = coordinator.idempotency("payments", lease=30)
+    seen: dict[str, object] = {}
+
+    def charge() -> dict[str, int]:
+        lease = tenure.Idempotency.current_lease()
+        assert lease is not None
+        seen["fence"] = lease.fence
+        seen["text"] = run("inspect", "payments", "--key", "req-1", url=url).stdout.splitlines()
+        seen["json"] = json.loads(run("inspect", "payments", "--key", "req-1", "--json", url=url).stdout)
+        return {"charged": 5}
+
+    keys.run("req-1", charge)
+    fence, text, running = seen["fence"], seen["text"], seen["json"]
+    assert isinstance(text, list) and isinstance(running, dict)
+    assert text[:3] == ["key:       req-1", "space:     payments", f"backend:   {url}"]
+    assert text[3].startswith("running:") and f"fence {fence}" in text[3] and f"pid {os.getpid()}" in text[3]
+    assert running["state"] == "running" and running["done"] is None
+    assert running["running"]["fence"] == fence and 0 < running["running"]["remaining"] <= 30
+    done = json.loads(run("inspect", "payments", "--key", "req-1", "--json", url=url).stdout)
+    assert done["state"] == "done" and done["running"] is None
+    assert done["done"]["fence"] == fence and done["done"]["outcome"] == "result"
+    assert 86000 < done["done"]["remaining"] <= 86400 and done["done"]["bytes"] > 0
+    text = run("inspect", "payments", "--key", "req-1", url=url).stdout.splitlines()
+    assert text[3].startswith("done:      result of ") and f"fence {fence}" in text[3]
+    unused = run("inspect", "payments", "--key", "req-2", url=url)
+    assert unused.stdout.splitlines()[3] == "state:     unused (never run, or its record expired)"
+    bad = run("inspect", "payments", "--key", "x" * 256, url=url)
+    assert bad.returncode == 2 and "idempotency key must be 1 to 255 characters" in bad.stderr
+
+
 # -- tenure lock --limit -----------------------------------------------------------------------
 
 

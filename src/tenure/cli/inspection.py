@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 
 import tenure
+from tenure._core.idempotency import decode
 from tenure._core.semaphore import MAX_LIMIT
 
 
@@ -17,6 +18,8 @@ def run_inspect(args: argparse.Namespace) -> int:
     shown. Raises ``ConfigurationError`` for bad input (before any I/O) and
     ``BackendUnavailable`` when the backend cannot be reached.
     """
+    if getattr(args, "key", None) is not None:
+        return run_inspect_key(args)
     coordinator = tenure.Coordinator(args.url)
     try:
         holder = coordinator.inspect(args.name)
@@ -116,3 +119,42 @@ def as_json(name: str, seen: Seen) -> str:
 def lease_json(info: tenure.HolderInfo) -> dict[str, object]:
     """Return one lease as a JSON object: holder, fence, remaining."""
     return {"holder": info.label, "fence": info.fence, "remaining": info.remaining}
+
+
+def run_inspect_key(args: argparse.Namespace) -> int:
+    """Print the state of the idempotency key ``args.key`` of the space ``args.name``; return 0."""
+    coordinator = tenure.Coordinator(args.url)
+    try:
+        state = coordinator.idempotency(args.name).state(args.key)
+        url = coordinator.url
+    finally:
+        coordinator.close()
+    running, done = state.running, state.done
+    outcome = None if done is None else ("error" if decode(done.record).is_error else "result")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "idempotency": args.name,
+                    "key": args.key,
+                    "backend": url,
+                    "state": "running" if running else "done" if done else "unused",
+                    "running": None if running is None else lease_json(running),
+                    "done": None
+                    if done is None
+                    else {"fence": done.fence, "remaining": done.remaining, "outcome": outcome,
+                          "bytes": len(done.record)},
+                }
+            )
+        )  # fmt: skip
+        return 0
+    rows = [("key", args.key), ("space", args.name), ("backend", url)]
+    if running is not None:
+        rows.append(("running", lease_text(running)))
+    if done is not None:
+        rows.append(("done", f"{outcome} of {len(done.record)} bytes, fence {done.fence}, "
+                             f"kept {done.remaining:.0f} s more"))  # fmt: skip
+    if running is None and done is None:
+        rows.append(("state", "unused (never run, or its record expired)"))
+    print("\n".join(f"{key + ':':<10} {value}" for key, value in rows))
+    return 0

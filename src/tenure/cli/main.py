@@ -30,6 +30,7 @@ examples:
   tenure --url redis://127.0.0.1:6379/0 lock orders:42 --timeout 0 -- ./job
   tenure elect scheduler --ttl 10 -- ./scheduler   run the scheduler only on the elected leader
   tenure inspect nightly-backup                    who holds it, with which fence, for how long
+  tenure inspect payments --key req-123            an idempotency key: running, or done
   tenure demo                                      the oversell demo, on the embedded SQLite file
 """
 
@@ -188,6 +189,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         formatter_class=formatter,
     )
     inspect.add_argument("name", metavar="NAME", help="the lock's name")
+    inspect.add_argument(
+        "--key",
+        metavar="KEY",
+        help="show the idempotency key KEY of the space NAME instead: running (fence, lease left) or done",
+    )
     inspect.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     inspect.set_defaults(handler=run_inspect, command_name="inspect")
 
