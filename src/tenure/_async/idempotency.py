@@ -7,11 +7,12 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from tenure._async.backends.base import Recorded
+from tenure._async.backends.base import AsyncRecordsInTransaction, Recorded
 from tenure._async.lease import AsyncLease, grant
 from tenure._async.lock import _UNSET, _Unset
+from tenure._async.transaction import check_transactional, roll_back, run_steps
 from tenure._concurrency import async_resolve, async_shielded
 from tenure._core import idempotency as records
 from tenure._core.backoff import Backoff
@@ -20,7 +21,14 @@ from tenure._core.durations import check_timeout
 from tenure._core.idempotency import KeyState, Serializer
 from tenure._core.keys import namespaced_key
 from tenure._core.tokens import Owner
-from tenure._exceptions import ConfigurationError, IdempotencyError, InProgress, LockLost, PayloadMismatch
+from tenure._exceptions import (
+    BackendIncapable,
+    ConfigurationError,
+    IdempotencyError,
+    InProgress,
+    LockLost,
+    PayloadMismatch,
+)
 
 if TYPE_CHECKING:
     from tenure._async.backends.base import AsyncRecords
@@ -30,6 +38,17 @@ log = logging.getLogger("tenure")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _RUNNING: contextvars.ContextVar[AsyncLease | None] = contextvars.ContextVar("tenure_run", default=None)
+
+
+class _Run(NamedTuple):
+    """One run of a key that this call took: where it is held, and what it writes through."""
+
+    key: str
+    store_key: str
+    lease: AsyncLease
+    owner: Owner
+    fingerprint: bytes
+    transaction: Any
 
 
 class AsyncIdempotency:
@@ -86,6 +105,7 @@ class AsyncIdempotency:
         *args: Any,
         payload: bytes | str | None = None,
         timeout: float | _Unset | None = _UNSET,
+        transaction: Any = None,
         **kwargs: Any,
     ) -> Any:
         """Return ``fn(*args, **kwargs)``, run once for ``key``; a later call gets the same result.
@@ -96,18 +116,32 @@ class AsyncIdempotency:
         the space's; 0 raises at once) for its result, then raises ``InProgress``. An exception
         from ``fn`` frees the key (the next call runs ``fn`` again) unless its type is one of
         ``store_errors``: then it is recorded and raised again to every later call.
+
+        ``transaction`` (SQL backends) is your own DB-API connection to the backend's database,
+        on which ``fn`` writes without committing: the record is written in the same
+        transaction and tenure commits it, so your writes and the record commit together or
+        not at all (a run that lost its key is rolled back and raises ``LockLost``; an error
+        from ``fn`` rolls it back too).
         """
         key = records.check_key(str(key) if isinstance(key, int) and not isinstance(key, bool) else key)
         if not callable(fn):
             raise ConfigurationError(f"fn must be callable, got {fn!r}")
         timeout = self.timeout if isinstance(timeout, _Unset) else check_timeout(timeout)
         print_ = records.fingerprint(payload, args, kwargs)
+        if transaction is not None:
+            if not isinstance(self._records, AsyncRecordsInTransaction):
+                raise BackendIncapable(
+                    f"transaction= needs a SQL backend whose records your connection can write; "
+                    f"{self._context.store.scheme}:// is not one"
+                )
+            check_transactional(transaction)
         await self._context.ensure_connected()
         store_key = self._store_key(key)
-        outcome = await self._claim(key, store_key, print_, timeout)
-        if not isinstance(outcome, AsyncLease):
+        outcome = await self._claim(key, store_key, timeout)
+        if isinstance(outcome, Recorded):
             return self._replay(key, outcome, print_)
-        return await self._execute(key, outcome, print_, fn, args, kwargs)
+        run = _Run(key, store_key, *outcome, print_, transaction)
+        return await self._execute(run, fn, args, kwargs)
 
     def idempotent(
         self,
@@ -150,8 +184,8 @@ class AsyncIdempotency:
         return namespaced_key(self._namespace, records.run_name(self.name, key), kind="idempotency")
 
     async def _claim(
-        self, key: str, store_key: str, print_: bytes, timeout: float | None
-    ) -> AsyncLease | Recorded:
+        self, key: str, store_key: str, timeout: float | None
+    ) -> Recorded | tuple[AsyncLease, Owner]:
         """Take the key's lease for a run, or return its record; wait while another run holds it."""
         deadline = Deadline(timeout)
         store = self._context.store
@@ -169,7 +203,8 @@ class AsyncIdempotency:
             if isinstance(got, Recorded):
                 return got
             if got is not None:
-                return grant(self._context, f"{self.name}:{key}", store_key, owner, got, started, self.lease)
+                name = f"{self.name}:{key}"
+                return grant(self._context, name, store_key, owner, got, started, self.lease), owner
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise InProgress(
@@ -178,45 +213,81 @@ class AsyncIdempotency:
                 )
             await store.wait_released(store_key, min(remaining, backoff.next_delay()))
 
-    async def _execute(
-        self, key: str, lease: AsyncLease, print_: bytes, fn: Callable[..., Any], args: Any, kwargs: Any
-    ) -> Any:
+    async def _execute(self, run: _Run, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         """Run ``fn`` under the key's lease; record its result (or final error) as the lease ends."""
-        running = _RUNNING.set(lease)
+        running = _RUNNING.set(run.lease)
         try:
             result = await async_resolve(fn(*args, **kwargs))
         except BaseException as exc:
+            if run.transaction is not None:
+                await roll_back(run.transaction)
             if not isinstance(exc, self.store_errors):
-                await self._free(lease)
+                await self._free(run.lease)
                 raise
-            await self._record(key, lease, records.encode(print_, records.encode_error(exc), error=True))
+            await self._record(run, records.encode(run.fingerprint, records.encode_error(exc), error=True))
             raise
         finally:
             _RUNNING.reset(running)
         try:
             body = self.serializer.dumps(result)
         except BaseException:
-            await self._free(lease)
+            if run.transaction is not None:
+                await roll_back(run.transaction)
+            await self._free(run.lease)
             raise
-        await self._record(key, lease, records.encode(print_, body))
+        record = records.encode(run.fingerprint, body)
+        if run.transaction is None:
+            await self._record(run, record)
+        else:
+            await self._record_in_transaction(run, record)
         return result
 
-    async def _record(self, key: str, lease: AsyncLease, record: bytes) -> None:
-        if len(record) > self.max_size:
-            await self._free(lease)
-            raise IdempotencyError(
-                f"the result of {key!r} in {self.name!r} is {len(record)} bytes with its header; "
-                f"the limit is {self.max_size} (max_size=): the key was freed, nothing was recorded"
-            )
-        stored = await lease.end_with(
+    async def _record(self, run: _Run, record: bytes) -> None:
+        """Store the record through tenure's own connection as the run's lease ends."""
+        try:
+            self._check_size(run, record)
+        except IdempotencyError:
+            await self._free(run.lease)
+            raise
+        stored = await run.lease.end_with(
             lambda store_key, owner: self._records.finish_run(store_key, owner, record, self.ttl)
         )
         if not stored:
-            raise LockLost(
-                f"idempotency key {key!r} of {self.name!r} (fence {lease.fence}) was lost before its "
-                "result could be recorded (the run outlived its lease): another run may have "
-                "taken over, and this result was not recorded"
+            raise self._lost(run, "this result was not recorded")
+
+    async def _record_in_transaction(self, run: _Run, record: bytes) -> None:
+        """Store the record on the caller's connection, in its transaction, and commit it."""
+        assert isinstance(self._records, AsyncRecordsInTransaction)
+        connection = run.transaction
+        try:
+            self._check_size(run, record)
+            steps = self._records.record_steps(run.store_key, run.owner, run.lease.fence, record, self.ttl)
+            held = await run_steps(connection, steps)
+            if held:
+                await async_resolve(connection.commit())
+        except BaseException:
+            await roll_back(connection)
+            await self._free(run.lease)
+            raise
+        if not held:
+            await roll_back(connection)
+            await self._free(run.lease)
+            raise self._lost(run, "your transaction was rolled back")
+        await run.lease.end_with(self._records.end_after_commit)
+
+    def _check_size(self, run: _Run, record: bytes) -> None:
+        if len(record) > self.max_size:
+            raise IdempotencyError(
+                f"the result of {run.key!r} in {self.name!r} is {len(record)} bytes with its header; "
+                f"the limit is {self.max_size} (max_size=): the key was freed, nothing was recorded"
             )
+
+    def _lost(self, run: _Run, what: str) -> LockLost:
+        return LockLost(
+            f"idempotency key {run.key!r} of {self.name!r} (fence {run.lease.fence}) was lost before "
+            f"its result could be recorded (the run outlived its lease): another run may have taken "
+            f"over, and {what}"
+        )
 
     async def _free(self, lease: AsyncLease) -> None:
         """Give the key up after a failed run, so that the next call runs again."""

@@ -8,7 +8,7 @@ primitive is built, never base-class methods that raise.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from tenure._concurrency import async_sleep
@@ -231,6 +231,35 @@ class AsyncRecords(Protocol):
 
     async def read_record(self, key: str) -> Recorded | None:
         """Return ``key``'s live record, or None (for ``tenure inspect``)."""
+        ...
+
+
+class SQLStep(NamedTuple):
+    """One statement a caller's own connection runs to record a run in its transaction."""
+
+    sql: str
+    params: Sequence[object] | Mapping[str, object]
+    proves_hold: bool = False
+    """The statement returns a row only while the run still holds its key: none means lost."""
+
+
+@runtime_checkable
+class AsyncRecordsInTransaction(Protocol):
+    """The caller's-transaction option of the SQL stores (Stripe's design).
+
+    A run's record is written by the caller's own connection to the same database, inside its
+    open transaction, so the caller's writes and the record commit together or not at all.
+    """
+
+    transaction_drivers: str
+    """Whose DB-API connections these statements suit (their parameter style), for messages."""
+
+    def record_steps(self, key: str, owner: Owner, fence: int, record: bytes, ttl: float) -> list[SQLStep]:
+        """Return the statements that store ``record`` if ``owner`` still holds ``key``."""
+        ...
+
+    async def end_after_commit(self, key: str, owner: Owner) -> bool:
+        """End the run's lease once the caller's transaction committed its record."""
         ...
 
 

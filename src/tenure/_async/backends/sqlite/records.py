@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from tenure._async.backends.base import Recorded
+from tenure._async.backends.base import Recorded, SQLStep
 from tenure._async.backends.sqlite.sql import (
     ACQUIRE,
     DROP_EXPIRED_RECORDS,
@@ -85,6 +85,29 @@ class SQLiteRecords:
             return True
 
         return self._table.call(finish)
+
+    def record_steps(self, key: str, owner: Owner, fence: int, record: bytes, ttl: float) -> list[SQLStep]:
+        """Return ``finish_run``'s statements, for the caller's own connection to the same file.
+
+        Its open transaction already holds (or takes, with the first statement) the file's write
+        lock, so no run can take the key between the check and the commit.
+        """
+        wall = time.time()
+        params = {
+            "key": key,
+            "owner": owner.token,
+            "boot": boot_id(),
+            "now": host_now(),
+            "record": record,
+            "fence": fence,
+            "expires_at": wall + ttl,
+            "wall": wall,
+        }
+        return [
+            SQLStep(END_RUN, params, proves_hold=True),
+            SQLStep(STORE_RECORD, params),
+            SQLStep(DROP_EXPIRED_RECORDS, params),
+        ]
 
     def read_record(self, key: str) -> Recorded | None:
         """Return ``key``'s live record, or None."""

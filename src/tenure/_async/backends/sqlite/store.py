@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from tenure._async.backends.base import AsyncLeaseStore, Permit, Recorded, Renewal, RenewOutcome
+from tenure._async.backends.base import AsyncLeaseStore, Permit, Recorded, Renewal, RenewOutcome, SQLStep
 from tenure._async.backends.sqlite.file import DEFAULT_FILE_MODE
 from tenure._async.backends.sqlite.records import RECORD_LIMIT, SQLiteRecords
 from tenure._async.backends.sqlite.table import SQLiteLeaseTable
@@ -94,6 +94,14 @@ class AsyncSQLiteStore(AsyncLeaseStore):
 
     async def read_record(self, key: str) -> Recorded | None:
         return await async_run_blocking(self._records.read_record, key)
+
+    transaction_drivers = "sqlite3 connections to the same file"
+
+    def record_steps(self, key: str, owner: Owner, fence: int, record: bytes, ttl: float) -> list[SQLStep]:
+        return self._records.record_steps(key, owner, fence, record, ttl)
+
+    async def end_after_commit(self, key: str, owner: Owner) -> bool:
+        return True  # the caller's transaction deleted the lease row with the record's insert
 
     async def try_acquire_queued(
         self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True

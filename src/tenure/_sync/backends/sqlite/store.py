@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from tenure._sync.backends.base import LeaseStore, Permit, Recorded, Renewal, RenewOutcome
+from tenure._sync.backends.base import LeaseStore, Permit, Recorded, Renewal, RenewOutcome, SQLStep
 from tenure._sync.backends.sqlite.file import DEFAULT_FILE_MODE
 from tenure._sync.backends.sqlite.records import RECORD_LIMIT, SQLiteRecords
 from tenure._sync.backends.sqlite.table import SQLiteLeaseTable
@@ -95,6 +95,14 @@ class SQLiteStore(LeaseStore):
 
     def read_record(self, key: str) -> Recorded | None:
         return run_blocking(self._records.read_record, key)
+
+    transaction_drivers = "sqlite3 connections to the same file"
+
+    def record_steps(self, key: str, owner: Owner, fence: int, record: bytes, ttl: float) -> list[SQLStep]:
+        return self._records.record_steps(key, owner, fence, record, ttl)
+
+    def end_after_commit(self, key: str, owner: Owner) -> bool:
+        return True  # the caller's transaction deleted the lease row with the record's insert
 
     def try_acquire_queued(
         self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True

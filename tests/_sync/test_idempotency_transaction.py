@@ -1,0 +1,150 @@
+# GENERATED from tests/_async/test_idempotency_transaction.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""The caller's-transaction option of idempotency keys (SQL backends), in both colours.
+
+The caller's own DB-API connection writes its business rows without committing; the run's
+record joins that transaction, and tenure commits both or neither.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+
+import tenure
+from tenure._sync.backends.base import RecordsInTransaction
+from tenure._concurrency import Background, sleep
+from tests._sync.faults import stall_renewals
+from tests.conftest import BACKENDS
+from tests.sql_connections import OPENERS, Orders
+
+IN_TRANSACTION = [name for name in BACKENDS if name in OPENERS]
+
+
+@pytest.fixture(params=IN_TRANSACTION)
+def sql_backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def sql_url(sql_backend: str, request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"{sql_backend}_url")
+    return url
+
+
+@pytest.fixture
+def keeper(sql_url: str) -> Iterator[tenure.Coordinator]:
+    with tenure.Coordinator(sql_url) as coordinator:
+        yield coordinator
+
+
+@pytest.fixture
+def orders(
+    sql_backend: str, sql_url: str, request: pytest.FixtureRequest
+) -> collections.abc.Iterator[Orders]:
+    """The caller's own table and connections, in the backend's database."""
+    table = Orders(OPENERS[sql_backend], sql_url, request)
+    yield table
+    table.close()
+
+
+def test_only_sql_backends_take_a_transaction(coord: tenure.Coordinator) -> None:
+    if tenure.Capability.RECORDS not in coord.capabilities:
+        return  # refused whole: the contract suite checks that
+    keys = coord.idempotency("payments")
+    if isinstance(coord._store, RecordsInTransaction):
+        with pytest.raises(tenure.ConfigurationError, match="DB-API connection"):
+            keys.run("req-1", lambda: 1, transaction=object())
+    else:
+        with pytest.raises(tenure.BackendIncapable, match="transaction="):
+            keys.run("req-1", lambda: 1, transaction=sqlite3.connect(":memory:"))
+
+
+def test_the_callers_writes_and_the_record_commit_together(
+    keeper: tenure.Coordinator, orders: Orders
+) -> None:
+    keys = keeper.idempotency("payments")
+    connection = orders.connect()
+    runs: list[int] = []
+
+    def charge(order_id: int) -> dict[str, int]:
+        runs.append(order_id)
+        lease = tenure.Idempotency.current_lease()
+        assert lease is not None
+        orders.insert(connection, order_id, lease.fence)
+        assert orders.ids() == []  # not committed yet: another connection sees nothing
+        return {"order": order_id}
+
+    assert keys.run("req-1", charge, 7, transaction=connection) == {"order": 7}
+    assert orders.ids() == [7]
+    assert keys.run("req-1", charge, 7, transaction=connection) == {"order": 7}
+    assert runs == [7] and orders.ids() == [7]
+    state = keys.state("req-1")
+    assert state.running is None and state.done is not None
+
+
+def test_an_error_rolls_the_callers_writes_back_and_frees_the_key(
+    keeper: tenure.Coordinator, orders: Orders
+) -> None:
+    keys = keeper.idempotency("payments")
+    connection = orders.connect()
+    attempts: list[int] = []
+
+    def charge(order_id: int) -> int:
+        attempts.append(order_id)
+        orders.insert(connection, order_id, len(attempts))
+        if len(attempts) == 1:
+            raise ConnectionError("partner down after the row was written")
+        return order_id
+
+    with pytest.raises(ConnectionError):
+        keys.run("req-1", charge, 7, transaction=connection)
+    assert orders.ids() == []
+    assert keys.run("req-1", charge, 7, transaction=connection) == 7
+    assert orders.ids() == [7] and attempts == [7, 7]
+
+
+def test_a_run_that_lost_its_key_is_rolled_back(
+    keeper: tenure.Coordinator, sql_url: str, orders: Orders
+) -> None:
+    """A run paused past its lease while another took over: its writes never commit."""
+    stale_connection = orders.connect()
+    errors: list[BaseException] = []
+
+    def stale_charge(order_id: int) -> int:
+        orders.insert(stale_connection, order_id, 1)
+        sleep(1.6)  # its renewals fail meanwhile: the lease runs out
+        return order_id
+
+    def stale_run() -> None:
+        try:
+            keeper.idempotency("payments", lease=0.6).run(
+                "req-1", stale_charge, 1, payload=b"p", transaction=stale_connection
+            )
+        except tenure.LockLost as exc:
+            errors.append(exc)
+
+    stall_renewals(keeper, seconds=5)
+    stale = Background(stale_run, name="stale")
+    stale.start()
+    sleep(1.0)
+    with tenure.Coordinator(sql_url) as other:
+        fresh_connection = orders.connect()
+
+        def fresh_charge(order_id: int) -> int:
+            orders.insert(fresh_connection, order_id, 2)
+            return order_id
+
+        # SQLite: the stale run's open transaction holds the file's write lock until it ends,
+        # so the newer run waits for it; the servers let it run beside the stale one.
+        newer = other.idempotency("payments", lease=5).run(
+            "req-1", fresh_charge, 2, payload=b"p", transaction=fresh_connection, timeout=10
+        )
+        assert newer == 2
+        stale.join()
+        assert len(errors) == 1 and "rolled back" in str(errors[0])
+        assert orders.ids() == [2]
+        assert other.idempotency("payments").run("req-1", fresh_charge, 3, payload=b"p") == 2
