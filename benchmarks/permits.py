@@ -116,6 +116,34 @@ class PermitHandle:
         self._coordinator.close()
 
 
+# The contended floor's semaphore: made by the parent before it starts the workers, handed to each
+# one as a process argument (an OS semaphore can only be inherited), and set here for the factory.
+_HOST_SEMAPHORE: Any = None
+
+
+class HostSemaphoreHandle:
+    """The contended floor: ``multiprocessing.Semaphore(limit)``, an OS semaphore the workers share.
+
+    No server, no network, no lease: a release wakes a waiter through the kernel, so its
+    utilisation is what this machine's scheduler allows for this many processes at this hold.
+    """
+
+    def __init__(self, ctx: BenchContext, name: str) -> None:
+        if _HOST_SEMAPHORE is None:
+            raise Unavailable("n/a (the host floor runs only in the contended window)")
+        self._semaphore = _HOST_SEMAPHORE
+
+    def acquire(self) -> None:
+        if not self._semaphore.acquire(timeout=TIMEOUT):
+            raise TimeoutError(f"host semaphore not acquired within {TIMEOUT} s")
+
+    def release(self) -> None:
+        self._semaphore.release()
+
+    def close(self) -> None:
+        """Nothing to close: the parent owns the semaphore."""
+
+
 class RWHandle:
     """``Coordinator(url).rwlock(name, ttl=10)``: ``read()`` or ``write()`` per acquire."""
 
@@ -291,6 +319,14 @@ def lineup(suite_name: str) -> Lineup:
     contended: list[Contender] = []
     ratios: list[tuple[str, str, float | None]] = []
     floors_added: set[str] = set()
+    contended.append(
+        Contender(
+            "host-semaphore",
+            Role.FLOOR,
+            HostSemaphoreHandle,
+            summary=f"multiprocessing.Semaphore({LIMIT}) shared by the workers: this machine's own ceiling",
+        )
+    )
     for mode in plan.modes:
         lock = suite.contender(mode.lock)
         floor = suite.contender(lock.floor) if lock.floor else None
@@ -493,8 +529,11 @@ def _worker(
     go: Event,
     start_at: Synchronized[float],
     results: Queue[tuple[int, list[float], list[tuple[float, str]], str | None]],
+    host_semaphore: Any,
 ) -> None:
     """Run in a child process: set up, report ready, then acquire/hold/release until the window ends."""
+    global _HOST_SEMAPHORE
+    _HOST_SEMAPHORE = host_semaphore
     flat: list[float] = []  # wait_started, acquired, releasing, released, ...
     failed: list[tuple[float, str]] = []  # (waited, error) of each attempt that raised
     try:
@@ -599,6 +638,13 @@ def measure_permits(suite_name: str, contender_name: str, ctx: BenchContext, con
     before the workers' first acquisitions: the window measures a semaphore in use, not a burst
     of 16 first acquisitions on a new name.
     """
+    mp: SpawnContext | ForkServerContext = (
+        multiprocessing.get_context("forkserver")
+        if config.start_method == "forkserver"
+        else multiprocessing.get_context("spawn")
+    )
+    global _HOST_SEMAPHORE
+    _HOST_SEMAPHORE = host_semaphore = mp.Semaphore(int(ctx.params["permit_limit"]))
     try:
         probe = find_contender(suite_name, contender_name).factory(ctx, "contended")
     except (ImportError, Unavailable) as exc:
@@ -610,16 +656,11 @@ def measure_permits(suite_name: str, contender_name: str, ctx: BenchContext, con
         return {"skipped": None, "errors": [f"parent's first acquisition: {traceback.format_exc()}"]}
     finally:
         probe.close()
-    mp: SpawnContext | ForkServerContext = (
-        multiprocessing.get_context("forkserver")
-        if config.start_method == "forkserver"
-        else multiprocessing.get_context("spawn")
-    )
     ready: Queue[tuple[int, str | None]] = mp.Queue()
     results: Queue[tuple[int, list[float], list[tuple[float, str]], str | None]] = mp.Queue()
     go = mp.Event()
     start_at = mp.Value("d", 0.0)
-    args = (suite_name, contender_name, ctx, config, ready, go, start_at, results)
+    args = (suite_name, contender_name, ctx, config, ready, go, start_at, results, host_semaphore)
     workers = [
         mp.Process(target=_worker, args=(i, *args), name=f"permits-{contender_name}-{i}", daemon=True)
         for i in range(config.processes)
@@ -759,6 +800,14 @@ def render(suite_name: str, record: Record, header: str) -> str:
                 f"{'':<{w}} !! {rec['over_limit']} acquisitions above the limit, "
                 f"{len(rec['errors'])} worker errors (see the JSON)"
             )
+    ceiling = con.get("host-semaphore", {}).get("utilisation")
+    if isinstance(ceiling, (int, float)) and ceiling > 0:
+        lines.append(
+            f"utilisation ÷ the host semaphore's {ceiling:.3f} (this machine's ceiling at this load):"
+        )
+        for name, rec in con.items():
+            if name != "host-semaphore" and isinstance(rec.get("utilisation"), (int, float)):
+                lines.append(f"  {name:<{w}} {rec['utilisation'] / ceiling:.2f}")
     for target in record["targets"]:
         head = f"target: {target['contender']} {target['metric']} ≥ {target['at_least']:g}"
         if target["met"] is None:
