@@ -28,12 +28,20 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore, Permit, Renewal, RenewOutcome
-from tenure._async.backends.etcd import proto
+from tenure._async.backends.base import (
+    AsyncChangeFeed,
+    AsyncLeaseStore,
+    Permit,
+    Recorded,
+    Renewal,
+    RenewOutcome,
+)
+from tenure._async.backends.etcd import proto, records
 from tenure._async.backends.etcd.client import AsyncEtcdClient, LeaseGone, endpoints
 from tenure._async.backends.etcd.entries import Entries, Held
 from tenure._async.backends.etcd.line import AsyncLine, Waiting, place
 from tenure._async.backends.etcd.permits import AsyncPermits
+from tenure._async.backends.etcd.records import AsyncEtcdRecords
 from tenure._async.backends.etcd.session import AsyncKeeper, AsyncSessions, Session
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -59,7 +67,8 @@ class AsyncEtcdStore(AsyncLeaseStore):
     a minority of nodes, and calls move on to the next endpoint. SESSION_BOUND: every entry
     dies with its session; before that, the waiter behind a crashed or paused holder takes
     over about the lock's ttl after its last renewal.
-    CROSS_PROCESS, CROSS_HOST. Capabilities: SESSIONS, QUEUEING, COUNTING (``permits.py``).
+    CROSS_PROCESS, CROSS_HOST. Capabilities: SESSIONS, QUEUEING, COUNTING (``permits.py``),
+    RECORDS (``records.py``).
     """
 
     scheme: ClassVar[str] = "etcd"
@@ -76,8 +85,9 @@ class AsyncEtcdStore(AsyncLeaseStore):
         }
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.SESSIONS, Capability.QUEUEING, Capability.COUNTING}
+        {Capability.SESSIONS, Capability.QUEUEING, Capability.COUNTING, Capability.RECORDS}
     )
+    record_limit = records.RECORD_LIMIT  # 1 MiB: below etcd's 1.5 MiB request limit, with room for the Txn
     # A release wakes the watcher at once; the pause bounds what a missed event can cost.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 0.5)
     # The line wakes one waiter per release, which holds without another request, and the waiter
@@ -93,12 +103,14 @@ class AsyncEtcdStore(AsyncLeaseStore):
         self._keeper = AsyncKeeper(self._client, self._sessions, self._entries)
         self._line = AsyncLine(self._client)
         self._permits = AsyncPermits(self._client, self._sessions, self._entries, self._keeper, self._line)
+        self._records = AsyncEtcdRecords(self._client, self._entries, self._keeper)
 
     async def connect(self) -> None:
         if self._client.is_open:
             return
         await self._client.open(self.config.common.connect_timeout)
         self._sessions.open()
+        self._records.leases.open()
         self._keeper.start()
 
     async def aclose(self) -> None:
@@ -118,6 +130,41 @@ class AsyncEtcdStore(AsyncLeaseStore):
         session, reply = await self._sessions.create(
             ttl, started, lambda lease: proto.create_if_absent(name, value, lease, guard=guard)
         )
+        return await self._created(name, ttl, started, session, reply)
+
+    async def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        # One Txn: the live record, else (nested) the very Txn of ``try_acquire``.
+        started, now = time.monotonic(), time.time()
+        name, value, guard = (
+            proto.entry_key(key, owner.token),
+            proto.entry_value(owner.label, ttl),
+            proto.lock_prefix(key),
+        )
+        live_above, record = records.live_above(now), proto.record_key(key)
+        session, reply = await self._sessions.create(
+            ttl,
+            started,
+            lambda lease: proto.run_begin(
+                record, live_above, proto.create_if_absent(name, value, lease, guard=guard)
+            ),
+        )
+        if reply.succeeded:
+            found = records.recorded(key, reply.responses[0].response_range.kvs[0], now)
+            if found is None:  # the Txn's compare found it live at ``now``: so must we
+                raise BackendProtocolError(f"{self.url} answered with an expired record of {key!r}")
+            return found
+        return await self._created(name, ttl, started, session, reply.responses[0].response_txn)
+
+    async def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
+        return await self._records.finish_run(key, owner, record, ttl)
+
+    async def read_record(self, key: str) -> Recorded | None:
+        return await self._records.read_record(key)
+
+    async def _created(
+        self, name: bytes, ttl: float, started: float, session: Session, reply: Any
+    ) -> int | None:
+        """Return the fence if a ``proto.create_if_absent`` Txn (``reply``) made ``name`` first."""
         if not reply.succeeded:
             mine = reply.responses[0].response_range.kvs
             if not mine:

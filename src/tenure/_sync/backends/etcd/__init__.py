@@ -20,6 +20,10 @@ process if that still runs, else by the waiter just behind it, which watches its
 Renewals go in batches, one Txn per session and 100 entries, and rewrite an entry only while
 another entry of its lock stands behind it (``store.py``).
 
+**Idempotency records** (``records.py``): a run is a lock entry; its record is the run's bare
+key, stamped with its wall-clock expiry and attached to a lease shared by its expiry bucket,
+so the server deletes it. Starting a run and finishing one are one Txn each.
+
 **Faults**: every call carries ``op_timeout`` and moves on to the next endpoint while one is
 unreachable (``client.py``); every request is idempotent by its entry's name, so no resend can
 take a lock twice. A delete that fails is retried in the background until it succeeds or its

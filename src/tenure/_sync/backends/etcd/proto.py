@@ -336,3 +336,36 @@ def reads(requests: list[Any]) -> Any:
 def watch_range(start: bytes, end: bytes) -> Any:
     """Return a Watch request for every change of a key in [``start``, ``end``) from now on."""
     return rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=start, range_end=end))
+
+
+# -- idempotency records: a record lives on the bare key of its run (``records.py``) ----------
+
+
+def run_begin(record: bytes, live_above: bytes, acquire: Any) -> Any:
+    """Return a Txn that reads ``record`` if it is live, else runs the lock's ``acquire`` Txn.
+
+    A record's value starts with its expiry stamp, so it is live when its value sorts after
+    ``live_above`` (the stamp of now): etcd compares values byte by byte, and fails a value
+    compare on a missing key.
+    """
+    live = rpc_pb2.Compare(
+        result=rpc_pb2.Compare.GREATER, target=rpc_pb2.Compare.VALUE, key=record, value=live_above
+    )
+    read = rpc_pb2.RequestOp(request_range=get(record))
+    take = rpc_pb2.RequestOp(request_txn=acquire)
+    return rpc_pb2.TxnRequest(compare=[live], success=[read], failure=[take])
+
+
+def run_finish(entry: bytes, fence: int, record: bytes, value: bytes, lease: int) -> Any:
+    """Return a Txn that, while ``entry`` is the one created at ``fence``, stores and deletes it.
+
+    It puts the record under ``lease`` and deletes the holder's entry (which wakes its
+    waiters, as a release does); else it reads the record (a resent finish finds its own).
+    """
+    mine = rpc_pb2.Compare(
+        result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.CREATE, key=entry, create_revision=fence
+    )
+    put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=record, value=value, lease=lease))
+    end = rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=entry))
+    read = rpc_pb2.RequestOp(request_range=get(record))
+    return rpc_pb2.TxnRequest(compare=[mine], success=[put, end], failure=[read])

@@ -29,12 +29,20 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from tenure._sync.backends.base import ChangeFeed, LeaseStore, Permit, Renewal, RenewOutcome
-from tenure._sync.backends.etcd import proto
+from tenure._sync.backends.base import (
+    ChangeFeed,
+    LeaseStore,
+    Permit,
+    Recorded,
+    Renewal,
+    RenewOutcome,
+)
+from tenure._sync.backends.etcd import proto, records
 from tenure._sync.backends.etcd.client import EtcdClient, LeaseGone, endpoints
 from tenure._sync.backends.etcd.entries import Entries, Held
 from tenure._sync.backends.etcd.line import Line, Waiting, place
 from tenure._sync.backends.etcd.permits import Permits
+from tenure._sync.backends.etcd.records import EtcdRecords
 from tenure._sync.backends.etcd.session import Keeper, Sessions, Session
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -60,7 +68,8 @@ class EtcdStore(LeaseStore):
     a minority of nodes, and calls move on to the next endpoint. SESSION_BOUND: every entry
     dies with its session; before that, the waiter behind a crashed or paused holder takes
     over about the lock's ttl after its last renewal.
-    CROSS_PROCESS, CROSS_HOST. Capabilities: SESSIONS, QUEUEING, COUNTING (``permits.py``).
+    CROSS_PROCESS, CROSS_HOST. Capabilities: SESSIONS, QUEUEING, COUNTING (``permits.py``),
+    RECORDS (``records.py``).
     """
 
     scheme: ClassVar[str] = "etcd"
@@ -77,8 +86,9 @@ class EtcdStore(LeaseStore):
         }
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.SESSIONS, Capability.QUEUEING, Capability.COUNTING}
+        {Capability.SESSIONS, Capability.QUEUEING, Capability.COUNTING, Capability.RECORDS}
     )
+    record_limit = records.RECORD_LIMIT  # 1 MiB: below etcd's 1.5 MiB request limit, with room for the Txn
     # A release wakes the watcher at once; the pause bounds what a missed event can cost.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 0.5)
     # The line wakes one waiter per release, which holds without another request, and the waiter
@@ -94,12 +104,14 @@ class EtcdStore(LeaseStore):
         self._keeper = Keeper(self._client, self._sessions, self._entries)
         self._line = Line(self._client)
         self._permits = Permits(self._client, self._sessions, self._entries, self._keeper, self._line)
+        self._records = EtcdRecords(self._client, self._entries, self._keeper)
 
     def connect(self) -> None:
         if self._client.is_open:
             return
         self._client.open(self.config.common.connect_timeout)
         self._sessions.open()
+        self._records.leases.open()
         self._keeper.start()
 
     def close(self) -> None:
@@ -119,6 +131,41 @@ class EtcdStore(LeaseStore):
         session, reply = self._sessions.create(
             ttl, started, lambda lease: proto.create_if_absent(name, value, lease, guard=guard)
         )
+        return self._created(name, ttl, started, session, reply)
+
+    def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        # One Txn: the live record, else (nested) the very Txn of ``try_acquire``.
+        started, now = time.monotonic(), time.time()
+        name, value, guard = (
+            proto.entry_key(key, owner.token),
+            proto.entry_value(owner.label, ttl),
+            proto.lock_prefix(key),
+        )
+        live_above, record = records.live_above(now), proto.record_key(key)
+        session, reply = self._sessions.create(
+            ttl,
+            started,
+            lambda lease: proto.run_begin(
+                record, live_above, proto.create_if_absent(name, value, lease, guard=guard)
+            ),
+        )
+        if reply.succeeded:
+            found = records.recorded(key, reply.responses[0].response_range.kvs[0], now)
+            if found is None:  # the Txn's compare found it live at ``now``: so must we
+                raise BackendProtocolError(f"{self.url} answered with an expired record of {key!r}")
+            return found
+        return self._created(name, ttl, started, session, reply.responses[0].response_txn)
+
+    def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
+        return self._records.finish_run(key, owner, record, ttl)
+
+    def read_record(self, key: str) -> Recorded | None:
+        return self._records.read_record(key)
+
+    def _created(
+        self, name: bytes, ttl: float, started: float, session: Session, reply: Any
+    ) -> int | None:
+        """Return the fence if a ``proto.create_if_absent`` Txn (``reply``) made ``name`` first."""
         if not reply.succeeded:
             mine = reply.responses[0].response_range.kvs
             if not mine:
