@@ -18,6 +18,12 @@ would expire and after a bounded, jittered pause. Elections announce changes on 
 channel per lock. A semaphore's permit is a lock on one of its slots, taken by one script that
 also bumps the name's fence and checks its recorded limit; its waiters BLPOP every slot's
 signal list at once. Errors: ``BackendUnavailable`` (``BackendTimeout`` past ``op_timeout``).
+
+**Idempotency keys** (``records.py``): one script returns a key's record or takes its lease as a
+lock (a hit is one round trip); another stores the record (PX its ttl) and ends the lease as a
+release does. A run's fence counter expires with its lease, so a key leaves nothing behind once
+its record expires. Records are as durable as the server's persistence: one that restarts
+without it forgets them, and the keys run again (with larger fences).
 """
 
 from tenure._async.backends.redis.store import AsyncRedisStore

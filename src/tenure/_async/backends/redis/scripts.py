@@ -6,7 +6,9 @@ keys of different locks never meet (``namespaced_key`` keeps distinct locks' key
 
     {<key>}:lock          the lease: "<token>\n<label>", with a PX expiry
     {<key>}:fence         the fence counter; only acquisitions bump it, so while the lock is
-                          held its value is the holder's fence; never deleted
+                          held its value is the holder's fence; a lock's is never deleted, an
+                          idempotency run's expires with its lease (``records.py``)
+    {<key>}:record        an idempotency key's record (``records.py``), with a PX expiry
     {<key>}:signal        a list pushed on release to wake one waiter (BLPOP)
     {<key>}:queue         fair waiters: zset token -> arrival time (ms)
     {<key>}:queue:alive   fair waiters: zset token -> time (ms) their entry dies unless refreshed
@@ -70,7 +72,7 @@ local function digits(n)
 end
 """
 
-_BUMP_FENCE = r"""
+BUMP_FENCE = r"""
 local function bump_fence(fence_key)
     local fence = redis.call('INCR', fence_key)
     if fence == 1 then
@@ -83,10 +85,16 @@ local function bump_fence(fence_key)
 end
 """
 
-_OWNED_BY = r"""
+OWNED_BY = r"""
 local function owned_by(value, token)
     return value and string.sub(value, 1, #token + 1) == token .. '\n'
 end
+"""
+
+# How long a run's fence counter outlives its lease (records.py): a margin, so that no reader
+# finds the lease without its fence, whatever the server's clock did between two commands.
+FENCE_GRACE = r"""
+local FENCE_GRACE_MS = 1000
 """
 
 _QUEUE = r"""
@@ -168,25 +176,35 @@ end
 """
 
 # What a script that frees the lock needs: the hand-over and everything it calls.
-_HANDING_OVER = _DIGITS + _BUMP_FENCE + _OWNED_BY + _QUEUE + _HAND_OVER
+HANDING_OVER = _DIGITS + BUMP_FENCE + OWNED_BY + _QUEUE + _HAND_OVER
 
-ACQUIRE = (
-    _BUMP_FENCE
+# Taking a free lock, shared by ACQUIRE and an idempotency key's BEGIN_RUN (records.py).
+TAKE = (
+    BUMP_FENCE
     + r"""
 -- Take the lock if it is free and bump the fence in the same step.
--- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ttl in ms, ARGV[4] holder label
 -- Returns: the new fence, or the negated remaining ms of the current holder (-1: no expiry).
-local lock = ARGV[1] .. ':lock'
-if not redis.call('SET', lock, ARGV[2] .. '\n' .. ARGV[4], 'NX', 'PX', ARGV[3]) then
-    return -math.max(redis.call('PTTL', lock), 1)
+local function take(prefix, token, ttl_ms, label)
+    local lock = prefix .. ':lock'
+    if not redis.call('SET', lock, token .. '\n' .. label, 'NX', 'PX', ttl_ms) then
+        return -math.max(redis.call('PTTL', lock), 1)
+    end
+    return bump_fence(prefix .. ':fence')
 end
-return bump_fence(ARGV[1] .. ':fence')
+"""
+)
+
+ACQUIRE = (
+    TAKE
+    + r"""
+-- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ttl in ms, ARGV[4] holder label
+return take(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 """
 )
 
 ACQUIRE_QUEUED = (
-    _BUMP_FENCE
-    + _OWNED_BY
+    BUMP_FENCE
+    + OWNED_BY
     + _QUEUE
     + r"""
 -- Join (or stay in) the fair queue; take the lock only when free and first in line.
@@ -223,7 +241,8 @@ return bump_fence(prefix .. ':fence')
 )
 
 RENEW = (
-    _OWNED_BY
+    OWNED_BY
+    + FENCE_GRACE
     + r"""
 -- Set each lease to expire ttl ms from now if its owner still holds it; each outcome separate.
 -- KEYS[i] the lease of lock i ("<prefix>:lock"), ARGV[2i-1] its owner token, ARGV[2i] its ttl in ms
@@ -233,6 +252,12 @@ for i, lock in ipairs(KEYS) do
     renewed[i] = 0
     if owned_by(redis.call('GET', lock), ARGV[2 * i - 1]) then
         redis.call('PEXPIRE', lock, ARGV[2 * i])
+        -- An idempotency run's fence counter expires a grace after its lease (a lock's never
+        -- does): it must outlive the lease, so it is renewed with it.
+        local fence = string.sub(lock, 1, -6) .. ':fence'
+        if redis.call('PTTL', fence) > 0 then
+            redis.call('PEXPIRE', fence, ARGV[2 * i] + FENCE_GRACE_MS)
+        end
         renewed[i] = 1
     end
 end
@@ -241,7 +266,7 @@ return renewed
 )
 
 RELEASE = (
-    _HANDING_OVER
+    HANDING_OVER
     + r"""
 -- Free the lock if the owner holds it, then hand it over or wake a waiter.
 -- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ms a wake-up signal stays readable
@@ -257,7 +282,7 @@ return 1
 )
 
 LEAVE_QUEUE = (
-    _HANDING_OVER
+    HANDING_OVER
     + r"""
 -- Stop waiting in the fair queue; if the lock was handed over meanwhile, pass it on.
 -- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] ms a wake-up signal stays readable
@@ -290,7 +315,7 @@ return {label, redis.call('GET', ARGV[1] .. ':fence'), redis.call('PTTL', lock)}
 
 PERMIT = (
     _DIGITS
-    + _BUMP_FENCE
+    + BUMP_FENCE
     + SLOTS
     + r"""
 -- Take a free slot of a semaphore and bump the name's fence, in one step.

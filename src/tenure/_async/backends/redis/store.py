@@ -3,6 +3,9 @@
 Semaphores: one script takes a free slot, bumps the name's fence counter and checks the
 recorded limit (``PERMIT``); a permit is then renewed and released as a lock on its slot, whose
 release pushes onto the slot's signal list, so a waiter blocks on all of them with one BLPOP.
+
+Idempotency keys: a run is the key's lock, begun and finished by the record scripts
+(``records.py``); a hit is the one BEGIN_RUN call that finds the record.
 """
 
 from __future__ import annotations
@@ -14,8 +17,16 @@ from typing import Any, ClassVar
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis as AsyncRedis
 
-from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore, Permit, Renewal, RenewOutcome
+from tenure._async.backends.base import (
+    AsyncChangeFeed,
+    AsyncLeaseStore,
+    Permit,
+    Recorded,
+    Renewal,
+    RenewOutcome,
+)
 from tenure._async.backends.redis.connection import DRIVER_ERRORS, AsyncRedisFeed, client_options, map_errors
+from tenure._async.backends.redis.records import RECORD_LIMIT, RECORD_SCRIPTS
 from tenure._async.backends.redis.scripts import SCRIPTS, key_prefix, milliseconds, slot_parts
 from tenure._concurrency import async_sleep
 from tenure._config import BackendConfig
@@ -30,6 +41,7 @@ SIGNAL_TTL_MS = 60_000  # a wake-up nobody read is dropped after a minute
 SERVER_TICK = 0.1  # Redis ends blocking timeouts on its ticks: 1/hz, hz 10 by default
 LAST_STRETCH_POLL = 0.005  # seconds between pops in the last tick before a holder's expiry
 RENEW_CHUNK = 1000  # leases per RENEW call: about a millisecond of the server's time
+_SCRIPTS = SCRIPTS | RECORD_SCRIPTS
 
 
 class AsyncRedisStore(AsyncLeaseStore):
@@ -46,7 +58,10 @@ class AsyncRedisStore(AsyncLeaseStore):
             Guarantee.CROSS_HOST,
         }
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUEUEING, Capability.COUNTING})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.QUEUEING, Capability.COUNTING, Capability.RECORDS}
+    )
+    record_limit = RECORD_LIMIT  # records.py: a hit copies the record in a script that blocks the server
     # A release wakes a waiter at once; the pause bounds how long a missed push can cost.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 0.5)
 
@@ -147,6 +162,21 @@ class AsyncRedisStore(AsyncLeaseStore):
         except (TypeError, ValueError) as exc:
             raise BackendProtocolError(f"unexpected reply from {self.url} (permit holders): {exc}") from exc
 
+    async def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        reply = await self._run("BEGIN_RUN", [key_prefix(key), owner.token, milliseconds(ttl), owner.label])
+        if isinstance(reply, list):
+            self._expiries.forget(key)
+            return self._recorded(key, reply)
+        return self._fence_or_hint(key, reply)
+
+    async def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
+        args = [key_prefix(key), owner.token, record, milliseconds(ttl), SIGNAL_TTL_MS]
+        return bool(await self._run("FINISH_RUN", args))
+
+    async def read_record(self, key: str) -> Recorded | None:
+        reply = await self._run("READ_RECORD", [key_prefix(key)])
+        return None if reply is None else self._recorded(key, reply)
+
     async def announce(self, key: str) -> None:
         # Published by elections, not by the lock scripts: locks pay nothing for observers.
         if self._client is None:
@@ -175,7 +205,7 @@ class AsyncRedisStore(AsyncLeaseStore):
     async def _run(self, script: str, args: list[Any], keys: Sequence[str] = ()) -> Any:
         if self._client is None:
             raise BackendUnavailable(f"the connection to {self.url} is closed")
-        source, sha = SCRIPTS[script]
+        source, sha = _SCRIPTS[script]
         call = (len(keys), *keys, *args)
         try:  # the hot path: EVALSHA directly, no redis-py Script object in between
             try:
@@ -237,6 +267,15 @@ class AsyncRedisStore(AsyncLeaseStore):
             return value
         self._expiries.saw(key, -value / 1000)  # refused: the reply is the holder's PTTL, negated
         return None
+
+    def _recorded(self, key: str, reply: Any) -> Recorded:
+        try:
+            fence, record, remaining_ms = reply
+            if int(remaining_ms) < 0:
+                raise ValueError("the record has no expiry")
+            return Recorded(bytes(record), int(fence), int(remaining_ms) / 1000)
+        except (TypeError, ValueError) as exc:
+            raise BackendProtocolError(f"unexpected record of {key!r} from {self.url}: {exc}") from exc
 
     def _mapped(self, exc: BaseException, what: str) -> BackendError:
         return map_errors(exc, f"{self.url} ({what})")

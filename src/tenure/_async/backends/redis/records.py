@@ -1,0 +1,99 @@
+r"""The Lua scripts of the ``redis://`` backend's idempotency records (``Capability.RECORDS``).
+
+A run of an idempotency key is the key's lock, taken by the lock's own ``take`` (ACQUIRE), so it
+is renewed, released and described by the lock's scripts. Beside the lock's keys (one hash tag,
+one cluster slot: ``scripts.py``), a key keeps
+
+    {<key>}:record        a hash: ``fence`` (the run's) and ``record`` (its bytes), PX the record's ttl
+
+and nothing lives forever: the record expires with its ttl, the lease with its PX, and a run's
+fence counter ``{<key>}:fence`` is given its lease's expiry plus a grace when the run begins and
+whenever RENEW renews the lease, so a failed run's (released) or a dead runner's (expired) counter
+goes soon after the lease; FINISH_RUN deletes it outright, the record keeping the fence. A next run
+then starts a new counter from the server's ``TIME`` in microseconds (``bump_fence``), above every
+fence the key had, so fences of a key still only grow (the lock's caveat: unless more than one run
+per microsecond was ever begun on it, or the server's clock stepped back).
+"""
+
+from __future__ import annotations
+
+from tenure._async.backends.redis.scripts import FENCE_GRACE, HANDING_OVER, TAKE, digest
+
+RECORD_LIMIT = 4 * 1024 * 1024
+"""Largest record kept: a hit copies it through Lua while the server waits (~0.5-1.5 ms per MiB)."""
+
+_READ = r"""
+-- The key's live record as {fence, record, remaining ms}, or nil.
+local function read_record(prefix)
+    local key = prefix .. ':record'
+    local found = redis.call('HMGET', key, 'fence', 'record')
+    if not found[1] then
+        return nil
+    end
+    return {found[1], found[2], redis.call('PTTL', key)}
+end
+"""
+
+BEGIN_RUN = (
+    TAKE
+    + FENCE_GRACE
+    + _READ
+    + r"""
+-- Return the key's live record; else take its lease as ACQUIRE does, the fence counter expiring
+-- a grace after the lease.
+-- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] lease ttl in ms, ARGV[4] holder label
+-- Returns: {fence, record, remaining ms}; else the new fence, or the negated remaining ms of
+-- the run that holds the key (-1: no expiry).
+local prefix = ARGV[1]
+local found = read_record(prefix)
+if found then
+    return found
+end
+local fence = take(prefix, ARGV[2], ARGV[3], ARGV[4])
+if fence > 0 then
+    redis.call('PEXPIRE', prefix .. ':fence', ARGV[3] + FENCE_GRACE_MS)
+end
+return fence
+"""
+)
+
+FINISH_RUN = (
+    HANDING_OVER
+    + r"""
+-- Store the record with the run's fence and end the run's lease as RELEASE does, if the owner
+-- still holds it.
+-- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] the record, ARGV[4] its ttl in ms,
+-- ARGV[5] ms a wake-up signal stays readable
+-- Returns: 1 if stored, 0 if the owner no longer holds the lease (nothing stored).
+local prefix = ARGV[1]
+if not owned_by(redis.call('GET', prefix .. ':lock'), ARGV[2]) then
+    return 0
+end
+local fence = redis.call('GET', prefix .. ':fence')
+if not fence then
+    return redis.error_reply('the fence counter of a held idempotency key is missing (evicted?)')
+end
+local key = prefix .. ':record'
+redis.call('HSET', key, 'fence', fence, 'record', ARGV[3])
+redis.call('PEXPIRE', key, ARGV[4])
+-- The record keeps the fence; a next run's counter starts above it from the server's clock.
+redis.call('DEL', prefix .. ':lock', prefix .. ':fence')
+hand_over(prefix, ARGV[5])
+return 1
+"""
+)
+
+READ_RECORD = (
+    _READ
+    + r"""
+-- ARGV[1] prefix
+-- Returns: {fence, record, remaining ms}, or nil.
+return read_record(ARGV[1])
+"""
+)
+
+# The record scripts by name, each with its digest (beside ``scripts.SCRIPTS``).
+RECORD_SCRIPTS = {
+    name: (source, digest(source))
+    for name, source in {"BEGIN_RUN": BEGIN_RUN, "FINISH_RUN": FINISH_RUN, "READ_RECORD": READ_RECORD}.items()
+}
