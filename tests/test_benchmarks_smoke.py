@@ -342,12 +342,16 @@ def test_quick_permits_run_writes_sane_json(tmp_path: Path) -> None:
     floor_ratio = ratios[("tenure-permit", "sqlite-floor")]
     assert floor_ratio["p50_ratio"] > 0 and isinstance(floor_ratio["met"], bool)
     assert ratios[("tenure-permit", "tenure-sqlite")]["p50_ratio"] > 0
-    assert set(result["contended"]) == {"tenure-permit", "tenure-permit-fair"}
+    assert set(result["contended"]) == {"host-semaphore", "tenure-permit", "tenure-permit-fair"}
     for name, record in result["contended"].items():
         assert record["skipped"] is None and record["errors"] == [], (name, record)
         # A semaphore never lets more than its limit hold at once; the figures' sizes are free.
         assert record["over_limit"] == 0 and 1 <= record["max_held"] <= limit
-        assert 0 < record["utilisation_held"] <= record["utilisation"] <= 1
+        # Held (acquired to releasing) never passes the limit; up to the release's return may,
+        # by the time a release takes after the next holder was let in.
+        assert (
+            0 < record["utilisation_held"] <= 1 and record["utilisation_held"] <= record["utilisation"] <= 1.1
+        )
         assert len(record["per_worker"]) == processes and sum(record["per_worker"]) == record["acquisitions"]
         assert 0 < record["fairness"] <= 1 and record["max_wait_ms"] >= record["wait_p50_ms"] >= 0
     assert all(isinstance(t["met"], bool) for t in result["targets"])
