@@ -20,6 +20,10 @@ timeout loses its ephemeral child.
 only the child just before its own, so a release wakes one waiter (``line.py``). A single plain
 ``try_acquire`` that is not first deletes its child at once. Acquiring sends the create and the
 listing together (one round trip); releasing deletes our child by name.
+
+**Idempotency records** (``records.py``): a run is a lock on its key; the multi that ends it
+deletes its child and writes the persistent node ``<dir>/record``, judged live by its ``mtime``
+and ttl; an expiry index lets later finishes delete expired records and their directories.
 """
 
 from tenure._async.backends.zookeeper.store import AsyncZooKeeperStore

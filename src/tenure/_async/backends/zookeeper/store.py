@@ -8,10 +8,18 @@ from typing import ClassVar
 
 from kazoo.client import KazooState  # type: ignore[import-untyped]
 
-from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore, Permit, Renewal, RenewOutcome
+from tenure._async.backends.base import (
+    AsyncChangeFeed,
+    AsyncLeaseStore,
+    Permit,
+    Recorded,
+    Renewal,
+    RenewOutcome,
+)
 from tenure._async.backends.zookeeper.line import AsyncLines, AsyncZooKeeperFeed
 from tenure._async.backends.zookeeper.nodes import LineNode, check_ttl_fits, parse_location, parse_node_data
 from tenure._async.backends.zookeeper.permits import AsyncPermits
+from tenure._async.backends.zookeeper.records import RECORD_LIMIT, AsyncZooKeeperRecords
 from tenure._async.backends.zookeeper.session import AsyncZooKeeperSession
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -34,7 +42,8 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
     and the session, its nodes and its watches carry over. SESSION_BOUND: a hold ends with its
     session, so a crashed holder frees the lock after the session timeout even if nobody
     contends. CROSS_PROCESS, CROSS_HOST: clients reach the ensemble over TCP. Capabilities:
-    QUEUEING, SESSIONS, COUNTING (permits are lock nodes on slot keys, ``permits.py``).
+    QUEUEING, SESSIONS, COUNTING (permits are lock nodes on slot keys, ``permits.py``), RECORDS
+    (a record node beside the run's line, written in the multi that ends the run, ``records.py``).
 
     **What ``ttl`` means here.** It sets the renewal cadence (ttl/3) and how long a holder that
     stopped renewing keeps the lock against contenders. It must not exceed ``session_timeout``:
@@ -59,8 +68,9 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
         }
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING}
+        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING, Capability.RECORDS}
     )
+    record_limit = RECORD_LIMIT  # records.py: a multi and a read must fit jute.maxbuffer (1 MiB)
     # A release wakes the watcher at once; the pause bounds how long a stuck holder's expiry
     # (which no watch reports) can go unnoticed.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 1.0)
@@ -83,6 +93,7 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
         self._lines = AsyncLines(self._zk, root, config.common.op_timeout)
         self._nodes = self._lines.nodes  # (key, token) -> our child
         self._permits = AsyncPermits(self._zk, self._lines, config.common.op_timeout)
+        self._records = AsyncZooKeeperRecords(self._zk, self._lines, root, config.common.op_timeout)
 
     async def connect(self) -> None:
         await self._zk.connect()
@@ -168,6 +179,11 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
         return outcomes
 
     async def release(self, key: str, owner: Owner) -> bool:
+        released = await self._release(key, owner)
+        await self._records.end_failed_run(key, owner)  # an idempotency key's run: its directory
+        return released
+
+    async def _release(self, key: str, owner: Owner) -> bool:
         node = self._nodes.pop((key, owner.token), None)
         if node is not None and node.exact:
             # Our only child, by name: one request. A node that was first when we took its
@@ -237,6 +253,16 @@ class AsyncZooKeeperStore(AsyncLeaseStore):
 
     async def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
         return await self._permits.holders(key, limit)
+
+    async def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        check_ttl_fits(ttl, self._session_timeout, self.url)
+        return await self._records.begin_run(key, owner, ttl)
+
+    async def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
+        return await self._records.finish_run(key, owner, record, ttl)
+
+    async def read_record(self, key: str) -> Recorded | None:
+        return await self._records.read_record(key)
 
     async def aclose(self) -> None:
         await self._zk.aclose()  # ends the session: its nodes go with it

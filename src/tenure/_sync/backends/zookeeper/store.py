@@ -9,10 +9,18 @@ from typing import ClassVar
 
 from kazoo.client import KazooState  # type: ignore[import-untyped]
 
-from tenure._sync.backends.base import ChangeFeed, LeaseStore, Permit, Renewal, RenewOutcome
+from tenure._sync.backends.base import (
+    ChangeFeed,
+    LeaseStore,
+    Permit,
+    Recorded,
+    Renewal,
+    RenewOutcome,
+)
 from tenure._sync.backends.zookeeper.line import Lines, ZooKeeperFeed
 from tenure._sync.backends.zookeeper.nodes import LineNode, check_ttl_fits, parse_location, parse_node_data
 from tenure._sync.backends.zookeeper.permits import Permits
+from tenure._sync.backends.zookeeper.records import RECORD_LIMIT, ZooKeeperRecords
 from tenure._sync.backends.zookeeper.session import ZooKeeperSession
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -35,7 +43,8 @@ class ZooKeeperStore(LeaseStore):
     and the session, its nodes and its watches carry over. SESSION_BOUND: a hold ends with its
     session, so a crashed holder frees the lock after the session timeout even if nobody
     contends. CROSS_PROCESS, CROSS_HOST: clients reach the ensemble over TCP. Capabilities:
-    QUEUEING, SESSIONS, COUNTING (permits are lock nodes on slot keys, ``permits.py``).
+    QUEUEING, SESSIONS, COUNTING (permits are lock nodes on slot keys, ``permits.py``), RECORDS
+    (a record node beside the run's line, written in the multi that ends the run, ``records.py``).
 
     **What ``ttl`` means here.** It sets the renewal cadence (ttl/3) and how long a holder that
     stopped renewing keeps the lock against contenders. It must not exceed ``session_timeout``:
@@ -60,8 +69,9 @@ class ZooKeeperStore(LeaseStore):
         }
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING}
+        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING, Capability.RECORDS}
     )
+    record_limit = RECORD_LIMIT  # records.py: a multi and a read must fit jute.maxbuffer (1 MiB)
     # A release wakes the watcher at once; the pause bounds how long a stuck holder's expiry
     # (which no watch reports) can go unnoticed.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 1.0)
@@ -84,6 +94,7 @@ class ZooKeeperStore(LeaseStore):
         self._lines = Lines(self._zk, root, config.common.op_timeout)
         self._nodes = self._lines.nodes  # (key, token) -> our child
         self._permits = Permits(self._zk, self._lines, config.common.op_timeout)
+        self._records = ZooKeeperRecords(self._zk, self._lines, root, config.common.op_timeout)
 
     def connect(self) -> None:
         self._zk.connect()
@@ -169,6 +180,11 @@ class ZooKeeperStore(LeaseStore):
         return outcomes
 
     def release(self, key: str, owner: Owner) -> bool:
+        released = self._release(key, owner)
+        self._records.end_failed_run(key, owner)  # an idempotency key's run: its directory
+        return released
+
+    def _release(self, key: str, owner: Owner) -> bool:
         node = self._nodes.pop((key, owner.token), None)
         if node is not None and node.exact:
             # Our only child, by name: one request. A node that was first when we took its
@@ -238,6 +254,16 @@ class ZooKeeperStore(LeaseStore):
 
     def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
         return self._permits.holders(key, limit)
+
+    def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        check_ttl_fits(ttl, self._session_timeout, self.url)
+        return self._records.begin_run(key, owner, ttl)
+
+    def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
+        return self._records.finish_run(key, owner, record, ttl)
+
+    def read_record(self, key: str) -> Recorded | None:
+        return self._records.read_record(key)
 
     def close(self) -> None:
         self._zk.close()  # ends the session: its nodes go with it
