@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar, TypeVar
 
 from tenure._async.backends.base import AsyncLeaseStore, Renewal, RenewOutcome
@@ -17,6 +17,7 @@ from tenure._async.backends.mysql.connection import (
     connection_lost,
 )
 from tenure._async.backends.mysql.permits import AsyncMySQLPermits
+from tenure._async.backends.mysql.records import AsyncMySQLRecords
 from tenure._concurrency import AsyncInFlight, AsyncMutex, AsyncReturning
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -44,7 +45,7 @@ class AsyncHold:
         self.pending: AsyncInFlight[Reply] | None = None  # a queued GET_LOCK still running
 
 
-class AsyncMySQLStore(AsyncMySQLPermits, AsyncLeaseStore):
+class AsyncMySQLStore(AsyncMySQLRecords, AsyncMySQLPermits, AsyncLeaseStore):
     """Serve leases as MariaDB user locks (GET_LOCK) on a few sessions shared by many holds.
 
     **Sessions.** A lock taken without waiting is held on one of a few shared sessions: up to
@@ -92,7 +93,7 @@ class AsyncMySQLStore(AsyncMySQLPermits, AsyncLeaseStore):
         }
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING}
+        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING, Capability.RECORDS}
     )
     # Waits end on the server when the holder lets go; the slices only bound each statement.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 1.0)
@@ -124,6 +125,7 @@ class AsyncMySQLStore(AsyncMySQLPermits, AsyncLeaseStore):
             for statement in (*creates, permit_sql.CREATE_SEMAPHORES):
                 await self._pool.execute(session, statement, {})
             await self._pool.execute(session, sql.FENCE_EPOCH, {})
+            await self._start_records(session)
         except BackendError:
             self._pool.discard(session)
             raise
@@ -138,34 +140,10 @@ class AsyncMySQLStore(AsyncMySQLPermits, AsyncLeaseStore):
         return list(await self._renew_batch(renewals))
 
     async def release(self, key: str, owner: Owner) -> bool:
-        hold = self._holds.pop((key, owner.token), None)
-        if hold is None:
-            return False
-        if not hold.held:
-            await self._abandon(hold)
-            return False
-        session = hold.session
-        async with session.mutex:
-            if not session.alive:
-                return False  # its session ended, and the lock with it
-            try:
-                reply = await self._pool.execute(
-                    session, sql.RELEASE, {"name": hold.name}, idle=sql.idle_limit(hold.ttl)
-                )
-                if reply.rowcount != 1 and hold.shared:
-                    # Not recorded as ours: make sure this session keeps nothing of it.
-                    await self._pool.execute(session, sql.FORGET, {"name": hold.name})
-            except BackendError:
-                return False  # the connection is closed: its session, and the lock, end with it
-            finally:
-                session.names.discard(hold.name)
-        if hold.shared:
-            return reply.rowcount == 1
-        if reply.rowcount == 1:
-            self._pool.checkin(session)  # a waiter's own session, now holding nothing
-            return True
-        self._pool.discard(session)  # not ours any more; make sure the session keeps nothing
-        return False
+        try:
+            return await self._end(key, owner, sql.RELEASE, {})
+        except BackendError:
+            return False  # the connection is closed: its session, and the lock, end with it
 
     async def holder(self, key: str) -> HolderInfo | None:
         session, reply = await self._pool.run(sql.HOLDER, {"name": sql.lock_name(key)})
@@ -315,6 +293,35 @@ class AsyncMySQLStore(AsyncMySQLPermits, AsyncLeaseStore):
                 return None
             sessions.remove(session)
             return session
+
+    async def _end(self, key: str, owner: Owner, statement: str, params: Mapping[str, object]) -> bool:
+        """End ``owner``'s hold of ``key`` with RELEASE or a step ending with it (1 row: released)."""
+        hold = self._holds.pop((key, owner.token), None)
+        if hold is None:
+            return False
+        if not hold.held:
+            await self._abandon(hold)
+            return False
+        session = hold.session
+        async with session.mutex:
+            if not session.alive:
+                return False  # its session ended, and the lock with it
+            try:
+                reply = await self._pool.execute(
+                    session, statement, {**params, "name": hold.name}, idle=sql.idle_limit(hold.ttl)
+                )
+                if reply.rowcount != 1 and hold.shared:
+                    # Not recorded as ours: make sure this session keeps nothing of it.
+                    await self._pool.execute(session, sql.FORGET, {"name": hold.name})
+            finally:
+                session.names.discard(hold.name)
+        if hold.shared:
+            return reply.rowcount == 1
+        if reply.rowcount == 1:
+            self._pool.checkin(session)  # a waiter's own session, now holding nothing
+            return True
+        self._pool.discard(session)  # not ours any more; make sure the session keeps nothing
+        return False
 
     async def _renew_batch(self, renewals: Sequence[Renewal]) -> list[bool]:
         """Renew each lease: one round trip per session (and per RENEW_BATCH holds).

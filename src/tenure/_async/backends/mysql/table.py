@@ -8,6 +8,7 @@ from typing import ClassVar
 from tenure._async.backends.base import AsyncLeaseStore, Permit, Renewal, RenewOutcome
 from tenure._async.backends.mysql import permit_sql, sql
 from tenure._async.backends.mysql.connection import AsyncMySQLPool, Reply
+from tenure._async.backends.mysql.records import AsyncMySQLTableRecords
 from tenure._concurrency import async_sleep
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -21,12 +22,14 @@ TRIES = 3  # permit steps per attempt: the limit check may need the recorded lim
 DEADLOCK = 1213  # InnoDB rolled the whole transaction back: nothing of it was done
 
 
-class AsyncMySQLTableStore(AsyncLeaseStore):
+class AsyncMySQLTableStore(AsyncMySQLTableRecords, AsyncLeaseStore):
     """Serve leases from an InnoDB lease table; expiry by the server's clock.
 
     **Guarantees.** FENCING: each acquisition bumps the row's fence in the same statement and
-    rows are never deleted. SERVER_TIME: ``expires_at`` is set and compared with the server's
-    UTC_TIMESTAMP, so a frozen holder cannot extend its lease by its own clock.
+    a lock's row is never deleted (an idempotency run's row goes with its record stored, and a
+    later run's fence starts past it: ``records.py``). SERVER_TIME: ``expires_at`` is set and
+    compared with the server's UTC_TIMESTAMP, so a frozen holder cannot extend its lease by its
+    own clock.
     CROSS_PROCESS, CROSS_HOST: clients reach the server over TCP. Not SESSION_BOUND: a crashed
     holder's lease ends at its TTL, not with its connection. Waiters poll. ``renew_many``
     renews up to RENEW_BATCH leases in one round trip, each lease's outcome its own.
@@ -44,7 +47,7 @@ class AsyncMySQLTableStore(AsyncLeaseStore):
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
         {Guarantee.FENCING, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS, Guarantee.CROSS_HOST}
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING, Capability.RECORDS})
     # No notification: poll from 2 ms, backing off to 50 ms (a poll is one primary-key read).
     poll_interval: ClassVar[tuple[float, float]] = (0.002, 0.05)
 
@@ -60,6 +63,7 @@ class AsyncMySQLTableStore(AsyncLeaseStore):
         try:
             await self._pool.execute(session, sql.CREATE_LEASES, {})
             await self._pool.execute(session, permit_sql.CREATE_SEMAPHORES, {})
+            await self._start_records(session)
         except BackendError:
             self._pool.discard(session)
             raise

@@ -27,7 +27,7 @@ twin in a helper thread; leaving the line ends it with ``KILL QUERY`` and closes
 
 **Table mode** (``?mode=table``, MySQL or MariaDB; ``table.py``): an InnoDB lease table with
 expiry by the server's clock, one statement per step (``renew_many``: 1,000 leases per round
-trip); rows are never deleted. Waiters poll.
+trip); a lock's row is never deleted. Waiters poll.
 
 **Semaphores** (both modes; read-write locks' readers and sequences' tickets too): a permit is a
 lock on one slot key, renewed and released as any lock, and ``tenure_semaphores`` records each
@@ -35,6 +35,14 @@ name's limit. Advisory mode takes one in a round trip under a per-name guard loc
 GET_LOCK(slot, 0) slot by slot, its fence from the sequence; table mode in one transaction that
 locks the name's limit row and bumps the fence of the name's own lease row
 (``permits.py``, ``permit_sql.py``).
+
+**Idempotency records** (both modes; ``records.py``, ``record_sql.py``): a run is the key's lock,
+its record a row of ``tenure_records`` (InnoDB: it outlives a restart) with the run's fence and
+an expiry by the server's clock; each finish deletes a few expired ones. Advisory mode looks
+for the record again once GET_LOCK is taken, and a finish commits the record before its
+RELEASE_LOCK on the same session; table mode begins and finishes in one transaction each, and a
+finish deletes the run's lease row, so a key leaves only its record. Records are at most half
+the server's ``max_allowed_packet`` (they travel as hex in the statement), at most 16 MiB.
 """
 
 from tenure._sync.backends.mysql.store import MySQLStore

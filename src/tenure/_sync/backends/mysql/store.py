@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar, TypeVar
 
 from tenure._sync.backends.base import LeaseStore, Renewal, RenewOutcome
@@ -18,6 +18,7 @@ from tenure._sync.backends.mysql.connection import (
     connection_lost,
 )
 from tenure._sync.backends.mysql.permits import MySQLPermits
+from tenure._sync.backends.mysql.records import MySQLRecords
 from tenure._concurrency import InFlight, Mutex, Returning
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -45,7 +46,7 @@ class Hold:
         self.pending: InFlight[Reply] | None = None  # a queued GET_LOCK still running
 
 
-class MySQLStore(MySQLPermits, LeaseStore):
+class MySQLStore(MySQLRecords, MySQLPermits, LeaseStore):
     """Serve leases as MariaDB user locks (GET_LOCK) on a few sessions shared by many holds.
 
     **Sessions.** A lock taken without waiting is held on one of a few shared sessions: up to
@@ -93,7 +94,7 @@ class MySQLStore(MySQLPermits, LeaseStore):
         }
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING}
+        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING, Capability.RECORDS}
     )
     # Waits end on the server when the holder lets go; the slices only bound each statement.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 1.0)
@@ -125,6 +126,7 @@ class MySQLStore(MySQLPermits, LeaseStore):
             for statement in (*creates, permit_sql.CREATE_SEMAPHORES):
                 self._pool.execute(session, statement, {})
             self._pool.execute(session, sql.FENCE_EPOCH, {})
+            self._start_records(session)
         except BackendError:
             self._pool.discard(session)
             raise
@@ -139,34 +141,10 @@ class MySQLStore(MySQLPermits, LeaseStore):
         return list(self._renew_batch(renewals))
 
     def release(self, key: str, owner: Owner) -> bool:
-        hold = self._holds.pop((key, owner.token), None)
-        if hold is None:
-            return False
-        if not hold.held:
-            self._abandon(hold)
-            return False
-        session = hold.session
-        with session.mutex:
-            if not session.alive:
-                return False  # its session ended, and the lock with it
-            try:
-                reply = self._pool.execute(
-                    session, sql.RELEASE, {"name": hold.name}, idle=sql.idle_limit(hold.ttl)
-                )
-                if reply.rowcount != 1 and hold.shared:
-                    # Not recorded as ours: make sure this session keeps nothing of it.
-                    self._pool.execute(session, sql.FORGET, {"name": hold.name})
-            except BackendError:
-                return False  # the connection is closed: its session, and the lock, end with it
-            finally:
-                session.names.discard(hold.name)
-        if hold.shared:
-            return reply.rowcount == 1
-        if reply.rowcount == 1:
-            self._pool.checkin(session)  # a waiter's own session, now holding nothing
-            return True
-        self._pool.discard(session)  # not ours any more; make sure the session keeps nothing
-        return False
+        try:
+            return self._end(key, owner, sql.RELEASE, {})
+        except BackendError:
+            return False  # the connection is closed: its session, and the lock, end with it
 
     def holder(self, key: str) -> HolderInfo | None:
         session, reply = self._pool.run(sql.HOLDER, {"name": sql.lock_name(key)})
@@ -316,6 +294,35 @@ class MySQLStore(MySQLPermits, LeaseStore):
                 return None
             sessions.remove(session)
             return session
+
+    def _end(self, key: str, owner: Owner, statement: str, params: Mapping[str, object]) -> bool:
+        """End ``owner``'s hold of ``key`` with RELEASE or a step ending with it (1 row: released)."""
+        hold = self._holds.pop((key, owner.token), None)
+        if hold is None:
+            return False
+        if not hold.held:
+            self._abandon(hold)
+            return False
+        session = hold.session
+        with session.mutex:
+            if not session.alive:
+                return False  # its session ended, and the lock with it
+            try:
+                reply = self._pool.execute(
+                    session, statement, {**params, "name": hold.name}, idle=sql.idle_limit(hold.ttl)
+                )
+                if reply.rowcount != 1 and hold.shared:
+                    # Not recorded as ours: make sure this session keeps nothing of it.
+                    self._pool.execute(session, sql.FORGET, {"name": hold.name})
+            finally:
+                session.names.discard(hold.name)
+        if hold.shared:
+            return reply.rowcount == 1
+        if reply.rowcount == 1:
+            self._pool.checkin(session)  # a waiter's own session, now holding nothing
+            return True
+        self._pool.discard(session)  # not ours any more; make sure the session keeps nothing
+        return False
 
     def _renew_batch(self, renewals: Sequence[Renewal]) -> list[bool]:
         """Renew each lease: one round trip per session (and per RENEW_BATCH holds).

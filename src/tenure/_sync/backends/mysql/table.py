@@ -9,6 +9,7 @@ from typing import ClassVar
 from tenure._sync.backends.base import LeaseStore, Permit, Renewal, RenewOutcome
 from tenure._sync.backends.mysql import permit_sql, sql
 from tenure._sync.backends.mysql.connection import MySQLPool, Reply
+from tenure._sync.backends.mysql.records import MySQLTableRecords
 from tenure._concurrency import sleep
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -22,12 +23,14 @@ TRIES = 3  # permit steps per attempt: the limit check may need the recorded lim
 DEADLOCK = 1213  # InnoDB rolled the whole transaction back: nothing of it was done
 
 
-class MySQLTableStore(LeaseStore):
+class MySQLTableStore(MySQLTableRecords, LeaseStore):
     """Serve leases from an InnoDB lease table; expiry by the server's clock.
 
     **Guarantees.** FENCING: each acquisition bumps the row's fence in the same statement and
-    rows are never deleted. SERVER_TIME: ``expires_at`` is set and compared with the server's
-    UTC_TIMESTAMP, so a frozen holder cannot extend its lease by its own clock.
+    a lock's row is never deleted (an idempotency run's row goes with its record stored, and a
+    later run's fence starts past it: ``records.py``). SERVER_TIME: ``expires_at`` is set and
+    compared with the server's UTC_TIMESTAMP, so a frozen holder cannot extend its lease by its
+    own clock.
     CROSS_PROCESS, CROSS_HOST: clients reach the server over TCP. Not SESSION_BOUND: a crashed
     holder's lease ends at its TTL, not with its connection. Waiters poll. ``renew_many``
     renews up to RENEW_BATCH leases in one round trip, each lease's outcome its own.
@@ -45,7 +48,7 @@ class MySQLTableStore(LeaseStore):
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
         {Guarantee.FENCING, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS, Guarantee.CROSS_HOST}
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING, Capability.RECORDS})
     # No notification: poll from 2 ms, backing off to 50 ms (a poll is one primary-key read).
     poll_interval: ClassVar[tuple[float, float]] = (0.002, 0.05)
 
@@ -61,6 +64,7 @@ class MySQLTableStore(LeaseStore):
         try:
             self._pool.execute(session, sql.CREATE_LEASES, {})
             self._pool.execute(session, permit_sql.CREATE_SEMAPHORES, {})
+            self._start_records(session)
         except BackendError:
             self._pool.discard(session)
             raise

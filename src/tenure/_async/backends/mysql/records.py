@@ -1,0 +1,175 @@
+"""The Records capability (idempotency keys) of both modes, mixed into their stores.
+
+A run of a key is the key's lease: a GET_LOCK on a shared session (advisory mode) or the key's
+lease row (table mode), renewed, released and lost through the lock steps. ``begin_run`` and
+``finish_run`` are one round trip each (``record_sql``); the record is a row of
+``tenure_records`` that outlives a restart, expires by the server's clock, and goes with a later
+run's ``finish_run`` (a few expired rows each time).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from tenure._async.backends.base import Recorded
+from tenure._async.backends.mysql import record_sql, sql
+from tenure._async.backends.mysql.connection import AsyncMySQLPool, AsyncSession, Reply, connection_lost
+from tenure._concurrency import AsyncReturning
+from tenure._core.tokens import Owner
+from tenure._exceptions import BackendProtocolError, BackendTimeout, BackendUnavailable, IdempotencyError
+
+T = TypeVar("T")
+
+
+class AsyncRecordSteps:
+    """What both modes share: the record limit, its check, the read of a record."""
+
+    _pool: AsyncMySQLPool
+    # Half the packet the server takes, less the statement (record_sql.record_limit): set from
+    # the server's max_allowed_packet at connect; before, from MariaDB's default packet.
+    record_limit = record_sql.record_limit(record_sql.MARIADB_DEFAULT_PACKET)
+
+    async def read_record(self, key: str) -> Recorded | None:
+        session, reply = await self._pool.run(record_sql.READ_RECORD, {"name": sql.lock_name(key)})
+        self._pool.checkin(session)
+        if not reply.rows:
+            return None
+        record, fence, remaining = reply.rows[0]
+        return _recorded(key, record, fence, remaining)
+
+    async def _start_records(self, session: AsyncSession) -> None:
+        """Create the records table and read the server's packet limit, on ``session``."""
+        await self._pool.execute(session, record_sql.CREATE_RECORDS, {})
+        packet = (await self._pool.execute(session, record_sql.PACKET_LIMIT, {})).rows[0][0]
+        self.record_limit = record_sql.record_limit(int(packet))
+
+    async def _refuse_oversized(self, key: str, owner: Owner, record: bytes) -> None:
+        """Free the key and raise if ``record`` is over the limit read at connect.
+
+        Only a space built before the first connection can pass one (its default size limit
+        came from the default packet); the server would drop the connection on it.
+        """
+        if len(record) > self.record_limit:
+            await self.release(key, owner)
+            raise IdempotencyError(
+                f"the record of {key!r} is {len(record)} bytes; {self._pool.url} keeps at most "
+                f"{self.record_limit} (its max_allowed_packet): the key was freed, nothing was recorded"
+            )
+
+    async def _finish(self, key: str, owner: Owner, step: AsyncReturning[bool]) -> bool:
+        """Return ``step()``, the finish step; if its connection broke under it, whether it stored.
+
+        A broken connection (the server ended the session, or restarted) leaves the step done
+        or undone, and the record's owner says which. A timeout raises: the statement may still
+        be running on the server.
+        """
+        try:
+            return await step()
+        except BackendUnavailable as exc:
+            if isinstance(exc, BackendTimeout) or not connection_lost(exc):
+                raise
+        params = {"name": sql.lock_name(key), "owner": owner.token}
+        session, reply = await self._pool.run(record_sql.STORED_BY, params)
+        self._pool.checkin(session)
+        return bool(reply.rows[0][0])
+
+    def _begun(self, key: str, reply: Reply) -> Recorded | int | None:
+        """Return what a begin step's reply says: the new fence, the live record, or None."""
+        taken, fence, record, record_fence, remaining = reply.rows[0]
+        if taken:
+            return int(fence)
+        return None if record is None else _recorded(key, record, record_fence, remaining)
+
+    # -- the store's ---------------------------------------------------------------------------
+
+    async def release(self, key: str, owner: Owner) -> bool:
+        raise NotImplementedError  # pragma: no cover
+
+
+class AsyncMySQLRecords(AsyncRecordSteps):
+    """Advisory mode: a run is a GET_LOCK taken and let go on the session that holds it.
+
+    ``begin_run`` takes the lock, fence and holder row on a shared session as ``try_acquire``
+    does, after looking for a live record, and looks again once the lock is taken.
+    ``finish_run`` commits the record on the holding session before RELEASE_LOCK, so a waiter
+    the server hands the lock to next sees it. The fence comes from the server-wide sequence,
+    so a key keeps nothing of its own but its record (the holder row goes with the release).
+    """
+
+    async def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        name = sql.lock_name(key)
+
+        async def step(session: AsyncSession) -> Recorded | int | None:
+            # A name this session holds already is not taken again (GET_LOCK would re-enter it).
+            params = {"name": name, "take": name not in session.names, **sql.holder_params(owner, ttl)}
+            reply = await self._pool.execute(
+                session, record_sql.ADVISORY_BEGIN, params, idle=sql.idle_limit(ttl)
+            )
+            begun = self._begun(key, reply)
+            if isinstance(begun, int):
+                self._keep(session, key, owner, name, ttl)
+            return begun
+
+        return await self._on_shared(ttl, step)
+
+    async def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
+        await self._refuse_oversized(key, owner, record)
+        params = {"owner": owner.token, "record": record_sql.record_hex(record), "ttl_us": sql.micros(ttl)}
+        step = functools.partial(self._end, key, owner, record_sql.ADVISORY_FINISH, params)
+        return await self._finish(key, owner, step)
+
+    # -- the store's ---------------------------------------------------------------------------
+
+    async def _on_shared(self, ttl: float, step: AsyncReturning[T]) -> T:
+        raise NotImplementedError  # pragma: no cover
+
+    def _keep(self, session: AsyncSession, key: str, owner: Owner, name: str, ttl: float) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    async def _end(self, key: str, owner: Owner, statement: str, params: Mapping[str, object]) -> bool:
+        raise NotImplementedError  # pragma: no cover
+
+
+class AsyncMySQLTableRecords(AsyncRecordSteps):
+    """Table mode: a run is the key's lease row, taken and ended with the record in one transaction.
+
+    ``finish_run`` deletes the lease row with the record's upsert, so a key leaves only its
+    record behind; a new row's fence starts at the server's time in microseconds, so a run after
+    the record expired still gets a larger fence than every earlier run of the key.
+    """
+
+    async def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        params = {
+            "name": sql.lock_name(key),
+            "owner": owner.token,
+            "label": owner.label[: sql.MAX_LABEL],
+            "ttl_us": sql.micros(ttl),
+        }
+        return self._begun(key, await self._take(record_sql.TABLE_BEGIN, params))
+
+    async def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
+        await self._refuse_oversized(key, owner, record)
+        params = {
+            "name": sql.lock_name(key),
+            "owner": owner.token,
+            "record": record_sql.record_hex(record),
+            "ttl_us": sql.micros(ttl),
+        }
+
+        async def step() -> bool:
+            return bool((await self._take(record_sql.TABLE_FINISH, params)).rows[0][0])
+
+        return await self._finish(key, owner, step)
+
+    # -- the store's ---------------------------------------------------------------------------
+
+    async def _take(self, statement: str, params: Mapping[str, object]) -> Reply:
+        raise NotImplementedError  # pragma: no cover
+
+
+def _recorded(key: str, record: Any, fence: Any, remaining: Any) -> Recorded:
+    if not isinstance(record, bytes | bytearray) or fence is None or remaining is None:
+        raise BackendProtocolError(f"the record of {key!r} came back corrupt ({type(record).__name__})")
+    return Recorded(bytes(record), int(fence), max(0.0, float(remaining)))
