@@ -133,7 +133,7 @@ FROM before
 
 PROBE = f"SELECT pg_backend_pid(), current_setting('{PROBE_SETTING}', true)"
 
-TABLE_EXISTS = "SELECT to_regclass(%(table)s) IS NOT NULL"
+TABLES_EXIST = "SELECT bool_and(to_regclass(t) IS NOT NULL) FROM unnest(%(tables)s::text[]) AS t"
 
 TERMINATE = "SELECT pg_terminate_backend(%(pid)s)"
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from tenure._async.backends.base import Permit, Renewal, RenewOutcome
-from tenure._async.backends.postgresql import permits, sql
+from tenure._async.backends.postgresql import permits, records, sql
 from tenure._async.backends.postgresql.common import AsyncPostgresBase
 from tenure._async.backends.postgresql.connection import AsyncPgPool, AsyncPgSession
 from tenure._async.backends.postgresql.shared import SHARED_SESSIONS, AsyncHold, AsyncSharedSessions
@@ -26,7 +26,7 @@ MIN_SERVER_VERSION = 140000  # idle_session_timeout
 IDLE_SESSIONS = 3  # pooled sessions kept for lock waits and reads, beside the shared ones
 
 
-class AsyncPostgresStore(AsyncPostgresBase):
+class AsyncPostgresStore(records.AsyncAdvisoryRecords, AsyncPostgresBase):
     """Serve leases as session-level advisory locks, held on a few sessions shared by many leases.
 
     **Sessions.** At most ``SHARED_SESSIONS`` per store; a blocking wait in the server's queue
@@ -46,7 +46,7 @@ class AsyncPostgresStore(AsyncPostgresBase):
     is freed when its connection closes, a server restart loses every lock and the next renewal says
     so. SERVER_TIME: a holder silent for its ttl loses its session to the server's
     ``idle_session_timeout``, by the server's clock. CROSS_PROCESS, CROSS_HOST. Not
-    SURVIVES_FAILOVER: locks live in one server's memory.
+    SURVIVES_FAILOVER: locks live in one server's memory. Records: a run is a lock (records.py).
     """
 
     description: ClassVar[str] = (
@@ -64,7 +64,7 @@ class AsyncPostgresStore(AsyncPostgresBase):
         }
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING}
+        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING, Capability.RECORDS}
     )
     # Waits happen on the server and end the moment the lock is free, so these only bound how
     # long one wait lasts before the waiter looks again (and refreshes its deadline).
@@ -73,8 +73,8 @@ class AsyncPostgresStore(AsyncPostgresBase):
     # pg_advisory_lock does: the server hands the lock over with the fence bumped, where a plain
     # waiter would wake on a shared lock and then need a try of its own.
     plain_waiters_queue: ClassVar[bool] = True
-    table: ClassVar[str] = permits.LIMITS_TABLE  # created last: a database without it needs the schema
-    schema: ClassVar[str] = f"{sql.FENCES_SCHEMA};\n{permits.SCHEMA}"
+    tables: ClassVar[tuple[str, ...]] = (permits.LIMITS_TABLE, records.RECORDS_TABLE)
+    schema: ClassVar[str] = f"{sql.FENCES_SCHEMA};\n{permits.SCHEMA};\n{records.SCHEMA}"
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)

@@ -16,7 +16,8 @@ class PostgresBase(LeaseStore):
     """The pool of sessions, the table's creation and LISTEN/NOTIFY wake-ups."""
 
     scheme: ClassVar[str] = "postgresql"
-    table: ClassVar[str]
+    # The table each part of the schema creates last: one missing, the (idempotent) schema is run.
+    tables: ClassVar[tuple[str, ...]]
     schema: ClassVar[str]
 
     def __init__(self, config: BackendConfig) -> None:
@@ -51,14 +52,18 @@ class PostgresBase(LeaseStore):
         self._connected = True
 
     def _prepare(self, session: PgSession) -> None:
-        """Create the table if it is missing (one read when it exists)."""
-        rows = self._pool.run(session, sql.TABLE_EXISTS, {"table": self.table}, "looking for the table")
+        """Create the tables if one is missing (one read when they exist)."""
+        rows = self._pool.run(
+            session, sql.TABLES_EXIST, {"tables": list(self.tables)}, "looking for the tables"
+        )
         if not rows[0][0]:
             # CREATE TABLE IF NOT EXISTS can still fail on the catalog's unique index when two
             # clients race to create it, so creators take turns on a transaction-scoped lock.
-            create_lock = sql.lock_id(f"tenure:create:{self.table}")
+            create_lock = sql.lock_id(f"tenure:create:{self.tables[0]}")
             script = f"BEGIN; SELECT pg_advisory_xact_lock({create_lock}); {self.schema}; COMMIT"
-            self._pool.run(session, script, None, f"creating the table {self.table}", rows=False)
+            self._pool.run(
+                session, script, None, f"creating the tables {', '.join(self.tables)}", rows=False
+            )
 
     def _call(self, statement: str, params: dict[str, Any], what: str) -> list[Row]:
         """Run one statement on a pooled session."""

@@ -9,6 +9,8 @@ from typing import ClassVar
 from tenure._sync.backends.base import Permit, Renewal, RenewOutcome
 from tenure._sync.backends.postgresql import sql
 from tenure._sync.backends.postgresql.common import PostgresBase
+from tenure._sync.backends.postgresql.table_records import LEASES_TABLE, RECORDS_TABLE, TableRecords
+from tenure._sync.backends.postgresql.table_records import SCHEMA as RECORDS_SCHEMA
 from tenure._config import BackendConfig
 from tenure._core.expiry import HolderExpiries
 from tenure._core.guarantees import Capability, Guarantee
@@ -17,7 +19,6 @@ from tenure._core.semaphore import limit_mismatch, slot_order
 from tenure._core.tokens import Owner
 from tenure._exceptions import BackendError
 
-LEASES_TABLE = "tenure_leases"
 CHUNK = 1000  # leases per renewal statement
 
 LEASES_SCHEMA = f"""
@@ -31,9 +32,10 @@ CREATE TABLE IF NOT EXISTS {LEASES_TABLE} (
 """
 
 # Take the row if free or expired, by the server's clock; bump the fence in the same statement.
-# Rows are never deleted, so a name's fence never repeats. Refused, it returns instead the
-# seconds the holder's lease has left (read from the statement's snapshot, before the attempt),
-# so the waiter can look again when it expires: an expiry sends no NOTIFY.
+# A lock's row is never deleted, so its fence never repeats (idempotency keys: table_records.py).
+# Refused, it returns instead the seconds the holder's lease has left (read from the statement's
+# snapshot, before the attempt), so the waiter can look again when it expires: an expiry sends
+# no NOTIFY.
 TABLE_ACQUIRE = f"""
 WITH attempt AS (
     INSERT INTO {LEASES_TABLE} AS l (key, owner, label, fence, expires_at)
@@ -184,17 +186,23 @@ WHERE key = %(key)s AND owner IS NOT NULL AND expires_at > clock_timestamp()
 """
 
 
-class PostgresTableStore(PostgresBase):
+class PostgresTableStore(TableRecords, PostgresBase):
     """Serve leases from a lease table on the server; expiry by the server's clock.
 
-    **Guarantees.** FENCING: rows are never deleted and every acquisition bumps the fence in the
-    same statement. SERVER_TIME: ``expires_at`` is set and compared with the server's
-    ``clock_timestamp()``. CROSS_PROCESS, CROSS_HOST. Not SESSION_BOUND: a lease outlives its
-    connection until its ttl runs out, which is the point of this mode. No FIFO queue.
+    **Guarantees.** FENCING: a lock's row is never deleted and every acquisition bumps the fence
+    in the same statement (an idempotency key's row goes with its run, and its next run's fence
+    starts above the server clock's microseconds and its record's fence). SERVER_TIME:
+    ``expires_at`` is set and compared with the server's ``clock_timestamp()``. CROSS_PROCESS,
+    CROSS_HOST. Not SESSION_BOUND: a lease outlives its connection until its ttl runs out, which
+    is the point of this mode. No FIFO queue.
 
     **Semaphores.** A permit is a lease row under a slot's key, taken in one transaction with the
     name's fence bumped and its limit checked (``SEMAPHORES_SCHEMA``); a release wakes the
     semaphore's waiters with a NOTIFY on its channel.
+
+    **Records.** A run of an idempotency key is a lease row; its record a row of
+    ``tenure_records``, stored as the lease row is deleted, in one transaction
+    (``table_records.py``).
     """
 
     description: ClassVar[str] = (
@@ -204,11 +212,11 @@ class PostgresTableStore(PostgresBase):
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
         {Guarantee.FENCING, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS, Guarantee.CROSS_HOST}
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING, Capability.RECORDS})
     # A release NOTIFYs; an expiry does not, so waiters also look again within 0.5 s.
     poll_interval: ClassVar[tuple[float, float]] = (0.02, 0.5)
-    table: ClassVar[str] = SEMAPHORES_TABLE  # created last: a database without it needs the schema
-    schema: ClassVar[str] = f"{LEASES_SCHEMA};\n{SEMAPHORES_SCHEMA}"
+    tables: ClassVar[tuple[str, ...]] = (SEMAPHORES_TABLE, RECORDS_TABLE)
+    schema: ClassVar[str] = f"{LEASES_SCHEMA};\n{SEMAPHORES_SCHEMA};\n{RECORDS_SCHEMA}"
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
@@ -228,16 +236,21 @@ class PostgresTableStore(PostgresBase):
         params = {"key": key, "owner": owner.token, "label": owner.label, "ttl": ttl}
         rows = self._call(TABLE_ACQUIRE, params, f"acquiring {key!r}")
         if not rows or rows[0][0] is None:
-            # Remember the releases heard before this refusal, and when the holder's lease ends,
-            # for the wait that follows.
-            if len(self._marks) >= 4096:  # waiters that gave up leave entries behind; stay bounded
-                self._marks.clear()
-            self._marks[key] = min(mark, self._marks.get(key, mark))
-            if rows and rows[0][1] is not None:
-                self._expiries.saw(key, float(rows[0][1]))
+            self._refused(key, mark, rows[0][1] if rows else None)
             return None
         self._expiries.forget(key)
         return int(rows[0][0])
+
+    def _refused(self, key: str, mark: int, remaining: float | None) -> None:
+        """Remember the releases heard before a refusal, and when the holder's lease ends.
+
+        For the wait that follows (``mark``: the listener's mark taken before the attempt).
+        """
+        if len(self._marks) >= 4096:  # waiters that gave up leave entries behind; stay bounded
+            self._marks.clear()
+        self._marks[key] = min(mark, self._marks.get(key, mark))
+        if remaining is not None:
+            self._expiries.saw(key, float(remaining))
 
     def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
         """Renew up to ``CHUNK`` leases per statement; a failed statement is each one's outcome."""

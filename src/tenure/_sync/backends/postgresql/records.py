@@ -1,0 +1,286 @@
+# GENERATED from src/tenure/_async/backends/postgresql/records.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""Idempotency records on ``postgresql://``: what both modes share, and advisory mode's steps.
+
+A run of an idempotency key is an ordinary lease on the key; its record is a row of a logged
+table (so records survive a restart or a crash), one per mode: ``tenure_lock_records`` beside
+advisory mode's locks, ``tenure_records`` beside table mode's lease rows (``table_records.py``).
+
+**Rows.** A key's row is its record (``record`` set, kept until ``expires_at``) or the *marker*
+of a run (``record`` NULL): written when a run takes the key, so that what a run leaves behind
+(advisory mode's holder row, table mode's lease row) is found again and deleted once the run is
+over, whether it stored a record, gave the key up or died. A finishing run deletes up to
+``SWEEP`` expired rows, with what their runs left: the tables stay bounded by what lives,
+without a sweeper. The marker of a run that outlives its lease is looked at again later.
+
+**Advisory mode.** ``tenure_begin_run`` reads the record, else takes the session lock with a
+fence from the sequence (as the lock statement does), then reads the record again: the second
+read's snapshot is taken after the lock was granted, and a run commits its record before it lets
+the lock go, so a run that just finished is never run again. ``tenure_finish_run`` is a
+procedure: it checks that this session's lease is the owner's and live, stores the record,
+deletes the holder row, COMMITs, and only then unlocks, so whoever takes the lock next (a waiter
+woken by the unlock) finds the record. Fences come from the server-wide sequence, so deleting a
+key's holder row never lets its fences repeat.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+import psycopg.errors
+
+from tenure._sync.backends.base import Recorded
+from tenure._sync.backends.postgresql import sql
+from tenure._sync.backends.postgresql.shared import Hold
+from tenure._core.tokens import Owner
+from tenure._exceptions import BackendError, BackendProtocolError
+
+if TYPE_CHECKING:
+    from tenure._sync.backends.postgresql.store import PostgresStore
+
+RECORD_LIMIT = 16 * 1024 * 1024
+"""Largest record kept: bytea holds 1 GB, but a record is sent and read whole on every replay."""
+
+SWEEP = 8  # expired rows each finishing run deletes: more than one key expires per key stored
+LOOK_AGAIN = 60  # seconds, at least, before the marker of a run still going is looked at again
+
+RECORDS_TABLE = "tenure_lock_records"
+
+
+def records_schema(table: str) -> str:
+    """Return the DDL of a records table (and its expiry index) called ``table``."""
+    return f"""
+CREATE TABLE IF NOT EXISTS {table} (
+    key        text PRIMARY KEY,           -- the run's namespaced key
+    id         bigint NOT NULL,            -- its lock id: a 64-bit hash of the key
+    record     bytea,                      -- what its run left; NULL: the marker of a run
+    fence      bigint NOT NULL,            -- that run's fence
+    expires_at timestamptz NOT NULL        -- by the server's clock: the record's end, or the run's
+);
+CREATE INDEX IF NOT EXISTS {table}_expiry ON {table} (expires_at)
+"""
+
+
+def read_statement(table: str) -> str:
+    """Return the statement that reads a key's live record from ``table``."""
+    return f"""
+SELECT record, fence, extract(epoch FROM expires_at - clock_timestamp())::float8 FROM {table}
+WHERE key = %(key)s AND record IS NOT NULL AND expires_at > clock_timestamp()
+"""
+
+
+def recorded(url: str, key: str, record: object, fence: object, remaining: object) -> Recorded:
+    """Return a record read from the server, checked."""
+    if not isinstance(record, bytes) or not isinstance(fence, int) or not isinstance(remaining, float):
+        raise BackendProtocolError(f"{url}: the record of {key!r} is not what tenure stores")
+    return Recorded(record, fence, max(0.0, remaining))
+
+
+# The record's row as a run finds it (the function's snapshot of the moment: see the docstring).
+_LIVE_RECORD = f"""
+    SELECT r.record, r.fence, extract(epoch FROM r.expires_at - clock_timestamp())::float8
+    INTO found_record, run_fence, seconds_left
+    FROM {RECORDS_TABLE} AS r
+    WHERE r.key = run_key AND r.record IS NOT NULL AND r.expires_at > clock_timestamp();"""
+
+_BEGIN_RUN = f"""
+CREATE OR REPLACE FUNCTION tenure_begin_run(
+    run_id bigint, run_key text, holder text, holder_label text, lease_ttl double precision, idle text,
+    OUT status text, OUT run_fence bigint, OUT found_record bytea, OUT seconds_left double precision
+) LANGUAGE plpgsql
+-- Plans made once per session: custom ones, remade at each call, cost more than the call.
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+BEGIN
+    {_LIVE_RECORD}
+    IF FOUND THEN
+        status := 'done';
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM {sql.EPOCH_TABLE}) THEN
+        status := 'epoch';  -- a crash emptied it: no fence until a new epoch starts
+        RETURN;
+    END IF;
+    IF NOT pg_try_advisory_lock(run_id) THEN
+        status := 'busy';
+        RETURN;
+    END IF;
+    -- Again, in a snapshot taken after the lock: a run commits its record before it unlocks.
+    {_LIVE_RECORD}
+    IF FOUND THEN
+        PERFORM pg_advisory_unlock(run_id);
+        status := 'done';
+        RETURN;
+    END IF;
+    run_fence := nextval('{sql.FENCE_SEQUENCE}');
+    INSERT INTO {sql.HOLDERS_TABLE} AS h (id, key, fence, owner, label, pid, ttl, renewed_at)
+    VALUES (run_id, run_key, run_fence, holder, holder_label, pg_backend_pid(), lease_ttl, clock_timestamp())
+    ON CONFLICT (id) DO UPDATE SET
+        key = excluded.key, fence = excluded.fence, owner = excluded.owner, label = excluded.label,
+        pid = excluded.pid, ttl = excluded.ttl, renewed_at = excluded.renewed_at;
+    INSERT INTO {RECORDS_TABLE} AS r (key, id, record, fence, expires_at)
+    VALUES (run_key, run_id, NULL, run_fence, clock_timestamp() + lease_ttl * interval '1 second')
+    ON CONFLICT (key) DO UPDATE SET
+        id = excluded.id, record = NULL, fence = excluded.fence, expires_at = excluded.expires_at;
+    -- As the lock statement: the idle limit ends a silent holder's session; no WAL flush (a
+    -- crash ends the run anyway, and its marker's loss leaves nothing: the holders go too).
+    PERFORM set_config('idle_session_timeout', idle, false),
+            set_config('synchronous_commit', 'off', true);
+    status := 'taken';
+END
+$fn$
+"""
+
+# A procedure, for its COMMIT before the unlock (called in autocommit, it may commit). The
+# holder row proves the lease: this session took it for ``holder`` (a lease lost to another
+# session has another owner's row) and renewed it within its ttl (a lapsed lease whose session
+# lives on still holds the lock: let go, as the renewal sweep would). Expired rows whose lock
+# nobody holds (taking it as a transaction lock proves that; this session's own holds, ``mine``,
+# are left alone) are deleted with their holder rows; those of runs still going are looked at
+# again later. Its commit waits for the WAL flush as usual: a stored record is durable.
+_FINISH_RUN = f"""
+CREATE OR REPLACE PROCEDURE tenure_finish_run(
+    run_id bigint, run_key text, holder text, run_record bytea, record_ttl double precision,
+    idle text, mine bigint[], INOUT stored boolean DEFAULT NULL
+) LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    run_fence bigint;
+    live boolean;
+    swept record;
+BEGIN
+    SELECT h.fence, h.renewed_at + h.ttl * interval '1 second' > clock_timestamp() INTO run_fence, live
+    FROM {sql.HOLDERS_TABLE} AS h WHERE h.id = run_id AND h.owner = holder AND h.pid = pg_backend_pid();
+    IF NOT FOUND THEN
+        stored := false;
+        RETURN;
+    END IF;
+    IF NOT live THEN
+        PERFORM pg_advisory_unlock(run_id), set_config('idle_session_timeout', idle, false);
+        stored := false;
+        RETURN;
+    END IF;
+    DELETE FROM {sql.HOLDERS_TABLE} AS h WHERE h.id = run_id;
+    INSERT INTO {RECORDS_TABLE} AS r (key, id, record, fence, expires_at)
+    VALUES (run_key, run_id, run_record, run_fence, clock_timestamp() + record_ttl * interval '1 second')
+    ON CONFLICT (key) DO UPDATE SET
+        id = excluded.id, record = excluded.record, fence = excluded.fence, expires_at = excluded.expires_at;
+    FOR swept IN
+        SELECT r.key, r.id FROM {RECORDS_TABLE} AS r WHERE r.expires_at <= clock_timestamp()
+        ORDER BY r.expires_at LIMIT {SWEEP} FOR UPDATE SKIP LOCKED
+    LOOP
+        IF swept.id <> ALL (mine) AND pg_try_advisory_xact_lock(swept.id) THEN
+            DELETE FROM {sql.HOLDERS_TABLE} AS h WHERE h.id = swept.id AND h.key = swept.key;
+            DELETE FROM {RECORDS_TABLE} AS r WHERE r.key = swept.key;
+        ELSE
+            UPDATE {RECORDS_TABLE} AS r SET record = NULL, expires_at = clock_timestamp() + greatest(
+                (SELECT h.ttl FROM {sql.HOLDERS_TABLE} AS h WHERE h.id = swept.id), {LOOK_AGAIN}
+            ) * interval '1 second'
+            WHERE r.key = swept.key;
+        END IF;
+    END LOOP;
+    COMMIT;
+    PERFORM pg_advisory_unlock(run_id), set_config('idle_session_timeout', idle, false);
+    stored := true;
+END
+$fn$
+"""
+
+# Created with the rest of advisory mode's schema, its table last (the store looks for it).
+SCHEMA = f"{_BEGIN_RUN};\n{_FINISH_RUN};\n{records_schema(RECORDS_TABLE)}"
+
+BEGIN_RUN = """
+SELECT status, run_fence, found_record, seconds_left
+FROM tenure_begin_run(%(id)s, %(key)s, %(owner)s, %(label)s, %(ttl)s::float8, %(idle)s)
+"""
+
+FINISH_RUN = """
+CALL tenure_finish_run(%(id)s, %(key)s, %(owner)s, %(record)b, %(ttl)s::float8, %(idle)s, %(mine)s::bigint[])
+"""
+
+READ_RECORD = read_statement(RECORDS_TABLE)
+
+
+class AdvisoryRecords:
+    """The Records capability of advisory mode, mixed into ``PostgresStore``.
+
+    A run holds its key as ``try_acquire`` holds a lock (a shared session, renewed and released
+    by the lock steps); see the module's docstring for the two steps.
+    """
+
+    record_limit = RECORD_LIMIT
+
+    def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        store = cast("PostgresStore", self)
+        with store._mutex:
+            taken = key in store._keys
+            if not taken:
+                store._keys.add(key)
+        if taken:  # a run of this store holds it (or just finished): the record, if there is one
+            return self.read_record(key)
+        lock = sql.lock_id(key)
+        try:
+            session = store._shared.pick()
+        except BaseException:
+            store._untake(key)
+            raise
+        session.hold(lock, ttl)  # counted in the session's idle limit from now on
+
+        def params() -> dict[str, Any]:
+            return {"id": lock, "key": key, "owner": owner.token, "label": owner.label, "ttl": ttl,
+                    "idle": session.idle()}  # fmt: skip
+
+        what = f"beginning a run of {key!r}"
+        try:
+            rows = store._pool.run(session, BEGIN_RUN, params, what)
+            if rows[0][0] == "epoch":  # the server crashed: nothing was taken
+                store._recover_fences(session)
+                rows = store._pool.run(session, BEGIN_RUN, params, what)
+        except BaseException:
+            # The lock may have been taken: a failed statement keeps it, closing the session does not.
+            store._untake(key, session)
+            store._pool.discard(session)
+            raise
+        status, fence, record, remaining = rows[0]
+        if status == "taken":
+            store._holds[(key, owner.token)] = Hold(session, ttl)
+            return int(fence)
+        store._untake(key, session)
+        if status == "done":
+            return recorded(store.url, key, record, fence, remaining)
+        if status == "busy":
+            return None
+        raise BackendProtocolError(f"{store.url}: no fence for {key!r}: {sql.EPOCH_TABLE} stays empty")
+
+    def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
+        store = cast("PostgresStore", self)
+        hold = store._holds.pop((key, owner.token), None)
+        if hold is None:
+            return False
+        if hold.wait is not None:  # in a lock's line (not a run's step): leave it
+            store._leave(hold)
+            return False
+        session, lock = hold.session, sql.lock_id(key)
+        session.unhold(lock)
+        if session.broken:  # found dead earlier (and closed): the lock went with it
+            store._untake(key)
+            return False
+
+        def params() -> dict[str, Any]:
+            return {"id": lock, "key": key, "owner": owner.token, "record": record, "ttl": ttl,
+                    "idle": session.idle(), "mine": list(session.holds)}  # fmt: skip
+
+        try:
+            rows = store._pool.run(session, FINISH_RUN, params, f"recording the run of {key!r}")
+        except BaseException as exc:
+            store._pool.discard(session)  # frees the lock, and any other on the session
+            if isinstance(exc, BackendError) and isinstance(exc.__cause__, psycopg.errors.IdleSessionTimeout):
+                return False  # the server had ended the session for silence: the lease was lost
+            raise
+        finally:
+            store._untake(key)
+        return bool(rows) and rows[0][0] is True
+
+    def read_record(self, key: str) -> Recorded | None:
+        store = cast("PostgresStore", self)
+        rows = store._call(READ_RECORD, {"key": key}, f"reading the record of {key!r}")
+        return recorded(store.url, key, *rows[0]) if rows else None
