@@ -4,7 +4,8 @@ A run of an idempotency key is the key's lock, taken by the lock's own ``take`` 
 is renewed, released and described by the lock's scripts. Beside the lock's keys (one hash tag,
 one cluster slot: ``scripts.py``), a key keeps
 
-    {<key>}:record        a hash: ``fence`` (the run's) and ``record`` (its bytes), PX the record's ttl
+    {<key>}:record        a hash: ``fence`` (the run's), ``record`` (its bytes) and ``at`` (when it
+                          was stored, server ms), PX the record's ttl
 
 and nothing lives forever: the record expires with its ttl, the lease with its PX, and a run's
 fence counter ``{<key>}:fence`` is given its lease's expiry plus a grace when the run begins and
@@ -26,11 +27,26 @@ _READ = r"""
 -- The key's live record as {fence, record, remaining ms}, or nil.
 local function read_record(prefix)
     local key = prefix .. ':record'
-    local found = redis.call('HMGET', key, 'fence', 'record')
+    local found = redis.call('HMGET', key, 'fence', 'record', 'at')
     if not found[1] then
         return nil
     end
-    return {found[1], found[2], redis.call('PTTL', key)}
+    return {found[1], found[2], redis.call('PTTL', key)}, found[3]
+end
+
+-- A finished run wakes one waiter, as a release does; every duplicate waiting for its result
+-- should wake, so a waiter that finds a fresh record passes the wake-up on (a short chain, one
+-- hop per waiter). Older records are read without a write.
+local function pass_wake_on(prefix, stored_at)
+    local time = redis.call('TIME')
+    local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+    if stored_at and now - tonumber(stored_at) < 2000 then
+        local signal = prefix .. ':signal'
+        if redis.call('LLEN', signal) == 0 then
+            redis.call('RPUSH', signal, 1)
+            redis.call('PEXPIRE', signal, 2000)
+        end
+    end
 end
 """
 
@@ -45,8 +61,9 @@ BEGIN_RUN = (
 -- Returns: {fence, record, remaining ms}; else the new fence, or the negated remaining ms of
 -- the run that holds the key (-1: no expiry).
 local prefix = ARGV[1]
-local found = read_record(prefix)
+local found, stored_at = read_record(prefix)
 if found then
+    pass_wake_on(prefix, stored_at)
     return found
 end
 local fence = take(prefix, ARGV[2], ARGV[3], ARGV[4])
@@ -74,7 +91,9 @@ if not fence then
     return redis.error_reply('the fence counter of a held idempotency key is missing (evicted?)')
 end
 local key = prefix .. ':record'
-redis.call('HSET', key, 'fence', fence, 'record', ARGV[3])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('HSET', key, 'fence', fence, 'record', ARGV[3], 'at', now)
 redis.call('PEXPIRE', key, ARGV[4])
 -- The record keeps the fence; a next run's counter starts above it from the server's clock.
 redis.call('DEL', prefix .. ':lock', prefix .. ':fence')
@@ -88,7 +107,8 @@ READ_RECORD = (
     + r"""
 -- ARGV[1] prefix
 -- Returns: {fence, record, remaining ms}, or nil.
-return read_record(ARGV[1])
+local found = read_record(ARGV[1])
+return found
 """
 )
 
