@@ -35,6 +35,7 @@ COLUMNS = [
 
 CAPABILITY_COLUMNS = {
     Capability.COUNTING: "semaphores, read-write locks and sequences (the Counting capability)",
+    Capability.RECORDS: "idempotency keys (the Records capability)",
 }
 
 

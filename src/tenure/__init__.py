@@ -10,6 +10,7 @@
 See ``AsyncCoordinator`` for the asyncio twin, and the README for the guarantees per backend.
 """
 
+from tenure import asgi  # tenure.asgi.IdempotencyMiddleware without a second import
 from tenure._async.coordinator import AsyncCoordinator
 from tenure._async.election import AsyncElection, AsyncLeadership
 from tenure._async.idempotency import AsyncIdempotency
@@ -103,6 +104,7 @@ __all__ = [
     "TenureError",
     "WriteLease",
     "__version__",
+    "asgi",
     "lock",
     "parse_url",
     "try_lock",
