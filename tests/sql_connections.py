@@ -19,7 +19,14 @@ def open_sqlite(url: str, request: pytest.FixtureRequest) -> Any:
     return sqlite3.connect(url.removeprefix("sqlite://"), timeout=10, check_same_thread=False)
 
 
+def open_postgresql(url: str, request: pytest.FixtureRequest) -> Any:
+    import psycopg
+
+    return psycopg.connect(url.partition("?")[0])  # tenure's options are not libpq's
+
+
 OPENERS: dict[str, Callable[[str, pytest.FixtureRequest], Any]] = {"sqlite": open_sqlite}
+OPENERS["postgresql"] = OPENERS["postgresql_table"] = open_postgresql
 
 
 class Orders:

@@ -20,6 +20,7 @@ import pytest
 
 import tenure
 from tenure._async.backends.postgresql import records, sql, table_records
+from tenure._core.idempotency import Recorded
 from tenure._core.keys import namespaced_key
 from tenure._core.tokens import Owner
 from tests.servers_postgres import PostgresServer
@@ -165,3 +166,75 @@ def test_duplicates_racing_a_finishing_run_never_run_it_twice(url: str) -> None:
             thread.join()
     assert errors == []
     assert runs == Counter({f"k-{key}": 1 for key in range(60)})
+
+
+def test_a_run_that_took_a_lost_key_waits_for_the_callers_commit_and_finds_the_record(
+    server: PostgresServer, url: str, mode: str
+) -> None:
+    """The lease is lost after the caller's transaction stored the record, before it commits.
+
+    A run that takes the key meanwhile waits for what that transaction holds (advisory: the
+    record's row; table: the key's turn), then finds the record instead of running again.
+    """
+    with tenure.Coordinator(url) as coord, tenure.Coordinator(url) as other:
+        store: Any = coord._store
+        key = namespaced_key(coord.namespace, "payments:req-1", kind="idempotency")
+        owner = Owner()
+        fence = store.begin_run(key, owner, 1.0)
+        assert isinstance(fence, int)
+        with psycopg.connect(server.url) as caller:
+            for step in store.record_steps(key, owner, fence, b"result", 60.0):
+                cursor = caller.execute(step.sql, step.params)
+                assert not step.proves_hold or cursor.fetchall()  # held: stored
+            if mode == "advisory":  # the store's session dies: its lock is free at once
+                with psycopg.connect(server.url, autocommit=True) as admin:
+                    ended = f"SELECT pg_terminate_backend(pid) FROM {sql.HOLDERS_TABLE} WHERE key = %s"
+                    assert admin.execute(ended, (key,)).fetchall() == [(True,)]
+            else:
+                time.sleep(1.1)  # the lease row expires
+            found: list[object] = []
+            rival: Any = other._store
+            competitor = threading.Thread(target=lambda: found.append(rival.begin_run(key, Owner(), 5.0)))
+            competitor.start()
+            competitor.join(0.5)
+            assert competitor.is_alive()  # waiting for the caller's transaction
+            caller.commit()
+            competitor.join(5)
+        assert len(found) == 1 and isinstance(found[0], Recorded)
+        assert found[0].record == b"result" and found[0].fence == fence
+
+
+async def test_an_asyncio_psycopg_connection_records_in_its_transaction(url: str) -> None:
+    async with tenure.AsyncCoordinator(url) as coord:
+        keys = coord.idempotency("payments")
+        async with await psycopg.AsyncConnection.connect(url.partition("?")[0]) as caller:
+            await caller.execute("CREATE TEMPORARY TABLE charges (id int)")
+
+            async def charge(order_id: int) -> int:
+                await caller.execute("INSERT INTO charges VALUES (%s)", (order_id,))
+                return order_id
+
+            assert await keys.run("req-1", charge, 7, payload=b"p", transaction=caller) == 7
+            assert await keys.run("req-1", charge, 8, payload=b"p", transaction=caller) == 7  # replayed
+            rows = await (await caller.execute("SELECT id FROM charges")).fetchall()
+            assert rows == [(7,)]
+            assert (await keys.state("req-1")).running is None
+
+
+def test_runs_in_the_callers_transaction_delete_what_expired_keys_leave(
+    server: PostgresServer, url: str, mode: str
+) -> None:
+    with tenure.Coordinator(url) as coord, psycopg.connect(server.url) as caller:
+        keys = coord.idempotency("short", ttl=1.0, lease=1.0)
+        for index in range(12):
+            keys.run(f"done-{index}", lambda: "done", transaction=caller)
+        for index in range(4):
+            with pytest.raises(ValueError):
+                keys.run(f"failed-{index}", lambda: int("x"), transaction=caller)
+        assert left_behind(server, coord, mode, "short") == (16, 4)
+        time.sleep(1.3)  # every record and lease of "short" has expired
+        others = coord.idempotency("long")
+        for index in range(2):  # each caller's transaction deletes up to 8 expired rows
+            assert others.run(f"req-{index}", lambda: "kept", transaction=caller) == "kept"
+        assert left_behind(server, coord, mode, "short") == (0, 0)
+        assert left_behind(server, coord, mode, "long") == (2, 0)

@@ -19,15 +19,22 @@ procedure: it checks that this session's lease is the owner's and live, stores t
 deletes the holder row, COMMITs, and only then unlocks, so whoever takes the lock next (a waiter
 woken by the unlock) finds the record. Fences come from the server-wide sequence, so deleting a
 key's holder row never lets its fences repeat.
+
+**In the caller's transaction** (``transaction=``): the caller's connection turns the run's
+marker into the record, only while the holder row is the run's, live, and its session holds the
+lock (``pg_locks``), and keeps that row locked until it commits. Only then does the store's
+session delete the holder row and unlock. Were the lock lost in between, a run that took it
+would wait for the marker's row in ``tenure_begin_run`` and, the record committed, not run.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, cast
 
 import psycopg.errors
 
-from tenure._async.backends.base import Recorded
+from tenure._async.backends.base import Recorded, SQLStep
 from tenure._async.backends.postgresql import sql
 from tenure._async.backends.postgresql.shared import AsyncHold
 from tenure._core.tokens import Owner
@@ -35,6 +42,8 @@ from tenure._exceptions import BackendError, BackendProtocolError
 
 if TYPE_CHECKING:
     from tenure._async.backends.postgresql.store import AsyncPostgresStore
+
+log = logging.getLogger("tenure")
 
 RECORD_LIMIT = 16 * 1024 * 1024
 """Largest record kept: bytea holds 1 GB, but a record is sent and read whole on every replay."""
@@ -111,15 +120,24 @@ BEGIN
         RETURN;
     END IF;
     run_fence := nextval('{sql.FENCE_SEQUENCE}');
+    -- The marker, unless a live record is there now: a caller's transaction that stores one
+    -- (transaction=) holds this row until it commits, so its record is found once it waited.
+    INSERT INTO {RECORDS_TABLE} AS r (key, id, record, fence, expires_at)
+    VALUES (run_key, run_id, NULL, run_fence, clock_timestamp() + lease_ttl * interval '1 second')
+    ON CONFLICT (key) DO UPDATE SET
+        id = excluded.id, record = NULL, fence = excluded.fence, expires_at = excluded.expires_at
+    WHERE r.record IS NULL OR r.expires_at <= clock_timestamp();
+    IF NOT FOUND THEN
+        PERFORM pg_advisory_unlock(run_id);
+        {_LIVE_RECORD}
+        status := CASE WHEN FOUND THEN 'done' ELSE 'busy' END;  -- busy: expired since; look again
+        RETURN;
+    END IF;
     INSERT INTO {sql.HOLDERS_TABLE} AS h (id, key, fence, owner, label, pid, ttl, renewed_at)
     VALUES (run_id, run_key, run_fence, holder, holder_label, pg_backend_pid(), lease_ttl, clock_timestamp())
     ON CONFLICT (id) DO UPDATE SET
         key = excluded.key, fence = excluded.fence, owner = excluded.owner, label = excluded.label,
         pid = excluded.pid, ttl = excluded.ttl, renewed_at = excluded.renewed_at;
-    INSERT INTO {RECORDS_TABLE} AS r (key, id, record, fence, expires_at)
-    VALUES (run_key, run_id, NULL, run_fence, clock_timestamp() + lease_ttl * interval '1 second')
-    ON CONFLICT (key) DO UPDATE SET
-        id = excluded.id, record = NULL, fence = excluded.fence, expires_at = excluded.expires_at;
     -- As the lock statement: the idle limit ends a silent holder's session; no WAL flush (a
     -- crash ends the run anyway, and its marker's loss leaves nothing: the holders go too).
     PERFORM set_config('idle_session_timeout', idle, false),
@@ -198,6 +216,50 @@ CALL tenure_finish_run(%(id)s, %(key)s, %(owner)s, %(record)b, %(ttl)s::float8, 
 
 READ_RECORD = read_statement(RECORDS_TABLE)
 
+# The caller's-transaction option: the marker becomes the record while the run holds its lock
+# (its holder row, renewed within its ttl, and its session in pg_locks). A row back: stored.
+STORE_IN_TRANSACTION = f"""
+UPDATE {RECORDS_TABLE} AS r
+SET record = %(record)s, expires_at = clock_timestamp() + %(ttl)s::float8 * interval '1 second'
+WHERE r.key = %(key)s AND r.fence = %(fence)s AND r.record IS NULL AND EXISTS (
+    SELECT FROM {sql.HOLDERS_TABLE} AS h JOIN pg_locks AS l ON l.pid = h.pid
+    WHERE h.id = %(id)s AND h.owner = %(owner)s AND h.fence = %(fence)s
+      AND h.renewed_at + h.ttl * interval '1 second' > clock_timestamp()
+      AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.classid = %(classid)s::oid AND l.objid = %(objid)s::oid
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+RETURNING r.fence
+"""
+
+# The finishing run's sweep (see ``_FINISH_RUN``) as one statement, in the caller's transaction:
+# its session holds none of tenure's session locks, so a lock it can take is free.
+SWEEP_IN_TRANSACTION = f"""
+WITH expired AS MATERIALIZED (
+    SELECT e.key, e.id, pg_try_advisory_xact_lock(e.id) AS free FROM (
+        SELECT r.key, r.id FROM {RECORDS_TABLE} AS r WHERE r.expires_at <= clock_timestamp()
+        ORDER BY r.expires_at LIMIT {SWEEP} FOR UPDATE SKIP LOCKED
+    ) AS e
+), holders_gone AS (
+    DELETE FROM {sql.HOLDERS_TABLE} AS h USING expired AS e WHERE e.free AND h.id = e.id AND h.key = e.key
+), records_gone AS (
+    DELETE FROM {RECORDS_TABLE} AS r USING expired AS e WHERE e.free AND r.key = e.key
+)
+UPDATE {RECORDS_TABLE} AS r SET record = NULL, expires_at = clock_timestamp() + greatest(
+    (SELECT h.ttl FROM {sql.HOLDERS_TABLE} AS h WHERE h.id = e.id), {LOOK_AGAIN}
+) * interval '1 second'
+FROM expired AS e WHERE NOT e.free AND r.key = e.key
+"""
+
+# After the caller's commit: the run's holder row goes and the lock with it (on its session).
+END_AFTER_COMMIT = f"""
+WITH ended AS (
+    DELETE FROM {sql.HOLDERS_TABLE} AS h
+    WHERE h.id = %(id)s AND h.owner = %(owner)s AND h.pid = pg_backend_pid()
+)
+SELECT pg_advisory_unlock(%(id)s), set_config('idle_session_timeout', %(idle)s, false)
+"""
+
 
 class AsyncAdvisoryRecords:
     """The Records capability of advisory mode, mixed into ``AsyncPostgresStore``.
@@ -275,6 +337,46 @@ class AsyncAdvisoryRecords:
             if isinstance(exc, BackendError) and isinstance(exc.__cause__, psycopg.errors.IdleSessionTimeout):
                 return False  # the server had ended the session for silence: the lease was lost
             raise
+        finally:
+            store._untake(key)
+        return bool(rows) and rows[0][0] is True
+
+    transaction_drivers = "psycopg connections to the store's database, at READ COMMITTED"
+
+    def record_steps(self, key: str, owner: Owner, fence: int, record: bytes, ttl: float) -> list[SQLStep]:
+        """Return the statements that store the run's record in the caller's transaction.
+
+        See the module's docstring; the sweep of a finishing run goes with them.
+        """
+        lock = sql.lock_id(key)
+        classid, objid = sql.lock_halves(lock)
+        params = {"id": lock, "key": key, "owner": owner.token, "fence": fence, "record": record,
+                  "ttl": ttl, "classid": classid, "objid": objid}  # fmt: skip
+        return [SQLStep(STORE_IN_TRANSACTION, params, proves_hold=True), SQLStep(SWEEP_IN_TRANSACTION, {})]
+
+    async def end_after_commit(self, key: str, owner: Owner) -> bool:
+        """Unlock the run's key, its record committed: a waiter that takes the lock finds it."""
+        store = cast("AsyncPostgresStore", self)
+        hold = store._holds.pop((key, owner.token), None)
+        if hold is None:
+            return False
+        session, lock = hold.session, sql.lock_id(key)
+        session.unhold(lock)
+        if session.broken:  # found dead earlier (and closed): the lock went with it
+            store._untake(key)
+            return False
+
+        def params() -> dict[str, Any]:
+            return {"id": lock, "owner": owner.token, "idle": session.idle()}
+
+        try:
+            rows = await store._pool.run(session, END_AFTER_COMMIT, params, f"ending the run of {key!r}")
+        except BaseException as exc:
+            await store._pool.discard(session)  # frees the lock, and any other on the session
+            if not isinstance(exc, BackendError):
+                raise
+            log.warning("tenure: ending the run of %r failed (%s); its session, closed, frees it", key, exc)
+            return False
         finally:
             store._untake(key)
         return bool(rows) and rows[0][0] is True

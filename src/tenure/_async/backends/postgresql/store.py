@@ -45,8 +45,8 @@ class AsyncPostgresStore(records.AsyncAdvisoryRecords, AsyncPostgresBase):
     refused while others wait). SESSION_BOUND: a hold ends with its session: a crashed holder's lock
     is freed when its connection closes, a server restart loses every lock and the next renewal says
     so. SERVER_TIME: a holder silent for its ttl loses its session to the server's
-    ``idle_session_timeout``, by the server's clock. CROSS_PROCESS, CROSS_HOST. Not
-    SURVIVES_FAILOVER: locks live in one server's memory. Records: a run is a lock (records.py).
+    ``idle_session_timeout``, by the server's clock. CROSS_PROCESS, CROSS_HOST. Not SURVIVES_FAILOVER.
+    Records: a run is a lock (records.py); ``transaction=`` as in table mode (table.py).
     """
 
     description: ClassVar[str] = (

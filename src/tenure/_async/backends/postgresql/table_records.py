@@ -11,13 +11,18 @@ NOTIFYs the waiters, as a release does.
 **Fences.** A key's lease row goes with its run (and a freed or expired one with the sweep), so
 a new row's fence starts at the server clock's microseconds, and above the fence in the key's
 records row while that lives: a key's fences keep growing across its runs.
+
+**In the caller's transaction** (``transaction=``): the caller's connection calls
+``tenure_finish_lease_run`` itself. The key's turn (a transaction lock) is then held until the
+caller commits, so a run that begins meanwhile waits for it and then reads the record; the lease
+row goes and the waiters' NOTIFY is sent with that commit, and nothing is left to end after it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from tenure._async.backends.base import Recorded
+from tenure._async.backends.base import Recorded, SQLStep
 from tenure._async.backends.postgresql import sql
 from tenure._async.backends.postgresql.records import (
     LOOK_AGAIN,
@@ -153,6 +158,13 @@ SELECT tenure_finish_lease_run(%(id)s, %(key)s, %(owner)s, %(record)b, %(ttl)s::
 
 READ_RECORD = read_statement(RECORDS_TABLE)
 
+# The same step in the caller's transaction: a row back only if the run still held its lease.
+FINISH_IN_TRANSACTION = """
+SELECT stored FROM tenure_finish_lease_run(
+    %(id)s, %(key)s, %(owner)s, %(record)s, %(ttl)s::float8, %(payload)s
+) AS stored WHERE stored
+"""
+
 
 class AsyncTableRecords:
     """The Records capability of table mode, mixed into ``AsyncPostgresTableStore``.
@@ -184,6 +196,18 @@ class AsyncTableRecords:
                   "payload": str(lock)}  # fmt: skip
         rows = await store._call(FINISH_RUN, params, f"recording the run of {key!r}")
         return bool(rows) and rows[0][0] is True
+
+    transaction_drivers = "psycopg connections to the store's database, at READ COMMITTED"
+
+    def record_steps(self, key: str, owner: Owner, fence: int, record: bytes, ttl: float) -> list[SQLStep]:
+        """Return ``finish_run``'s statement, for the caller's transaction (see the module's docstring)."""
+        lock = sql.lock_id(key)
+        params = {"id": lock, "key": key, "owner": owner.token, "record": record, "ttl": ttl,
+                  "payload": str(lock)}  # fmt: skip
+        return [SQLStep(FINISH_IN_TRANSACTION, params, proves_hold=True)]
+
+    async def end_after_commit(self, key: str, owner: Owner) -> bool:
+        return True  # the caller's commit deleted the lease row and woke the waiters
 
     async def read_record(self, key: str) -> Recorded | None:
         store = cast("AsyncPostgresTableStore", self)

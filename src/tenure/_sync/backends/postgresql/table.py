@@ -202,7 +202,9 @@ class PostgresTableStore(TableRecords, PostgresBase):
 
     **Records.** A run of an idempotency key is a lease row; its record a row of
     ``tenure_records``, stored as the lease row is deleted, in one transaction
-    (``table_records.py``).
+    (``table_records.py``). ``transaction=`` takes a psycopg connection (READ COMMITTED, the
+    default) to this URL's database whose ``search_path`` finds tenure's tables and functions,
+    as the URL's own does (the same user; ``namespace=`` is only a key prefix).
     """
 
     description: ClassVar[str] = (
