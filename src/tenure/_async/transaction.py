@@ -36,8 +36,14 @@ async def run_steps(connection: Any, steps: Sequence[SQLStep]) -> bool:
     """Run ``steps`` in the connection's open transaction; return False if one proves the hold lost."""
     cursor = await async_resolve(connection.cursor())
     try:
-        if getattr(connection, "isolation_level", "") is None and connection.in_transaction is False:
-            await async_resolve(cursor.execute("BEGIN"))  # sqlite3 in autocommit: open one
+        # sqlite3 in autocommit mode (isolation_level None, no transaction open): open one. A
+        # psycopg connection's isolation_level is None by default too, but it has no
+        # in_transaction and opens its transaction with the first statement.
+        if (
+            getattr(connection, "isolation_level", "") is None
+            and getattr(connection, "in_transaction", None) is False
+        ):
+            await async_resolve(cursor.execute("BEGIN"))
         for step in steps:
             await async_resolve(cursor.execute(step.sql, step.params))
             if step.proves_hold and not await async_resolve(cursor.fetchall()):
