@@ -7,10 +7,12 @@ to the database its URL names (sqlite3 for SQLite), as an application would.
 from __future__ import annotations
 
 import sqlite3
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pymysql  # type: ignore[import-untyped]
 import pytest
 
 
@@ -19,13 +21,29 @@ def open_sqlite(url: str, request: pytest.FixtureRequest) -> Any:
     return sqlite3.connect(url.removeprefix("sqlite://"), timeout=10, check_same_thread=False)
 
 
+def open_mysql(url: str, request: pytest.FixtureRequest) -> Any:
+    # PyMySQL's default: autocommit off, so statements run in a transaction until commit().
+    parts = urllib.parse.urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=urllib.parse.unquote(parts.username or ""),
+        password=urllib.parse.unquote(parts.password or ""),
+        database=parts.path.strip("/"),
+    )
+
+
 def open_postgresql(url: str, request: pytest.FixtureRequest) -> Any:
     import psycopg
 
     return psycopg.connect(url.partition("?")[0])  # tenure's options are not libpq's
 
 
-OPENERS: dict[str, Callable[[str, pytest.FixtureRequest], Any]] = {"sqlite": open_sqlite}
+OPENERS: dict[str, Callable[[str, pytest.FixtureRequest], Any]] = {
+    "sqlite": open_sqlite,
+    "mysql": open_mysql,
+    "mysql_table": open_mysql,
+}
 OPENERS["postgresql"] = OPENERS["postgresql_table"] = open_postgresql
 
 

@@ -1,22 +1,29 @@
 """MariaDB's idempotency records, both modes: a restart keeps them, the server's packet bounds
-them, and a key leaves nothing but its record, which goes once expired."""
+them, a key leaves nothing but its record, which goes once expired, and a record written in a
+caller's transaction (PyMySQL, aiomysql) keeps the key from running again until that commits."""
 
 from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import aiomysql  # type: ignore[import-untyped]
+import pymysql  # type: ignore[import-untyped]
 import pytest
 
 import tenure
 from tenure._async.backends.mysql.record_sql import PACKET_HEADROOM, record_limit
 from tenure._async.backends.mysql.sql import lock_name
-from tenure._core.idempotency import HEADER_BYTES, run_name
+from tenure._core.idempotency import HEADER_BYTES, Recorded, run_name
 from tenure._core.keys import namespaced_key
-from tests.servers_mysql import MariaDBServer
+from tenure._core.tokens import Owner
+from tenure._sync.transaction import run_steps
+from tests.servers_mysql import DATABASE, PASSWORD, USER, MariaDBServer
 from tests.test_mysql import namespaced, raw_connection
 
 pytestmark = pytest.mark.slow
@@ -139,3 +146,71 @@ def test_a_key_leaves_only_its_record_and_that_goes_once_expired(
         assert scalar(mariadb_server, mine.format(table="tenure_records"), names) == 0
         keys.run("req-0", charge, 0)  # its record expired: it runs again, with a larger fence
         assert fences[-1] > fences[0]
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+@pytest.mark.parametrize("mode", MODES)
+def test_a_run_lost_before_the_callers_commit_holds_the_next_one_until_it_ends(
+    mariadb_server: MariaDBServer, mode: str, outcome: str
+) -> None:
+    """The run's lease goes (its session killed, or its lease row expired) after the caller's
+    transaction proved the hold: a begin step meanwhile waits for that transaction, then gets the
+    record it committed, or takes the key if it rolled back."""
+    url = namespaced(mariadb_server.url, **MODES[mode])
+    key = f"req-{uuid.uuid4().hex}"
+    with tenure.Coordinator(url) as coord, tenure.Coordinator(url) as other:
+        store: Any = coord._store
+        owner = Owner()
+        fence = store.begin_run(key, owner, 0.5)
+        assert isinstance(fence, int)
+        caller = pymysql.connect(
+            host="127.0.0.1", port=mariadb_server.port, user=USER, password=PASSWORD, database=DATABASE
+        )
+        try:
+            assert run_steps(caller, store.record_steps(key, owner, fence, b"result", 60))
+            if mode == "advisory":
+                holder = "SELECT conn FROM tenure_holders WHERE lock_name = %s"
+                with raw_connection(mariadb_server) as admin, admin.cursor() as cur:
+                    cur.execute(holder, [lock_name(key)])
+                    cur.execute(f"KILL {int(cur.fetchone()[0])}")
+            with ThreadPoolExecutor(1) as pool:
+                time.sleep(0.7)  # the session's end reaches its lock; the lease row expires
+                begun = pool.submit(other._store.begin_run, key, Owner(), 5.0)  # type: ignore[attr-defined]
+                time.sleep(0.5)
+                assert not begun.done(), "it waits for the caller's transaction"
+                caller.commit() if outcome == "commit" else caller.rollback()
+                got = begun.result(timeout=10)
+        finally:
+            caller.close()
+    if outcome == "commit":
+        assert isinstance(got, Recorded) and got.record == b"result" and got.fence == fence
+    else:
+        assert isinstance(got, int) and got > fence
+
+
+async def test_an_aiomysql_connection_records_in_its_transaction(mariadb_server: MariaDBServer) -> None:
+    runs: list[int] = []
+    table = f"orders_{uuid.uuid4().hex[:12]}"
+    connection = await aiomysql.connect(
+        host="127.0.0.1", port=mariadb_server.port, user=USER, password=PASSWORD, db=DATABASE
+    )
+    try:
+        async with connection.cursor() as cur:
+            await cur.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, fence BIGINT)")
+
+        async def charge(order_id: int) -> int:
+            runs.append(order_id)
+            lease = tenure.AsyncIdempotency.current_lease()
+            assert lease is not None
+            async with connection.cursor() as cur:
+                await cur.execute(f"INSERT INTO {table} VALUES (%s, %s)", (order_id, lease.fence))
+            return order_id
+
+        async with tenure.AsyncCoordinator(namespaced(mariadb_server.url)) as coord:
+            keys = coord.idempotency("payments")
+            assert await keys.run("req-1", charge, 7, transaction=connection) == 7
+            assert await keys.run("req-1", charge, 7, transaction=connection) == 7
+        assert runs == [7]
+        assert scalar(mariadb_server, f"SELECT COUNT(*) FROM {table}", []) == 1
+    finally:
+        connection.close()

@@ -5,22 +5,35 @@ lease row (table mode), renewed, released and lost through the lock steps. ``beg
 ``finish_run`` are one round trip each (``record_sql``); the record is a row of
 ``tenure_records`` that outlives a restart, expires by the server's clock, and goes with a later
 run's ``finish_run`` (a few expired rows each time).
+
+The caller's-transaction option: ``record_steps`` are single statements for the caller's own
+connection (PyMySQL or aiomysql, ``%(name)s`` params) to the URL's database, which store the
+record and prove the run still holds its key inside the caller's transaction; tenure commits it,
+then ``end_after_commit`` ends the run on the store's own session (``record_sql``).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from tenure._async.backends.base import Recorded
+from tenure._async.backends.base import Recorded, SQLStep
 from tenure._async.backends.mysql import record_sql, sql
 from tenure._async.backends.mysql.connection import AsyncMySQLPool, AsyncSession, Reply, connection_lost
 from tenure._concurrency import AsyncReturning
 from tenure._core.tokens import Owner
-from tenure._exceptions import BackendProtocolError, BackendTimeout, BackendUnavailable, IdempotencyError
+from tenure._exceptions import (
+    BackendError,
+    BackendProtocolError,
+    BackendTimeout,
+    BackendUnavailable,
+    IdempotencyError,
+)
 
 T = TypeVar("T")
+log = logging.getLogger("tenure")
 
 
 class AsyncRecordSteps:
@@ -30,6 +43,7 @@ class AsyncRecordSteps:
     # Half the packet the server takes, less the statement (record_sql.record_limit): set from
     # the server's max_allowed_packet at connect; before, from MariaDB's default packet.
     record_limit = record_sql.record_limit(record_sql.MARIADB_DEFAULT_PACKET)
+    transaction_drivers = "PyMySQL or aiomysql connections to the URL's database"
 
     async def read_record(self, key: str) -> Recorded | None:
         session, reply = await self._pool.run(record_sql.READ_RECORD, {"name": sql.lock_name(key)})
@@ -75,6 +89,23 @@ class AsyncRecordSteps:
         self._pool.checkin(session)
         return bool(reply.rows[0][0])
 
+    def _caller_params(
+        self, key: str, owner: Owner, fence: int, record: bytes, ttl: float
+    ) -> dict[str, object]:
+        """Return the params of the caller's statements; raise if ``record`` is over the limit."""
+        if len(record) > self.record_limit:
+            raise IdempotencyError(
+                f"the record of {key!r} is {len(record)} bytes; {self._pool.url} keeps at most "
+                f"{self.record_limit} (its max_allowed_packet): nothing was recorded"
+            )
+        return {
+            "name": sql.lock_name(key),
+            "owner": owner.token,
+            "fence": fence,
+            "record": record_sql.record_hex(record),
+            "ttl_us": sql.micros(ttl),
+        }
+
     def _begun(self, key: str, reply: Reply) -> Recorded | int | None:
         """Return what a begin step's reply says: the new fence, the live record, or None."""
         taken, fence, record, record_fence, remaining = reply.rows[0]
@@ -96,6 +127,12 @@ class AsyncMySQLRecords(AsyncRecordSteps):
     ``finish_run`` commits the record on the holding session before RELEASE_LOCK, so a waiter
     the server hands the lock to next sees it. The fence comes from the server-wide sequence,
     so a key keeps nothing of its own but its record (the holder row goes with the release).
+
+    In a caller's transaction (``record_steps``), the record is written first, then the holder
+    row and ``IS_USED_LOCK`` prove the run's session still holds the lock; the lock is released
+    only after the commit. A begin step that takes the lock meanwhile (the session was lost) reads
+    the record locking, so it waits for the caller's commit and then sees the record. The
+    caller's connection must have the URL's database as its own (the tables are unqualified).
     """
 
     async def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
@@ -120,6 +157,21 @@ class AsyncMySQLRecords(AsyncRecordSteps):
         step = functools.partial(self._end, key, owner, record_sql.ADVISORY_FINISH, params)
         return await self._finish(key, owner, step)
 
+    def record_steps(self, key: str, owner: Owner, fence: int, record: bytes, ttl: float) -> list[SQLStep]:
+        """Return the caller's statements: the record first, then the proof that the lock is held."""
+        params = self._caller_params(key, owner, fence, record, ttl)
+        return [
+            SQLStep(record_sql.CALLER_STORE_RECORD, params),
+            SQLStep(record_sql.CALLER_ADVISORY_HELD, params, proves_hold=True),
+        ]
+
+    async def end_after_commit(self, key: str, owner: Owner) -> bool:
+        """Release the lock only now that the record is committed, and drop a few expired records."""
+        try:
+            return await self._end(key, owner, record_sql.SWEEP_EXPIRED + sql.RELEASE, {})
+        except BackendError:
+            return False  # the connection is closed: its session, and the lock, end with it
+
     # -- the store's ---------------------------------------------------------------------------
 
     async def _on_shared(self, ttl: float, step: AsyncReturning[T]) -> T:
@@ -138,6 +190,12 @@ class AsyncMySQLTableRecords(AsyncRecordSteps):
     ``finish_run`` deletes the lease row with the record's upsert, so a key leaves only its
     record behind; a new row's fence starts at the server's time in microseconds, so a run after
     the record expired still gets a larger fence than every earlier run of the key.
+
+    In a caller's transaction (``record_steps``), the proof locks the live lease row until the
+    commit, which also deletes it with the record's upsert: a begin step waits on that row, then
+    sees the record (``TABLE_BEGIN``'s locking read). The caller's connection must have the URL's
+    database as its own (the tables are unqualified); any isolation level works, as the steps use
+    only locking reads and writes.
     """
 
     async def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
@@ -162,6 +220,26 @@ class AsyncMySQLTableRecords(AsyncRecordSteps):
             return bool((await self._take(record_sql.TABLE_FINISH, params)).rows[0][0])
 
         return await self._finish(key, owner, step)
+
+    def record_steps(self, key: str, owner: Owner, fence: int, record: bytes, ttl: float) -> list[SQLStep]:
+        """Return the caller's statements: lock the live lease row (the proof), delete it, store."""
+        params = self._caller_params(key, owner, fence, record, ttl)
+        return [
+            SQLStep(record_sql.CALLER_TABLE_HELD, params, proves_hold=True),
+            SQLStep(record_sql.CALLER_TABLE_END_RUN, params),
+            SQLStep(record_sql.CALLER_STORE_RECORD, params),
+        ]
+
+    async def end_after_commit(self, key: str, owner: Owner) -> bool:
+        """Drop a few expired records: the caller's commit already ended the run with its row."""
+        try:
+            session, _ = await self._pool.run(record_sql.SWEEP_EXPIRED, {})
+            self._pool.checkin(session)
+        except BackendError as exc:
+            log.warning(
+                "tenure: dropping expired records on %s failed (%s); a later run does it", self._pool.url, exc
+            )
+        return True
 
     # -- the store's ---------------------------------------------------------------------------
 

@@ -34,6 +34,10 @@ class AsyncMySQLTableStore(AsyncMySQLTableRecords, AsyncLeaseStore):
     holder's lease ends at its TTL, not with its connection. Waiters poll. ``renew_many``
     renews up to RENEW_BATCH leases in one round trip, each lease's outcome its own.
 
+    **Transactions.** ``keys.run(..., transaction=conn)`` takes a PyMySQL or aiomysql connection
+    to the URL's database: its transaction locks and deletes the run's lease row as it stores
+    the record (``records.py``).
+
     **Semaphores.** A permit is the lease row of a slot's key. ``try_acquire_permit`` is one
     transaction in one round trip (``permit_sql.table_take``): it locks the semaphore's row in
     ``tenure_semaphores`` (its recorded limit), checks the limit, takes the first free slot in

@@ -92,18 +92,20 @@ ON DUPLICATE KEY UPDATE
 
 # begin_run, on the shared session that will hold the lock. A live record is returned without
 # touching the lock; else GET_LOCK(name, 0) (not when %(take)s is 0: this session holds the name
-# already, and GET_LOCK would re-enter it). Once taken, the record is read again: a run that
-# finished meanwhile committed its record before it let the lock go, so it is seen now, and
-# the lock is given back. Only then the fence is drawn and the holder recorded, as ACQUIRE does.
+# already, and GET_LOCK would re-enter it). That first look is a plain read (SELECT ... INTO;
+# a subquery of SET would lock under REPEATABLE READ), so a step never waits while the lock is
+# held. Once taken, the record is read again: a run that finished meanwhile committed its record
+# before it let the lock go, so it is seen now, and the lock is given back. That read locks: a
+# record that a caller's transaction wrote before its run's session was lost (which let this
+# step take the lock) is waited for, and seen if it commits (CALLER_ADVISORY_HELD). Only then
+# the fence is drawn and the holder recorded, as ACQUIRE does.
 ADVISORY_BEGIN = (
     """
 SET @tenure_now := UTC_TIMESTAMP(6);
-SET @tenure_got := IF(%(take)s AND NOT EXISTS (
-    SELECT 1 FROM tenure_records WHERE lock_name = %(name)s AND expires_at > @tenure_now
-), GET_LOCK(%(name)s, 0), 0);
-"""
-    + _LIVE_RECORD.format(lock="")
-    + """
+SELECT COUNT(*) INTO @tenure_seen FROM tenure_records WHERE lock_name = %(name)s AND expires_at > @tenure_now;
+SET @tenure_got := IF(%(take)s AND @tenure_seen = 0, GET_LOCK(%(name)s, 0), 0);
+SELECT COUNT(*) INTO @tenure_live FROM tenure_records
+WHERE @tenure_got = 1 AND lock_name = %(name)s AND expires_at > @tenure_now LOCK IN SHARE MODE;
 DO IF(@tenure_got = 1 AND @tenure_live > 0, RELEASE_LOCK(%(name)s), 0);
 REPLACE INTO tenure_holders (lock_name, fence, owner, label, ttl, conn, renewed_at)
 SELECT %(name)s, LAST_INSERT_ID(NEXTVAL(tenure_fence_seq)), %(owner)s, %(label)s, %(ttl)s,
@@ -190,4 +192,45 @@ DELETE FROM tenure_leases WHERE @tenure_run IS NOT NULL AND lock_name = %(name)s
     + """COMMIT;
 SELECT @tenure_run IS NOT NULL
 """
+)
+
+# -- the caller's-transaction option: statements for the caller's own connection ---------------
+
+# Each runs alone in the caller's open transaction, whatever its isolation level: one statement
+# per call (its driver may not take several), no session variables (the session is not ours),
+# and only locking reads and writes, which see the latest commit rather than the transaction's
+# snapshot. The store's tables are named unqualified: the connection's database must be the URL's.
+
+# Both modes: the record, with the run's fence, as _STORE_RECORD stores it. Its new row stays
+# locked until the caller's transaction ends: a begin step that reads it locking waits for that.
+CALLER_STORE_RECORD = """
+INSERT INTO tenure_records (lock_name, record, fence, owner, expires_at)
+VALUES (%(name)s, UNHEX(%(record)s), %(fence)s, %(owner)s, UTC_TIMESTAMP(6) + INTERVAL %(ttl_us)s MICROSECOND)
+ON DUPLICATE KEY UPDATE
+    record = VALUES(record), fence = VALUES(fence), owner = VALUES(owner), expires_at = VALUES(expires_at)
+"""
+
+# Advisory mode, after the record: a row only while the run's session still holds its lock. The
+# record is written first so that a step that takes the lock after this proof (the session lost
+# meanwhile) finds it locked, and then committed (ADVISORY_BEGIN); one that took it before fails
+# the proof.
+CALLER_ADVISORY_HELD = """
+SELECT fence FROM tenure_holders
+WHERE lock_name = %(name)s AND owner = %(owner)s AND conn = IS_USED_LOCK(%(name)s)
+"""
+
+# Table mode, first: a row only while the run's lease is live, locking it until the caller's
+# transaction ends, so no begin step can take it over meanwhile, expired or not (it waits, then
+# finds the row gone and the record committed: TABLE_BEGIN's locking read). Then the row goes,
+# as with TABLE_FINISH.
+CALLER_TABLE_HELD = """
+SELECT fence FROM tenure_leases
+WHERE lock_name = %(name)s AND owner = %(owner)s AND expires_at > UTC_TIMESTAMP(6) FOR UPDATE
+"""
+CALLER_TABLE_END_RUN = "DELETE FROM tenure_leases WHERE lock_name = %(name)s AND owner = %(owner)s"
+
+# After the caller's commit, on the store's own session: a few expired records go (in the caller's
+# transaction, that DELETE would lock the oldest records, shared by every key, until its commit).
+SWEEP_EXPIRED = (
+    "SET @tenure_now := UTC_TIMESTAMP(6);\nSET TRANSACTION ISOLATION LEVEL READ COMMITTED;\n" + _DROP_EXPIRED
 )
