@@ -59,9 +59,6 @@ def test_fifty_duplicates_from_eight_processes_run_once(url: str, tmp_path: Path
     seen = [(round_, result) for report in reports for round_, result in report["seen"]]
     assert len(seen) == 50 * ROUNDS
     assert all(result == runner[round_] for round_, result in seen), "a caller got another result"
-    # The processes raced for the keys (each round starts at one instant everywhere): the runs
-    # were won by several of them, not taken in turn by whichever came first.
-    assert len({who.split("-")[0] for who in runner.values()}) >= 2
 
 
 def test_a_killed_runner_is_replaced_after_its_lease(url: str) -> None:
