@@ -14,7 +14,7 @@ import tenure
 from tenure._core.idempotency import run_name
 from tenure._core.keys import namespaced_key
 from tenure._core.tokens import Owner
-from tenure._sync.backends.base import Records
+from tenure._sync.backends.base import Records, Renewal
 from tests.servers import RedisServer
 
 T = TypeVar("T")
@@ -141,6 +141,43 @@ def test_a_lock_keeps_its_fence_counter_when_renewed(redis_url: str) -> None:
         lease.renew()
         fence_key = "{" + namespaced_key(coord.namespace, "orders") + "}:fence"
         assert direct.pttl(fence_key) == -1, "only a run's counter expires, not a lock's"
+
+
+def test_a_lock_s_renewal_touches_only_its_lease(server: RedisServer) -> None:
+    direct = _direct(server.url)
+    with tenure.Coordinator(server.url) as coord:
+        keys = coord.idempotency("payments")
+        keys.run("req-1", lambda: "ok")  # the store has run a key: locks still renew alone
+        with coord.lock("orders", ttl=5).acquire() as lease:
+            lease.renew()  # the server learns the script (EVAL); the next renewal is an EVALSHA
+            direct.config_resetstat()
+            lease.renew()
+            stats = direct.info("commandstats")
+    calls = {
+        name: stat["calls"]
+        for name, stat in stats.items()
+        if not name.startswith(("cmdstat_info", "cmdstat_config"))
+    }
+    assert calls == {"cmdstat_evalsha": 1, "cmdstat_get": 1, "cmdstat_pexpire": 1}
+
+
+def test_a_batch_of_runs_and_locks_renews_each_as_its_kind(redis_url: str) -> None:
+    direct = _direct(redis_url)
+    with tenure.Coordinator(redis_url) as coord:
+        store = coord._store
+        assert isinstance(store, Records)
+        run, lock, stranger = _store_key(coord, "payments", "r-1"), "orders", "taken"
+        runner, holder = Owner(), Owner()
+        assert isinstance(store.begin_run(run, runner, 0.3), int)
+        assert store.try_acquire(lock, holder, 0.3) is not None
+        outcomes = store.renew_many(
+            [Renewal(lock, holder, 5), Renewal(run, runner, 5), Renewal(stranger, Owner(), 5)]
+        )
+        assert outcomes == [True, True, False]  # in the batch's order, whatever script renewed each
+        assert 5000 < direct.pttl(_prefix(coord, "r-1") + ":fence") <= 6000  # the lease's ttl + a grace
+        assert direct.pttl("{" + lock + "}:fence") == -1
+        assert store.finish_run(run, runner, b"done", 60)
+        assert store.renew_many([Renewal(lock, holder, 5)]) == [True]
 
 
 def test_max_size_cannot_exceed_what_redis_keeps(redis_url: str) -> None:

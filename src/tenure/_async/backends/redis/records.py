@@ -9,8 +9,10 @@ one cluster slot: ``scripts.py``), a key keeps
 
 and nothing lives forever: the record expires with its ttl, the lease with its PX, and a run's
 fence counter ``{<key>}:fence`` is given its lease's expiry plus a grace when the run begins and
-whenever RENEW renews the lease, so a failed run's (released) or a dead runner's (expired) counter
-goes soon after the lease; FINISH_RUN deletes it outright, the record keeping the fence. A next run
+whenever RENEW_RUNS renews the lease, so a failed run's (released) or a dead runner's (expired)
+counter goes soon after the lease; FINISH_RUN deletes it outright, the record keeping the fence.
+A run's lease is renewed by RENEW_RUNS, not by the lock's RENEW: the store knows the runs it
+began (``RunLeases``), so a lock's renewal never pays for a counter it does not have. A next run
 then starts a new counter from the server's ``TIME`` in microseconds (``bump_fence``), above every
 fence the key had, so fences of a key still only grow (the lock's caveat: unless more than one run
 per microsecond was ever begun on it, or the server's clock stepped back).
@@ -18,10 +20,43 @@ per microsecond was ever begun on it, or the server's clock stepped back).
 
 from __future__ import annotations
 
-from tenure._async.backends.redis.scripts import FENCE_GRACE, HANDING_OVER, TAKE, digest
+from tenure._async.backends.base import Renewal
+from tenure._async.backends.redis.scripts import HANDING_OVER, OWNED_BY, TAKE, digest
+from tenure._core.tokens import Owner
 
 RECORD_LIMIT = 4 * 1024 * 1024
 """Largest record kept: a hit copies it through Lua while the server waits (~0.5-1.5 ms per MiB)."""
+
+
+class RunLeases:
+    """The runs a store began and has not ended yet: whose renewals renew their fence counters too.
+
+    A run ends in FINISH_RUN or in the lock's RELEASE (a failed run, an interrupted begin), both
+    through this store, so the table holds only runs in progress.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, str] = {}  # key -> the token of the run that holds it
+
+    def __bool__(self) -> bool:
+        return bool(self._tokens)
+
+    def began(self, key: str, owner: Owner) -> None:
+        self._tokens[key] = owner.token
+
+    def ended(self, key: str, owner: Owner) -> None:
+        if self._tokens.get(key) == owner.token:
+            del self._tokens[key]
+
+    def holds(self, renewal: Renewal) -> bool:
+        return self._tokens.get(renewal.key) == renewal.owner.token
+
+
+# How long a run's fence counter outlives its lease: a margin, so that no reader finds the lease
+# without its fence, whatever the server's clock did between two commands.
+_FENCE_GRACE = r"""
+local FENCE_GRACE_MS = 1000
+"""
 
 _READ = r"""
 -- The key's live record as {fence, record, remaining ms}, or nil.
@@ -52,7 +87,7 @@ end
 
 BEGIN_RUN = (
     TAKE
-    + FENCE_GRACE
+    + _FENCE_GRACE
     + _READ
     + r"""
 -- Return the key's live record; else take its lease as ACQUIRE does, the fence counter expiring
@@ -102,6 +137,28 @@ return 1
 """
 )
 
+RENEW_RUNS = (
+    OWNED_BY
+    + _FENCE_GRACE
+    + r"""
+-- Renew runs' leases as RENEW renews a lock's, each with its fence counter, which must outlive it.
+-- KEYS[2i-1] the lease of run i ("<prefix>:lock"), KEYS[2i] its fence counter ("<prefix>:fence"),
+-- ARGV[2i-1] its owner token, ARGV[2i] its ttl in ms
+-- Returns: per run, 1 if renewed, 0 if not held by this owner (expired, taken over, server restarted).
+local renewed = {}
+for i = 1, #KEYS / 2 do
+    renewed[i] = 0
+    local ttl_ms = ARGV[2 * i]
+    if owned_by(redis.call('GET', KEYS[2 * i - 1]), ARGV[2 * i - 1]) then
+        redis.call('PEXPIRE', KEYS[2 * i - 1], ttl_ms)
+        redis.call('PEXPIRE', KEYS[2 * i], ttl_ms + FENCE_GRACE_MS)
+        renewed[i] = 1
+    end
+end
+return renewed
+"""
+)
+
 READ_RECORD = (
     _READ
     + r"""
@@ -115,5 +172,10 @@ return found
 # The record scripts by name, each with its digest (beside ``scripts.SCRIPTS``).
 RECORD_SCRIPTS = {
     name: (source, digest(source))
-    for name, source in {"BEGIN_RUN": BEGIN_RUN, "FINISH_RUN": FINISH_RUN, "READ_RECORD": READ_RECORD}.items()
+    for name, source in {
+        "BEGIN_RUN": BEGIN_RUN,
+        "FINISH_RUN": FINISH_RUN,
+        "RENEW_RUNS": RENEW_RUNS,
+        "READ_RECORD": READ_RECORD,
+    }.items()
 }

@@ -91,12 +91,6 @@ local function owned_by(value, token)
 end
 """
 
-# How long a run's fence counter outlives its lease (records.py): a margin, so that no reader
-# finds the lease without its fence, whatever the server's clock did between two commands.
-FENCE_GRACE = r"""
-local FENCE_GRACE_MS = 1000
-"""
-
 _QUEUE = r"""
 local function now_ms()
     local t = redis.call('TIME')
@@ -242,7 +236,6 @@ return bump_fence(prefix .. ':fence')
 
 RENEW = (
     OWNED_BY
-    + FENCE_GRACE
     + r"""
 -- Set each lease to expire ttl ms from now if its owner still holds it; each outcome separate.
 -- KEYS[i] the lease of lock i ("<prefix>:lock"), ARGV[2i-1] its owner token, ARGV[2i] its ttl in ms
@@ -252,12 +245,6 @@ for i, lock in ipairs(KEYS) do
     renewed[i] = 0
     if owned_by(redis.call('GET', lock), ARGV[2 * i - 1]) then
         redis.call('PEXPIRE', lock, ARGV[2 * i])
-        -- An idempotency run's fence counter expires a grace after its lease (a lock's never
-        -- does): it must outlive the lease, so it is renewed with it.
-        local fence = string.sub(lock, 1, -6) .. ':fence'
-        if redis.call('PTTL', fence) > 0 then
-            redis.call('PEXPIRE', fence, ARGV[2 * i] + FENCE_GRACE_MS)
-        end
         renewed[i] = 1
     end
 end

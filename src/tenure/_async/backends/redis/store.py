@@ -4,7 +4,7 @@ Semaphores: one script takes a free slot, bumps the name's fence counter and che
 recorded limit (``PERMIT``); a permit is then renewed and released as a lock on its slot, whose
 release pushes onto the slot's signal list, so a waiter blocks on all of them with one BLPOP.
 
-Idempotency keys: a run is the key's lock, begun and finished by the record scripts
+Idempotency keys: a run is the key's lock, begun, renewed and finished by the record scripts
 (``records.py``); a hit is the one BEGIN_RUN call that finds the record.
 """
 
@@ -26,7 +26,7 @@ from tenure._async.backends.base import (
     RenewOutcome,
 )
 from tenure._async.backends.redis.connection import DRIVER_ERRORS, AsyncRedisFeed, client_options, map_errors
-from tenure._async.backends.redis.records import RECORD_LIMIT, RECORD_SCRIPTS
+from tenure._async.backends.redis.records import RECORD_LIMIT, RECORD_SCRIPTS, RunLeases
 from tenure._async.backends.redis.scripts import SCRIPTS, key_prefix, milliseconds, slot_parts
 from tenure._concurrency import async_sleep
 from tenure._config import BackendConfig
@@ -70,6 +70,7 @@ class AsyncRedisStore(AsyncLeaseStore):
         self._client_options = client_options(config)
         self._client: AsyncRedis | None = None
         self._expiries = HolderExpiries()  # when the holders refused attempts saw run out
+        self._runs = RunLeases()  # idempotency runs in progress: their counters expire (records.py)
 
     async def connect(self) -> None:
         if self._client is not None:
@@ -93,22 +94,19 @@ class AsyncRedisStore(AsyncLeaseStore):
         return self._fence_or_hint(key, await self._run("ACQUIRE_QUEUED", args))
 
     async def renew_many(self, renewals: Sequence[Renewal]) -> list[RenewOutcome]:
-        # One script call per chunk: a call blocks the server while it runs, so keep each short.
-        outcomes: list[RenewOutcome] = []
-        for start in range(0, len(renewals), RENEW_CHUNK):
-            chunk = renewals[start : start + RENEW_CHUNK]
-            keys = [f"{key_prefix(key)}:lock" for key, _, _ in chunk]
-            args = [part for _, owner, ttl in chunk for part in (owner.token, milliseconds(ttl))]
-            try:
-                replies = await self._run("RENEW", args, keys)
-                if not isinstance(replies, list) or len(replies) != len(chunk):
-                    raise BackendProtocolError(f"unexpected reply from {self.url} (renew): {replies!r}")
-                outcomes.extend(reply == 1 for reply in replies)
-            except BackendError as exc:  # the whole call failed: every lease of this chunk with it
-                outcomes.extend([exc] * len(chunk))
-        return outcomes
+        # A run's fence counter expires a grace after its lease, so runs renew theirs with it
+        # (RENEW_RUNS); a lock's counter never expires, so RENEW touches its lease alone.
+        is_run = [self._runs.holds(renewal) for renewal in renewals] if self._runs else []
+        if not any(is_run):
+            return await self._renew_chunks("RENEW", renewals, (":lock",))
+        runs = [renewal for renewal, run in zip(renewals, is_run, strict=True) if run]
+        locks = [renewal for renewal, run in zip(renewals, is_run, strict=True) if not run]
+        run_outcomes = iter(await self._renew_chunks("RENEW_RUNS", runs, (":lock", ":fence")))
+        lock_outcomes = iter(await self._renew_chunks("RENEW", locks, (":lock",)))
+        return [next(run_outcomes) if run else next(lock_outcomes) for run in is_run]
 
     async def release(self, key: str, owner: Owner) -> bool:
+        self._runs.ended(key, owner)  # a failed run ends by a release
         return bool(await self._run("RELEASE", [key_prefix(key), owner.token, SIGNAL_TTL_MS]))
 
     async def leave_queue(self, key: str, owner: Owner) -> None:
@@ -167,9 +165,13 @@ class AsyncRedisStore(AsyncLeaseStore):
         if isinstance(reply, list):
             self._expiries.forget(key)
             return self._recorded(key, reply)
-        return self._fence_or_hint(key, reply)
+        fence = self._fence_or_hint(key, reply)
+        if fence is not None:
+            self._runs.began(key, owner)
+        return fence
 
     async def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
+        self._runs.ended(key, owner)
         args = [key_prefix(key), owner.token, record, milliseconds(ttl), SIGNAL_TTL_MS]
         return bool(await self._run("FINISH_RUN", args))
 
@@ -201,6 +203,25 @@ class AsyncRedisStore(AsyncLeaseStore):
             await client.aclose()
 
     # -- internals -------------------------------------------------------------------------------
+
+    async def _renew_chunks(
+        self, script: str, renewals: Sequence[Renewal], suffixes: tuple[str, ...]
+    ) -> list[RenewOutcome]:
+        """Renew through ``script``, which takes each lease's keys ``<prefix><suffix>`` in KEYS."""
+        # One script call per chunk: a call blocks the server while it runs, so keep each short.
+        outcomes: list[RenewOutcome] = []
+        for start in range(0, len(renewals), RENEW_CHUNK):
+            chunk = renewals[start : start + RENEW_CHUNK]
+            keys = [key_prefix(key) + suffix for key, _, _ in chunk for suffix in suffixes]
+            args = [part for _, owner, ttl in chunk for part in (owner.token, milliseconds(ttl))]
+            try:
+                replies = await self._run(script, args, keys)
+                if not isinstance(replies, list) or len(replies) != len(chunk):
+                    raise BackendProtocolError(f"unexpected reply from {self.url} (renew): {replies!r}")
+                outcomes.extend(reply == 1 for reply in replies)
+            except BackendError as exc:  # the whole call failed: every lease of this chunk with it
+                outcomes.extend([exc] * len(chunk))
+        return outcomes
 
     async def _run(self, script: str, args: list[Any], keys: Sequence[str] = ()) -> Any:
         if self._client is None:
