@@ -36,6 +36,7 @@ import psycopg.errors
 
 from tenure._async.backends.base import Recorded, SQLStep
 from tenure._async.backends.postgresql import sql
+from tenure._async.backends.postgresql.connection import AsyncPgSession
 from tenure._async.backends.postgresql.shared import AsyncHold
 from tenure._core.tokens import Owner
 from tenure._exceptions import BackendError, BackendProtocolError
@@ -314,17 +315,10 @@ class AsyncAdvisoryRecords:
 
     async def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
         store = cast("AsyncPostgresStore", self)
-        hold = store._holds.pop((key, owner.token), None)
-        if hold is None:
+        session = await self._end_hold(key, owner)
+        if session is None:
             return False
-        if hold.wait is not None:  # in a lock's line (not a run's step): leave it
-            await store._leave(hold)
-            return False
-        session, lock = hold.session, sql.lock_id(key)
-        session.unhold(lock)
-        if session.broken:  # found dead earlier (and closed): the lock went with it
-            store._untake(key)
-            return False
+        lock = sql.lock_id(key)
 
         def params() -> dict[str, Any]:
             return {"id": lock, "key": key, "owner": owner.token, "record": record, "ttl": ttl,
@@ -357,14 +351,10 @@ class AsyncAdvisoryRecords:
     async def end_after_commit(self, key: str, owner: Owner) -> bool:
         """Unlock the run's key, its record committed: a waiter that takes the lock finds it."""
         store = cast("AsyncPostgresStore", self)
-        hold = store._holds.pop((key, owner.token), None)
-        if hold is None:
+        session = await self._end_hold(key, owner)
+        if session is None:
             return False
-        session, lock = hold.session, sql.lock_id(key)
-        session.unhold(lock)
-        if session.broken:  # found dead earlier (and closed): the lock went with it
-            store._untake(key)
-            return False
+        lock = sql.lock_id(key)
 
         def params() -> dict[str, Any]:
             return {"id": lock, "owner": owner.token, "idle": session.idle()}
@@ -385,3 +375,19 @@ class AsyncAdvisoryRecords:
         store = cast("AsyncPostgresStore", self)
         rows = await store._call(READ_RECORD, {"key": key}, f"reading the record of {key!r}")
         return recorded(store.url, key, *rows[0]) if rows else None
+
+    async def _end_hold(self, key: str, owner: Owner) -> AsyncPgSession | None:
+        """Take the run's hold for its last step: the session still holding its lock, or None if lost."""
+        store = cast("AsyncPostgresStore", self)
+        hold = store._holds.pop((key, owner.token), None)
+        if hold is None:
+            return None
+        if hold.wait is not None:  # in a lock's line (not a run's step): leave it
+            await store._leave(hold)
+            return None
+        session = hold.session
+        session.unhold(sql.lock_id(key))
+        if session.broken:  # found dead earlier (and closed): the lock went with it
+            store._untake(key)
+            return None
+        return session

@@ -37,6 +37,7 @@ import psycopg.errors
 
 from tenure._sync.backends.base import Recorded, SQLStep
 from tenure._sync.backends.postgresql import sql
+from tenure._sync.backends.postgresql.connection import PgSession
 from tenure._sync.backends.postgresql.shared import Hold
 from tenure._core.tokens import Owner
 from tenure._exceptions import BackendError, BackendProtocolError
@@ -315,17 +316,10 @@ class AdvisoryRecords:
 
     def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
         store = cast("PostgresStore", self)
-        hold = store._holds.pop((key, owner.token), None)
-        if hold is None:
+        session = self._end_hold(key, owner)
+        if session is None:
             return False
-        if hold.wait is not None:  # in a lock's line (not a run's step): leave it
-            store._leave(hold)
-            return False
-        session, lock = hold.session, sql.lock_id(key)
-        session.unhold(lock)
-        if session.broken:  # found dead earlier (and closed): the lock went with it
-            store._untake(key)
-            return False
+        lock = sql.lock_id(key)
 
         def params() -> dict[str, Any]:
             return {"id": lock, "key": key, "owner": owner.token, "record": record, "ttl": ttl,
@@ -358,14 +352,10 @@ class AdvisoryRecords:
     def end_after_commit(self, key: str, owner: Owner) -> bool:
         """Unlock the run's key, its record committed: a waiter that takes the lock finds it."""
         store = cast("PostgresStore", self)
-        hold = store._holds.pop((key, owner.token), None)
-        if hold is None:
+        session = self._end_hold(key, owner)
+        if session is None:
             return False
-        session, lock = hold.session, sql.lock_id(key)
-        session.unhold(lock)
-        if session.broken:  # found dead earlier (and closed): the lock went with it
-            store._untake(key)
-            return False
+        lock = sql.lock_id(key)
 
         def params() -> dict[str, Any]:
             return {"id": lock, "owner": owner.token, "idle": session.idle()}
@@ -386,3 +376,19 @@ class AdvisoryRecords:
         store = cast("PostgresStore", self)
         rows = store._call(READ_RECORD, {"key": key}, f"reading the record of {key!r}")
         return recorded(store.url, key, *rows[0]) if rows else None
+
+    def _end_hold(self, key: str, owner: Owner) -> PgSession | None:
+        """Take the run's hold for its last step: the session still holding its lock, or None if lost."""
+        store = cast("PostgresStore", self)
+        hold = store._holds.pop((key, owner.token), None)
+        if hold is None:
+            return None
+        if hold.wait is not None:  # in a lock's line (not a run's step): leave it
+            store._leave(hold)
+            return None
+        session = hold.session
+        session.unhold(sql.lock_id(key))
+        if session.broken:  # found dead earlier (and closed): the lock went with it
+            store._untake(key)
+            return None
+        return session
