@@ -194,6 +194,13 @@ def declared(name: str) -> frozenset[Guarantee]:
     return guarantees
 
 
+@pytest.fixture(params=backends_able(Capability.COUNTERS))
+def counters_url(request: pytest.FixtureRequest) -> str:
+    """A backend that keeps rate limits (the others are refused: a contract test says so)."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
 @pytest.fixture(params=backends_able(Capability.RECORDS))
 def records_url(request: pytest.FixtureRequest) -> str:
     """A backend that keeps idempotency records (the others are refused: a contract test says so)."""

@@ -16,6 +16,7 @@ from tenure._async.election import AsyncElection, AsyncLeadership
 from tenure._async.idempotency import AsyncIdempotency
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
+from tenure._async.ratelimit import AsyncRateLimiter
 from tenure._async.rwlock import AsyncRWLock, AsyncWriteLease
 from tenure._async.semaphore import AsyncSemaphore
 from tenure._async.sequence import AsyncSequence
@@ -23,6 +24,7 @@ from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.idempotency import KeyState
 from tenure._core.leader import Leader
+from tenure._core.ratelimit import RateState
 from tenure._default import lock, try_lock
 from tenure._exceptions import (
     AcquireTimeout,
@@ -43,6 +45,7 @@ from tenure._exceptions import (
     NotLeader,
     NotOwner,
     PayloadMismatch,
+    RateLimited,
     TenureError,
 )
 from tenure._sync.coordinator import Coordinator
@@ -50,6 +53,7 @@ from tenure._sync.election import Election, Leadership
 from tenure._sync.idempotency import Idempotency
 from tenure._sync.lease import Lease
 from tenure._sync.lock import Lock
+from tenure._sync.ratelimit import RateLimiter
 from tenure._sync.rwlock import RWLock, WriteLease
 from tenure._sync.semaphore import Semaphore
 from tenure._sync.sequence import Sequence
@@ -67,6 +71,7 @@ __all__ = [
     "AsyncLease",
     "AsyncLock",
     "AsyncRWLock",
+    "AsyncRateLimiter",
     "AsyncSemaphore",
     "AsyncSequence",
     "AsyncWriteLease",
@@ -99,6 +104,9 @@ __all__ = [
     "NotOwner",
     "PayloadMismatch",
     "RWLock",
+    "RateLimited",
+    "RateLimiter",
+    "RateState",
     "Semaphore",
     "Sequence",
     "TenureError",

@@ -19,12 +19,13 @@
     ├── ElectionError
     │   ├── NotLeader
     │   └── LeadershipLost        (also a LockLost)
-    └── IdempotencyError          a run's result is too large, or cannot be stored or replayed
-        ├── InProgress            another run of the key holds it; its result is not there yet
-        └── PayloadMismatch       the key was used with another payload
+    ├── IdempotencyError          a run's result is too large, or cannot be stored or replayed
+    │   ├── InProgress            another run of the key holds it; its result is not there yet
+    │   └── PayloadMismatch       the key was used with another payload
+    └── RateLimited (retry_after) no permit within the timeout (or the store was down: "deny")
 
-The errors of the primitives still to come (rate limits, circuit breakers, bulkheads) join the
-tree with them, as DESIGN.md names them.
+The errors of the primitives still to come (circuit breakers, bulkheads) join the tree with
+them, as DESIGN.md names them.
 
 Driver exceptions are chained with ``raise ... from exc``, never leaked and never swallowed.
 """
@@ -50,6 +51,7 @@ __all__ = [
     "NotLeader",
     "NotOwner",
     "PayloadMismatch",
+    "RateLimited",
     "TenureError",
 ]
 
@@ -131,3 +133,20 @@ class InProgress(IdempotencyError):
 
 class PayloadMismatch(IdempotencyError):
     """Report that an idempotency key was used before with another payload: nothing was run."""
+
+
+class RateLimited(TenureError):
+    """Report that a rate limit admits no permit in time; ``retry_after`` says when it would.
+
+    ``retry_after`` is exact (seconds by the store's clock until the refused cost is due) unless
+    ``unavailable`` is true: then the store did not answer within the limiter's deadline, the
+    limiter was made with ``on_unavailable="deny"``, and ``retry_after`` is only a hint.
+    """
+
+    def __init__(self, message: str, retry_after: float, unavailable: bool = False) -> None:
+        super().__init__(message, retry_after, unavailable)  # all in args: it pickles whole
+        self.retry_after = retry_after
+        self.unavailable = unavailable
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -6,12 +6,13 @@ import logging
 from types import TracebackType
 from typing import cast
 
-from tenure._async.backends.base import AsyncCounting, AsyncLeaseStore, AsyncRecords
+from tenure._async.backends.base import AsyncCounters, AsyncCounting, AsyncLeaseStore, AsyncRecords
 from tenure._async.context import AsyncContext
 from tenure._async.election import AsyncElection
 from tenure._async.idempotency import AsyncIdempotency
 from tenure._async.lease import AsyncLease
 from tenure._async.lock import AsyncLock
+from tenure._async.ratelimit import AsyncRateLimiter, OnUnavailable
 from tenure._async.rwlock import AsyncRWLock
 from tenure._async.semaphore import AsyncSemaphore
 from tenure._async.sequence import AsyncSequence
@@ -22,6 +23,7 @@ from tenure._core.holder import HolderInfo
 from tenure._core.idempotency import HEADER_BYTES, JSONSerializer, Serializer, final_errors
 from tenure._core.keys import namespaced_key, validate_name
 from tenure._core.leader import check_value, election_key
+from tenure._core.ratelimit import parse_rates
 from tenure._core.semaphore import check_limit
 from tenure._core.tokens import holder_label
 from tenure._exceptions import BackendIncapable, ConfigurationError, TenureError
@@ -32,6 +34,7 @@ log = logging.getLogger("tenure")
 DEFAULT_TTL = 15.0
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RECORD_TTL = 86400.0  # an idempotency record lives a day: longer than clients retry
+DEFAULT_RATE_DEADLINE = 0.05  # a rate decision's longest wait for the store: less than a call's cost
 
 
 class AsyncCoordinator:
@@ -242,6 +245,53 @@ class AsyncCoordinator:
             serializer=serializer,
             store_errors=final,
             max_size=max_size,
+        )
+
+    def rate_limiter(
+        self,
+        name: str,
+        *,
+        rate: str,
+        burst: int | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        on_unavailable: OnUnavailable = "allow",
+        deadline: float | None = DEFAULT_RATE_DEADLINE,
+    ) -> AsyncRateLimiter:
+        """Return the rate limiter ``name`` (no I/O yet): ``rate`` permits per key, GCRA.
+
+        ``rate`` is "100/s", "6000/min", "5/10s" or several, "10/s;100/min" (all must admit a
+        call). ``burst`` is how many permits may be taken at once after an idle period: the
+        first rate's bucket (default one second of it, at least 1); further rates are quotas
+        whose bucket is their count. ``timeout`` is how long ``acquire()`` waits by default;
+        ``deadline`` how long one decision may wait for the store before ``on_unavailable``
+        ("allow" or "deny") decides instead (None: the backend's op_timeout). Every process
+        must use the same rates for a name. Raises ``ConfigurationError`` for a bad argument
+        and ``BackendIncapable`` when the backend cannot take a rate step atomically.
+        """
+        validate_name(name, what="rate limiter name")
+        rates = parse_rates(rate, burst)
+        if on_unavailable not in ("allow", "deny"):
+            raise ConfigurationError(f'on_unavailable must be "allow" or "deny", got {on_unavailable!r}')
+        if deadline is not None:
+            deadline = check_timeout(deadline)
+            if deadline == 0:
+                raise ConfigurationError("deadline must be > 0 seconds (or None: the backend's op_timeout)")
+        if not isinstance(self._store, AsyncCounters):
+            raise BackendIncapable(
+                "rate limits need a backend that takes a rate step atomically (Counters); "
+                f"{self._store.scheme}:// does not"
+            )
+        # The name's ':' and '%' are escaped so that the first ':' after it starts the caller's key.
+        escaped = name.replace("%", "%25").replace(":", "%3A")
+        return AsyncRateLimiter(
+            self._context,
+            self._store,
+            name,
+            namespaced_key(self.namespace, escaped, kind="ratelimit"),
+            rates=rates,
+            timeout=check_timeout(timeout),
+            on_unavailable=on_unavailable,
+            deadline=deadline,
         )
 
     def election(self, name: str, *, value: str | None = None, ttl: float = DEFAULT_TTL) -> AsyncElection:

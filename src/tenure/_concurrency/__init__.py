@@ -23,6 +23,7 @@ from tenure._concurrency.calls import (
     async_running_loop,
     async_shielded,
     async_sleep,
+    async_within,
     await_result,
     call_stoppably,
     current_actor,
@@ -32,6 +33,7 @@ from tenure._concurrency.calls import (
     running_loop,
     shielded,
     sleep,
+    within,
 )
 from tenure._concurrency.inflight import AsyncInFlight, InFlight
 from tenure._concurrency.mysql import AsyncMySQLCalls, MySQLCalls
@@ -75,6 +77,7 @@ __all__ = [
     "async_running_loop",
     "async_shielded",
     "async_sleep",
+    "async_within",
     "await_result",
     "call_stoppably",
     "current_actor",
@@ -84,4 +87,5 @@ __all__ = [
     "running_loop",
     "shielded",
     "sleep",
+    "within",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import inspect
@@ -138,6 +139,39 @@ def shielded(make: Callable[[], T]) -> T:
 def _log_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("tenure: background cleanup failed: %r", task.exception())
+
+
+# -- a call bounded by a short deadline (a rate limiter's store must never stall its caller) --
+
+
+async def async_within(timeout: float, make: Callable[[], Awaitable[T]]) -> T:
+    """Return ``await make()``, or raise TimeoutError after ``timeout`` s (the call is cancelled)."""
+    async with asyncio.timeout(timeout):
+        return await make()
+
+
+_bounded_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_bounded_pool_lock = threading.Lock()
+
+
+def within(timeout: float, make: Callable[[], T]) -> T:
+    """Return ``make()``, or raise TimeoutError after ``timeout`` s.
+
+    A blocking driver call cannot be interrupted, so it runs in a small shared pool of worker
+    threads while the caller waits at most ``timeout``; a late call finishes (within the
+    driver's own op_timeout) in its worker, and its result is dropped.
+    """
+    global _bounded_pool
+    if _bounded_pool is None:
+        with _bounded_pool_lock:
+            if _bounded_pool is None:
+                _bounded_pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="tenure-bounded")
+    future = _bounded_pool.submit(make)
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()  # not started yet (the workers are all stuck on late calls): never start
+        raise
 
 
 # -- who is acting: the unit that owns a reentrant hold ----------------------------------------

@@ -22,11 +22,12 @@ class Capability(enum.Enum):
 
     ``QUEUEING`` is the ``Queueing`` protocol of ``backends/base.py``; ``SESSIONS`` says that
     what a client holds lives in one server session; ``COUNTING`` is the ``Counting`` protocol
-    (semaphores); ``RECORDS`` is the ``Records`` protocol (idempotency keys). The capabilities of
-    the primitives still to come (counters) are added with them.
+    (semaphores); ``RECORDS`` is the ``Records`` protocol (idempotency keys); ``COUNTERS`` is the
+    ``Counters`` protocol (rate limits).
     """
 
     QUEUEING = "Queueing"
     COUNTING = "Counting"
     SESSIONS = "Sessions"
     RECORDS = "Records"
+    COUNTERS = "Counters"

@@ -16,6 +16,8 @@ from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
 from tenure._core.idempotency import Recorded as Recorded  # the stores' steps return it
+from tenure._core.ratelimit import Rate as Rate
+from tenure._core.ratelimit import RateStep as RateStep
 from tenure._core.tokens import Owner
 
 
@@ -231,6 +233,23 @@ class AsyncRecords(Protocol):
 
     async def read_record(self, key: str) -> Recorded | None:
         """Return ``key``'s live record, or None (for ``tenure inspect``)."""
+        ...
+
+
+@runtime_checkable
+class AsyncCounters(Protocol):
+    """The Counters capability: rate limits, for stores that declare ``Capability.COUNTERS``.
+
+    One GCRA step (``tenure._core.ratelimit``) per decision, atomic and by the store's clock.
+    """
+
+    async def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
+        """Run ``gcra_step`` on ``key``'s stored TATs at the store's now, as one atomic step.
+
+        When it admits ``cost`` > 0 permits, store the new TATs (the key may expire at their
+        latest); else change nothing. ``cost`` 0 only looks. Keys are any text of up to
+        ``MAX_NAME_BYTES`` * 2 + a few bytes, hashed by the store if it keeps shorter keys.
+        """
         ...
 
 

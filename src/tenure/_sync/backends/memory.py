@@ -22,6 +22,8 @@ from tenure._sync.backends.base import (
     ChangeFeed,
     LeaseStore,
     Permit,
+    Rate,
+    RateStep,
     Recorded,
     Renewal,
     RenewOutcome,
@@ -29,6 +31,7 @@ from tenure._sync.backends.base import (
 from tenure._concurrency import Signal
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
+from tenure._core.ratelimit import gcra_step
 from tenure._core.semaphore import limit_mismatch, permit_keys, slot_order
 from tenure._core.tokens import Owner
 
@@ -52,8 +55,11 @@ class _Space:
     entries: dict[str, _Entry] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)  # semaphore key -> its permits' limit
     records: dict[str, Recorded] = field(default_factory=dict)  # remaining: the expiry, monotonic
+    tats: dict[str, tuple[float, ...]] = field(default_factory=dict)  # rate limits' stored TATs
+    steps: int = 0  # rate steps taken: every SWEEP_EVERY-th drops idle keys' TATs
 
 
+SWEEP_EVERY = 4096
 _SPACES: dict[str, _Space] = {}
 _SPACES_LOCK = threading.Lock()
 
@@ -64,7 +70,9 @@ class MemoryStore(LeaseStore):
     scheme: ClassVar[str] = "memory"
     description: ClassVar[str] = "one process; tests and examples"
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset({Guarantee.FENCING, Guarantee.SERVER_TIME})
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING, Capability.RECORDS})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.COUNTING, Capability.RECORDS, Capability.COUNTERS}
+    )
     record_limit = 16 * 1024 * 1024  # a bound to keep a test's memory sane, not a limit of dicts
     # Releases wake waiters at once; the pause only bounds waiting for an expiry.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 0.5)
@@ -234,6 +242,18 @@ class MemoryStore(LeaseStore):
             del self._space.records[key]
             return None
         return found._replace(remaining=found.remaining - now)
+
+    def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
+        space = self._space
+        with space.lock:
+            now = time.monotonic()
+            step = gcra_step(space.tats.get(key, ()), now, rates, cost)
+            if step.allowed and cost:
+                space.tats[key] = step.tats
+                space.steps += 1
+                if space.steps % SWEEP_EVERY == 0:  # a full bucket is as good as no entry
+                    space.tats = {k: tats for k, tats in space.tats.items() if max(tats) > now}
+            return step
 
     def watch(self, key: str) -> ChangeFeed:
         signal = Signal()

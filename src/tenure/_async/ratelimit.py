@@ -1,0 +1,154 @@
+"""Rate limiter: GCRA permits per key, decided in one atomic step by the store's clock."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Literal
+
+from tenure._concurrency import async_sleep, async_within
+from tenure._core.deadline import Deadline
+from tenure._core.durations import check_timeout
+from tenure._core.keys import validate_name
+from tenure._core.ratelimit import Rate, RateState, RateStep, check_cost, rate_state
+from tenure._exceptions import BackendUnavailable, RateLimited
+
+if TYPE_CHECKING:
+    from tenure._async.backends.base import AsyncCounters
+    from tenure._async.context import AsyncContext
+
+log = logging.getLogger("tenure")
+
+OnUnavailable = Literal["allow", "deny"]
+
+
+class _Unset:
+    pass
+
+
+_UNSET = _Unset()
+
+
+class AsyncRateLimiter:
+    """A distributed rate limiter: GCRA buckets, one per key, shared through the backend.
+
+    ``try_acquire(key=)`` takes ``cost`` permits if the key's bucket has them (one round trip)
+    and returns whether it did; ``acquire(key=, timeout=)`` sleeps exactly until they are due
+    (no polling) or raises ``RateLimited`` with the exact ``retry_after`` when that is later
+    than the timeout; ``peek(key=)`` tells the bucket's state without taking anything.
+
+    **Guarantees.** Every decision is one atomic step on the store, by the store's clock (a
+    client's skewed clock changes nothing where the backend declares SERVER_TIME), so
+    concurrent callers of every process never get more than ``rate x time + burst``. A store
+    that does not answer within ``deadline`` seconds (unreachable, partitioned, slow) never
+    stalls the caller: the limiter answers as ``on_unavailable`` says ("allow" lets the call
+    through, "deny" refuses it) and logs the outage once.
+    """
+
+    def __init__(
+        self,
+        context: AsyncContext,
+        counters: AsyncCounters,
+        name: str,
+        key: str,
+        *,
+        rates: tuple[Rate, ...],
+        timeout: float | None,
+        on_unavailable: OnUnavailable,
+        deadline: float | None,
+    ) -> None:
+        self.name = name
+        self.key = key
+        self.rates = rates
+        self.timeout = timeout
+        self.on_unavailable = on_unavailable
+        self.deadline = deadline
+        self._context = context
+        self._counters = counters
+        self._outage = False  # logged once per outage, not once per call
+
+    def __repr__(self) -> str:
+        rates = "; ".join(str(rate) for rate in self.rates)
+        return f"<AsyncRateLimiter {self.name!r} {rates} on {self._context.url}>"
+
+    async def try_acquire(self, *, key: str = "", cost: int = 1) -> bool:
+        """Take ``cost`` permits of ``key``'s bucket if it has them now; return whether it did."""
+        return (await self.decide(key=key, cost=cost)).allowed
+
+    async def acquire(
+        self, *, key: str = "", cost: int = 1, timeout: float | _Unset | None = _UNSET
+    ) -> RateState:
+        """Take ``cost`` permits of ``key``'s bucket, sleeping until they are due; return the state.
+
+        Waits at most ``timeout`` seconds (default: the limiter's; ``0`` only tries, ``None``
+        waits as long as it takes). Raises ``RateLimited(retry_after)`` at once when the permits
+        are due later than the time left: no waiting to fail.
+        """
+        left = Deadline(self.timeout if isinstance(timeout, _Unset) else check_timeout(timeout))
+        while True:
+            state = await self.decide(key=key, cost=cost)
+            if state.allowed:
+                return state
+            if state.unavailable:
+                raise RateLimited(
+                    f"rate limiter {self.name!r}: its store {self._context.url} did not answer within "
+                    f"{self.deadline:g} s and on_unavailable is 'deny'",
+                    state.retry_after,
+                    unavailable=True,
+                )
+            if state.retry_after > left.remaining():
+                raise RateLimited(
+                    f"rate limiter {self.name!r}: {cost} permit(s) of key {key!r} are due in "
+                    f"{state.retry_after:.3f} s, past the timeout",
+                    state.retry_after,
+                )
+            await async_sleep(state.retry_after)
+
+    async def decide(self, *, key: str = "", cost: int = 1) -> RateState:
+        """Take ``cost`` permits of ``key``'s bucket if it has them now; return the decision.
+
+        What middleware needs: admitted or not, with the remaining permits and the times for
+        the response's headers.
+        """
+        cost = check_cost(cost, self.rates)
+        return await self._step(self._key_of(key), cost)
+
+    async def peek(self, *, key: str = "") -> RateState:
+        """Return ``key``'s bucket as it stands (``remaining``, ``reset_after``); takes nothing."""
+        state = await self._step(self._key_of(key), 0)
+        return state if state.unavailable else state._replace(allowed=state.remaining >= 1)
+
+    def _key_of(self, key: str) -> str:
+        if key == "":
+            return self.key
+        return f"{self.key}:{validate_name(key, what='rate limit key')}"
+
+    async def _step(self, store_key: str, cost: int) -> RateState:
+        async def step_in_store() -> RateStep:  # connecting too: a first call must not stall either
+            await self._context.ensure_connected()
+            return await self._counters.rate_step(store_key, self.rates, cost)
+
+        try:
+            deadline = self.deadline
+            step = await (step_in_store() if deadline is None else async_within(deadline, step_in_store))
+        except (TimeoutError, BackendUnavailable) as exc:  # BackendTimeout is both
+            return self._unavailable(exc)
+        if self._outage:
+            self._outage = False
+            log.warning("tenure: rate limiter %r: its store %s answers again", self.name, self._context.url)
+        return rate_state(step, self.rates, cost)
+
+    def _unavailable(self, exc: Exception) -> RateState:
+        if not self._outage:
+            self._outage = True
+            log.warning(
+                "tenure: rate limiter %r: its store %s did not answer within %s s (%s); "
+                "calls are %s until it does",
+                self.name,
+                self._context.url,
+                self.deadline,
+                type(exc).__name__,
+                "allowed" if self.on_unavailable == "allow" else "denied",
+            )
+        allowed = self.on_unavailable == "allow"
+        # retry_after is a hint here, not a measurement: a second is what the deadline cannot know.
+        return RateState(allowed, 0, 0.0, 0.0 if allowed else 1.0, self.rates[0].burst, unavailable=True)
