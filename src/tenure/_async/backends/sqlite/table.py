@@ -172,6 +172,19 @@ class SQLiteLeaseTable:
             self._untaken.clear()
         self._untaken[(key, owner.token)] = True
 
+    @staticmethod
+    def acquire_params(key: str, owner: Owner, ttl: float, *, now: float, boot: str) -> dict[str, object]:
+        """Return ACQUIRE's parameters: ``owner`` takes ``key`` for ``ttl`` s from ``now`` (host clock)."""
+        return {
+            "key": key,
+            "owner": owner.token,
+            "label": owner.label,
+            "boot": boot,
+            "expires_at": now + ttl,
+            "now": now,
+            "seed": time.time_ns() // 1000,  # the least fence a new row may get: wall clock, µs
+        }
+
     def try_acquire(self, key: str, owner: Owner, ttl: float) -> int | None:
         """Take ``key`` if free or expired and return the new fence, else None."""
         now, boot = host_now(), boot_id()
@@ -187,16 +200,7 @@ class SQLiteLeaseTable:
                     and self._seconds(rows[0][4], key) > now
                 ):
                     return None
-            params = {
-                "key": key,
-                "owner": owner.token,
-                "label": owner.label,
-                "boot": boot,
-                "expires_at": now + ttl,
-                "now": now,
-                "seed": time.time_ns() // 1000,
-            }
-            rows = self._run(ACQUIRE, params)
+            rows = self._run(ACQUIRE, self.acquire_params(key, owner, ttl, now=now, boot=boot))
         except BackendTimeout:
             self._mark_untaken(key, owner)
             raise
@@ -221,9 +225,7 @@ class SQLiteLeaseTable:
             ahead, free = self.turn(key, owner)
             if ahead is not None and not (ahead == 0 and free):
                 return None
-        params = {"key": key, "owner": owner.token, "label": owner.label, "boot": boot, "now": now,
-                  "alive_until": now + patience, "expires_at": now + ttl,
-                  "seed": time.time_ns() // 1000}  # fmt: skip
+        params = {**self.acquire_params(key, owner, ttl, now=now, boot=boot), "alive_until": now + patience}
 
         def join_and_try(db: sqlite3.Connection) -> int | None:
             db.execute("BEGIN IMMEDIATE")

@@ -38,17 +38,8 @@ class SQLiteRecords:
         found = self.read_record(key)
         if found is not None:
             return found
-        now, boot, wall = host_now(), boot_id(), time.time()
-        params = {
-            "key": key,
-            "owner": owner.token,
-            "label": owner.label,
-            "boot": boot,
-            "expires_at": now + ttl,
-            "now": now,
-            "seed": time.time_ns() // 1000,
-            "wall": wall,
-        }
+        wall = time.time()
+        params = {**self._table.acquire_params(key, owner, ttl, now=host_now(), boot=boot_id()), "wall": wall}
 
         def begin(db: sqlite3.Connection) -> Recorded | int | None:
             db.execute("BEGIN IMMEDIATE")
@@ -63,16 +54,7 @@ class SQLiteRecords:
 
     def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
         """Store ``record`` and delete ``owner``'s lease row, if it still holds it; one transaction."""
-        wall = time.time()
-        params = {
-            "key": key,
-            "owner": owner.token,
-            "boot": boot_id(),
-            "now": host_now(),
-            "record": record,
-            "expires_at": wall + ttl,
-            "wall": wall,
-        }
+        params = _finish_params(key, owner, record, ttl)
 
         def finish(db: sqlite3.Connection) -> bool:
             db.execute("BEGIN IMMEDIATE")
@@ -93,17 +75,7 @@ class SQLiteRecords:
         Its open transaction already holds (or takes, with the first statement) the file's write
         lock, so no run can take the key between the check and the commit.
         """
-        wall = time.time()
-        params = {
-            "key": key,
-            "owner": owner.token,
-            "boot": boot_id(),
-            "now": host_now(),
-            "record": record,
-            "fence": fence,
-            "expires_at": wall + ttl,
-            "wall": wall,
-        }
+        params = {**_finish_params(key, owner, record, ttl), "fence": fence}
         return [
             SQLStep(END_RUN, params, proves_hold=True),
             SQLStep(STORE_RECORD, params),
@@ -123,3 +95,17 @@ class SQLiteRecords:
                 f"SQLite lock file {self._table.path}: the record of {key!r} is corrupt"
             )
         return Recorded(record, self._table.fence(fence, key), float(expires_at) - wall)
+
+
+def _finish_params(key: str, owner: Owner, record: bytes, ttl: float) -> dict[str, object]:
+    """Return the parameters of a run's end (END_RUN, STORE_RECORD, DROP_EXPIRED_RECORDS)."""
+    wall = time.time()
+    return {
+        "key": key,
+        "owner": owner.token,
+        "boot": boot_id(),
+        "now": host_now(),
+        "record": record,
+        "expires_at": wall + ttl,
+        "wall": wall,
+    }
