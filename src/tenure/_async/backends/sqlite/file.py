@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tenure._async.backends.sqlite.sql import (
+    RATES_EXPIRY_INDEX,
+    RATES_SCHEMA,
     RECORDS_EXPIRY_INDEX,
     RECORDS_SCHEMA,
     SCHEMA,
@@ -61,6 +63,8 @@ def connect(path: Path, *, busy_timeout: float, file_mode: int) -> tuple[sqlite3
         _while_locked(lambda: db.execute(SEMAPHORES_SCHEMA), busy_timeout)
         _while_locked(lambda: db.execute(RECORDS_SCHEMA), busy_timeout)
         _while_locked(lambda: db.execute(RECORDS_EXPIRY_INDEX), busy_timeout)
+        _while_locked(lambda: db.execute(RATES_SCHEMA), busy_timeout)
+        _while_locked(lambda: db.execute(RATES_EXPIRY_INDEX), busy_timeout)
     except (OSError, sqlite3.Error) as exc:
         db.close()
         raise map_errors(exc, f"cannot open the SQLite lock file {path}") from exc

@@ -8,8 +8,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from tenure._async.backends.base import AsyncLeaseStore, Permit, Recorded, Renewal, RenewOutcome, SQLStep
+from tenure._async.backends.base import (
+    AsyncLeaseStore,
+    Permit,
+    Rate,
+    RateStep,
+    Recorded,
+    Renewal,
+    RenewOutcome,
+    SQLStep,
+)
 from tenure._async.backends.sqlite.file import DEFAULT_FILE_MODE
+from tenure._async.backends.sqlite.ratelimit import SQLiteRates
 from tenure._async.backends.sqlite.records import RECORD_LIMIT, SQLiteRecords
 from tenure._async.backends.sqlite.table import SQLiteLeaseTable
 from tenure._concurrency import async_run_blocking, async_sleep
@@ -33,7 +43,7 @@ class AsyncSQLiteStore(AsyncLeaseStore):
         {Guarantee.FENCING, Guarantee.FIFO, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS}
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUEUEING, Capability.COUNTING, Capability.RECORDS}
+        {Capability.QUEUEING, Capability.COUNTING, Capability.RECORDS, Capability.COUNTERS}
     )
     record_limit = RECORD_LIMIT
     # No notification crosses processes: poll from 2 ms, backing off to 50 ms.
@@ -55,6 +65,7 @@ class AsyncSQLiteStore(AsyncLeaseStore):
             file_mode=int(mode),  # type: ignore[call-overload]
         )
         self._records = SQLiteRecords(self._table)
+        self._rates = SQLiteRates(self._table)
 
     async def connect(self) -> None:
         await async_run_blocking(self._table.open)
@@ -94,6 +105,9 @@ class AsyncSQLiteStore(AsyncLeaseStore):
 
     async def read_record(self, key: str) -> Recorded | None:
         return await async_run_blocking(self._records.read_record, key)
+
+    async def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
+        return await async_run_blocking(self._rates.rate_step, key, rates, cost)
 
     transaction_drivers = "sqlite3 connections to the same file"
 

@@ -174,3 +174,26 @@ DELETE FROM tenure_records WHERE key IN (
     SELECT key FROM tenure_records WHERE expires_at <= :wall ORDER BY expires_at LIMIT 8
 )
 """
+
+# Rate limits: each key's GCRA times (tenure._core.ratelimit), by the host's wall clock.
+RATES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenure_rates (
+    key        TEXT PRIMARY KEY,
+    tats       TEXT NOT NULL,      -- each rate's theoretical arrival time, Unix seconds
+    expires_at REAL NOT NULL       -- the latest of them: a full bucket from then on
+) WITHOUT ROWID
+"""
+RATES_EXPIRY_INDEX = "CREATE INDEX IF NOT EXISTS tenure_rates_expiry ON tenure_rates (expires_at)"
+
+READ_TATS = "SELECT tats FROM tenure_rates WHERE key = :key"
+STORE_TATS = """
+INSERT INTO tenure_rates (key, tats, expires_at) VALUES (:key, :tats, :expires_at)
+ON CONFLICT (key) DO UPDATE SET tats = excluded.tats, expires_at = excluded.expires_at
+"""
+# A few idle buckets go with every permit taken, oldest first: the table stays bounded by the
+# buckets in use, without a sweeper (an idle bucket is a full one, the same as no row).
+DROP_IDLE_RATES = """
+DELETE FROM tenure_rates WHERE key IN (
+    SELECT key FROM tenure_rates WHERE expires_at <= :now ORDER BY expires_at LIMIT 8
+)
+"""

@@ -9,8 +9,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from tenure._sync.backends.base import LeaseStore, Permit, Recorded, Renewal, RenewOutcome, SQLStep
+from tenure._sync.backends.base import (
+    LeaseStore,
+    Permit,
+    Rate,
+    RateStep,
+    Recorded,
+    Renewal,
+    RenewOutcome,
+    SQLStep,
+)
 from tenure._sync.backends.sqlite.file import DEFAULT_FILE_MODE
+from tenure._sync.backends.sqlite.ratelimit import SQLiteRates
 from tenure._sync.backends.sqlite.records import RECORD_LIMIT, SQLiteRecords
 from tenure._sync.backends.sqlite.table import SQLiteLeaseTable
 from tenure._concurrency import run_blocking, sleep
@@ -34,7 +44,7 @@ class SQLiteStore(LeaseStore):
         {Guarantee.FENCING, Guarantee.FIFO, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS}
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUEUEING, Capability.COUNTING, Capability.RECORDS}
+        {Capability.QUEUEING, Capability.COUNTING, Capability.RECORDS, Capability.COUNTERS}
     )
     record_limit = RECORD_LIMIT
     # No notification crosses processes: poll from 2 ms, backing off to 50 ms.
@@ -56,6 +66,7 @@ class SQLiteStore(LeaseStore):
             file_mode=int(mode),  # type: ignore[call-overload]
         )
         self._records = SQLiteRecords(self._table)
+        self._rates = SQLiteRates(self._table)
 
     def connect(self) -> None:
         run_blocking(self._table.open)
@@ -95,6 +106,9 @@ class SQLiteStore(LeaseStore):
 
     def read_record(self, key: str) -> Recorded | None:
         return run_blocking(self._records.read_record, key)
+
+    def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
+        return run_blocking(self._rates.rate_step, key, rates, cost)
 
     transaction_drivers = "sqlite3 connections to the same file"
 
