@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import ClassVar, TypeVar
 
 from tenure._sync.backends.base import LeaseStore, Renewal, RenewOutcome
@@ -14,12 +13,12 @@ from tenure._sync.backends.mysql.connection import (
     IDLE_MARGIN,
     MySQLPool,
     Session,
-    Reply,
     connection_lost,
 )
+from tenure._sync.backends.mysql.holds import Hold, HoldSteps
 from tenure._sync.backends.mysql.permits import MySQLPermits
 from tenure._sync.backends.mysql.records import MySQLRecords
-from tenure._concurrency import InFlight, Mutex, Returning
+from tenure._concurrency import Mutex, Returning
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -28,25 +27,10 @@ from tenure._exceptions import BackendError, BackendProtocolError, BackendUnavai
 
 SHARED = 4  # sessions per idle limit that hold the locks taken without waiting
 MAX_SHARED = 8  # past this many shared sessions, an idle limit new to the store gets only one
-RENEW_BATCH = 1000  # holds renewed per round trip: bounds one statement's size
 T = TypeVar("T")
 
 
-class Hold:
-    """One owner holding, or queued for, one key: on a shared session, or on one of its own."""
-
-    __slots__ = ("held", "name", "pending", "session", "shared", "ttl")
-
-    def __init__(self, session: Session, name: str, ttl: float, *, held: bool, shared: bool) -> None:
-        self.session = session
-        self.name = name
-        self.ttl = ttl
-        self.held = held
-        self.shared = shared  # False: a waiter's own session, lent by the pool
-        self.pending: InFlight[Reply] | None = None  # a queued GET_LOCK still running
-
-
-class MySQLStore(MySQLRecords, MySQLPermits, LeaseStore):
+class MySQLStore(HoldSteps, MySQLRecords, MySQLPermits, LeaseStore):
     """Serve leases as MariaDB user locks (GET_LOCK) on a few sessions shared by many holds.
 
     **Sessions.** A lock taken without waiting is held on one of a few shared sessions: up to
@@ -62,7 +46,7 @@ class MySQLStore(MySQLRecords, MySQLPermits, LeaseStore):
     lost at once: the next renewal of each reports False.
 
     **Renewal.** ``renew_many`` renews all due holds of one session in one round trip (an
-    UPDATE per distinct ttl and a SELECT of the names the session still holds).
+    UPDATE per distinct ttl and a SELECT of the names the session still holds; ``holds.py``).
 
     **Semaphores** (``permits.py``): a permit is a lock on a slot's key, taken on a shared
     session in one round trip that checks the name's recorded limit under a guard lock.
@@ -295,94 +279,6 @@ class MySQLStore(MySQLRecords, MySQLPermits, LeaseStore):
             sessions.remove(session)
             return session
 
-    def _end(self, key: str, owner: Owner, statement: str, params: Mapping[str, object]) -> bool:
-        """End ``owner``'s hold of ``key`` with RELEASE or a step ending with it (1 row: released)."""
-        hold = self._holds.pop((key, owner.token), None)
-        if hold is None:
-            return False
-        if not hold.held:
-            self._abandon(hold)
-            return False
-        session = hold.session
-        with session.mutex:
-            if not session.alive:
-                return False  # its session ended, and the lock with it
-            try:
-                reply = self._pool.execute(
-                    session, statement, {**params, "name": hold.name}, idle=sql.idle_limit(hold.ttl)
-                )
-                if reply.rowcount != 1 and hold.shared:
-                    # Not recorded as ours: make sure this session keeps nothing of it.
-                    self._pool.execute(session, sql.FORGET, {"name": hold.name})
-            finally:
-                session.names.discard(hold.name)
-        if hold.shared:
-            return reply.rowcount == 1
-        if reply.rowcount == 1:
-            self._pool.checkin(session)  # a waiter's own session, now holding nothing
-            return True
-        self._pool.discard(session)  # not ours any more; make sure the session keeps nothing
-        return False
-
-    def _renew_batch(self, renewals: Sequence[Renewal]) -> list[bool]:
-        """Renew each lease: one round trip per session (and per RENEW_BATCH holds).
-
-        A failed round trip closes its session, which ends every lock on it: False for each.
-        """
-        outcomes = [False] * len(renewals)
-        by_session: dict[int, list[tuple[int, Hold, float]]] = {}
-        for index, (key, owner, ttl) in enumerate(renewals):
-            hold = self._holds.get((key, owner.token))
-            if hold is None or not hold.held:
-                continue
-            if not hold.session.alive:
-                self._holds.pop((key, owner.token), None)  # its session ended, and the lock with it
-                continue
-            by_session.setdefault(id(hold.session), []).append((index, hold, ttl))
-        for items in by_session.values():
-            for start in range(0, len(items), RENEW_BATCH):
-                self._renew_on(items[start : start + RENEW_BATCH], renewals, outcomes)
-        return outcomes
-
-    def _renew_on(
-        self,
-        items: list[tuple[int, Hold, float]],
-        renewals: Sequence[Renewal],
-        outcomes: list[bool],
-    ) -> None:
-        """Renew holds of one session in one round trip; set each one's outcome."""
-        session = items[0][1].session
-        with session.mutex:
-            # A shared hold released meanwhile is no longer in its session's names; once it
-            # holds none, the session may be waiting for another lock and must not be used.
-            items = [item for item in items if not item[1].shared or item[1].name in session.names]
-            held: set[str] = set()
-            if session.alive and items:
-                statement, params = sql.renew_holds([(hold.name, ttl) for _, hold, ttl in items])
-                try:
-                    reply = self._pool.execute(
-                        session, statement, params, idle=sql.idle_limit(items[0][1].ttl)
-                    )
-                    held = {sql.label_text(row[0]) for row in reply.rows}
-                except BackendError:
-                    pass  # the connection is closed now: every lock of its session is gone
-            for index, hold, _ in items:
-                outcomes[index] = hold.name in held
-                if hold.name in held:
-                    continue
-                key, owner, _ = renewals[index]
-                self._holds.pop((key, owner.token), None)
-                if not session.alive:
-                    continue
-                if not hold.shared:
-                    self._pool.discard(session)  # a waiter's own session: make sure it keeps nothing
-                    continue
-                session.names.discard(hold.name)
-                # Not recorded as ours: make sure this session keeps nothing of it (if the call
-                # fails, the connection is closed, and whatever it held with it).
-                with contextlib.suppress(BackendError):
-                    self._pool.execute(session, sql.FORGET, {"name": hold.name})
-
     def _line_up(self, hold: Hold, owner: Owner) -> None:
         """Start waiting in the server's line on the hold's session; ``wait_turn`` collects it."""
         params = {"name": hold.name, **sql.holder_params(owner, hold.ttl), "wait": sql.LONGEST_SERVER_WAIT}
@@ -405,15 +301,3 @@ class MySQLStore(MySQLRecords, MySQLPermits, LeaseStore):
             return reply.inserted
         self._line_up(hold, owner)  # the server's wait ran out (an hour)
         return None
-
-    def _abandon(self, hold: Hold) -> None:
-        """Leave the line and drop the waiter's own connection: anything granted goes with it."""
-        pending, hold.pending = hold.pending, None
-        if pending is not None and not pending.done():
-            try:
-                self._pool.kill_query(hold.session.thread_id)
-                pending.wait(self._pool.op_timeout)
-            except BackendError:
-                pass  # closing the connection below ends the wait too, once the server notices
-            pending.cancel()
-        self._pool.discard(hold.session)
