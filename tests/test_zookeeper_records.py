@@ -12,7 +12,7 @@ from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
 import tenure
 from tenure._sync.backends.zookeeper.nodes import node_component
-from tenure._sync.backends.zookeeper.records import BUCKET_MS, INDEX, RECORD, SLACK_MS
+from tenure._sync.backends.zookeeper.records import BUCKET_MS, CLOCK_MARGIN_MS, INDEX, RECORD, SLACK_MS
 from tests.servers_zookeeper import ZooKeeperEnsemble
 
 pytestmark = pytest.mark.slow
@@ -123,3 +123,34 @@ def test_a_failed_run_leaves_no_directory_behind(
         assert raw.exists(key_dir(keys, chroot, "k")) is None
         assert keys.run("k", lambda: 7) == 7  # the key runs again, and its directory comes back
         assert raw.exists(f"{key_dir(keys, chroot, 'k')}/{RECORD}") is not None
+
+
+def test_a_replay_only_reads_and_a_record_near_its_end_is_judged_by_the_ensembles_time(
+    zookeeper_ensemble: ZooKeeperEnsemble, chroot: str, raw: Any
+) -> None:
+    calls: list[str] = []
+
+    def once(key: str) -> str:
+        calls.append(key)
+        return key
+
+    with tenure.Coordinator(zookeeper_ensemble.url(chroot)) as coord:
+        keys = coord.idempotency("payments", ttl=600)
+        assert keys.run("k", once, "k") == "k"
+        directory = key_dir(keys, chroot, "k")
+        before = raw.exists(directory)
+        for _ in range(5):
+            assert keys.run("k", once, "k") == "k"
+        # No node was created or deleted in the key's line: each replay was one read.
+        assert raw.exists(directory).cversion == before.cversion
+        # A record within the margin of its end (CLOCK_MARGIN_MS) is not taken from the estimate:
+        # the exact path judges it, and once it has expired the key runs again.
+        short = coord.idempotency("short", ttl=CLOCK_MARGIN_MS / 1000 / 2)
+        assert short.run("s", once, "s") == "s"
+        short_dir = key_dir(short, chroot, "s")
+        lined = raw.exists(short_dir).cversion
+        assert short.run("s", once, "s") == "s"  # live: replayed, by the exact path (a node came and went)
+        assert raw.exists(short_dir).cversion > lined
+        time.sleep(CLOCK_MARGIN_MS / 1000 / 2 + 0.1)
+        assert short.run("s", once, "s") == "s"
+    assert calls == ["k", "s", "s"]

@@ -9,13 +9,18 @@ line), holding the fence, the ttl (ms) and the record, a line each; it lives unt
 - ``finish_run`` is one multi: delete the run's node (which fails, and with it the whole multi,
   if the lease was taken over or ended with its session), write the record, and file it in
   the expiry index. Deleting the node wakes the waiters watching it, as ``release`` does.
-- ``begin_run`` is the lock's own try (create our node, list the line) with a read of the
-  record sent right after the listing, in one round trip. A record can only be written by a
-  multi that deletes a node of the line; a node first in a listing has no node before it, and
-  none can come back (sequences only grow), so a record written before our node was first is
-  in the read, and none can be written while it stays first. A live record is returned (our
-  node deleted); an expired one counts as none. After a take-over (more listings) the record
-  is read again, after the last one.
+- ``begin_run`` first reads the record alone: a live one is returned at once (a replay is one
+  read, which the member serves without the leader; nothing is created, so nothing is deleted).
+  "Live" is judged by the ensemble's clock as last read (a write's stamp, advanced by our
+  monotonic clock) with a margin; a record near its end, or a store that has not read the
+  ensemble's clock yet, takes the path below, which judges by the exact time.
+- Else the lock's own try (create our node, list the line) with a read of the record sent
+  right after the listing, in one round trip. A record can only be written by a multi that
+  deletes a node of the line; a node first in a listing has no node before it, and none can
+  come back (sequences only grow), so a record written before our node was first is in the
+  read, and none can be written while it stays first. A live record is returned (our node
+  deleted); an expired one counts as none. After a take-over (more listings) the record is
+  read again, after the last one. This read, not the first, is what exactly-once rests on.
 
 **Expiry.** ZooKeeper deletes no persistent node by itself (TTL nodes need a server option), so
 ``finish_run`` files each record as ``<index>/<bucket>/<fence>-<key node>``, the bucket being
@@ -52,6 +57,10 @@ SLACK_MS = 1_000  # a record is filed a bucket late enough that it has expired w
 CLEANS_PER_FINISH = 8  # more than one record is filed per finish: the index shrinks
 RELIST_AFTER = 60.0  # seconds between listings of the buckets (other processes' buckets)
 FINISH_TRIES = 4
+# A replay judges a record live by an estimate of the ensemble's clock (see begin_run): only if
+# it lives this long past the estimate, plus CLOCK_DRIFT ms per second since the estimate's stamp.
+CLOCK_MARGIN_MS = 1_000
+CLOCK_DRIFT = 1.0  # ms per s: 0.1%, far beyond a clock's drift, and NTP slews at most 0.05%
 GONE = (zk_errors.NoNodeError, zk_errors.NodeExistsError)
 Op = tuple[str, str, Any]  # a transaction's method, its path and its data or version
 
@@ -66,13 +75,20 @@ class AsyncZooKeeperRecords:
         self._listed_at = float("-inf")
         self._index_made = False
         # The ensemble's clock (ms) as last read, and our monotonic clock then: a finish files
-        # its record by an estimate of when the ensemble will judge it expired.
+        # its record by an estimate of when the ensemble will judge it expired, and a replay
+        # judges a record live by it (None: not read yet, the first begin_run does).
         self._clock: tuple[int, float] | None = None
         # (key, token) -> whether begin_run found a record node (finish_run rewrites it then).
         self._seen: dict[tuple[str, str], bool] = {}
 
     async def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
         path = f"{self._lines.dir(key)}/{RECORD}"
+        if self._clock is not None:
+            # A replay: one read, no write. A miss costs first executions this read.
+            got = await self._zk.get(path, "reading the record")
+            found = self._surely_live(key, got)
+            if found is not None:
+                return found
         node, now_ms, listed, pending = await self._lines.create(
             key, owner, ttl, also=lambda client: client.get_async(path)
         )
@@ -152,9 +168,26 @@ class AsyncZooKeeperRecords:
         # A write returns the ensemble's time; the read after it sees at least that state.
         stamp = await self._zk.call(lambda c: c.set_async(self._index, b""), "reading the server time")
         got = await self._zk.get(f"{self._lines.dir(key)}/{RECORD}", "reading the record")
-        return None if stamp is None else self._live(key, got, int(stamp.mtime))
+        if stamp is None:
+            return None
+        self._clock = (int(stamp.mtime), time.monotonic())
+        return self._live(key, got, int(stamp.mtime))
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _surely_live(self, key: str, got: tuple[bytes, Any] | None) -> Recorded | None:
+        """Return the record read if it outlives the ensemble's estimated time by a margin.
+
+        The estimate (the last stamp read, plus our monotonic clock since) runs late by at most
+        the stamp's trip back and the drift between the two clocks: the margin covers both.
+        """
+        if got is None or self._clock is None:
+            return None
+        server_ms, then = self._clock
+        age = time.monotonic() - then
+        found = self._live(key, got, int(server_ms + age * 1000))
+        margin = (CLOCK_MARGIN_MS + age * CLOCK_DRIFT) / 1000
+        return found if found is not None and found.remaining > margin else None
 
     def _live(self, key: str, got: tuple[bytes, Any] | None, now_ms: int) -> Recorded | None:
         if got is None:

@@ -256,7 +256,8 @@ class ZooKeeperStore(LeaseStore):
         return self._permits.holders(key, limit)
 
     def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
-        check_ttl_fits(ttl, self._session_timeout, self.url)
+        if ttl > self._session_timeout:  # checked here first: a replay need not format the URL
+            check_ttl_fits(ttl, self._session_timeout, self.url)
         return self._records.begin_run(key, owner, ttl)
 
     def finish_run(self, key: str, owner: Owner, record: bytes, ttl: float) -> bool:
