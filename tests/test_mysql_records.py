@@ -214,3 +214,22 @@ async def test_an_aiomysql_connection_records_in_its_transaction(mariadb_server:
         assert scalar(mariadb_server, f"SELECT COUNT(*) FROM {table}", []) == 1
     finally:
         connection.close()
+
+
+def test_a_replay_is_one_statement(own_server: MariaDBServer) -> None:
+    """A hit sends the plain read of the record and nothing else, in both modes."""
+    with raw_connection(own_server) as conn, conn.cursor() as cur:
+
+        def statements() -> int:
+            cur.execute("SHOW GLOBAL STATUS LIKE 'Questions'")  # counts itself too
+            return int(cur.fetchone()[1])
+
+        for mode in MODES:
+            with tenure.Coordinator(namespaced(own_server.url, **MODES[mode])) as coord:
+                keys = coord.idempotency("payments")
+                assert keys.run("req-1", lambda: 7) == 7
+                assert keys.run("req-1", lambda: 8) == 7  # opens the pooled connection (its set-up)
+                before = statements()
+                for _ in range(10):
+                    assert keys.run("req-1", lambda: 8) == 7
+                assert statements() - before == 10 + 1, mode

@@ -1,10 +1,12 @@
 """The Records capability (idempotency keys) of both modes, mixed into their stores.
 
 A run of a key is the key's lease: a GET_LOCK on a shared session (advisory mode) or the key's
-lease row (table mode), renewed, released and lost through the lock steps. ``begin_run`` and
-``finish_run`` are one round trip each (``record_sql``); the record is a row of
-``tenure_records`` that outlives a restart, expires by the server's clock, and goes with a later
-run's ``finish_run`` (a few expired rows each time).
+lease row (table mode), renewed, released and lost through the lock steps. ``begin_run`` first
+reads the record with one plain SELECT on a pooled connection: a replay is that round trip and
+nothing else (no multi-statement step, no transaction, no shared session's mutex). Only a miss
+sends the begin step, which looks again itself (``record_sql``); ``finish_run`` is one round
+trip. The record is a row of ``tenure_records`` that outlives a restart, expires by the
+server's clock, and goes with a later run's ``finish_run`` (a few expired rows each time).
 
 The caller's-transaction option: ``record_steps`` are single statements for the caller's own
 connection (PyMySQL or aiomysql, ``%(name)s`` params) to the URL's database, which store the
@@ -48,10 +50,19 @@ class AsyncRecordSteps:
     async def read_record(self, key: str) -> Recorded | None:
         session, reply = await self._pool.run(record_sql.READ_RECORD, {"name": sql.lock_name(key)})
         self._pool.checkin(session)
-        if not reply.rows:
-            return None
-        record, fence, remaining = reply.rows[0]
-        return _recorded(key, record, fence, remaining)
+        if not reply.rows or reply.rows[0][2] is None or reply.rows[0][2] <= 0:
+            return None  # none, or expired (a later finish drops it)
+        record, fence, remaining_us = reply.rows[0]
+        return _recorded(key, record, fence, remaining_us / 1e6)
+
+    async def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        """Return the live record (one plain read), else the begin step's answer.
+
+        The read is committed data only, so a record in a caller's open transaction is not seen:
+        the begin step waits for it (its locking read). A miss costs first executions this read.
+        """
+        found = await self.read_record(key)
+        return found if found is not None else await self._begin(key, owner, ttl)
 
     async def _start_records(self, session: AsyncSession) -> None:
         """Create the records table and read the server's packet limit, on ``session``."""
@@ -113,6 +124,9 @@ class AsyncRecordSteps:
             return int(fence)
         return None if record is None else _recorded(key, record, record_fence, remaining)
 
+    async def _begin(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+        raise NotImplementedError  # pragma: no cover
+
     # -- the store's ---------------------------------------------------------------------------
 
     async def release(self, key: str, owner: Owner) -> bool:
@@ -122,8 +136,9 @@ class AsyncRecordSteps:
 class AsyncMySQLRecords(AsyncRecordSteps):
     """Advisory mode: a run is a GET_LOCK taken and let go on the session that holds it.
 
-    ``begin_run`` takes the lock, fence and holder row on a shared session as ``try_acquire``
-    does, after looking for a live record, and looks again once the lock is taken.
+    On a miss, ``begin_run`` takes the lock, fence and holder row on a shared session as
+    ``try_acquire`` does, after looking for a live record again, and looks once more once the
+    lock is taken.
     ``finish_run`` commits the record on the holding session before RELEASE_LOCK, so a waiter
     the server hands the lock to next sees it. The fence comes from the server-wide sequence,
     so a key keeps nothing of its own but its record (the holder row goes with the release).
@@ -135,7 +150,7 @@ class AsyncMySQLRecords(AsyncRecordSteps):
     caller's connection must have the URL's database as its own (the tables are unqualified).
     """
 
-    async def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+    async def _begin(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
         name = sql.lock_name(key)
 
         async def step(session: AsyncSession) -> Recorded | int | None:
@@ -198,7 +213,7 @@ class AsyncMySQLTableRecords(AsyncRecordSteps):
     only locking reads and writes.
     """
 
-    async def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
+    async def _begin(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
         params = {
             "name": sql.lock_name(key),
             "owner": owner.token,

@@ -52,10 +52,12 @@ PACKET_LIMIT = "SELECT @@max_allowed_packet"
 # token, unique to the run.)
 STORED_BY = "SELECT COUNT(*) FROM tenure_records WHERE lock_name = %(name)s AND owner = %(owner)s"
 
-# Its reply: the record, its fence and the seconds it still lives, by the server's clock.
+# Its reply: the record, its fence and the microseconds it still lives by the server's clock
+# (an expired record: <= 0). A replay is this statement alone: a lookup by primary key whose
+# expiry is judged by the caller, an integer, no DECIMAL to parse (each saves ~5 us a call).
 READ_RECORD = """
-SELECT record, fence, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at) / 1000000
-FROM tenure_records WHERE lock_name = %(name)s AND expires_at > UTC_TIMESTAMP(6)
+SELECT record, fence, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)
+FROM tenure_records WHERE lock_name = %(name)s
 """
 
 # Whether the key has a live record, into @tenure_live. {lock} makes it a locking read, which
