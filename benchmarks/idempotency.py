@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +39,19 @@ from benchmarks.idempotency_duplicates import (
     progress_line,
     render_duplicates,
 )
-from benchmarks.permits import _num, _range, measure_uncontended_all, source_info, uncontended_ratios
-from benchmarks.registry import SUITES, BenchContext, Contender, LockHandle, Role, get_suite
-from benchmarks.report import Record, machine_info, strict_json
-from benchmarks.run import QUICK_UNCONTENDED, RESULTS, progress
+from benchmarks.registry import BenchContext, Contender, LockHandle, Role, get_suite
+from benchmarks.report import Record
+from benchmarks.run import progress
+from benchmarks.runner import (
+    add_common_args,
+    add_run_args,
+    check_args,
+    measure_uncontended_all,
+    render_uncontended,
+    run_suites,
+    single_process_config,
+    uncontended_ratios,
+)
 from benchmarks.uncontended import UncontendedConfig
 
 REPEAT = 5
@@ -218,34 +224,10 @@ def render(suite_name: str, record: Record, header: str) -> str:
     """Return one suite's tables: per call with ratios, duplicates, targets."""
     sizes = ", ".join(f"{k} {v}" for k, v in record["stored_bytes"].items())
     lines = [f"suite {suite_name} (idempotency): {header}", f"stored bytes per key: {sizes}", ""]
-    unc: dict[str, Record] = record["per_call"]
-    w = max([18, *(len(n) for n in unc)])
-    cols = f"{'per call':<{w}} {'role':<6} {'p50 µs (min–max)':>24} {'calls/s (min–max)':>26} {'p99 µs':>8}"
-    lines += [cols, "-" * len(cols)]
-    for name, rec in unc.items():
-        if rec["skipped"] or rec["error"]:
-            reason = calls.short_reason(rec["skipped"]) if rec["skipped"] else f"ERROR: {rec['error']}"
-            lines.append(f"{name:<{w}} {rec['role']:<6} {reason}")
-            continue
-        lines.append(
-            f"{name:<{w}} {rec['role']:<6} {_range(rec['p50_us'], '.1f'):>24} "
-            f"{_range(rec['cycles_per_s'], ',.0f'):>26} {_num(rec['p99_us']['median'], '.1f'):>8}"
-        )
-    lines += ["", "ratios of p50 (of the medians; min–max over the interleaved rounds)"]
-    for ratio in record["ratios"]:
-        label = f"{ratio['numerator']} ÷ {ratio['denominator']}"
-        if ratio["not_measured"]:
-            lines.append(
-                f"  {label:<{2 * w}} n/a ({ratio['missing']}: {calls.short_reason(ratio['not_measured'])})"
-            )
-            continue
-        text = (
-            f"  {label:<{2 * w}} {_num(ratio['p50_ratio'], '.2f')}× "
-            f"({_num(ratio['per_round_min'], '.2f')}–{_num(ratio['per_round_max'], '.2f')})"
-        )
-        if ratio["target_at_most"] is not None:
-            text += f"   target ≤ {ratio['target_at_most']:g}× → {'met' if ratio['met'] else 'NOT met'}"
-        lines.append(text)
+    table, _ = render_uncontended(
+        record["per_call"], record["ratios"], phase="per call", unit="calls/s", short=calls.short_reason
+    )
+    lines += table
     if record["duplicates"] is not None:
         lines += ["", *render_duplicates(record["duplicates"], record["config"]["duplicates"])]
     for target in record["targets"]:
@@ -267,16 +249,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.idempotency", description=(__doc__ or "").split("\n")[0]
     )
-    parser.add_argument(
-        "--suite",
-        action="append",
-        choices=sorted(SUITES),
-        help="suite to run (repeatable; default: sqlite-local)",
-    )
-    parser.add_argument("--quick", action="store_true", help="tiny runs, for the smoke test")
-    parser.add_argument("--cycles", type=int, help="per call: most calls per run (20000)")
-    parser.add_argument("--seconds", type=float, help="per call: longest run in seconds (3)")
-    parser.add_argument("--repeat", type=int, help=f"per call: runs per contender, interleaved ({REPEAT})")
+    add_common_args(parser, "per call", "calls", REPEAT)
     default = DuplicateConfig()
     parser.add_argument("--processes", type=int, help=f"duplicates: processes ({default.processes})")
     parser.add_argument("--threads", type=int, help=f"duplicates: threads per process ({default.threads})")
@@ -286,30 +259,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--work-ms", type=float, help=f"duplicates: fn's ms ({default.work * 1e3:g})")
     parser.add_argument("--no-duplicates", action="store_true", help="skip the multi-process runs")
-    parser.add_argument("--start-method", choices=("spawn", "forkserver"), default="spawn")
-    parser.add_argument("--pin-cpu", type=int, metavar="CPU", help="per call: on this CPU, with the servers")
-    parser.add_argument("--workdir", type=Path, help="where files and servers' data live (a temp dir)")
-    parser.add_argument("--json", type=Path, help="where to write the results")
+    add_run_args(parser, "per call", "files and servers' data")
     args = parser.parse_args(argv)
-    for name in ("cycles", "seconds", "repeat", "processes", "threads", "keys", "interval_ms"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be > 0")
+    check_args(parser, args, ("cycles", "seconds", "repeat", "processes", "threads", "keys", "interval_ms"))
     if args.work_ms is not None and args.work_ms < 0:
         parser.error("--work-ms must be >= 0")
-    if args.pin_cpu is not None and (
-        not hasattr(os, "sched_setaffinity") or args.pin_cpu not in os.sched_getaffinity(0)
-    ):
-        parser.error(f"--pin-cpu {args.pin_cpu} is not a CPU this process may use")
     return args
 
 
 def configs(args: argparse.Namespace) -> tuple[UncontendedConfig, DuplicateConfig, int]:
     """Return the run bounds: --quick shrinks the defaults, explicit options override both."""
-    base = QUICK_UNCONTENDED if args.quick else UncontendedConfig()
-    per_call = dataclasses.replace(
-        base, max_cycles=args.cycles or base.max_cycles, max_seconds=args.seconds or base.max_seconds
-    )
+    per_call = single_process_config(args)
     dup = QUICK if args.quick else DuplicateConfig()
     duplicates = DuplicateConfig(
         processes=args.processes or dup.processes,
@@ -335,28 +295,7 @@ def failed(output: Record) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    suite_names = args.suite or ["sqlite-local"]
-    output: Record = {
-        "schema": "tenure-benchmarks-idempotency/1",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "argv": sys.argv[1:] if argv is None else argv,
-        "quick": args.quick,
-        "source": source_info(),
-        "suites": {},
-    }
-    tables = []
-    with tempfile.TemporaryDirectory(prefix="tenure-idempotency-", dir=args.workdir) as tmp:
-        output["machine"] = machine_info(Path(tmp))
-        output["machine"]["versions"].update(_peer_versions())
-        for name in suite_names:
-            output["suites"][name], table = measure_suite(name, args, Path(tmp), output["machine"])
-            tables.append(table)
-    path = args.json or RESULTS / f"idempotency-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(strict_json(output), indent=2, ensure_ascii=False) + "\n")
-    print("\n\n".join(tables))
-    print(f"\nJSON: {path}")
-    return 1 if failed(output) else 0
+    return 1 if failed(run_suites("idempotency", args, argv, measure_suite, versions=_peer_versions)) else 0
 
 
 def _peer_versions() -> dict[str, Any]:

@@ -26,9 +26,9 @@ from typing import Any
 
 from benchmarks.contended import SETUP_TIMEOUT, START_DELAY, _gather, _stop
 from benchmarks.idempotency_calls import open_keys, powertools_function, short_reason
-from benchmarks.permits import _num
 from benchmarks.registry import Unavailable
 from benchmarks.report import Record
+from benchmarks.runner import num
 from benchmarks.stats import percentile
 
 PROCESSES, THREADS, KEYS = 8, 8, 200
@@ -293,8 +293,8 @@ def render_duplicates(dup: dict[str, Record], cfg: Record) -> list[str]:
             f"{rec['executions_per_key_min']}–{rec['executions_per_key_max']:<6} {rec['keys_run_once']:>7} "
             f"{rec['keys_run_more_than_once']:>4} {rec['keys_never_run']:>3} "
             f"{rec['outcomes'].get('result', 0):>7} | "
-            f"{_num(late['p50'], '.2f'):>10}/{_num(late['p99'], '.2f'):<10} | "
-            f"{_num(took['p50'], '.2f')}/{_num(took['p99'], '.1f')}/{_num(took['max'], ',.1f')}"
+            f"{num(late['p50'], '.2f'):>10}/{num(late['p99'], '.2f'):<10} | "
+            f"{num(took['p50'], '.2f')}/{num(took['p99'], '.1f')}/{num(took['max'], ',.1f')}"
         )
         others = {kind: n for kind, n in rec["outcomes"].items() if kind != "result"}
         if others:

@@ -24,15 +24,11 @@ loop. A backend without semaphores (``BackendIncapable``) is reported ``n/a (not
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import json
 import math
 import multiprocessing
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections import Counter
@@ -47,12 +43,26 @@ from typing import Any
 
 import tenure
 from benchmarks.contended import LATE_GRACE, SETUP_TIMEOUT, START_DELAY, _gather, _stop
-from benchmarks.registry import SUITES, BenchContext, Contender, LockHandle, Role, Unavailable, get_suite
-from benchmarks.report import Record, machine_info, strict_json
-from benchmarks.run import QUICK_UNCONTENDED, RESULTS, pinned, progress
-from benchmarks.stats import Hold, jain_index, median, percentile
+from benchmarks.registry import BenchContext, Contender, LockHandle, Role, Unavailable, get_suite
+from benchmarks.report import Record
+from benchmarks.run import progress
+from benchmarks.runner import (
+    add_common_args,
+    add_run_args,
+    check_args,
+    measure_uncontended_all,
+    num,
+    render_uncontended,
+    run_suites,
+    single_process_config,
+    spread,
+    value_range,
+)
+from benchmarks.runner import source_info as source_info  # re-exported: older importers
+from benchmarks.runner import uncontended_ratios as uncontended_ratios
+from benchmarks.stats import Hold, jain_index, percentile
 from benchmarks.suites.common import TIMEOUT, TTL
-from benchmarks.uncontended import UncontendedConfig, UncontendedResult, measure_uncontended
+from benchmarks.uncontended import UncontendedConfig
 
 LIMIT = 4
 PROCESSES = 16
@@ -66,6 +76,8 @@ TARGET_UTILISATION = 0.95  # mean permits held ÷ limit at hold 1 ms, at least
 TARGET_UTILISATION_HOLD_MS = 1.0
 TARGET_FAIRNESS = 0.99  # Jain's index with fair=True, at least
 NOT_YET = "n/a (not yet)"
+# Their old names here, for modules that import them from this one; new code imports runner's.
+_num, _range, _spread = num, value_range, spread
 
 
 # -- handles ---------------------------------------------------------------------------------------
@@ -408,101 +420,7 @@ def find_contender(suite_name: str, name: str) -> Contender:
 # -- uncontended -----------------------------------------------------------------------------------
 
 
-def _spread(values: Sequence[float]) -> dict[str, float]:
-    kept = [v for v in values if not math.isnan(v)]
-    return {"median": median(kept), "min": min(kept, default=math.nan), "max": max(kept, default=math.nan)}
-
-
-def measure_uncontended_all(
-    contenders: Sequence[Contender],
-    ctx: BenchContext,
-    config: UncontendedConfig,
-    repeat: int,
-    pin_cpu: int | None,
-) -> dict[str, Record]:
-    """Run every contender ``repeat`` times, interleaved, so that drifts of the host hit all alike.
-
-    A contender that cannot run here (``Unavailable``, a library missing) is skipped with the
-    reason; one whose primitive raises is recorded with the error and measured no further.
-    """
-    skipped: dict[str, str] = {}
-    errors: dict[str, str] = {}
-    runs: dict[str, list[UncontendedResult]] = {c.name: [] for c in contenders}
-    with pinned(pin_cpu, ctx):
-        for round_ in range(repeat):
-            for contender in contenders:
-                if contender.name in skipped or contender.name in errors:
-                    continue
-                try:
-                    handle = contender.factory(ctx, "uncontended")
-                except (ImportError, Unavailable) as exc:
-                    skipped[contender.name] = str(exc)
-                    progress(f"  {contender.name}: skipped ({exc})")
-                    continue
-                try:
-                    result = measure_uncontended(handle, config)
-                except Exception as exc:
-                    errors[contender.name] = f"{type(exc).__name__}: {exc}"
-                    progress(f"  {contender.name}: ERROR {errors[contender.name]}")
-                    continue
-                finally:
-                    with contextlib.suppress(Exception):
-                        handle.close()
-                runs[contender.name].append(result)
-                progress(
-                    f"  uncontended {round_ + 1}/{repeat} {contender.name}: "
-                    f"{result.cycles_per_s:,.0f} cycles/s, p50 {result.p50_us:.1f} µs"
-                )
-    records: dict[str, Record] = {}
-    for contender in contenders:
-        results = runs[contender.name]
-        records[contender.name] = {
-            "role": str(contender.role),
-            "summary": contender.summary,
-            "skipped": skipped.get(contender.name),
-            "error": errors.get(contender.name),
-            "p50_us": _spread([r.p50_us for r in results]),
-            "p99_us": _spread([r.p99_us for r in results]),
-            "cycles_per_s": _spread([r.cycles_per_s for r in results]),
-            "runs": [dataclasses.asdict(r) for r in results],
-        }
-    return records
-
-
-def uncontended_ratios(
-    records: dict[str, Record], ratios: Iterable[tuple[str, str, float | None]]
-) -> list[Record]:
-    """Return each ratio of p50s: of the medians, and its range over the interleaved rounds."""
-    out = []
-    for numerator, denominator, target in ratios:
-        top, bottom = records.get(numerator), records.get(denominator)
-        missing = next(
-            (
-                (name, str(rec["skipped"] or f"ERROR: {rec['error']}"))
-                for name, rec in ((numerator, top), (denominator, bottom))
-                if rec is not None and (rec["skipped"] or rec["error"])
-            ),
-            None,
-        )
-        value, low, high = math.nan, math.nan, math.nan
-        if top is not None and bottom is not None and missing is None:
-            value = top["p50_us"]["median"] / bottom["p50_us"]["median"]
-            rounds = [a["p50_us"] / b["p50_us"] for a, b in zip(top["runs"], bottom["runs"], strict=False)]
-            low, high = min(rounds, default=math.nan), max(rounds, default=math.nan)
-        out.append(
-            {
-                "numerator": numerator,
-                "denominator": denominator,
-                "p50_ratio": value,
-                "per_round_min": low,
-                "per_round_max": high,
-                "target_at_most": target,
-                "met": None if target is None or math.isnan(value) else value <= target,
-                "missing": None if missing is None else missing[0],
-                "not_measured": None if missing is None else missing[1],
-            }
-        )
-    return out
+# (measure_uncontended_all and uncontended_ratios: benchmarks/runner.py)
 
 
 # -- contended -------------------------------------------------------------------------------------
@@ -720,53 +638,17 @@ def contended_targets(records: dict[str, Record], config: PermitConfig) -> list[
 # -- the tables ------------------------------------------------------------------------------------
 
 
-def _num(value: Any, spec: str) -> str:
-    if not isinstance(value, (int, float)) or math.isnan(value):
-        return "-"
-    return format(value, spec)
-
-
 def _short(reason: str) -> str:
     """Return a skip reason's head for the table ("n/a (not yet)"); the JSON keeps all of it."""
     return reason.split(": ", 1)[0] if reason.startswith("n/a") else reason
 
 
-def _range(spread: dict[str, float], spec: str) -> str:
-    return f"{_num(spread['median'], spec)} ({_num(spread['min'], spec)}–{_num(spread['max'], spec)})"
-
-
 def render(suite_name: str, record: Record, header: str) -> str:
     """Return one suite's tables: uncontended with ratios, contended with targets."""
-    lines = [f"suite {suite_name} (permits): {header}", ""]
-    unc: dict[str, Record] = record["uncontended"]
-    w = max([18, *(len(n) for n in unc)])
-    cols = (
-        f"{'uncontended':<{w}} {'role':<6} {'p50 µs (min–max)':>24} {'cycles/s (min–max)':>26} {'p99 µs':>8}"
+    table, w = render_uncontended(
+        record["uncontended"], record["ratios"], phase="uncontended", unit="cycles/s", short=_short
     )
-    lines += [cols, "-" * len(cols)]
-    for name, rec in unc.items():
-        if rec["skipped"] or rec["error"]:
-            reason = _short(rec["skipped"]) if rec["skipped"] else f"ERROR: {rec['error']}"
-            lines.append(f"{name:<{w}} {rec['role']:<6} {reason}")
-            continue
-        lines.append(
-            f"{name:<{w}} {rec['role']:<6} {_range(rec['p50_us'], '.1f'):>24} "
-            f"{_range(rec['cycles_per_s'], ',.0f'):>26} {_num(rec['p99_us']['median'], '.1f'):>8}"
-        )
-    lines += ["", "ratios of p50 (of the medians; min–max over the interleaved rounds)"]
-    for ratio in record["ratios"]:
-        label = f"{ratio['numerator']} ÷ {ratio['denominator']}"
-        if ratio["not_measured"]:
-            lines.append(f"  {label:<{2 * w}} n/a ({ratio['missing']}: {_short(ratio['not_measured'])})")
-            continue
-        text = (
-            f"  {label:<{2 * w}} {_num(ratio['p50_ratio'], '.2f')}× "
-            f"({_num(ratio['per_round_min'], '.2f')}–{_num(ratio['per_round_max'], '.2f')})"
-        )
-        if ratio["target_at_most"] is not None:
-            verdict = "met" if ratio["met"] else "NOT met"
-            text += f"   target ≤ {ratio['target_at_most']:g}× → {verdict}"
-        lines.append(text)
+    lines = [f"suite {suite_name} (permits): {header}", "", *table]
     con: dict[str, Record] | None = record["contended"]
     if con is None:
         return "\n".join(lines)
@@ -789,10 +671,10 @@ def render(suite_name: str, record: Record, header: str) -> str:
             lines.append(f"{name:<{w}} FAILED: {len(rec['errors'])} worker errors (see the JSON)")
             continue
         lines.append(
-            f"{name:<{w}} {_num(rec['acquisitions_per_s'], ',.0f'):>7} {_num(rec['utilisation'], '.3f'):>5} "
-            f"{_num(rec['utilisation_held'], '.3f'):>5} {rec['max_held']:>3} | "
-            f"{_num(rec['wait_p50_ms'], '.2f'):>8} {_num(rec['wait_p99_ms'], '.1f'):>7} "
-            f"{_num(rec['max_wait_ms'], ',.1f'):>8} | {_num(rec['fairness'], '.3f'):>8} "
+            f"{name:<{w}} {num(rec['acquisitions_per_s'], ',.0f'):>7} {num(rec['utilisation'], '.3f'):>5} "
+            f"{num(rec['utilisation_held'], '.3f'):>5} {rec['max_held']:>3} | "
+            f"{num(rec['wait_p50_ms'], '.2f'):>8} {num(rec['wait_p99_ms'], '.1f'):>7} "
+            f"{num(rec['max_wait_ms'], ',.1f'):>8} | {num(rec['fairness'], '.3f'):>8} "
             f"{rec['failed_attempts']:>6}"
         )
         if rec["over_limit"] or rec["errors"]:
@@ -822,17 +704,8 @@ def render(suite_name: str, record: Record, header: str) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.permits", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--suite",
-        action="append",
-        choices=sorted(SUITES),
-        help="suite to run (repeatable; default: sqlite-local)",
-    )
-    parser.add_argument("--quick", action="store_true", help="tiny runs, for the smoke test")
+    add_common_args(parser, "uncontended", "cycles", REPEAT)
     parser.add_argument("--limit", type=int, default=LIMIT, help=f"permits of the semaphore ({LIMIT})")
-    parser.add_argument("--cycles", type=int, help="uncontended: most cycles per run (20000)")
-    parser.add_argument("--seconds", type=float, help="uncontended: longest run in seconds (3)")
-    parser.add_argument("--repeat", type=int, help=f"uncontended: runs per contender, interleaved ({REPEAT})")
     parser.add_argument("--processes", type=int, help=f"contended: worker processes ({PROCESSES})")
     parser.add_argument(
         "--duration", type=float, help=f"contended: measured window in seconds ({DURATION:g})"
@@ -840,33 +713,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--hold-ms", type=float, default=HOLD_MS, help=f"contended: hold per permit ({HOLD_MS:g})"
     )
-    parser.add_argument("--start-method", choices=("spawn", "forkserver"), default="spawn")
-    parser.add_argument(
-        "--pin-cpu", type=int, metavar="CPU", help="uncontended: run on this CPU with the servers"
-    )
     parser.add_argument("--no-contended", action="store_true", help="skip the multi-process runs")
-    parser.add_argument("--workdir", type=Path, help="where lock files and servers' data live (a temp dir)")
-    parser.add_argument("--json", type=Path, help="where to write the results")
+    add_run_args(parser, "uncontended", "lock files and servers' data")
     args = parser.parse_args(argv)
-    for name in ("limit", "cycles", "seconds", "repeat", "processes", "duration"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            parser.error(f"--{name} must be > 0")
+    check_args(parser, args, ("limit", "cycles", "seconds", "repeat", "processes", "duration"))
     if args.hold_ms < 0:
         parser.error("--hold-ms must be >= 0")
-    if args.pin_cpu is not None and (
-        not hasattr(os, "sched_setaffinity") or args.pin_cpu not in os.sched_getaffinity(0)
-    ):
-        parser.error(f"--pin-cpu {args.pin_cpu} is not a CPU this process may use")
     return args
 
 
 def configs(args: argparse.Namespace) -> tuple[UncontendedConfig, PermitConfig, int]:
     """Return the run bounds: --quick shrinks the defaults, explicit options override both."""
-    base = QUICK_UNCONTENDED if args.quick else UncontendedConfig()
-    uncontended = dataclasses.replace(
-        base, max_cycles=args.cycles or base.max_cycles, max_seconds=args.seconds or base.max_seconds
-    )
+    uncontended = single_process_config(args)
     contended = PermitConfig(
         processes=args.processes or (QUICK_PROCESSES if args.quick else PROCESSES),
         duration=args.duration or (QUICK_DURATION if args.quick else DURATION),
@@ -924,22 +782,6 @@ def measure_suite(name: str, args: argparse.Namespace, tmp: Path, machine: Recor
     return record, render(name, record, header)
 
 
-def source_info() -> Record:
-    """Return which tenure was measured: its path, and the commit of its checkout if it has one."""
-    where = Path(tenure.__file__).resolve().parents[2]
-    info: Record = {"tenure": str(Path(tenure.__file__).resolve().parent), "commit": None, "dirty": None}
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        git = ["git", "-C", str(where)]
-        head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if head.returncode == 0:
-            info["commit"] = head.stdout.strip()
-            status = subprocess.run(
-                [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True, timeout=10
-            )
-            info["dirty"] = bool(status.stdout.strip())
-    return info
-
-
 def failed(output: Record) -> bool:
     """True if a semaphore let more than ``limit`` holds overlap, a worker crashed or a loop raised."""
     for suite in output["suites"].values():
@@ -953,27 +795,7 @@ def failed(output: Record) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    suite_names = args.suite or ["sqlite-local"]
-    output: Record = {
-        "schema": "tenure-benchmarks-permits/1",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "argv": sys.argv[1:] if argv is None else argv,
-        "quick": args.quick,
-        "source": source_info(),
-        "suites": {},
-    }
-    tables = []
-    with tempfile.TemporaryDirectory(prefix="tenure-permits-", dir=args.workdir) as tmp:
-        output["machine"] = machine_info(Path(tmp))
-        for name in suite_names:
-            output["suites"][name], table = measure_suite(name, args, Path(tmp), output["machine"])
-            tables.append(table)
-    path = args.json or RESULTS / f"permits-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(strict_json(output), indent=2, ensure_ascii=False) + "\n")
-    print("\n\n".join(tables))
-    print(f"\nJSON: {path}")
-    return 1 if failed(output) else 0
+    return 1 if failed(run_suites("permits", args, argv, measure_suite)) else 0
 
 
 if __name__ == "__main__":
