@@ -25,6 +25,10 @@ from tenure._exceptions import (
 
 # What a redis-py call can raise besides a reply: each is mapped by ``map_errors``.
 DRIVER_ERRORS = (redis_errors.RedisError, OSError)
+# One connection per concurrent call, as many as the server takes (its default maxclients):
+# redis-py's asyncio pool refuses a 101st concurrent call ("Too many connections"), which a
+# burst of rate-limit decisions from one event loop reaches; its sync pool has no bound.
+MAX_CONNECTIONS = 10_000
 
 
 def map_errors(exc: BaseException, what: str) -> BackendError:
@@ -45,6 +49,7 @@ def base_options(config: BackendConfig) -> dict[str, Any]:
         "socket_connect_timeout": common.connect_timeout,
         "socket_timeout": common.op_timeout,
         "retry": Retry(NoBackoff(), 0),  # never retry: a retried acquire could double-hold
+        "max_connections": MAX_CONNECTIONS,
         "username": url.username,
         "password": url.password,
     }
