@@ -24,6 +24,9 @@ lock (a hit is one round trip); another stores the record (PX its ttl) and ends 
 release does. A run's fence counter expires with its lease, so a key leaves nothing behind once
 its record expires. Records are as durable as the server's persistence: one that restarts
 without it forgets them, and the keys run again (with larger fences).
+
+**Rate limits** (``ratelimit.py``): one script call per decision runs the GCRA step by the
+server's ``TIME`` on one key of TATs, written only when it admits, PX until the bucket is full.
 """
 
 from tenure._async.backends.redis.store import AsyncRedisStore

@@ -6,6 +6,8 @@ release pushes onto the slot's signal list, so a waiter blocks on all of them wi
 
 Idempotency keys: a run is the key's lock, begun, renewed and finished by the record scripts
 (``records.py``); a hit is the one BEGIN_RUN call that finds the record.
+
+Rate limits: one RATE_STEP call per decision (``ratelimit.py``), by the server's clock.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tenure._async.backends.base import (
     RenewOutcome,
 )
 from tenure._async.backends.redis.connection import DRIVER_ERRORS, AsyncRedisFeed, client_options, map_errors
+from tenure._async.backends.redis.ratelimit import RATE_SCRIPTS, rate_args, rate_reply, tats_key
 from tenure._async.backends.redis.records import RECORD_LIMIT, RECORD_SCRIPTS, RunLeases
 from tenure._async.backends.redis.scripts import SCRIPTS, key_prefix, milliseconds, slot_parts
 from tenure._concurrency import async_sleep
@@ -33,6 +36,7 @@ from tenure._config import BackendConfig
 from tenure._core.expiry import HolderExpiries
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
+from tenure._core.ratelimit import Rate, RateStep
 from tenure._core.semaphore import limit_mismatch, permit_key, permit_keys, slot_order
 from tenure._core.tokens import Owner
 from tenure._exceptions import BackendError, BackendProtocolError, BackendUnavailable
@@ -41,7 +45,7 @@ SIGNAL_TTL_MS = 60_000  # a wake-up nobody read is dropped after a minute
 SERVER_TICK = 0.1  # Redis ends blocking timeouts on its ticks: 1/hz, hz 10 by default
 LAST_STRETCH_POLL = 0.005  # seconds between pops in the last tick before a holder's expiry
 RENEW_CHUNK = 1000  # leases per RENEW call: about a millisecond of the server's time
-_SCRIPTS = SCRIPTS | RECORD_SCRIPTS
+_SCRIPTS = SCRIPTS | RECORD_SCRIPTS | RATE_SCRIPTS
 
 
 class AsyncRedisStore(AsyncLeaseStore):
@@ -59,7 +63,7 @@ class AsyncRedisStore(AsyncLeaseStore):
         }
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUEUEING, Capability.COUNTING, Capability.RECORDS}
+        {Capability.QUEUEING, Capability.COUNTING, Capability.RECORDS, Capability.COUNTERS}
     )
     record_limit = RECORD_LIMIT  # records.py: a hit copies the record in a script that blocks the server
     # A release wakes a waiter at once; the pause bounds how long a missed push can cost.
@@ -178,6 +182,10 @@ class AsyncRedisStore(AsyncLeaseStore):
     async def read_record(self, key: str) -> Recorded | None:
         reply = await self._run("READ_RECORD", [key_prefix(key)])
         return None if reply is None else self._recorded(key, reply)
+
+    async def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
+        reply = await self._run("RATE_STEP", rate_args(rates, cost), [tats_key(key)])
+        return rate_reply(reply, len(rates), self.url)
 
     async def announce(self, key: str) -> None:
         # Published by elections, not by the lock scripts: locks pay nothing for observers.
