@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -12,8 +11,9 @@ from tenure._async.backends.base import Permit, Renewal, RenewOutcome
 from tenure._async.backends.postgresql import permits, records, sql
 from tenure._async.backends.postgresql.common import AsyncPostgresBase
 from tenure._async.backends.postgresql.connection import AsyncPgPool, AsyncPgSession
+from tenure._async.backends.postgresql.lock_queue import AsyncLockQueue
 from tenure._async.backends.postgresql.shared import SHARED_SESSIONS, AsyncHold, AsyncSharedSessions
-from tenure._concurrency import AsyncInFlight, AsyncMutex
+from tenure._concurrency import AsyncMutex
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -26,13 +26,14 @@ MIN_SERVER_VERSION = 140000  # idle_session_timeout
 IDLE_SESSIONS = 3  # pooled sessions kept for lock waits and reads, beside the shared ones
 
 
-class AsyncPostgresStore(records.AsyncAdvisoryRecords, AsyncPostgresBase):
+class AsyncPostgresStore(AsyncLockQueue, records.AsyncAdvisoryRecords, AsyncPostgresBase):
     """Serve leases as session-level advisory locks, held on a few sessions shared by many leases.
 
     **Sessions.** At most ``SHARED_SESSIONS`` per store; a blocking wait in the server's queue
-    takes one of its own, which keeps the lock once granted. Advisory locks are reentrant per
-    session, so a second claim on a key this store holds is refused locally. A session that dies
-    loses every lock on it, and each lease's next renewal says so (one statement per session).
+    takes one of its own, which keeps the lock once granted (``lock_queue.py``). Advisory locks
+    are reentrant per session, so a second claim on a key this store holds is refused locally. A
+    session that dies loses every lock on it, and each lease's next renewal says so (one
+    statement per session).
 
     **ttl on a shared session.** Its ``idle_session_timeout`` is the smallest ttl it holds, set
     again by every step on it: a silent holder loses a lock no later than its ttl. A lease whose
@@ -299,98 +300,6 @@ class AsyncPostgresStore(records.AsyncAdvisoryRecords, AsyncPostgresBase):
 
     async def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
         return await permits.permit_holders(self, key, limit)
-
-    # -- Queueing: the server's lock queue --------------------------------------------------------
-
-    async def try_acquire_queued(
-        self, key: str, owner: Owner, ttl: float, *, patience: float, will_wait: bool = True
-    ) -> int | None:
-        # ``patience`` is not needed: a waiter that died leaves the line with its session.
-        hold = self._holds.get((key, owner.token))
-        if hold is not None and hold.wait is not None:
-            if not hold.wait.done():
-                return None  # still in line
-            return await self._granted(key, owner, hold, early=True)
-        fence = await self.try_acquire(key, owner, ttl)
-        if fence is None and will_wait:
-            self._queue(key, owner, await self._pool.checkout(), ttl)  # a session of its own
-        return fence
-
-    def _queue(self, key: str, owner: Owner, session: AsyncPgSession, ttl: float) -> None:
-        """Join the server's line on ``session``: a lock wait left running across the caller's waits.
-
-        Its reply is the fence; it ends when the lock is granted or the session is closed. The
-        session is this wait's alone, and holds the lock once granted, until it is released.
-        """
-        session.hold(sql.lock_id(key), ttl)  # a session of its own, holding nothing else
-        params = self._acquire_params(key, owner, ttl, session)
-        what = f"waiting for {key!r}"
-        wait = AsyncInFlight(
-            lambda: self._pool.run(session, sql.WAIT_ACQUIRE, params, what, waits=math.inf),
-            name="tenure-postgresql-wait",
-        )
-        self._holds[(key, owner.token)] = AsyncHold(session, ttl, wait)
-
-    async def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
-        hold = self._holds.get((key, owner.token))
-        if hold is None or hold.wait is None:
-            return None
-        early = hold.wait.done()
-        if not early and not await hold.wait.wait(timeout):
-            return None
-        return await self._granted(key, owner, hold, early=early)
-
-    async def leave_queue(self, key: str, owner: Owner) -> None:
-        hold = self._holds.pop((key, owner.token), None)
-        if hold is not None:
-            await self._leave(hold)
-
-    async def _granted(self, key: str, owner: Owner, hold: AsyncHold, *, early: bool) -> int | None:
-        """Take the ended lock wait's reply: the fence, or None when it must queue again.
-
-        ``early``: the reply had come before this call began, while nobody was waiting. The
-        caller counts the lease from this call, so the idle-session limit restarts now too.
-        """
-        assert hold.wait is not None
-        try:
-            rows = hold.wait.result()
-            hold.wait = None
-            if rows and rows[0][0] is None:  # no epoch (a crash): nothing taken; recover, queue again
-                await self._recover_fences(hold.session)
-                self._queue(key, owner, hold.session, hold.ttl)
-                return None
-        except BaseException:
-            self._holds.pop((key, owner.token), None)
-            await self._leave(hold)
-            raise
-        if not rows:
-            await self._forget(key, owner)
-            raise BackendProtocolError(f"{self.url}: the wait for {key!r} ended without a fence")
-        if early:
-            try:
-                params = {"idle": hold.session.idle()}
-                await self._pool.run(hold.session, sql.REFRESH, params, "refreshing")
-            except BackendError:
-                await self._forget(key, owner)
-                return None
-        return int(rows[0][0])
-
-    async def _leave(self, hold: AsyncHold) -> None:
-        """Leave the line: end the session, which frees a grant that raced the departure too."""
-        session, wait = hold.session, hold.wait
-        session.abort()
-        if wait is not None:
-            # Its socket is shut down: the wait fails at once; let it end before the close.
-            await wait.wait(self.config.common.op_timeout)
-            wait.abandon()
-        await self._pool.discard(session)
-        if wait is not None and session.pid:
-            # The server would notice the closed connection at its next check (1 s); end the
-            # session now so that it leaves the lock queue at once.
-            try:
-                await self._call(sql.TERMINATE, {"pid": session.pid}, "ending a waiting session")
-            except BackendError as exc:
-                log.debug("tenure: ending waiting session %d failed: %s", session.pid, exc)
 
     async def _forget(self, key: str, owner: Owner) -> None:
         """Drop a hold whose lock is gone; close its session unless shared (it holds others)."""
