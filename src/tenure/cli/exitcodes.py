@@ -10,7 +10,7 @@ USAGE = 2
 UNAVAILABLE = 69
 """EX_UNAVAILABLE from sysexits.h: the backend cannot be reached."""
 TEMPFAIL = 75
-"""EX_TEMPFAIL from sysexits.h: the lock or leadership could not be had within the timeout."""
+"""EX_TEMPFAIL from sysexits.h: the lock, leadership or rate permit could not be had within the timeout."""
 LEASE_LOST = 79
 """The lease was lost while CMD ran, so CMD was stopped; its work may overlap another holder's.
 
@@ -36,15 +36,15 @@ def from_signal(signum: int) -> int:
 
 HELP = f"""\
 exit codes:
-  {OK:<6} success; for "lock" and "elect", CMD's own exit code is passed through
+  {OK:<6} success; for "lock", "elect" and "limit", CMD's own exit code is passed through
   {FAILURE:<6} a tenure error not listed here
   {USAGE:<6} usage error: bad arguments, name, TTL, timeout, value, URL or URL option
   {UNAVAILABLE:<6} the backend cannot be reached (EX_UNAVAILABLE)
   {TEMPFAIL:<6} lock: the lock could not be had within --timeout (EX_TEMPFAIL);
-         elect: not leader within --timeout
+         elect: not leader within --timeout; limit: no permit due within --timeout
   {LEASE_LOST:<6} lock: the lease was lost while CMD ran, and CMD was stopped;
          elect: CMD exited, but the leadership had been lost meanwhile
-  {CANNOT_EXECUTE:<6} lock, elect: CMD could not be executed
-  {NOT_FOUND:<6} lock, elect: CMD was not found
+  {CANNOT_EXECUTE:<6} lock, elect, limit: CMD could not be executed
+  {NOT_FOUND:<6} lock, elect, limit: CMD was not found
   128+N  tenure got signal N (SIGINT, SIGTERM or SIGHUP), or CMD was killed by signal N
 """

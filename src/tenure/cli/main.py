@@ -16,19 +16,21 @@ from tenure._sync.coordinator import DEFAULT_TIMEOUT, DEFAULT_TTL
 from tenure.cli import exitcodes
 from tenure.cli.elect import run_elect
 from tenure.cli.inspection import run_inspect
+from tenure.cli.limit import run_limit
 from tenure.cli.supervisor import Interrupted, report, run_lock
 
 DEFAULT_GRACE = 5.0
 URL_HELP = "backend URL (default: $TENURE_URL, else an embedded SQLite file in the user's state directory)"
 
 DESCRIPTION = """\
-Distributed locks with leases and fencing tokens, from the shell.
+Distributed locks with leases and fencing tokens, and shared rate limits, from the shell.
 
 examples:
   tenure lock nightly-backup -- ./backup.sh        run backup.sh only while holding the lock
   tenure lock gpu --limit 4 -- ./train.sh          run train.sh holding one of 4 permits
   tenure --url redis://127.0.0.1:6379/0 lock orders:42 --timeout 0 -- ./job
   tenure elect scheduler --ttl 10 -- ./scheduler   run the scheduler only on the elected leader
+  tenure limit partner --rate 10/s -- ./sync.sh    run sync.sh once a permit of 10/s is had
   tenure inspect nightly-backup                    who holds it, with which fence, for how long
   tenure inspect payments --key req-123            an idempotency key: running, or done
   tenure demo                                      the oversell demo, on the embedded SQLite file
@@ -70,12 +72,33 @@ SIGTERM and SIGHUP sent to tenure are passed on to CMD; tenure waits for CMD, re
 128+N.
 """
 
+LIMIT_DESCRIPTION = f"""\
+Take a permit of the rate limit NAME, waiting until one is due, then run CMD: every command
+started with the same NAME, URL and KEY shares one budget of --rate (and --burst at once after
+an idle spell), whichever host or process starts it. For cron jobs and scripts that call a
+shared API. The wait ends as soon as the permit is due (the backend says when; no polling).
+
+--rate is COUNT/PERIOD: "10/s", "600/min", "5/10s", or several that must all admit a call,
+"10/s;1000/hour". --burst is how many permits may be taken at once after an idle spell
+(default: one second of the rate, at least 1). --cost takes several permits at once. The
+permits are decided by the backend's clock, in one atomic step.
+
+If no permit is due within --timeout seconds, CMD is not run: tenure exits {exitcodes.TEMPFAIL} at once (it
+does not wait to fail) with a line on stderr that says when one is due (retry after S seconds).
+CMD gets TENURE_LIMIT (the name) in its environment. SIGINT, SIGTERM and SIGHUP sent to tenure
+are passed on to CMD, as for "lock"; tenure exits with CMD's exit code, or 128+N.
+"""
+
 INSPECT_DESCRIPTION = """\
 Show who holds the lock NAME: the holder's label (host/pid/thread), the fence, and the seconds
 of TTL left; the permits of the semaphore NAME and the readers and writer of the read-write lock
 NAME (each with its label, fence and TTL left); and who leads the election NAME: the leader's
 value and term. Prints "free" when nobody holds any of them. Exits 0 either way.
 """
+
+
+COMMANDS_WITH_CMD = ("lock", "elect", "limit")
+"""The commands that run a child command, given after "--"."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -180,6 +203,44 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     elect.set_defaults(handler=run_elect, command_name="elect")
 
+    limit = commands.add_parser(
+        "limit",
+        parents=[late_url],
+        help="run CMD once a permit of a shared rate limit is had",
+        usage=(
+            "tenure [--url URL] limit NAME --rate R [--burst N] [--key K] [--cost C] [--timeout S] -- CMD..."
+        ),
+        description=LIMIT_DESCRIPTION,
+        epilog=exitcodes.HELP,
+        formatter_class=formatter,
+    )
+    limit.add_argument("name", metavar="NAME", help="the rate limit's name")
+    limit.add_argument(
+        "--rate", required=True, metavar="R", help='permits per period: "10/s", "600/min", "10/s;1000/hour"'
+    )
+    limit.add_argument(
+        "--burst",
+        type=int,
+        default=None,
+        metavar="N",
+        help="permits that may be taken at once after an idle spell (default: one second of the rate)",
+    )
+    limit.add_argument(
+        "--key",
+        default="",
+        metavar="K",
+        help="the budget within NAME, e.g. one per customer or token (default: one for NAME)",
+    )
+    limit.add_argument("--cost", type=int, default=1, metavar="C", help="permits to take (default: 1)")
+    limit.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"longest wait for the permit in seconds; 0 makes a single try (default: {DEFAULT_TIMEOUT:g})",
+    )
+    limit.set_defaults(handler=run_limit, command_name="limit")
+
     inspect = commands.add_parser(
         "inspect",
         parents=[late_url],
@@ -205,7 +266,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         description="Run the oversell demo.",
     )
     demo.set_defaults(handler=run_demo, command_name="demo")
-    return parser, {"lock": lock, "elect": elect, "inspect": inspect, "demo": demo}
+    return parser, {"lock": lock, "elect": elect, "limit": limit, "inspect": inspect, "demo": demo}
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -241,15 +302,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = parser.parse_known_args(words)
         name = getattr(args, "command_name", None)
         if name is None:
-            parser.error("a command is required: lock, elect, inspect or demo")
+            parser.error("a command is required: lock, elect, limit, inspect or demo")
         if name == "demo":
             args.demo_argv = extra + ([] if after is None else ["--", *after])
-        elif extra or (after is not None and name not in ("lock", "elect")):
+        elif extra or (after is not None and name not in COMMANDS_WITH_CMD):
             unexpected = extra + ([] if after is None else ["--", *after])
             subparsers[name].error(f"unrecognized arguments: {' '.join(unexpected)}")
-        elif name in ("lock", "elect"):
+        elif name in COMMANDS_WITH_CMD:
             if not after:
-                example = "make deploy" if name == "lock" else "./scheduler"
+                example = {"lock": "make deploy", "elect": "./scheduler", "limit": "./sync.sh"}[name]
                 subparsers[name].error(
                     f"missing CMD: give the command to run after --, e.g. tenure {name} NAME -- {example}"
                 )
@@ -275,7 +336,7 @@ def exit_code_for(exc: tenure.TenureError) -> int:
     """Return the exit code that reports ``exc``."""
     if isinstance(exc, tenure.ConfigurationError):
         return exitcodes.USAGE
-    if isinstance(exc, tenure.AcquireTimeout):
+    if isinstance(exc, tenure.AcquireTimeout | tenure.RateLimited):
         return exitcodes.TEMPFAIL
     if isinstance(exc, tenure.BackendUnavailable):
         return exitcodes.UNAVAILABLE
