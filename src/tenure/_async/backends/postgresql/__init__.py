@@ -27,6 +27,10 @@ one round trip by a server-side function that also checks the name's recorded li
 mode it is a session lock on the first free slot (the fence from the sequence), in table mode a
 lease row (the fence from the name's own row). A permit's release NOTIFYs its semaphore's waiters.
 
+**Rate limits** (both modes, sharing one table): a decision is one call of the server-side
+function ``tenure_rate_step``, which locks the key's row, reads ``clock_timestamp()`` and runs
+the GCRA step; only an admitted step writes (``ratelimit.py``).
+
 Every call is bounded by ``op_timeout`` on the client side, so a frozen server gives
 ``BackendTimeout``.
 """

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from tenure._async.backends.base import Permit, Renewal, RenewOutcome
-from tenure._async.backends.postgresql import permits, records, sql
+from tenure._async.backends.postgresql import permits, ratelimit, records, sql
 from tenure._async.backends.postgresql.common import AsyncPostgresBase
 from tenure._async.backends.postgresql.connection import AsyncPgPool, AsyncPgSession
 from tenure._async.backends.postgresql.lock_queue import AsyncLockQueue
@@ -26,7 +26,9 @@ MIN_SERVER_VERSION = 140000  # idle_session_timeout
 IDLE_SESSIONS = 3  # pooled sessions kept for lock waits and reads, beside the shared ones
 
 
-class AsyncPostgresStore(AsyncLockQueue, records.AsyncAdvisoryRecords, AsyncPostgresBase):
+class AsyncPostgresStore(
+    AsyncLockQueue, records.AsyncAdvisoryRecords, ratelimit.AsyncPostgresCounters, AsyncPostgresBase
+):
     """Serve leases as session-level advisory locks, held on a few sessions shared by many leases.
 
     **Sessions.** At most ``SHARED_SESSIONS`` per store; a blocking wait in the server's queue
@@ -65,7 +67,13 @@ class AsyncPostgresStore(AsyncLockQueue, records.AsyncAdvisoryRecords, AsyncPost
         }
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING, Capability.RECORDS}
+        {
+            Capability.QUEUEING,
+            Capability.SESSIONS,
+            Capability.COUNTING,
+            Capability.RECORDS,
+            Capability.COUNTERS,
+        }
     )
     # Waits happen on the server and end the moment the lock is free, so these only bound how
     # long one wait lasts before the waiter looks again (and refreshes its deadline).
@@ -74,8 +82,8 @@ class AsyncPostgresStore(AsyncLockQueue, records.AsyncAdvisoryRecords, AsyncPost
     # pg_advisory_lock does: the server hands the lock over with the fence bumped, where a plain
     # waiter would wake on a shared lock and then need a try of its own.
     plain_waiters_queue: ClassVar[bool] = True
-    tables: ClassVar[tuple[str, ...]] = (permits.LIMITS_TABLE, records.RECORDS_TABLE)
-    schema: ClassVar[str] = f"{sql.FENCES_SCHEMA};\n{permits.SCHEMA};\n{records.SCHEMA}"
+    tables: ClassVar[tuple[str, ...]] = (permits.LIMITS_TABLE, records.RECORDS_TABLE, ratelimit.RATES_TABLE)
+    schema: ClassVar[str] = f"{sql.FENCES_SCHEMA};\n{permits.SCHEMA};\n{records.SCHEMA};\n{ratelimit.SCHEMA}"
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from tenure._sync.backends.base import Permit, Renewal, RenewOutcome
-from tenure._sync.backends.postgresql import permits, records, sql
+from tenure._sync.backends.postgresql import permits, ratelimit, records, sql
 from tenure._sync.backends.postgresql.common import PostgresBase
 from tenure._sync.backends.postgresql.connection import PgPool, PgSession
 from tenure._sync.backends.postgresql.lock_queue import LockQueue
@@ -27,7 +27,9 @@ MIN_SERVER_VERSION = 140000  # idle_session_timeout
 IDLE_SESSIONS = 3  # pooled sessions kept for lock waits and reads, beside the shared ones
 
 
-class PostgresStore(LockQueue, records.AdvisoryRecords, PostgresBase):
+class PostgresStore(
+    LockQueue, records.AdvisoryRecords, ratelimit.PostgresCounters, PostgresBase
+):
     """Serve leases as session-level advisory locks, held on a few sessions shared by many leases.
 
     **Sessions.** At most ``SHARED_SESSIONS`` per store; a blocking wait in the server's queue
@@ -66,7 +68,13 @@ class PostgresStore(LockQueue, records.AdvisoryRecords, PostgresBase):
         }
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING, Capability.RECORDS}
+        {
+            Capability.QUEUEING,
+            Capability.SESSIONS,
+            Capability.COUNTING,
+            Capability.RECORDS,
+            Capability.COUNTERS,
+        }
     )
     # Waits happen on the server and end the moment the lock is free, so these only bound how
     # long one wait lasts before the waiter looks again (and refreshes its deadline).
@@ -75,8 +83,8 @@ class PostgresStore(LockQueue, records.AdvisoryRecords, PostgresBase):
     # pg_advisory_lock does: the server hands the lock over with the fence bumped, where a plain
     # waiter would wake on a shared lock and then need a try of its own.
     plain_waiters_queue: ClassVar[bool] = True
-    tables: ClassVar[tuple[str, ...]] = (permits.LIMITS_TABLE, records.RECORDS_TABLE)
-    schema: ClassVar[str] = f"{sql.FENCES_SCHEMA};\n{permits.SCHEMA};\n{records.SCHEMA}"
+    tables: ClassVar[tuple[str, ...]] = (permits.LIMITS_TABLE, records.RECORDS_TABLE, ratelimit.RATES_TABLE)
+    schema: ClassVar[str] = f"{sql.FENCES_SCHEMA};\n{permits.SCHEMA};\n{records.SCHEMA};\n{ratelimit.SCHEMA}"
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
