@@ -90,8 +90,8 @@ class AsyncRateLimiter:
                 return state
             if state.unavailable:
                 raise RateLimited(
-                    f"rate limiter {self.name!r}: its store {self._context.url} did not answer within "
-                    f"{self.deadline:g} s and on_unavailable is 'deny'",
+                    f"rate limiter {self.name!r}: its store {self._context.url} did not answer in time "
+                    f"(deadline {self.deadline} s) and on_unavailable is 'deny'",
                     state.retry_after,
                     unavailable=True,
                 )
