@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +114,17 @@ def shared_routes(handlers: Handlers) -> list[Route]:
     ]
 
 
+def closing(coord: tenure.AsyncCoordinator) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    """Return an app's lifespan that closes ``coord`` when the app stops."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        await coord.aclose()
+
+    return lifespan
+
+
 def starlette_app(handlers: Handlers, coord: tenure.AsyncCoordinator) -> Starlette:
     async def orders(request: Request) -> Response:
         number = handlers.execute(request)
@@ -127,44 +138,25 @@ def starlette_app(handlers: Handlers, coord: tenure.AsyncCoordinator) -> Starlet
         response.set_cookie("session", f"s{number}")
         return response
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await coord.aclose()
-
     routes = [Route("/orders", orders, methods=["GET", "POST", "PATCH"]), *shared_routes(handlers)]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=closing(coord))
 
 
 def fastapi_app(handlers: Handlers, coord: tenure.AsyncCoordinator) -> FastAPI:
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await coord.aclose()
-
-    api = FastAPI(lifespan=lifespan)
+    api = FastAPI(lifespan=closing(coord))
 
     @api.get("/orders")
     async def list_orders(request: FastAPIRequest) -> dict[str, int]:
         return {"orders": handlers.execute(request)}
 
-    @api.post("/orders", status_code=201)
-    async def create_order(
-        order: Order, request: FastAPIRequest, response: FastAPIResponse
-    ) -> dict[str, Any]:
+    async def place_order(order: Order, request: FastAPIRequest, response: FastAPIResponse) -> dict[str, Any]:
         number = handlers.execute(request)
         response.headers["x-order"] = str(number)
         response.set_cookie("session", f"s{number}")
         return {"order": number, "item": order.item}
 
-    @api.patch("/orders")
-    async def change_order(
-        order: Order, request: FastAPIRequest, response: FastAPIResponse
-    ) -> dict[str, Any]:
-        number = handlers.execute(request)
-        response.headers["x-order"] = str(number)
-        response.set_cookie("session", f"s{number}")
-        return {"order": number, "item": order.item}
+    api.post("/orders", status_code=201)(place_order)  # creates an order
+    api.patch("/orders")(place_order)  # changes it: the same handler, answering 200
 
     for route in shared_routes(handlers):
         api.router.routes.append(route)

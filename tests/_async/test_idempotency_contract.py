@@ -1,15 +1,14 @@
 """The idempotency-key contract every backend with the Records capability passes (both colours).
 
-The tests run on every backend that declares ``Capability.RECORDS`` (``records_url``); the
-others must refuse to build idempotency keys with ``BackendIncapable``, which the first test
-checks on every backend.
+The tests run on every backend that declares ``Capability.RECORDS`` (``records_url``, with the
+``keeper`` and ``other`` coordinators on it from ``conftest.py``); the others must refuse to build
+idempotency keys with ``BackendIncapable``, which the first test checks on every backend.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,19 +20,6 @@ from tenure._core.guarantees import Capability
 from tenure._core.keys import namespaced_key
 from tenure._core.tokens import Owner
 from tests._async.faults import stall_renewals
-
-
-@pytest.fixture
-async def keeper(records_url: str) -> AsyncIterator[tenure.AsyncCoordinator]:
-    async with tenure.AsyncCoordinator(records_url) as coordinator:
-        yield coordinator
-
-
-@pytest.fixture
-async def other(records_url: str) -> AsyncIterator[tenure.AsyncCoordinator]:
-    """A second client of the same backend."""
-    async with tenure.AsyncCoordinator(records_url) as coordinator:
-        yield coordinator
 
 
 class Calls:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections.abc
 import sqlite3
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -29,23 +28,18 @@ def sql_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def sql_url(sql_backend: str, request: pytest.FixtureRequest) -> str:
+def records_url(sql_backend: str, request: pytest.FixtureRequest) -> str:
+    """Here, a backend whose records the caller's SQL connection writes (``keeper`` runs on it)."""
     url: str = request.getfixturevalue(f"{sql_backend}_url")
     return url
 
 
 @pytest.fixture
-async def keeper(sql_url: str) -> AsyncIterator[tenure.AsyncCoordinator]:
-    async with tenure.AsyncCoordinator(sql_url) as coordinator:
-        yield coordinator
-
-
-@pytest.fixture
 def orders(
-    sql_backend: str, sql_url: str, request: pytest.FixtureRequest
+    sql_backend: str, records_url: str, request: pytest.FixtureRequest
 ) -> collections.abc.Iterator[Orders]:
     """The caller's own table and connections, in the backend's database."""
-    table = Orders(OPENERS[sql_backend], sql_url, request)
+    table = Orders(OPENERS[sql_backend], records_url, request)
     yield table
     table.close()
 
@@ -107,7 +101,7 @@ async def test_an_error_rolls_the_callers_writes_back_and_frees_the_key(
 
 
 async def test_a_run_that_lost_its_key_is_rolled_back(
-    keeper: tenure.AsyncCoordinator, sql_url: str, orders: Orders
+    keeper: tenure.AsyncCoordinator, records_url: str, orders: Orders
 ) -> None:
     """A run paused past its lease while another took over: its writes never commit."""
     stale_connection = orders.connect()
@@ -130,7 +124,7 @@ async def test_a_run_that_lost_its_key_is_rolled_back(
     stale = AsyncBackground(stale_run, name="stale")
     stale.start()
     await async_sleep(1.0)
-    async with tenure.AsyncCoordinator(sql_url) as other:
+    async with tenure.AsyncCoordinator(records_url) as other:
         fresh_connection = orders.connect()
 
         def fresh_charge(order_id: int) -> int:

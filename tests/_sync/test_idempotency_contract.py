@@ -1,16 +1,15 @@
 # GENERATED from tests/_async/test_idempotency_contract.py by scripts/unasync.py: do not edit; edit the source and re-run.
 """The idempotency-key contract every backend with the Records capability passes (both colours).
 
-The tests run on every backend that declares ``Capability.RECORDS`` (``records_url``); the
-others must refuse to build idempotency keys with ``BackendIncapable``, which the first test
-checks on every backend.
+The tests run on every backend that declares ``Capability.RECORDS`` (``records_url``, with the
+``keeper`` and ``other`` coordinators on it from ``conftest.py``); the others must refuse to build
+idempotency keys with ``BackendIncapable``, which the first test checks on every backend.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,19 +21,6 @@ from tenure._core.guarantees import Capability
 from tenure._core.keys import namespaced_key
 from tenure._core.tokens import Owner
 from tests._sync.faults import stall_renewals
-
-
-@pytest.fixture
-def keeper(records_url: str) -> Iterator[tenure.Coordinator]:
-    with tenure.Coordinator(records_url) as coordinator:
-        yield coordinator
-
-
-@pytest.fixture
-def other(records_url: str) -> Iterator[tenure.Coordinator]:
-    """A second client of the same backend."""
-    with tenure.Coordinator(records_url) as coordinator:
-        yield coordinator
 
 
 class Calls:

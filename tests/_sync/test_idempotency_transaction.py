@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections.abc
 import sqlite3
-from collections.abc import Iterator
 
 import pytest
 
@@ -30,23 +29,18 @@ def sql_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def sql_url(sql_backend: str, request: pytest.FixtureRequest) -> str:
+def records_url(sql_backend: str, request: pytest.FixtureRequest) -> str:
+    """Here, a backend whose records the caller's SQL connection writes (``keeper`` runs on it)."""
     url: str = request.getfixturevalue(f"{sql_backend}_url")
     return url
 
 
 @pytest.fixture
-def keeper(sql_url: str) -> Iterator[tenure.Coordinator]:
-    with tenure.Coordinator(sql_url) as coordinator:
-        yield coordinator
-
-
-@pytest.fixture
 def orders(
-    sql_backend: str, sql_url: str, request: pytest.FixtureRequest
+    sql_backend: str, records_url: str, request: pytest.FixtureRequest
 ) -> collections.abc.Iterator[Orders]:
     """The caller's own table and connections, in the backend's database."""
-    table = Orders(OPENERS[sql_backend], sql_url, request)
+    table = Orders(OPENERS[sql_backend], records_url, request)
     yield table
     table.close()
 
@@ -108,7 +102,7 @@ def test_an_error_rolls_the_callers_writes_back_and_frees_the_key(
 
 
 def test_a_run_that_lost_its_key_is_rolled_back(
-    keeper: tenure.Coordinator, sql_url: str, orders: Orders
+    keeper: tenure.Coordinator, records_url: str, orders: Orders
 ) -> None:
     """A run paused past its lease while another took over: its writes never commit."""
     stale_connection = orders.connect()
@@ -131,7 +125,7 @@ def test_a_run_that_lost_its_key_is_rolled_back(
     stale = Background(stale_run, name="stale")
     stale.start()
     sleep(1.0)
-    with tenure.Coordinator(sql_url) as other:
+    with tenure.Coordinator(records_url) as other:
         fresh_connection = orders.connect()
 
         def fresh_charge(order_id: int) -> int:
