@@ -42,6 +42,13 @@ for the record again once GET_LOCK is taken, and a finish commits the record bef
 RELEASE_LOCK on the same session; table mode begins and finishes in one transaction each, and a
 finish deletes the run's lease row, so a key leaves only its record. Records are at most half
 the server's ``max_allowed_packet`` (they travel as hex in the statement), at most 16 MiB.
+
+**Rate limits** (both modes; ``rates.py``, ``rate_sql.py``): a key's bucket is a row of
+``tenure_rates`` (InnoDB; a BLAKE2b digest of the key is its primary key) holding one TAT per
+rate. A decision is one round trip on a pooled connection: one INSERT ... ON DUPLICATE KEY
+UPDATE runs the GCRA step under the row's lock by the server's clock (``SYSDATE(6)``, read in
+UTC), and a SELECT answers; a refusal or a peek writes nothing. Every 32nd decision of a store
+deletes up to 64 rows expired more than a second ago, in the same round trip.
 """
 
 from tenure._async.backends.mysql.store import AsyncMySQLStore

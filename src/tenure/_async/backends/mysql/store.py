@@ -16,6 +16,7 @@ from tenure._async.backends.mysql.connection import (
 )
 from tenure._async.backends.mysql.holds import AsyncHold, AsyncHoldSteps
 from tenure._async.backends.mysql.permits import AsyncMySQLPermits
+from tenure._async.backends.mysql.rates import AsyncMySQLRates
 from tenure._async.backends.mysql.records import AsyncMySQLRecords
 from tenure._concurrency import AsyncMutex, AsyncReturning
 from tenure._config import BackendConfig
@@ -29,7 +30,7 @@ MAX_SHARED = 8  # past this many shared sessions, an idle limit new to the store
 T = TypeVar("T")
 
 
-class AsyncMySQLStore(AsyncHoldSteps, AsyncMySQLRecords, AsyncMySQLPermits, AsyncLeaseStore):
+class AsyncMySQLStore(AsyncHoldSteps, AsyncMySQLRecords, AsyncMySQLPermits, AsyncMySQLRates, AsyncLeaseStore):
     """Serve leases as MariaDB user locks (GET_LOCK) on a few sessions shared by many holds.
 
     **Sessions.** A lock taken without waiting is held on one of a few shared sessions: up to
@@ -77,7 +78,13 @@ class AsyncMySQLStore(AsyncHoldSteps, AsyncMySQLRecords, AsyncMySQLPermits, Asyn
         }
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING, Capability.RECORDS}
+        {
+            Capability.QUEUEING,
+            Capability.SESSIONS,
+            Capability.COUNTING,
+            Capability.RECORDS,
+            Capability.COUNTERS,
+        }
     )
     # Waits end on the server when the holder lets go; the slices only bound each statement.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 1.0)
@@ -110,6 +117,7 @@ class AsyncMySQLStore(AsyncHoldSteps, AsyncMySQLRecords, AsyncMySQLPermits, Asyn
                 await self._pool.execute(session, statement, {})
             await self._pool.execute(session, sql.FENCE_EPOCH, {})
             await self._start_records(session)
+            await self._start_rates(session)
         except BackendError:
             self._pool.discard(session)
             raise

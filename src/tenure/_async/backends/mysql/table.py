@@ -8,6 +8,7 @@ from typing import ClassVar
 from tenure._async.backends.base import AsyncLeaseStore, Permit, Renewal, RenewOutcome
 from tenure._async.backends.mysql import permit_sql, sql
 from tenure._async.backends.mysql.connection import AsyncMySQLPool, Reply
+from tenure._async.backends.mysql.rates import AsyncMySQLRates
 from tenure._async.backends.mysql.records import AsyncMySQLTableRecords
 from tenure._concurrency import async_sleep
 from tenure._config import BackendConfig
@@ -22,7 +23,7 @@ TRIES = 3  # permit steps per attempt: the limit check may need the recorded lim
 DEADLOCK = 1213  # InnoDB rolled the whole transaction back: nothing of it was done
 
 
-class AsyncMySQLTableStore(AsyncMySQLTableRecords, AsyncLeaseStore):
+class AsyncMySQLTableStore(AsyncMySQLTableRecords, AsyncMySQLRates, AsyncLeaseStore):
     """Serve leases from an InnoDB lease table; expiry by the server's clock.
 
     **Guarantees.** FENCING: each acquisition bumps the row's fence in the same statement and
@@ -51,7 +52,9 @@ class AsyncMySQLTableStore(AsyncMySQLTableRecords, AsyncLeaseStore):
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
         {Guarantee.FENCING, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS, Guarantee.CROSS_HOST}
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING, Capability.RECORDS})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.COUNTING, Capability.RECORDS, Capability.COUNTERS}
+    )
     # No notification: poll from 2 ms, backing off to 50 ms (a poll is one primary-key read).
     poll_interval: ClassVar[tuple[float, float]] = (0.002, 0.05)
 
@@ -68,6 +71,7 @@ class AsyncMySQLTableStore(AsyncMySQLTableRecords, AsyncLeaseStore):
             await self._pool.execute(session, sql.CREATE_LEASES, {})
             await self._pool.execute(session, permit_sql.CREATE_SEMAPHORES, {})
             await self._start_records(session)
+            await self._start_rates(session)
         except BackendError:
             self._pool.discard(session)
             raise

@@ -17,6 +17,7 @@ from tenure._sync.backends.mysql.connection import (
 )
 from tenure._sync.backends.mysql.holds import Hold, HoldSteps
 from tenure._sync.backends.mysql.permits import MySQLPermits
+from tenure._sync.backends.mysql.rates import MySQLRates
 from tenure._sync.backends.mysql.records import MySQLRecords
 from tenure._concurrency import Mutex, Returning
 from tenure._config import BackendConfig
@@ -30,7 +31,7 @@ MAX_SHARED = 8  # past this many shared sessions, an idle limit new to the store
 T = TypeVar("T")
 
 
-class MySQLStore(HoldSteps, MySQLRecords, MySQLPermits, LeaseStore):
+class MySQLStore(HoldSteps, MySQLRecords, MySQLPermits, MySQLRates, LeaseStore):
     """Serve leases as MariaDB user locks (GET_LOCK) on a few sessions shared by many holds.
 
     **Sessions.** A lock taken without waiting is held on one of a few shared sessions: up to
@@ -78,7 +79,13 @@ class MySQLStore(HoldSteps, MySQLRecords, MySQLPermits, LeaseStore):
         }
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUEUEING, Capability.SESSIONS, Capability.COUNTING, Capability.RECORDS}
+        {
+            Capability.QUEUEING,
+            Capability.SESSIONS,
+            Capability.COUNTING,
+            Capability.RECORDS,
+            Capability.COUNTERS,
+        }
     )
     # Waits end on the server when the holder lets go; the slices only bound each statement.
     poll_interval: ClassVar[tuple[float, float]] = (0.05, 1.0)
@@ -111,6 +118,7 @@ class MySQLStore(HoldSteps, MySQLRecords, MySQLPermits, LeaseStore):
                 self._pool.execute(session, statement, {})
             self._pool.execute(session, sql.FENCE_EPOCH, {})
             self._start_records(session)
+            self._start_rates(session)
         except BackendError:
             self._pool.discard(session)
             raise

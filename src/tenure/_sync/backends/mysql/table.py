@@ -9,6 +9,7 @@ from typing import ClassVar
 from tenure._sync.backends.base import LeaseStore, Permit, Renewal, RenewOutcome
 from tenure._sync.backends.mysql import permit_sql, sql
 from tenure._sync.backends.mysql.connection import MySQLPool, Reply
+from tenure._sync.backends.mysql.rates import MySQLRates
 from tenure._sync.backends.mysql.records import MySQLTableRecords
 from tenure._concurrency import sleep
 from tenure._config import BackendConfig
@@ -23,7 +24,7 @@ TRIES = 3  # permit steps per attempt: the limit check may need the recorded lim
 DEADLOCK = 1213  # InnoDB rolled the whole transaction back: nothing of it was done
 
 
-class MySQLTableStore(MySQLTableRecords, LeaseStore):
+class MySQLTableStore(MySQLTableRecords, MySQLRates, LeaseStore):
     """Serve leases from an InnoDB lease table; expiry by the server's clock.
 
     **Guarantees.** FENCING: each acquisition bumps the row's fence in the same statement and
@@ -52,7 +53,9 @@ class MySQLTableStore(MySQLTableRecords, LeaseStore):
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
         {Guarantee.FENCING, Guarantee.SERVER_TIME, Guarantee.CROSS_PROCESS, Guarantee.CROSS_HOST}
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.COUNTING, Capability.RECORDS})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.COUNTING, Capability.RECORDS, Capability.COUNTERS}
+    )
     # No notification: poll from 2 ms, backing off to 50 ms (a poll is one primary-key read).
     poll_interval: ClassVar[tuple[float, float]] = (0.002, 0.05)
 
@@ -69,6 +72,7 @@ class MySQLTableStore(MySQLTableRecords, LeaseStore):
             self._pool.execute(session, sql.CREATE_LEASES, {})
             self._pool.execute(session, permit_sql.CREATE_SEMAPHORES, {})
             self._start_records(session)
+            self._start_rates(session)
         except BackendError:
             self._pool.discard(session)
             raise
