@@ -8,6 +8,7 @@ restarted or crashed answers the next decision, with the buckets it had.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import threading
@@ -209,6 +210,29 @@ def test_a_stopped_server_gives_the_chosen_answer_within_the_deadline(
         assert (allowed.allowed, allowed.unavailable) == (True, True)
         server.start()
         assert denying.decide(key="k").remaining == 1  # back, with the bucket: one taken before, one now
+
+
+def tenure_sessions(server: PostgresServer) -> set[int]:
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'tenure'").fetchall()
+    return {int(row[0]) for row in rows}
+
+
+async def test_a_decision_past_its_deadline_keeps_its_session(url: str, server: PostgresServer) -> None:
+    async with tenure.AsyncCoordinator(url) as coord:
+        limiter = coord.rate_limiter("api", rate="1/min", burst=5, on_unavailable="deny", deadline=0.05)
+        assert await limiter.try_acquire(key="k")
+        sessions = await asyncio.to_thread(tenure_sessions, server)
+        server.pause()
+        try:
+            late = await limiter.decide(key="k")
+        finally:
+            server.resume()
+        assert (late.allowed, late.unavailable) == (False, True)
+        await asyncio.sleep(0.3)  # the late step ends on the server; its session goes back to the pool
+        state = await limiter.decide(key="k")
+        assert state.allowed and state.remaining == 2  # the late step took its permit too
+        assert await asyncio.to_thread(tenure_sessions, server) == sessions  # no session closed or opened
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, cast
 
 from tenure._async.backends.base import Rate, RateStep
 from tenure._async.backends.postgresql import sql
+from tenure._concurrency import async_shielded
 from tenure._exceptions import BackendProtocolError
 
 if TYPE_CHECKING:
@@ -127,9 +128,13 @@ class AsyncPostgresCounters:
             "capacities": [rate.capacity for rate in rates],
             "cost": cost,
         }
+        what = f"deciding on the rate limit of {key!r}"
         # A pooled session, as every plain statement: one that failed is closed, so a server
-        # that went away and came back answers the next decision on a new session.
-        rows = await store._call(STEP, params, f"deciding on the rate limit of {key!r}")
+        # that went away and came back answers the next decision on a new session. Shielded: a
+        # limiter that stops waiting at its deadline lets the call finish (within op_timeout)
+        # and keep its session, as a thread does, instead of closing it and making every late
+        # decision after it connect anew.
+        rows = await async_shielded(lambda: store._call(STEP, params, what))
         if len(rows) != 1:
             raise BackendProtocolError(f"{store.url}: the rate step of {key!r} returned {len(rows)} rows")
         allowed, now, tats = rows[0]
