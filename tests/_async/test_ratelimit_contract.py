@@ -3,7 +3,10 @@
 The tests run on every backend that declares ``Capability.COUNTERS`` (``counters_url``); the
 others must refuse to build a rate limiter with ``BackendIncapable``, which the first test
 checks on every backend. Rates are chosen so that refills during a test are far smaller than
-what a test counts (``1/min`` with a burst), or measured (``20/s``).
+what a test counts (``1/min`` with a burst), or measured (``20/s``). The limiters wait for the
+store as long as its op_timeout (``deadline=None``): on a loaded machine a 50 ms deadline would
+let calls through unasked, which is the deadline's point but not what these tests count; the
+deadline has its own tests (tests/test_ratelimit_faults.py).
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ async def test_bad_limiter_options_fail_before_io(
 
 async def test_bad_call_arguments_fail_before_io(counters_url: str) -> None:
     coordinator = tenure.AsyncCoordinator(counters_url)
-    limiter = coordinator.rate_limiter("api", rate="10/s", burst=5)
+    limiter = coordinator.rate_limiter("api", rate="10/s", burst=5, deadline=None)
     with pytest.raises(tenure.ConfigurationError, match="never be admitted"):
         await limiter.try_acquire(cost=6)
     with pytest.raises(tenure.ConfigurationError, match="cost"):
@@ -89,7 +92,7 @@ async def test_bad_call_arguments_fail_before_io(counters_url: str) -> None:
 async def test_a_burst_is_admitted_then_refused_with_the_exact_retry_after(
     limits: tenure.AsyncCoordinator,
 ) -> None:
-    limiter = limits.rate_limiter("search", rate="10/s", burst=5)
+    limiter = limits.rate_limiter("search", rate="10/s", burst=5, deadline=None)
     assert [await limiter.try_acquire(key="client-7") for _ in range(5)] == [True] * 5
     refused = await limiter.decide(key="client-7")
     assert not refused.allowed
@@ -102,20 +105,22 @@ async def test_a_burst_is_admitted_then_refused_with_the_exact_retry_after(
 async def test_keys_names_and_clients_share_only_their_own_bucket(
     limits: tenure.AsyncCoordinator, other: tenure.AsyncCoordinator
 ) -> None:
-    limiter = limits.rate_limiter("api", rate="1/min", burst=3)
-    twin = other.rate_limiter("api", rate="1/min", burst=3)
+    limiter = limits.rate_limiter("api", rate="1/min", burst=3, deadline=None)
+    twin = other.rate_limiter("api", rate="1/min", burst=3, deadline=None)
     assert await limiter.try_acquire(key="a")
     assert await twin.try_acquire(key="a")  # another client, the same bucket
     assert await limiter.try_acquire(key="a")
     assert not await twin.try_acquire(key="a")
     assert await limiter.try_acquire(key="b")  # another key
     assert await limiter.try_acquire()  # no key: the limiter's own bucket
-    assert await limits.rate_limiter("api:a", rate="1/min", burst=3).try_acquire()  # names apart
-    assert await limits.rate_limiter("api", rate="1/min", burst=3).try_acquire(key="a:x")
+    assert await limits.rate_limiter(
+        "api:a", rate="1/min", burst=3, deadline=None
+    ).try_acquire()  # names apart
+    assert await limits.rate_limiter("api", rate="1/min", burst=3, deadline=None).try_acquire(key="a:x")
 
 
 async def test_peek_takes_nothing(limits: tenure.AsyncCoordinator) -> None:
-    limiter = limits.rate_limiter("api", rate="1/min", burst=4)
+    limiter = limits.rate_limiter("api", rate="1/min", burst=4, deadline=None)
     fresh = await limiter.peek(key="k")
     assert (fresh.allowed, fresh.remaining, fresh.reset_after) == (True, 4, 0.0)
     assert (await limiter.peek(key="k")).remaining == 4
@@ -127,7 +132,7 @@ async def test_peek_takes_nothing(limits: tenure.AsyncCoordinator) -> None:
 
 
 async def test_cost_takes_several_permits(limits: tenure.AsyncCoordinator) -> None:
-    limiter = limits.rate_limiter("api", rate="10/s", burst=5)
+    limiter = limits.rate_limiter("api", rate="10/s", burst=5, deadline=None)
     assert await limiter.try_acquire(key="k", cost=3)
     refused = await limiter.decide(key="k", cost=3)
     assert not refused.allowed and refused.remaining == 2
@@ -136,7 +141,7 @@ async def test_cost_takes_several_permits(limits: tenure.AsyncCoordinator) -> No
 
 
 async def test_every_rate_must_admit(limits: tenure.AsyncCoordinator) -> None:
-    limiter = limits.rate_limiter("api", rate="100/s;3/min")
+    limiter = limits.rate_limiter("api", rate="100/s;3/min", deadline=None)
     assert [r.burst for r in limiter.rates] == [100, 3]
     assert [await limiter.try_acquire(key="k") for _ in range(4)] == [True, True, True, False]
     refused = await limiter.decide(key="k")
@@ -144,7 +149,7 @@ async def test_every_rate_must_admit(limits: tenure.AsyncCoordinator) -> None:
 
 
 async def test_permits_come_back_at_the_rate(limits: tenure.AsyncCoordinator) -> None:
-    limiter = limits.rate_limiter("api", rate="20/s", burst=2)
+    limiter = limits.rate_limiter("api", rate="20/s", burst=2, deadline=None)
     assert await limiter.try_acquire(key="k")
     assert await limiter.try_acquire(key="k")
     assert not await limiter.try_acquire(key="k")
@@ -154,7 +159,7 @@ async def test_permits_come_back_at_the_rate(limits: tenure.AsyncCoordinator) ->
 
 
 async def test_acquire_sleeps_until_the_permit_is_due(limits: tenure.AsyncCoordinator) -> None:
-    limiter = limits.rate_limiter("api", rate="5/s", burst=1)
+    limiter = limits.rate_limiter("api", rate="5/s", burst=1, deadline=None)
     await limiter.acquire(key="k")
     started = time.monotonic()
     state = await limiter.acquire(key="k", timeout=2)
@@ -166,7 +171,7 @@ async def test_acquire_sleeps_until_the_permit_is_due(limits: tenure.AsyncCoordi
 async def test_acquire_refuses_at_once_when_the_permit_is_due_past_the_timeout(
     limits: tenure.AsyncCoordinator,
 ) -> None:
-    limiter = limits.rate_limiter("api", rate="1/min", burst=1)
+    limiter = limits.rate_limiter("api", rate="1/min", burst=1, deadline=None)
     await limiter.acquire(key="k")
     started = time.monotonic()
     with pytest.raises(tenure.RateLimited) as raised:
@@ -181,8 +186,8 @@ async def test_acquire_refuses_at_once_when_the_permit_is_due_past_the_timeout(
 async def test_concurrent_callers_get_exactly_the_burst(
     limits: tenure.AsyncCoordinator, other: tenure.AsyncCoordinator
 ) -> None:
-    first = limits.rate_limiter("api", rate="1/min", burst=20)
-    second = other.rate_limiter("api", rate="1/min", burst=20)
+    first = limits.rate_limiter("api", rate="1/min", burst=20, deadline=None)
+    second = other.rate_limiter("api", rate="1/min", burst=20, deadline=None)
     admitted: list[bool] = []
 
     async def caller(limiter: tenure.AsyncRateLimiter) -> None:

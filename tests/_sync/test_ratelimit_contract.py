@@ -4,7 +4,10 @@
 The tests run on every backend that declares ``Capability.COUNTERS`` (``counters_url``); the
 others must refuse to build a rate limiter with ``BackendIncapable``, which the first test
 checks on every backend. Rates are chosen so that refills during a test are far smaller than
-what a test counts (``1/min`` with a burst), or measured (``20/s``).
+what a test counts (``1/min`` with a burst), or measured (``20/s``). The limiters wait for the
+store as long as its op_timeout (``deadline=None``): on a loaded machine a 50 ms deadline would
+let calls through unasked, which is the deadline's point but not what these tests count; the
+deadline has its own tests (tests/test_ratelimit_faults.py).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def test_bad_limiter_options_fail_before_io(
 
 def test_bad_call_arguments_fail_before_io(counters_url: str) -> None:
     coordinator = tenure.Coordinator(counters_url)
-    limiter = coordinator.rate_limiter("api", rate="10/s", burst=5)
+    limiter = coordinator.rate_limiter("api", rate="10/s", burst=5, deadline=None)
     with pytest.raises(tenure.ConfigurationError, match="never be admitted"):
         limiter.try_acquire(cost=6)
     with pytest.raises(tenure.ConfigurationError, match="cost"):
@@ -90,7 +93,7 @@ def test_bad_call_arguments_fail_before_io(counters_url: str) -> None:
 def test_a_burst_is_admitted_then_refused_with_the_exact_retry_after(
     limits: tenure.Coordinator,
 ) -> None:
-    limiter = limits.rate_limiter("search", rate="10/s", burst=5)
+    limiter = limits.rate_limiter("search", rate="10/s", burst=5, deadline=None)
     assert [limiter.try_acquire(key="client-7") for _ in range(5)] == [True] * 5
     refused = limiter.decide(key="client-7")
     assert not refused.allowed
@@ -103,20 +106,22 @@ def test_a_burst_is_admitted_then_refused_with_the_exact_retry_after(
 def test_keys_names_and_clients_share_only_their_own_bucket(
     limits: tenure.Coordinator, other: tenure.Coordinator
 ) -> None:
-    limiter = limits.rate_limiter("api", rate="1/min", burst=3)
-    twin = other.rate_limiter("api", rate="1/min", burst=3)
+    limiter = limits.rate_limiter("api", rate="1/min", burst=3, deadline=None)
+    twin = other.rate_limiter("api", rate="1/min", burst=3, deadline=None)
     assert limiter.try_acquire(key="a")
     assert twin.try_acquire(key="a")  # another client, the same bucket
     assert limiter.try_acquire(key="a")
     assert not twin.try_acquire(key="a")
     assert limiter.try_acquire(key="b")  # another key
     assert limiter.try_acquire()  # no key: the limiter's own bucket
-    assert limits.rate_limiter("api:a", rate="1/min", burst=3).try_acquire()  # names apart
-    assert limits.rate_limiter("api", rate="1/min", burst=3).try_acquire(key="a:x")
+    assert limits.rate_limiter(
+        "api:a", rate="1/min", burst=3, deadline=None
+    ).try_acquire()  # names apart
+    assert limits.rate_limiter("api", rate="1/min", burst=3, deadline=None).try_acquire(key="a:x")
 
 
 def test_peek_takes_nothing(limits: tenure.Coordinator) -> None:
-    limiter = limits.rate_limiter("api", rate="1/min", burst=4)
+    limiter = limits.rate_limiter("api", rate="1/min", burst=4, deadline=None)
     fresh = limiter.peek(key="k")
     assert (fresh.allowed, fresh.remaining, fresh.reset_after) == (True, 4, 0.0)
     assert (limiter.peek(key="k")).remaining == 4
@@ -128,7 +133,7 @@ def test_peek_takes_nothing(limits: tenure.Coordinator) -> None:
 
 
 def test_cost_takes_several_permits(limits: tenure.Coordinator) -> None:
-    limiter = limits.rate_limiter("api", rate="10/s", burst=5)
+    limiter = limits.rate_limiter("api", rate="10/s", burst=5, deadline=None)
     assert limiter.try_acquire(key="k", cost=3)
     refused = limiter.decide(key="k", cost=3)
     assert not refused.allowed and refused.remaining == 2
@@ -137,7 +142,7 @@ def test_cost_takes_several_permits(limits: tenure.Coordinator) -> None:
 
 
 def test_every_rate_must_admit(limits: tenure.Coordinator) -> None:
-    limiter = limits.rate_limiter("api", rate="100/s;3/min")
+    limiter = limits.rate_limiter("api", rate="100/s;3/min", deadline=None)
     assert [r.burst for r in limiter.rates] == [100, 3]
     assert [limiter.try_acquire(key="k") for _ in range(4)] == [True, True, True, False]
     refused = limiter.decide(key="k")
@@ -145,7 +150,7 @@ def test_every_rate_must_admit(limits: tenure.Coordinator) -> None:
 
 
 def test_permits_come_back_at_the_rate(limits: tenure.Coordinator) -> None:
-    limiter = limits.rate_limiter("api", rate="20/s", burst=2)
+    limiter = limits.rate_limiter("api", rate="20/s", burst=2, deadline=None)
     assert limiter.try_acquire(key="k")
     assert limiter.try_acquire(key="k")
     assert not limiter.try_acquire(key="k")
@@ -155,7 +160,7 @@ def test_permits_come_back_at_the_rate(limits: tenure.Coordinator) -> None:
 
 
 def test_acquire_sleeps_until_the_permit_is_due(limits: tenure.Coordinator) -> None:
-    limiter = limits.rate_limiter("api", rate="5/s", burst=1)
+    limiter = limits.rate_limiter("api", rate="5/s", burst=1, deadline=None)
     limiter.acquire(key="k")
     started = time.monotonic()
     state = limiter.acquire(key="k", timeout=2)
@@ -167,7 +172,7 @@ def test_acquire_sleeps_until_the_permit_is_due(limits: tenure.Coordinator) -> N
 def test_acquire_refuses_at_once_when_the_permit_is_due_past_the_timeout(
     limits: tenure.Coordinator,
 ) -> None:
-    limiter = limits.rate_limiter("api", rate="1/min", burst=1)
+    limiter = limits.rate_limiter("api", rate="1/min", burst=1, deadline=None)
     limiter.acquire(key="k")
     started = time.monotonic()
     with pytest.raises(tenure.RateLimited) as raised:
@@ -182,8 +187,8 @@ def test_acquire_refuses_at_once_when_the_permit_is_due_past_the_timeout(
 def test_concurrent_callers_get_exactly_the_burst(
     limits: tenure.Coordinator, other: tenure.Coordinator
 ) -> None:
-    first = limits.rate_limiter("api", rate="1/min", burst=20)
-    second = other.rate_limiter("api", rate="1/min", burst=20)
+    first = limits.rate_limiter("api", rate="1/min", burst=20, deadline=None)
+    second = other.rate_limiter("api", rate="1/min", burst=20, deadline=None)
     admitted: list[bool] = []
 
     def caller(limiter: tenure.RateLimiter) -> None:
