@@ -53,7 +53,8 @@ class JSONSerializer:
             ) from exc
 
     def loads(self, data: bytes) -> Any:
-        return json.loads(data)
+        # dumps wrote UTF-8; decoded as json.loads(bytes) would, without its sniffing for UTF-16/32.
+        return json.loads(data.decode("utf-8", "surrogatepass"))
 
 
 def check_key(key: object) -> str:
@@ -81,11 +82,20 @@ def run_name(name: str, key: str) -> str:
     (space, key) pairs meet. A pair too long for a lock name keeps the key's digest instead
     (``#`` and 64 hex digits of BLAKE2b: meeting another key would take a preimage).
     """
-    space = name.replace("%", "%25").replace(":", "%3A")
-    whole = f"{space}:{key}"
+    return run_name_in(space_prefix(name), key)
+
+
+def space_prefix(name: str) -> str:
+    """Return what every run name of the space ``name`` starts with: the name escaped, and ``:``."""
+    return name.replace("%", "%25").replace(":", "%3A") + ":"
+
+
+def run_name_in(prefix: str, key: str) -> str:
+    """Return ``run_name`` of ``key`` from its space's ``space_prefix`` (computed once per space)."""
+    whole = prefix + key
     if len(whole.encode("utf-8")) <= MAX_NAME_BYTES:
         return whole
-    return f"{space}:#{key_digest(key, length=64)}"
+    return f"{prefix}#{key_digest(key, length=64)}"
 
 
 def fingerprint(payload: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
@@ -100,13 +110,21 @@ def fingerprint(payload: object, args: tuple[Any, ...], kwargs: Mapping[str, Any
             payload = payload.encode("utf-8")
         if not isinstance(payload, bytes | bytearray | memoryview):
             raise ConfigurationError(f"payload must be bytes or str, not {type(payload).__name__}")
-        return hashlib.sha256(b"payload\x00" + bytes(payload)).digest()
+        digest = hashlib.sha256(b"payload\x00")
+        digest.update(payload)  # no copy of a large request body
+        return digest.digest()
+    if not args and not kwargs:
+        return _NO_ARGUMENTS
     try:
-        text = json.dumps([list(args), dict(kwargs)], sort_keys=True, default=_plain, allow_nan=False)
+        text = _ARGUMENTS_JSON.encode([list(args), dict(kwargs)])
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(
             f"cannot fingerprint the call's arguments ({exc}); pass payload= (the request's bytes)"
         ) from exc
+    return _arguments_print(text)
+
+
+def _arguments_print(text: str) -> bytes:
     return hashlib.sha256(b"arguments\x00" + text.encode("utf-8")).digest()
 
 
@@ -121,6 +139,13 @@ def _plain(value: object) -> object:
     if isinstance(value, bytes | bytearray):
         return {"__bytes__": bytes(value).hex()}
     raise TypeError(f"{type(value).__name__} is not plain data")
+
+
+# What ``json.dumps(..., sort_keys=True, default=_plain, allow_nan=False)`` builds on every call,
+# built once: an encoder keeps no state between calls, and building one costs as much as a
+# small encoding.
+_ARGUMENTS_JSON = json.JSONEncoder(sort_keys=True, default=_plain, allow_nan=False)
+_NO_ARGUMENTS = _arguments_print(_ARGUMENTS_JSON.encode([[], {}]))  # a call without arguments
 
 
 class Recorded(NamedTuple):
@@ -150,9 +175,10 @@ def encode(fingerprint: bytes, body: bytes, *, error: bool = False) -> bytes:
 
 def decode(record: bytes) -> Outcome:
     """Return what ``record`` holds; raise ``IdempotencyError`` if it is not a tenure record."""
-    if len(record) < HEADER_BYTES or record[:2] != MAGIC or record[2:3] not in (RESULT, ERROR):
+    kind = record[2:3]
+    if len(record) < HEADER_BYTES or record[:2] != MAGIC or kind not in (RESULT, ERROR):
         raise IdempotencyError("the stored record is not one tenure wrote (another version or program?)")
-    return Outcome(record[3:HEADER_BYTES], record[2:3] == ERROR, record[HEADER_BYTES:])
+    return Outcome(record[3:HEADER_BYTES], kind == ERROR, record[HEADER_BYTES:])
 
 
 def encode_error(exc: BaseException) -> bytes:

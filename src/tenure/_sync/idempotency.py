@@ -86,9 +86,11 @@ class Idempotency:
         self.serializer = serializer
         self.store_errors = store_errors
         self.max_size = max_size
-        self._namespace = namespace
         self._context = context
         self._records = store
+        # A key's store key is these two prefixes and the key (``_store_key``): computed once.
+        self._namespace_prefix = namespaced_key(namespace, "", kind="idempotency")
+        self._space_prefix = records.space_prefix(name)
 
     def __repr__(self) -> str:
         return f"<Idempotency {self.name!r} ttl={self.ttl} lease={self.lease} on {self._context.url}>"
@@ -182,17 +184,15 @@ class Idempotency:
     # -- internals -------------------------------------------------------------------------------
 
     def _store_key(self, key: str) -> str:
-        return namespaced_key(self._namespace, records.run_name(self.name, key), kind="idempotency")
+        """Return ``namespaced_key(namespace, run_name(name, key), kind="idempotency")``."""
+        return self._namespace_prefix + records.run_name_in(self._space_prefix, key)
 
     def _claim(
         self, key: str, store_key: str, timeout: float | None
     ) -> Recorded | tuple[Lease, Owner]:
         """Take the key's lease for a run, or return its record; wait while another run holds it."""
-        deadline = Deadline(timeout)
-        store = self._context.store
-        first, slowest = store.poll_interval
-        backoff = Backoff(initial=first, maximum=max(first, min(slowest, self.lease / 3)))
         owner = Owner()
+        deadline: Deadline | None = None  # the wait's, made only when there is a wait
         while True:
             started = time.monotonic()
             try:
@@ -206,6 +206,11 @@ class Idempotency:
             if got is not None:
                 name = f"{self.name}:{key}"
                 return grant(self._context, name, store_key, owner, got, started, self.lease), owner
+            store = self._context.store
+            if deadline is None:  # another run holds the key: wait from the first attempt on
+                deadline = Deadline(timeout, start=started)
+                first, slowest = store.poll_interval
+                backoff = Backoff(initial=first, maximum=max(first, min(slowest, self.lease / 3)))
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise InProgress(
