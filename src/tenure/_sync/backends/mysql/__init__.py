@@ -48,8 +48,8 @@ the server's ``max_allowed_packet`` (they travel as hex in the statement), at mo
 ``tenure_rates`` (InnoDB; a BLAKE2b digest of the key is its primary key) holding one TAT per
 rate. A decision is one round trip on a pooled connection: one INSERT ... ON DUPLICATE KEY
 UPDATE runs the GCRA step under the row's lock by the server's clock (``SYSDATE(6)``, read in
-UTC), and a SELECT answers; a refusal or a peek writes nothing. Every 32nd decision of a store
-deletes up to 64 rows expired more than a second ago, in the same round trip.
+UTC), and a SELECT answers; a refusal or a peek writes nothing. Every 8th decision of a store
+deletes up to 16 rows expired more than a second ago, in the same round trip.
 """
 
 from tenure._sync.backends.mysql.store import MySQLStore

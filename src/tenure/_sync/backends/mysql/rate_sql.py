@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from tenure._core.keys import key_digest
 from tenure._core.ratelimit import MAX_RATES, Rate
 
-SWEEP_LIMIT = 64  # expired rows deleted at most per sweep
+SWEEP_LIMIT = 16  # expired rows deleted at most per sweep
 SWEEP_MARGIN = 1.0  # seconds a row stays after it expired, before a sweep may delete it
 KEY_DIGEST = 56  # hex digits of the key's BLAKE2b digest: the 28-byte primary key
 
@@ -118,6 +118,7 @@ def step(count: int, *, sweep: bool = False) -> str:
         _UTC
         + f"SET @tenure_ok := (\n    {_decide(count, '@tenure_now')});\n"
         + (_SWEEP if sweep else "")
+        + _READ_COMMITTED
         + f"""INSERT INTO tenure_rates (key_hash, rate_key, {columns}, expires_at)
 SELECT UNHEX(%(hash)s), %(key)s, {", ".join(f"@tenure_n{i}" for i in range(count))}, {_latest(count)}
 FROM DUAL WHERE @tenure_ok
@@ -132,12 +133,27 @@ FROM (SELECT 1) AS one LEFT JOIN tenure_rates AS r ON r.key_hash = UNHEX(%(hash)
 # A stored TAT raised to now; a missing one (the limiter gained a rate) is now.
 _STORED = "GREATEST(COALESCE(tat{i}, @tenure_now), @tenure_now)"
 
-# READ COMMITTED: the delete locks the rows it deletes and no gap, so deciders inserting new
-# keys never wait on it.
-_SWEEP = f"""SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
-DELETE FROM tenure_rates WHERE expires_at < @tenure_now - {SWEEP_MARGIN}
-ORDER BY expires_at LIMIT {SWEEP_LIMIT};
+# The next statement's transaction (autocommitted) takes no gap locks: the insert's duplicate
+# check locks only the key's row, and a sweep only the rows it deletes. Under REPEATABLE READ,
+# the gap locks of new keys' inserts could join a deadlock.
+_READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED;\n"
+
+# The candidates, the oldest expired rows, are read into variables by a plain (non-locking)
+# read of the expiry index, then deleted by primary key if still expired: rows are locked in
+# the order a decision locks them (the row, then its index entry). A DELETE ranging over the
+# index (even through a derived table) locked an entry, then its row, and deadlocked with the
+# deciders of a hot key, whose update moves its entry (measured: about 1% of decisions).
+_CANDIDATES = ", ".join(f"@tenure_old{i}" for i in range(SWEEP_LIMIT))
+_SWEEP = (
+    "SELECT "
+    + ", ".join(f"MAX(IF(n = {i}, key_hash, NULL))" for i in range(SWEEP_LIMIT))
+    + f""" INTO {_CANDIDATES}
+FROM (SELECT key_hash, ROW_NUMBER() OVER (ORDER BY expires_at) - 1 AS n FROM tenure_rates
+      WHERE expires_at < @tenure_now - {SWEEP_MARGIN} ORDER BY expires_at LIMIT {SWEEP_LIMIT}) AS old;
+{_READ_COMMITTED}DELETE FROM tenure_rates
+WHERE key_hash IN ({_CANDIDATES}) AND expires_at < @tenure_now - {SWEEP_MARGIN};
 """
+)
 
 
 @functools.cache

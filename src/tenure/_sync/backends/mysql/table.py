@@ -9,7 +9,7 @@ from typing import ClassVar
 from tenure._sync.backends.base import LeaseStore, Permit, Renewal, RenewOutcome
 from tenure._sync.backends.mysql import permit_sql, sql
 from tenure._sync.backends.mysql.connection import MySQLPool, Reply
-from tenure._sync.backends.mysql.rates import MySQLRates
+from tenure._sync.backends.mysql.rates import MySQLRates, RateLanes
 from tenure._sync.backends.mysql.records import MySQLTableRecords
 from tenure._concurrency import sleep
 from tenure._config import BackendConfig
@@ -62,6 +62,7 @@ class MySQLTableStore(MySQLTableRecords, MySQLRates, LeaseStore):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self._pool = MySQLPool(config, self.url)
+        self._rate_lanes = RateLanes(self._pool)
         self._ready = False
 
     def connect(self) -> None:
