@@ -37,7 +37,7 @@ def test_rates_are_read(text: str, burst: int | None, expected: list[Rate]) -> N
 
 
 @pytest.mark.parametrize(
-    "text", ["", "10", "10/", "/s", "ten/s", "10/fortnight", "-1/s", "1.5/s", "0/s", "1/0s"]
+    "text", ["", "10", "10/", "/s", "ten/s", "10/fortnight", "-1/s", "1.5/s", "0/s", "1/0s", "2000/ms"]
 )
 def test_bad_rates_are_refused(text: str) -> None:
     with pytest.raises(ConfigurationError):

@@ -40,6 +40,9 @@ UNITS = {
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
 MAX_RATES = 8
 """Most rates on one limiter (each is a number stored per key)."""
+MIN_INTERVAL = 1e-6
+"""Shortest time between two permits: a microsecond is what a double holding today's Unix time
+still tells apart (about 2e-7 s), with room."""
 
 
 class Rate(NamedTuple):
@@ -89,6 +92,10 @@ def parse_rates(rate: object, burst: object = None) -> tuple[Rate, ...]:
         period = float(match.group(2) or 1) * UNITS[unit]
         if count < 1 or period <= 0:
             raise ConfigurationError(f"a rate needs at least 1 permit in a positive period: {part!r}")
+        if period / count < MIN_INTERVAL:
+            raise ConfigurationError(
+                f"the rate {part.strip()!r} is over {1 / MIN_INTERVAL:,.0f} a second: too fast to count"
+            )
         size = _check_burst(burst, count, period) if index == 0 else count
         rates.append(Rate(count, period, size))
     return tuple(rates)
