@@ -36,14 +36,16 @@ COLUMNS = [
 CAPABILITY_COLUMNS = {
     Capability.COUNTING: "semaphores, read-write locks and sequences (the Counting capability)",
     Capability.RECORDS: "idempotency keys (the Records capability)",
+    Capability.COUNTERS: "rate limits (the Counters capability)",
 }
 
 
 def render() -> str:
     """Return the table as Markdown, one row per registered backend."""
     names = [g.name for g in COLUMNS] + [c.name for c in CAPABILITY_COLUMNS]
-    head = "| backend | " + " | ".join(names) + " | notes |"
-    rule = "|---|" + "---|" * len(names) + "---|"
+    # How each engine works is in docs/backends.md: the README's table stays a table of marks.
+    head = "| backend | " + " | ".join(names) + " |"
+    rule = "|---|" + "---|" * len(names)
     rows = [head, rule]
     schemes: dict[tuple[str, str], list[str]] = {}  # one row per backend, with all its schemes
     for scheme, entry in BACKENDS.items():
@@ -57,7 +59,7 @@ def render() -> str:
             ["yes" if g in cls.guarantees else "no" for g in COLUMNS]
             + ["yes" if c in cls.capabilities else "no" for c in CAPABILITY_COLUMNS]
         )
-        rows.append(f"| {', '.join(names)} | {marks} | {cls.description} |")
+        rows.append(f"| {', '.join(names)} | {marks} |")
     legend = "\n".join(
         [f"- **{g.name}**: {g.value}" for g in COLUMNS]
         + [f"- **{c.name}**: {meaning}" for c, meaning in CAPABILITY_COLUMNS.items()]
