@@ -18,18 +18,18 @@ Its reply is text for the same reason: Redis would turn a Lua number into an int
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
 from typing import Any
 
 from tenure._async.backends.redis.scripts import digest, key_prefix
 from tenure._core.ratelimit import Rate, RateStep
-from tenure._exceptions import BackendProtocolError
 
 RATE_STEP = r"""
 -- One GCRA step (gcra_step) on a key's TATs at the server's now; store them if admitted.
 -- KEYS[1] the TATs ("<prefix>:tats"), ARGV[1] cost (0: only look),
--- ARGV[2i] and ARGV[2i+1] rate i's interval and capacity in seconds, as exact decimal text
--- Returns: {1 if admitted else 0, now, the TAT of each rate after the step}, numbers as text.
+-- ARGV[2] each rate's interval and capacity in seconds, "i1,c1,i2,c2,...", exact decimal text
+-- Returns "<1 if admitted else 0>,<now>,<the TAT of each rate after the step>...": one string,
+-- the cheapest reply to send and parse, its numbers as exact text.
 local function text(n)
     return string.format('%.17g', n)  -- tostring keeps 14 digits; 17 give the double back
 end
@@ -43,10 +43,14 @@ if value then
         stored[#stored + 1] = tonumber(part)
     end
 end
+local params = {}
+for part in string.gmatch(ARGV[2], '[^,]+') do
+    params[#params + 1] = tonumber(part)
+end
 local current, new = {}, {}
 local allowed = true
-for i = 1, (#ARGV - 1) / 2 do
-    local interval, capacity = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+for i = 1, #params / 2 do
+    local interval, capacity = params[2 * i - 1], params[2 * i]
     local tat = now  -- missing (the limiter gained a rate) or older than now: a full bucket
     if stored[i] and stored[i] > now then
         tat = stored[i]
@@ -67,7 +71,7 @@ if allowed and cost > 0 then
     local ttl_ms = math.ceil((math.max(unpack(new)) - now) * 1000)
     redis.call('SET', KEYS[1], table.concat(texts, ','), 'PX', string.format('%.0f', math.max(1, ttl_ms)))
 end
-return {allowed and 1 or 0, text(now), unpack(texts)}
+return (allowed and '1,' or '0,') .. text(now) .. ',' .. table.concat(texts, ',')
 """
 
 RATE_SCRIPTS = {"RATE_STEP": (RATE_STEP, digest(RATE_STEP))}
@@ -79,20 +83,22 @@ def tats_key(key: str) -> str:
     return key_prefix(key) + ":tats"
 
 
-def rate_args(rates: Sequence[Rate], cost: int) -> list[str]:
+@functools.lru_cache(maxsize=1024)  # a limiter asks with the same rates and cost every time
+def rate_args(rates: tuple[Rate, ...], cost: int) -> list[str]:
     """Return RATE_STEP's ARGV: the cost, then each rate's interval and capacity, exactly."""
-    args = [str(cost)]
-    for rate in rates:
-        args += [repr(rate.interval), repr(rate.capacity)]
-    return args
+    return [str(cost), ",".join(f"{rate.interval!r},{rate.capacity!r}" for rate in rates)]
 
 
-def rate_reply(reply: Any, count: int, server: str) -> RateStep:
-    """Return the step RATE_STEP answered for ``count`` rates (text, parsed back to floats)."""
-    try:
-        allowed, now, *tats = reply
-        if len(tats) != count or allowed not in (0, 1):
-            raise ValueError(f"{count} rates, got {reply!r}")
-        return RateStep(allowed == 1, float(now), tuple(float(tat) for tat in tats))
-    except (TypeError, ValueError) as exc:
-        raise BackendProtocolError(f"unexpected reply from {server} (rate step): {exc}") from exc
+def rate_reply(reply: Any, count: int) -> RateStep:
+    """Return the step RATE_STEP answered for ``count`` rates (text, parsed back to floats).
+
+    Raises ValueError for a reply of another shape (the store says which server sent it).
+    """
+    if isinstance(reply, bytes):
+        reply = reply.decode("ascii")
+    if not isinstance(reply, str):
+        raise ValueError(f"not text: {reply!r}")
+    allowed, now, *tats = reply.split(",")
+    if len(tats) != count or allowed not in ("0", "1"):
+        raise ValueError(f"{count} rates, got {reply!r}")
+    return RateStep(allowed == "1", float(now), tuple(map(float, tats)))

@@ -184,8 +184,11 @@ class AsyncRedisStore(AsyncLeaseStore):
         return None if reply is None else self._recorded(key, reply)
 
     async def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
-        reply = await self._run("RATE_STEP", rate_args(rates, cost), [tats_key(key)])
-        return rate_reply(reply, len(rates), self.url)
+        reply = await self._run("RATE_STEP", rate_args(tuple(rates), cost), [tats_key(key)])
+        try:
+            return rate_reply(reply, len(rates))
+        except ValueError as exc:  # the URL is only redacted when it must be shown
+            raise BackendProtocolError(f"unexpected reply from {self.url} (rate step): {exc}") from exc
 
     async def announce(self, key: str) -> None:
         # Published by elections, not by the lock scripts: locks pay nothing for observers.
