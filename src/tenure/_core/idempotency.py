@@ -155,8 +155,9 @@ class Recorded(NamedTuple):
     """What ``finish_run`` stored (``tenure._core.idempotency.encode``): opaque to the store."""
     fence: int
     """The fence of the run that stored it."""
-    remaining: float
-    """Seconds the record still lives."""
+    remaining: float | None
+    """Seconds the record still lives; None where the store did not read it: a hit of
+    ``begin_run``, whose replay does not need it, may leave it out (``read_record`` reads it)."""
 
 
 class Outcome(NamedTuple):

@@ -54,7 +54,7 @@ class _Space:
     lock: threading.Lock = field(default_factory=threading.Lock)
     entries: dict[str, _Entry] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)  # semaphore key -> its permits' limit
-    records: dict[str, Recorded] = field(default_factory=dict)  # remaining: the expiry, monotonic
+    records: dict[str, tuple[Recorded, float]] = field(default_factory=dict)  # with its expiry, monotonic
     tats: dict[str, tuple[float, ...]] = field(default_factory=dict)  # rate limits' stored TATs
     steps: int = 0  # rate steps taken: every SWEEP_EVERY-th drops idle keys' TATs
 
@@ -220,11 +220,11 @@ class MemoryStore(LeaseStore):
             entry = self._entry(key)
             if entry.token != owner.token or not entry.held(now):
                 return False
-            self._space.records[key] = Recorded(record, entry.fence, now + ttl)
+            self._space.records[key] = (Recorded(record, entry.fence, None), now + ttl)
             entry.token, entry.label, entry.expires_at = None, "", 0.0
             waiters = [*entry.waiters, *entry.watchers]
             if len(self._space.records) % 1024 == 0:  # now and then, forget the expired
-                for stale in [k for k, r in self._space.records.items() if r.remaining <= now]:
+                for stale in [k for k, (_, end) in self._space.records.items() if end <= now]:
                     del self._space.records[stale]
         for signal in waiters:
             signal.set()
@@ -238,10 +238,11 @@ class MemoryStore(LeaseStore):
         found = self._space.records.get(key)
         if found is None:
             return None
-        if found.remaining <= now:
+        record, end = found
+        if end <= now:
             del self._space.records[key]
             return None
-        return found._replace(remaining=found.remaining - now)
+        return record._replace(remaining=end - now)
 
     def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
         space = self._space

@@ -4,8 +4,8 @@ A run of an idempotency key is the key's lock, taken by the lock's own ``take`` 
 is renewed, released and described by the lock's scripts. Beside the lock's keys (one hash tag,
 one cluster slot: ``scripts.py``), a key keeps
 
-    {<key>}:record        a hash: ``fence`` (the run's), ``record`` (its bytes) and ``at`` (when it
-                          was stored, server ms), PX the record's ttl
+    {<key>}:record        a string: the run's fence in digits, a newline, the record's bytes;
+                          PX the record's ttl, so a live record's presence is all a hit reads
 
 and nothing lives forever: the record expires with its ttl, the lease with its PX, and a run's
 fence counter ``{<key>}:fence`` is given its lease's expiry plus a grace when the run begins and
@@ -21,7 +21,7 @@ per microsecond was ever begun on it, or the server's clock stepped back).
 from __future__ import annotations
 
 from tenure._async.backends.base import Renewal
-from tenure._async.backends.redis.scripts import HANDING_OVER, OWNED_BY, TAKE, digest
+from tenure._async.backends.redis.scripts import OWNED_BY, TAKE, digest
 from tenure._core.tokens import Owner
 
 RECORD_LIMIT = 4 * 1024 * 1024
@@ -58,29 +58,46 @@ _FENCE_GRACE = r"""
 local FENCE_GRACE_MS = 1000
 """
 
-_READ = r"""
--- The key's live record as {fence, record, remaining ms}, or nil.
-local function read_record(prefix)
-    local key = prefix .. ':record'
-    local found = redis.call('HMGET', key, 'fence', 'record', 'at')
-    if not found[1] then
-        return nil
-    end
-    return {found[1], found[2], redis.call('PTTL', key)}, found[3]
-end
+# The signal a finished run leaves (beside the lock's "1"): a waiter that pops it knows a record is
+# there, so the hit it then finds passes the wake-up on (``WokenKeys``).
+RECORD_SIGNAL = b"record"
 
+
+class WokenKeys:
+    """Keys whose waiter popped a record's signal and has not begun again: its hit passes it on.
+
+    Bounded: a waiter interrupted between its wake-up and its next begin leaves its key behind,
+    whose next hit then pushes one needless signal (it expires in 2 s).
+    """
+
+    LIMIT = 1024
+
+    def __init__(self) -> None:
+        self._keys: set[str] = set()
+
+    def woke(self, key: str, popped: bytes | str | None) -> None:
+        if popped is not None and (popped == RECORD_SIGNAL or popped == RECORD_SIGNAL.decode()):
+            if len(self._keys) >= self.LIMIT:
+                self._keys.clear()
+            self._keys.add(key)
+
+    def take(self, key: str) -> bool:
+        """Return whether ``key``'s waiter was woken by a record, forgetting it."""
+        if key in self._keys:
+            self._keys.discard(key)
+            return True
+        return False
+
+
+_PASS_WAKE_ON = r"""
 -- A finished run wakes one waiter, as a release does; every duplicate waiting for its result
--- should wake, so a waiter that finds a fresh record passes the wake-up on (a short chain, one
--- hop per waiter). Older records are read without a write.
-local function pass_wake_on(prefix, stored_at)
-    local time = redis.call('TIME')
-    local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-    if stored_at and now - tonumber(stored_at) < 2000 then
-        local signal = prefix .. ':signal'
-        if redis.call('LLEN', signal) == 0 then
-            redis.call('RPUSH', signal, 1)
-            redis.call('PEXPIRE', signal, 2000)
-        end
+-- should wake, so a waiter woken by the record's signal passes it on when it finds the record (a
+-- short chain, one hop per waiter). Other hits, the usual replays, read and write nothing more.
+local function pass_wake_on(prefix)
+    local signal = prefix .. ':signal'
+    if redis.call('LLEN', signal) == 0 then
+        redis.call('RPUSH', signal, 'record')
+        redis.call('PEXPIRE', signal, 2000)
     end
 end
 """
@@ -88,18 +105,22 @@ end
 BEGIN_RUN = (
     TAKE
     + _FENCE_GRACE
-    + _READ
+    + _PASS_WAKE_ON
     + r"""
 -- Return the key's live record; else take its lease as ACQUIRE does, the fence counter expiring
--- a grace after the lease.
--- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] lease ttl in ms, ARGV[4] holder label
--- Returns: {fence, record, remaining ms}; else the new fence, or the negated remaining ms of
--- the run that holds the key (-1: no expiry).
+-- a grace after the lease. A hit is one GET: the record's own PX expiry makes its presence
+-- enough, and its time left, which a replay does not use, is not read.
+-- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] lease ttl in ms, ARGV[4] holder label,
+-- ARGV[5] '1' if the caller was woken by a record's signal (it passes the wake-up on)
+-- Returns: the record's value ("<fence>\n<record>"); else the new fence, or the negated
+-- remaining ms of the run that holds the key (-1: no expiry).
 local prefix = ARGV[1]
-local found, stored_at = read_record(prefix)
-if found then
-    pass_wake_on(prefix, stored_at)
-    return found
+local value = redis.call('GET', prefix .. ':record')
+if value then
+    if ARGV[5] == '1' then
+        pass_wake_on(prefix)
+    end
+    return value
 end
 local fence = take(prefix, ARGV[2], ARGV[3], ARGV[4])
 if fence > 0 then
@@ -110,12 +131,12 @@ return fence
 )
 
 FINISH_RUN = (
-    HANDING_OVER
+    OWNED_BY
     + r"""
--- Store the record with the run's fence and end the run's lease as RELEASE does, if the owner
--- still holds it.
+-- Store the record with the run's fence and end the run's lease, if the owner still holds it;
+-- wake a waiter with the record's signal (a run's key has no fair line to hand over to).
 -- ARGV[1] prefix, ARGV[2] owner token, ARGV[3] the record, ARGV[4] its ttl in ms,
--- ARGV[5] ms a wake-up signal stays readable
+-- ARGV[5] ms the wake-up signal stays readable
 -- Returns: 1 if stored, 0 if the owner no longer holds the lease (nothing stored).
 local prefix = ARGV[1]
 if not owned_by(redis.call('GET', prefix .. ':lock'), ARGV[2]) then
@@ -125,14 +146,14 @@ local fence = redis.call('GET', prefix .. ':fence')
 if not fence then
     return redis.error_reply('the fence counter of a held idempotency key is missing (evicted?)')
 end
-local key = prefix .. ':record'
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-redis.call('HSET', key, 'fence', fence, 'record', ARGV[3], 'at', now)
-redis.call('PEXPIRE', key, ARGV[4])
+redis.call('SET', prefix .. ':record', fence .. '\n' .. ARGV[3], 'PX', ARGV[4])
 -- The record keeps the fence; a next run's counter starts above it from the server's clock.
 redis.call('DEL', prefix .. ':lock', prefix .. ':fence')
-hand_over(prefix, ARGV[5])
+-- A pending "1" (a failed run's release nobody took) gives way: the waiters want the record.
+local signal = prefix .. ':signal'
+redis.call('DEL', signal)
+redis.call('RPUSH', signal, 'record')
+redis.call('PEXPIRE', signal, ARGV[5])
 return 1
 """
 )
@@ -159,15 +180,17 @@ return renewed
 """
 )
 
-READ_RECORD = (
-    _READ
-    + r"""
+READ_RECORD = r"""
+-- The key's record with its time left, for ``tenure inspect``.
 -- ARGV[1] prefix
--- Returns: {fence, record, remaining ms}, or nil.
-local found = read_record(ARGV[1])
-return found
+-- Returns: {"<fence>\n<record>", remaining ms}, or nil.
+local key = ARGV[1] .. ':record'
+local value = redis.call('GET', key)
+if not value then
+    return nil
+end
+return {value, redis.call('PTTL', key)}
 """
-)
 
 # The record scripts by name, each with its digest (beside ``scripts.SCRIPTS``).
 RECORD_SCRIPTS = {

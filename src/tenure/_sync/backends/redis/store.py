@@ -30,7 +30,7 @@ from tenure._sync.backends.base import (
 )
 from tenure._sync.backends.redis.connection import DRIVER_ERRORS, RedisFeed, client_options, map_errors
 from tenure._sync.backends.redis.ratelimit import RATE_SCRIPTS, rate_args, rate_reply, tats_key
-from tenure._sync.backends.redis.records import RECORD_LIMIT, RECORD_SCRIPTS, RunLeases
+from tenure._sync.backends.redis.records import RECORD_LIMIT, RECORD_SCRIPTS, RunLeases, WokenKeys
 from tenure._sync.backends.redis.scripts import SCRIPTS, key_prefix, milliseconds, slot_parts
 from tenure._concurrency import sleep
 from tenure._config import BackendConfig
@@ -76,6 +76,7 @@ class RedisStore(LeaseStore):
         self._client: Redis | None = None
         self._expiries = HolderExpiries()  # when the holders refused attempts saw run out
         self._runs = RunLeases()  # idempotency runs in progress: their counters expire (records.py)
+        self._woken = WokenKeys()  # keys whose waiter a finished run woke: its hit wakes the next
 
     def connect(self) -> None:
         if self._client is not None:
@@ -126,7 +127,8 @@ class RedisStore(LeaseStore):
         return HolderInfo(_text(label), int(fence), remaining)
 
     def wait_released(self, key: str, timeout: float) -> None:
-        self._wait_for_push(key, [f"{key_prefix(key)}:signal"], timeout)
+        popped = self._wait_for_push(key, [f"{key_prefix(key)}:signal"], timeout)
+        self._woken.woke(key, popped)  # a record's signal, not a release's: pass it on (records.py)
 
     def wait_turn(self, key: str, owner: Owner, timeout: float) -> int | None:
         popped = self._wait_for_push(key, [f"{key_prefix(key)}:wake:{owner.token}"], timeout)
@@ -166,10 +168,12 @@ class RedisStore(LeaseStore):
             raise BackendProtocolError(f"unexpected reply from {self.url} (permit holders): {exc}") from exc
 
     def begin_run(self, key: str, owner: Owner, ttl: float) -> Recorded | int | None:
-        reply = self._run("BEGIN_RUN", [key_prefix(key), owner.token, milliseconds(ttl), owner.label])
-        if isinstance(reply, list):
+        woken = "1" if self._woken.take(key) else "0"
+        args = [key_prefix(key), owner.token, milliseconds(ttl), owner.label, woken]
+        reply = self._run("BEGIN_RUN", args)
+        if isinstance(reply, bytes):  # a hit: the record's value, its time left not read
             self._expiries.forget(key)
-            return self._recorded(key, reply)
+            return self._recorded(key, reply, None)
         fence = self._fence_or_hint(key, reply)
         if fence is not None:
             self._runs.began(key, owner)
@@ -182,7 +186,15 @@ class RedisStore(LeaseStore):
 
     def read_record(self, key: str) -> Recorded | None:
         reply = self._run("READ_RECORD", [key_prefix(key)])
-        return None if reply is None else self._recorded(key, reply)
+        if reply is None:
+            return None
+        try:
+            value, remaining_ms = reply
+            if int(remaining_ms) < 0:
+                raise ValueError("the record has no expiry")
+        except (TypeError, ValueError) as exc:
+            raise BackendProtocolError(f"unexpected record of {key!r} from {self.url}: {exc}") from exc
+        return self._recorded(key, value, int(remaining_ms) / 1000)
 
     def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
         reply = self._run("RATE_STEP", rate_args(tuple(rates), cost), [tats_key(key)])
@@ -301,12 +313,11 @@ class RedisStore(LeaseStore):
         self._expiries.saw(key, -value / 1000)  # refused: the reply is the holder's PTTL, negated
         return None
 
-    def _recorded(self, key: str, reply: Any) -> Recorded:
+    def _recorded(self, key: str, value: Any, remaining: float | None) -> Recorded:
+        """Return the record in ``value``: its fence in digits, a newline, its bytes (records.py)."""
         try:
-            fence, record, remaining_ms = reply
-            if int(remaining_ms) < 0:
-                raise ValueError("the record has no expiry")
-            return Recorded(bytes(record), int(fence), int(remaining_ms) / 1000)
+            fence, _, record = bytes(value).partition(b"\n")
+            return Recorded(record, int(fence), remaining)
         except (TypeError, ValueError) as exc:
             raise BackendProtocolError(f"unexpected record of {key!r} from {self.url}: {exc}") from exc
 

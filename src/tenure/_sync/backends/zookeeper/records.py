@@ -188,7 +188,8 @@ class ZooKeeperRecords:
         age = time.monotonic() - then
         found = self._live(key, got, int(server_ms + age * 1000))
         margin = (CLOCK_MARGIN_MS + age * CLOCK_DRIFT) / 1000
-        return found if found is not None and found.remaining > margin else None
+        live = found is not None and found.remaining is not None and found.remaining > margin
+        return found if live else None
 
     def _live(self, key: str, got: tuple[bytes, Any] | None, now_ms: int) -> Recorded | None:
         if got is None:
