@@ -28,6 +28,8 @@ from tenure._async.backends.postgresql.records import (
     LOOK_AGAIN,
     RECORD_LIMIT,
     SWEEP,
+    began,
+    begin_statement,
     read_statement,
     recorded,
     records_schema,
@@ -147,10 +149,10 @@ $fn$
 # Created with the rest of table mode's schema, its table last (the store looks for it).
 SCHEMA = f"{_BEGIN_RUN};\n{_FINISH_RUN};\n{records_schema(RECORDS_TABLE)}"
 
-BEGIN_RUN = """
-SELECT status, run_fence, found_record, seconds_left
-FROM tenure_begin_lease_run(%(id)s, %(key)s, %(owner)s, %(label)s, %(ttl)s::float8)
-"""
+# A live record is read without calling the function (``records.begin_statement``).
+BEGIN_RUN = begin_statement(
+    RECORDS_TABLE, "tenure_begin_lease_run(%(id)s, %(key)s, %(owner)s, %(label)s, %(ttl)s::float8)"
+)
 
 FINISH_RUN = """
 SELECT tenure_finish_lease_run(%(id)s, %(key)s, %(owner)s, %(record)b, %(ttl)s::float8, %(payload)s)
@@ -180,12 +182,15 @@ class AsyncTableRecords:
         mark = store._listener.mark(lock)  # before the attempt: no release after it is missed
         params = {"id": lock, "key": key, "owner": owner.token, "label": owner.label, "ttl": ttl}
         rows = await store._call(BEGIN_RUN, params, f"beginning a run of {key!r}")
-        status, fence, record, remaining = rows[0]
-        if status == "done":
-            return recorded(store.url, key, record, fence, remaining)
-        if status == "taken":
+        record, fence, row = rows[0]
+        if row is None:  # a hit: the statement read the record and called nothing
+            return recorded(store.url, key, record, fence)
+        status, run_fence, remaining = began(store.url, key, row)
+        if status == "done":  # finished between the statement's read and the function's
+            return await self.read_record(key)
+        if status == "taken" and run_fence is not None:
             store._expiries.forget(key)
-            return int(fence)
+            return run_fence
         store._refused(key, mark, remaining)
         return None
 

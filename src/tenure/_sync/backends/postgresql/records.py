@@ -12,6 +12,13 @@ over, whether it stored a record, gave the key up or died. A finishing run delet
 ``SWEEP`` expired rows, with what their runs left: the tables stay bounded by what lives,
 without a sweeper. The marker of a run that outlives its lease is looked at again later.
 
+**A hit reads, nothing more.** The begin statement of both modes (``begin_statement``) reads
+the live record by its key and calls the mode's begin function only in a ``CASE`` branch taken
+when there is none: a ``CASE`` evaluates only the branch it takes (a volatile function is never
+folded at planning), so a replay takes no lock, writes nothing and runs no PL/pgSQL, and a first
+execution still begins in one round trip. The function's row then comes back as one anonymous
+record, which psycopg reads as a tuple of text (``began``).
+
 **Advisory mode.** ``tenure_begin_run`` reads the record, else takes the session lock with a
 fence from the sequence (as the lock statement does), then reads the record again: the second
 read's snapshot is taken after the lock was granted, and a run commits its record before it lets
@@ -78,11 +85,40 @@ WHERE key = %(key)s AND record IS NOT NULL AND expires_at > clock_timestamp()
 """
 
 
-def recorded(url: str, key: str, record: object, fence: object, remaining: object) -> Recorded:
-    """Return a record read from the server, checked."""
-    if not isinstance(record, bytes) or not isinstance(fence, int) or not isinstance(remaining, float):
+def begin_statement(table: str, begin: str) -> str:
+    """Return the begin step: ``table``'s live record, else what ``begin`` (a call) returns.
+
+    A row of ``record, fence, began``: a hit's record and fence (``began`` NULL), else NULLs and
+    the function's row (see the module's docstring).
+    """
+    return f"""
+SELECT r.record, r.fence, CASE WHEN r.key IS NULL THEN {begin} END
+FROM (VALUES (1)) AS one LEFT JOIN {table} AS r
+    ON r.key = %(key)s AND r.record IS NOT NULL AND r.expires_at > clock_timestamp()
+"""
+
+
+def recorded(url: str, key: str, record: object, fence: object, remaining: object = None) -> Recorded:
+    """Return a record read from the server, checked (``remaining`` None: not read, as on a hit)."""
+    if (
+        not isinstance(record, bytes)
+        or not isinstance(fence, int)
+        or not (remaining is None or isinstance(remaining, float))
+    ):
         raise BackendProtocolError(f"{url}: the record of {key!r} is not what tenure stores")
-    return Recorded(record, fence, max(0.0, remaining))
+    return Recorded(record, fence, None if remaining is None else max(0.0, remaining))
+
+
+def began(url: str, key: str, row: object) -> tuple[str, int | None, float | None]:
+    """Return the status, fence and seconds left of a begin function's row, read as text.
+
+    Its record (a run that finished meanwhile: ``done``) is not decoded: the caller reads it.
+    """
+    try:
+        status, fence, _, seconds = cast("tuple[str, str | None, object, str | None]", row)
+        return status, None if fence is None else int(fence), None if seconds is None else float(seconds)
+    except (TypeError, ValueError) as exc:
+        raise BackendProtocolError(f"{url}: unexpected reply beginning a run of {key!r}: {row!r}") from exc
 
 
 # The record's row as a run finds it (the function's snapshot of the moment: see the docstring).
@@ -207,10 +243,9 @@ $fn$
 # Created with the rest of advisory mode's schema, its table last (the store looks for it).
 SCHEMA = f"{_BEGIN_RUN};\n{_FINISH_RUN};\n{records_schema(RECORDS_TABLE)}"
 
-BEGIN_RUN = """
-SELECT status, run_fence, found_record, seconds_left
-FROM tenure_begin_run(%(id)s, %(key)s, %(owner)s, %(label)s, %(ttl)s::float8, %(idle)s)
-"""
+BEGIN_RUN = begin_statement(
+    RECORDS_TABLE, "tenure_begin_run(%(id)s, %(key)s, %(owner)s, %(label)s, %(ttl)s::float8, %(idle)s)"
+)
 
 FINISH_RUN = """
 CALL tenure_finish_run(%(id)s, %(key)s, %(owner)s, %(record)b, %(ttl)s::float8, %(idle)s, %(mine)s::bigint[])
@@ -294,22 +329,25 @@ class AdvisoryRecords:
 
         what = f"beginning a run of {key!r}"
         try:
-            rows = store._pool.run(session, BEGIN_RUN, params, what)
-            if rows[0][0] == "epoch":  # the server crashed: nothing was taken
+            record, fence, row = (store._pool.run(session, BEGIN_RUN, params, what))[0]
+            if row is not None and row[0] == "epoch":  # the server crashed: nothing was taken
                 store._recover_fences(session)
-                rows = store._pool.run(session, BEGIN_RUN, params, what)
+                record, fence, row = (store._pool.run(session, BEGIN_RUN, params, what))[0]
         except BaseException:
             # The lock may have been taken: a failed statement keeps it, closing the session does not.
             store._untake(key, session)
             store._pool.discard(session)
             raise
-        status, fence, record, remaining = rows[0]
-        if status == "taken":
+        if row is None:  # a hit: the statement read the record and called nothing
+            store._untake(key, session)
+            return recorded(store.url, key, record, fence)
+        status, run_fence, _ = began(store.url, key, row)
+        if status == "taken" and run_fence is not None:
             store._holds[(key, owner.token)] = Hold(session, ttl)
-            return int(fence)
+            return run_fence
         store._untake(key, session)
-        if status == "done":
-            return recorded(store.url, key, record, fence, remaining)
+        if status == "done":  # finished between the statement's read and the function's
+            return self.read_record(key)
         if status == "busy":
             return None
         raise BackendProtocolError(f"{store.url}: no fence for {key!r}: {sql.EPOCH_TABLE} stays empty")
