@@ -53,12 +53,12 @@ def positive_float(name: str) -> Callable[[str], float]:
     return parse
 
 
-def whole_number(name: str) -> Callable[[str], int]:
-    """Return a parser of an option that must be a whole number >= 0."""
+def whole_number(name: str, *, least: int = 0) -> Callable[[str], int]:
+    """Return a parser of an option that must be a whole number >= ``least``."""
 
     def parse(text: str) -> int:
-        if not text.isdigit():
-            raise ConfigurationError(f"option {name}={text!r} must be a whole number >= 0")
+        if not (text.isascii() and text.isdigit()) or int(text) < least:
+            raise ConfigurationError(f"option {name}={text!r} must be a whole number >= {least}")
         return int(text)
 
     return parse

@@ -30,6 +30,13 @@ class BackendEntry:
         return [self.cls, *(name for name in self.modes.values() if name != self.cls)]
 
 
+# Both SQL backends: session-bound advisory locks by default, a lease table with ?mode=table;
+# pool_size: how many sessions short calls use at once (holds and lock waits not counted).
+SQL_OPTIONS: Mapping[str, Callable[[str], object]] = {
+    "mode": one_of("mode", "advisory", "table"),
+    "pool_size": whole_number("pool_size", least=1),
+}
+
 BACKENDS: Mapping[str, BackendEntry] = {
     "memory": BackendEntry("memory", "MemoryStore"),
     "sqlite": BackendEntry(
@@ -50,19 +57,18 @@ BACKENDS: Mapping[str, BackendEntry] = {
     "etcd": BackendEntry(
         "etcd", "EtcdStore", extra="etcd", options={"session_ttl": positive_float("session_ttl")}
     ),
-    # Both SQL backends: session-bound advisory locks by default, a lease table with ?mode=table.
     "postgresql": BackendEntry(
         "postgresql",
         "PostgresStore",
         extra="postgresql",
-        options={"mode": one_of("mode", "advisory", "table")},
+        options=SQL_OPTIONS,
         modes={"table": "PostgresTableStore"},
     ),
     "mysql": BackendEntry(
         "mysql",
         "MySQLStore",
         extra="mysql",
-        options={"mode": one_of("mode", "advisory", "table")},
+        options=SQL_OPTIONS,
         modes={"table": "MySQLTableStore"},
     ),
 }

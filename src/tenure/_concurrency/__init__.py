@@ -5,7 +5,7 @@ The async source in ``_async/`` uses the ``Async*`` and ``async_*`` names below;
 Everything else is generated, so the two colours cannot drift apart.
 
 - ``calls``: sleeping, blocking driver calls, replies, cleanups, who is acting, stoppable calls;
-- ``primitives``: what ``acquire()`` returns, mutex, signal, background job, body guard;
+- ``primitives``: what ``acquire()`` returns, mutex, gate, signal, background job, body guard;
 - ``inflight``: a server-side wait left running while its caller waits for it in slices;
 - ``mysql``: one MySQL connection's calls, bounded by a timeout.
 """
@@ -41,10 +41,12 @@ from tenure._concurrency.primitives import (
     AsyncBackground,
     AsyncBodyGuard,
     AsyncEntering,
+    AsyncGate,
     AsyncMutex,
     AsyncSignal,
     Background,
     BodyGuard,
+    Gate,
     Mutex,
     Signal,
     async_entering,
@@ -54,6 +56,7 @@ __all__ = [
     "AsyncBackground",
     "AsyncBodyGuard",
     "AsyncEntering",
+    "AsyncGate",
     "AsyncInFlight",
     "AsyncMutex",
     "AsyncMySQLCalls",
@@ -61,6 +64,7 @@ __all__ = [
     "AsyncSignal",
     "Background",
     "BodyGuard",
+    "Gate",
     "InFlight",
     "Mutex",
     "MySQLCalls",

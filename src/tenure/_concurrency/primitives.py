@@ -1,4 +1,4 @@
-"""What acquire() returns, and the mutex, signal, background job and body guard of each colour."""
+"""What acquire() returns, and the mutex, gate, signal, background job and body guard of each colour."""
 
 from __future__ import annotations
 
@@ -98,6 +98,57 @@ class Mutex:
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
+
+
+# -- a counting gate: at most N at once inside, the others wait their turn --------------------
+
+
+class AsyncGate:
+    """Let at most ``size`` tasks in at once; more wait (in arrival order) for one to leave."""
+
+    def __init__(self, size: int) -> None:
+        self._semaphore = asyncio.Semaphore(size)
+
+    async def enter(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds for a place; return whether one was had.
+
+        Each ``True`` must be matched by one ``leave()``.
+        """
+        if not self._semaphore.locked():
+            await self._semaphore.acquire()  # free: returns at once, no timer needed
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                await self._semaphore.acquire()
+        except TimeoutError:
+            return False
+        return True
+
+    def leave(self) -> None:
+        """Give the place back: the longest waiter gets it."""
+        self._semaphore.release()
+
+
+class Gate:
+    """Let at most ``size`` threads in at once; more wait for one to leave."""
+
+    def __init__(self, size: int) -> None:
+        self._semaphore = threading.BoundedSemaphore(size)
+
+    def enter(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds for a place; return whether one was had.
+
+        Each ``True`` must be matched by one ``leave()``.
+        """
+        if timeout is not None and timeout <= 0:
+            return self._semaphore.acquire(blocking=False)
+        return self._semaphore.acquire(timeout=timeout)
+
+    def leave(self) -> None:
+        """Give the place back."""
+        self._semaphore.release()
 
 
 # -- a wake-up signal that any thread may set --------------------------------------------------

@@ -1,8 +1,15 @@
 """The ``mysql://`` backend: MariaDB ``GET_LOCK`` on a few shared sessions, or a lease table.
 
-URL: ``mysql://user[:password]@host[:port]/database[?mode=advisory|table]`` plus the common
-options (``namespace``, ``connect_timeout``, ``op_timeout``). The async store speaks aiomysql,
-the generated sync twin PyMySQL, both through their public APIs; autocommit is on.
+URL: ``mysql://user[:password]@host[:port]/database[?mode=advisory|table][&pool_size=N]`` plus
+the common options (``namespace``, ``connect_timeout``, ``op_timeout``). The async store speaks
+aiomysql, the generated sync twin PyMySQL, both through their public APIs; autocommit is on.
+
+**Connections.** Short calls (reads such as ``inspect``, table mode's steps, rate decisions,
+record reads) run on at most ``pool_size`` pooled connections at once per store (default 16);
+more callers wait in-process for one to come back, up to ``op_timeout`` (then
+``BackendTimeout``), so a burst of concurrent calls never runs into the server's
+``max_connections`` (error 1040). The shared sessions that hold locks and a blocking waiter's
+own connection are not counted: a holder or a waiter keeps its connection as long as it needs.
 
 **Advisory mode** (the default, MariaDB >= 10.3; ``store.py``): a lock is a server-side user
 lock named ``tenure:`` plus a digest of the key, held on one of a few sessions the store shares
@@ -45,10 +52,11 @@ the server's ``max_allowed_packet`` (they travel as hex in the statement), at mo
 
 **Rate limits** (both modes; ``rates.py``, ``rate_sql.py``): a key's bucket is a row of
 ``tenure_rates`` (InnoDB; a BLAKE2b digest of the key is its primary key) holding one TAT per
-rate. A decision is one round trip on a pooled connection: one INSERT ... ON DUPLICATE KEY
-UPDATE runs the GCRA step under the row's lock by the server's clock (``SYSDATE(6)``, read in
-UTC), and a SELECT answers; a refusal or a peek writes nothing. Every 8th decision of a store
-deletes up to 16 rows expired more than a second ago, in the same round trip.
+rate. A decision is one round trip on a pooled connection (a short call; a deadlock's victim
+is sent once more): one INSERT ... ON DUPLICATE KEY UPDATE runs the GCRA step under the row's
+lock by the server's clock (``SYSDATE(6)``, read in UTC), and a SELECT answers; a refusal or a
+peek writes nothing. Every 8th decision of a store deletes up to 16 rows expired more than a
+second ago, in the same round trip.
 """
 
 from tenure._async.backends.mysql.store import AsyncMySQLStore

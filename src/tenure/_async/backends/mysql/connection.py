@@ -5,24 +5,36 @@ is bounded: by ``op_timeout``, plus the server-side wait a statement asks for
 (``tenure._concurrency.AsyncMySQLCalls`` bounds it in each colour). A connection whose call
 failed or was interrupted is closed, never reused: its state is unknown, and closing it ends its
 session, which frees whatever it held. ``map_errors`` is the one mapping of driver errors.
+
+Short calls (``call``: reads, table-mode steps, rate decisions) run on at most ``size`` pooled
+connections at once (the URL's ``pool_size``); more wait for one to come back, up to op_timeout,
+instead of opening connections without end (a burst of concurrent calls would otherwise run into
+the server's ``max_connections``, error 1040). Connections that hold locks or wait in the
+server's lock queue are lent by ``checkout`` or ``run`` and not counted: a waiter may wait long,
+and a holder keeps its session.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import aiomysql  # type: ignore[import-untyped]
 from pymysql.constants import CLIENT  # type: ignore[import-untyped]
 
 from tenure._async.backends.mysql import sql
-from tenure._concurrency import AsyncInFlight, AsyncMutex, AsyncMySQLCalls
+from tenure._concurrency import AsyncGate, AsyncInFlight, AsyncMutex, AsyncMySQLCalls
 from tenure._config import BackendConfig
 from tenure._exceptions import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
 
 MAX_IDLE = 16  # pooled connections kept open beyond those that hold or wait
+# Short calls running at once per store, each on a connection of its own: more than a server's
+# cores usually run them in parallel (a call is a fraction of a millisecond of server work), few
+# enough that several processes stay well within a server's max_connections (151 by default).
+POOL_SIZE = 16
 IDLE_MARGIN = 0.25  # seconds: a pooled connection this close to its server idle limit is dropped
 # Client error codes meaning the connection is gone (server gone away, lost during query, ...).
 CONNECTION_LOST = frozenset({2006, 2013, 2055})
@@ -77,6 +89,10 @@ class AsyncMySQLPool:
         }
         self._idle: list[AsyncSession] = []
         self._closed = False
+        self.size = cast(int, config.extra.get("pool_size", POOL_SIZE))  # parsed by the registry
+        self._gate = AsyncGate(self.size)  # places for short calls (``call``)
+        self._waiting = 0  # short calls waiting for a place: connections returned are kept for them
+        self._mutex = threading.Lock()  # threads of a sync store share the pool
         self.setup: str | None = None  # run on every new connection before it is lent
 
     async def open(self) -> AsyncSession:
@@ -106,7 +122,7 @@ class AsyncMySQLPool:
 
     def checkin(self, session: AsyncSession) -> None:
         """Take back a connection that holds nothing."""
-        if self._closed or len(self._idle) >= MAX_IDLE:
+        if self._closed or len(self._idle) >= max(MAX_IDLE, self._waiting):
             self.discard(session)
         else:
             self._idle.append(session)
@@ -179,10 +195,35 @@ class AsyncMySQLPool:
         session = await self.open()
         return session, await self.execute(session, statement, params, idle=idle, wait=wait)
 
+    async def call(self, statement: str, params: Mapping[str, object]) -> Reply:
+        """Run one short round trip on a pooled connection (``run``); return its reply.
+
+        At most ``size`` such calls run at once; more wait for a place, up to op_timeout, then
+        raise ``BackendTimeout``. The connection goes back to the pool, or is closed if the call
+        failed or was interrupted.
+        """
+        with self._mutex:
+            self._waiting += 1
+        try:
+            entered = await self._gate.enter(self.op_timeout)
+        finally:
+            with self._mutex:
+                self._waiting -= 1
+        if not entered:
+            raise BackendTimeout(
+                f"{self.url}: no connection came free within op_timeout={self.op_timeout:g} s "
+                f"({self.size} calls were running: the pool_size)"
+            )
+        try:
+            session, reply = await self.run(statement, params)
+            self.checkin(session)
+            return reply
+        finally:
+            self._gate.leave()
+
     async def kill_query(self, thread_id: int) -> None:
         """End the statement running on session ``thread_id`` (its own user may)."""
-        session, _ = await self.run("KILL QUERY %(id)s", {"id": thread_id})
-        self.checkin(session)
+        await self.call("KILL QUERY %(id)s", {"id": thread_id})
 
     def _prepare(
         self, session: AsyncSession, statement: str, params: Mapping[str, object], idle: int | None

@@ -69,8 +69,7 @@ class AsyncMySQLPermits:
 
     async def permit_holders(self, key: str, limit: int) -> list[HolderInfo]:
         names = [sql.lock_name(slot) for slot in permit_keys(key, limit)]
-        session, reply = await self._pool.run(*permit_sql.advisory_holders(names))
-        self._pool.checkin(session)
+        reply = await self._pool.call(*permit_sql.advisory_holders(names))
         return permit_sql.holders_in_slot_order(names, reply.rows)
 
     async def _take_permit(

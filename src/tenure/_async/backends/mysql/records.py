@@ -48,8 +48,7 @@ class AsyncRecordSteps:
     transaction_drivers = "PyMySQL or aiomysql connections to the URL's database"
 
     async def read_record(self, key: str) -> Recorded | None:
-        session, reply = await self._pool.run(record_sql.READ_RECORD, {"name": sql.lock_name(key)})
-        self._pool.checkin(session)
+        reply = await self._pool.call(record_sql.READ_RECORD, {"name": sql.lock_name(key)})
         if not reply.rows or reply.rows[0][2] is None or reply.rows[0][2] <= 0:
             return None  # none, or expired (a later finish drops it)
         record, fence, remaining_us = reply.rows[0]
@@ -96,8 +95,7 @@ class AsyncRecordSteps:
             if isinstance(exc, BackendTimeout) or not connection_lost(exc):
                 raise
         params = {"name": sql.lock_name(key), "owner": owner.token}
-        session, reply = await self._pool.run(record_sql.STORED_BY, params)
-        self._pool.checkin(session)
+        reply = await self._pool.call(record_sql.STORED_BY, params)
         return bool(reply.rows[0][0])
 
     def _caller_params(
@@ -248,8 +246,7 @@ class AsyncMySQLTableRecords(AsyncRecordSteps):
     async def end_after_commit(self, key: str, owner: Owner) -> bool:
         """Drop a few expired records: the caller's commit already ended the run with its row."""
         try:
-            session, _ = await self._pool.run(record_sql.SWEEP_EXPIRED, {})
-            self._pool.checkin(session)
+            await self._pool.call(record_sql.SWEEP_EXPIRED, {})
         except BackendError as exc:
             log.warning(
                 "tenure: dropping expired records on %s failed (%s); a later run does it", self._pool.url, exc

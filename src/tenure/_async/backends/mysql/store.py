@@ -16,7 +16,7 @@ from tenure._async.backends.mysql.connection import (
 )
 from tenure._async.backends.mysql.holds import AsyncHold, AsyncHoldSteps
 from tenure._async.backends.mysql.permits import AsyncMySQLPermits
-from tenure._async.backends.mysql.rates import AsyncMySQLRates, AsyncRateLanes
+from tenure._async.backends.mysql.rates import AsyncMySQLRates
 from tenure._async.backends.mysql.records import AsyncMySQLRecords
 from tenure._concurrency import AsyncMutex, AsyncReturning
 from tenure._config import BackendConfig
@@ -94,7 +94,6 @@ class AsyncMySQLStore(AsyncHoldSteps, AsyncMySQLRecords, AsyncMySQLPermits, Asyn
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self._pool = AsyncMySQLPool(config, self.url)
-        self._rate_lanes = AsyncRateLanes(self._pool)
         self._holds: dict[tuple[str, str], AsyncHold] = {}
         self._shared: dict[int, list[AsyncSession]] = {}  # idle limit -> its shared sessions
         self._picking = AsyncMutex()
@@ -139,8 +138,7 @@ class AsyncMySQLStore(AsyncHoldSteps, AsyncMySQLRecords, AsyncMySQLPermits, Asyn
             return False  # the connection is closed: its session, and the lock, end with it
 
     async def holder(self, key: str) -> HolderInfo | None:
-        session, reply = await self._pool.run(sql.HOLDER, {"name": sql.lock_name(key)})
-        self._pool.checkin(session)
+        reply = await self._pool.call(sql.HOLDER, {"name": sql.lock_name(key)})
         if not reply.rows:
             return None
         label, fence, remaining = reply.rows[0]

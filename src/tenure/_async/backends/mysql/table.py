@@ -8,7 +8,7 @@ from typing import ClassVar
 from tenure._async.backends.base import AsyncLeaseStore, Permit, Renewal, RenewOutcome
 from tenure._async.backends.mysql import permit_sql, sql
 from tenure._async.backends.mysql.connection import AsyncMySQLPool, Reply
-from tenure._async.backends.mysql.rates import AsyncMySQLRates, AsyncRateLanes
+from tenure._async.backends.mysql.rates import AsyncMySQLRates
 from tenure._async.backends.mysql.records import AsyncMySQLTableRecords
 from tenure._concurrency import async_sleep
 from tenure._config import BackendConfig
@@ -61,7 +61,6 @@ class AsyncMySQLTableStore(AsyncMySQLTableRecords, AsyncMySQLRates, AsyncLeaseSt
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self._pool = AsyncMySQLPool(config, self.url)
-        self._rate_lanes = AsyncRateLanes(self._pool)
         self._ready = False
 
     async def connect(self) -> None:
@@ -168,6 +167,4 @@ class AsyncMySQLTableStore(AsyncMySQLTableRecords, AsyncMySQLRates, AsyncLeaseSt
         return [(sql.lock_name(key), owner.token) in renewed for key, owner, _ in renewals]
 
     async def _call(self, statement: str, params: Mapping[str, object]) -> Reply:
-        session, reply = await self._pool.run(statement, params)
-        self._pool.checkin(session)
-        return reply
+        return await self._pool.call(statement, params)  # at most pool_size at once

@@ -1,11 +1,19 @@
 r"""The ``postgresql://`` backend: session-level advisory locks (default) or a lease table.
 
-URL: ``postgresql://user[:password]@host[:port]/dbname[?mode=advisory|table]`` plus the common
-options (``namespace``, ``connect_timeout``, ``op_timeout``). Needs ``tenure[postgresql]``
-(psycopg 3) and, in advisory mode, PostgreSQL 14 or later.
+URL: ``postgresql://user[:password]@host[:port]/dbname[?mode=advisory|table][&pool_size=N]``
+plus the common options (``namespace``, ``connect_timeout``, ``op_timeout``). Needs
+``tenure[postgresql]`` (psycopg 3) and, in advisory mode, PostgreSQL 14 or later.
+
+**Sessions.** Short calls (reads such as ``inspect``, table mode's steps, rate decisions, record
+reads) run on at most ``pool_size`` pooled sessions at once per store (default 16); more
+callers wait in-process for a session to come back, up to ``op_timeout`` (then
+``BackendTimeout``), so a burst of concurrent calls never runs into the server's
+``max_connections``. Sessions that hold advisory locks (at most 7, shared by every hold), a
+blocking waiter's own session and the LISTENing one are not counted: a holder or a waiter keeps
+its session for as long as it needs it.
 
 **Advisory mode.** A lock is an advisory lock on a 64-bit id hashed from the namespaced name,
-held on one of a few server sessions (4 per store) shared by many holds; only a blocking wait in
+held on one of a few server sessions (at most 7 per store) shared by many holds; only a blocking wait in
 the server's lock queue takes a session of its own. One round trip acquires: the statement takes
 the lock and only then draws the fence from the sequence ``tenure_fence_seq`` and records the
 holder in the unlogged table ``tenure_lock_holders``. After a server crash the fences restart

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from tenure._async.backends.base import AsyncChangeFeed, AsyncLeaseStore
 from tenure._async.backends.postgresql import sql
-from tenure._async.backends.postgresql.connection import AsyncPgPool, AsyncPgSession, Row
+from tenure._async.backends.postgresql.connection import POOL_SIZE, AsyncPgPool, AsyncPgSession, Row
 from tenure._async.backends.postgresql.listener import AsyncPgListener
 from tenure._config import BackendConfig
 
@@ -22,6 +22,7 @@ class AsyncPostgresBase(AsyncLeaseStore):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self._params = sql.connect_params(config)  # raises ConfigurationError, no I/O
+        self._pool_size = cast(int, config.extra.get("pool_size", POOL_SIZE))  # parsed by the registry
         self._pool = self._new_pool()
         # One LISTENing session, started by the first wait on it: table mode's releases and
         # election changes (``announce``) arrive there.
@@ -29,7 +30,7 @@ class AsyncPostgresBase(AsyncLeaseStore):
         self._connected = False
 
     def _new_pool(self) -> AsyncPgPool:
-        return AsyncPgPool(self.url, self._params, self.config.common.op_timeout)
+        return AsyncPgPool(self.url, self._params, self.config.common.op_timeout, size=self._pool_size)
 
     async def connect(self) -> None:
         if self._connected:
@@ -65,15 +66,8 @@ class AsyncPostgresBase(AsyncLeaseStore):
             )
 
     async def _call(self, statement: str, params: dict[str, Any], what: str) -> list[Row]:
-        """Run one statement on a pooled session."""
-        session = await self._pool.checkout()
-        try:
-            rows = await self._pool.run(session, statement, params, what)
-        except BaseException:
-            await self._pool.discard(session)
-            raise
-        await self._pool.checkin(session)
-        return rows
+        """Run one short statement on a pooled session (at most ``pool_size`` at once)."""
+        return await self._pool.call(statement, params, what)
 
     async def announce(self, key: str) -> None:
         # Lock statements send no NOTIFY (it would cost every release a commit); an election's

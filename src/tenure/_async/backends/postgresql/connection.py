@@ -5,6 +5,12 @@ by ``op_timeout`` (plus a lock wait's own timeout): a watchdog shuts down the so
 that overstays (a duplicate of ``conn.fileno()``, safe from any thread), so the call fails at
 once even when the server is frozen and answers nothing, not even a cancel request; the session
 is then closed. ``map_errors`` turns every psycopg error into tenure's.
+
+Short calls (``call``: reads, table-mode steps, rate decisions) run on at most ``size`` pooled
+sessions at once (the URL's ``pool_size``); more wait for one to come back, up to op_timeout,
+instead of opening sessions without end (a burst of concurrent calls would otherwise run into
+the server's ``max_connections``). Sessions that hold locks or wait in the server's lock queue
+are lent by ``checkout`` and not counted: a waiter may wait long, and a holder keeps its session.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import psycopg
 import psycopg.errors
 
 from tenure._async.backends.postgresql import sql
-from tenure._concurrency import AsyncBackground, AsyncMutex, AsyncSignal
+from tenure._concurrency import AsyncBackground, AsyncGate, AsyncMutex, AsyncSignal
 from tenure._core.tokens import new_token
 from tenure._exceptions import (
     BackendProtocolError,
@@ -38,6 +44,10 @@ from tenure._exceptions import (
 log = logging.getLogger("tenure")
 
 MAX_IDLE = 4  # sessions kept open for reuse; more are closed when returned
+# Short calls running at once per store, each on a session of its own: more than a server's
+# cores usually run them in parallel (a call is a fraction of a millisecond of server work), few
+# enough that several processes stay well within a server's max_connections (100 by default).
+POOL_SIZE = 16
 Row = tuple[Any, ...]
 Params = dict[str, Any] | Callable[[], dict[str, Any]] | None
 
@@ -158,9 +168,19 @@ class AsyncPgSession:
 class AsyncPgPool:
     """Open, lend and close sessions to one server; bound every call by ``op_timeout``."""
 
-    def __init__(self, url: str, params: dict[str, Any], op_timeout: float, max_idle: int = MAX_IDLE) -> None:
+    def __init__(
+        self,
+        url: str,
+        params: dict[str, Any],
+        op_timeout: float,
+        max_idle: int = MAX_IDLE,
+        size: int = POOL_SIZE,
+    ) -> None:
         self.url = url  # redacted
         self.max_idle = max_idle
+        self.size = size
+        self._gate = AsyncGate(size)  # places for short calls (``call``)
+        self._waiting = 0  # short calls waiting for a place: sessions returned are kept for them
         self.op_timeout = op_timeout
         self._params = params
         self._password = params.get("password")
@@ -237,11 +257,42 @@ class AsyncPgPool:
                 return session
             await self.discard(session)  # e.g. ended by a server restart while idle
 
+    async def call(self, statement: str, params: Params, what: str) -> list[Row]:
+        """Run one short statement on a pooled session; return its rows.
+
+        At most ``size`` such calls run at once; more wait for a place, up to op_timeout, then
+        raise ``BackendTimeout``. The session goes back to the pool, or is closed if the call
+        failed or was interrupted (its state is unknown).
+        """
+        with self._mutex:
+            self._waiting += 1
+        try:
+            entered = await self._gate.enter(self.op_timeout)
+        finally:
+            with self._mutex:
+                self._waiting -= 1
+        if not entered:
+            raise BackendTimeout(
+                f"{self.url}: no session came free within op_timeout={self.op_timeout:g} s while {what} "
+                f"({self.size} calls were running: the pool_size)"
+            )
+        try:
+            session = await self.checkout()
+            try:
+                rows = await self.run(session, statement, params, what)
+            except BaseException:
+                await self.discard(session)
+                raise
+            await self.checkin(session)
+            return rows
+        finally:
+            self._gate.leave()
+
     async def checkin(self, session: AsyncPgSession) -> None:
         """Take a session back: kept for reuse if sound and the pool is not full, else closed."""
         if not session.broken and not self._closed:
             with self._mutex:
-                if len(self._idle) < self.max_idle:
+                if len(self._idle) < max(self.max_idle, self._waiting):
                     self._idle.append(session)
                     return
         await self.discard(session)

@@ -96,7 +96,9 @@ class AsyncPostgresStore(
         self._marks: dict[str, int] = {}  # semaphore key -> releases heard before it was found full
 
     def _new_pool(self) -> AsyncPgPool:
-        pool = AsyncPgPool(self.url, self._params, self.config.common.op_timeout, IDLE_SESSIONS)
+        pool = AsyncPgPool(
+            self.url, self._params, self.config.common.op_timeout, IDLE_SESSIONS, size=self._pool_size
+        )
         self._shared = AsyncSharedSessions(pool, SHARED_SESSIONS)
         return pool
 

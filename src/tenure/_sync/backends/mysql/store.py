@@ -17,7 +17,7 @@ from tenure._sync.backends.mysql.connection import (
 )
 from tenure._sync.backends.mysql.holds import Hold, HoldSteps
 from tenure._sync.backends.mysql.permits import MySQLPermits
-from tenure._sync.backends.mysql.rates import MySQLRates, RateLanes
+from tenure._sync.backends.mysql.rates import MySQLRates
 from tenure._sync.backends.mysql.records import MySQLRecords
 from tenure._concurrency import Mutex, Returning
 from tenure._config import BackendConfig
@@ -95,7 +95,6 @@ class MySQLStore(HoldSteps, MySQLRecords, MySQLPermits, MySQLRates, LeaseStore):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self._pool = MySQLPool(config, self.url)
-        self._rate_lanes = RateLanes(self._pool)
         self._holds: dict[tuple[str, str], Hold] = {}
         self._shared: dict[int, list[Session]] = {}  # idle limit -> its shared sessions
         self._picking = Mutex()
@@ -140,8 +139,7 @@ class MySQLStore(HoldSteps, MySQLRecords, MySQLPermits, MySQLRates, LeaseStore):
             return False  # the connection is closed: its session, and the lock, end with it
 
     def holder(self, key: str) -> HolderInfo | None:
-        session, reply = self._pool.run(sql.HOLDER, {"name": sql.lock_name(key)})
-        self._pool.checkin(session)
+        reply = self._pool.call(sql.HOLDER, {"name": sql.lock_name(key)})
         if not reply.rows:
             return None
         label, fence, remaining = reply.rows[0]

@@ -9,7 +9,7 @@ from typing import ClassVar
 from tenure._sync.backends.base import LeaseStore, Permit, Renewal, RenewOutcome
 from tenure._sync.backends.mysql import permit_sql, sql
 from tenure._sync.backends.mysql.connection import MySQLPool, Reply
-from tenure._sync.backends.mysql.rates import MySQLRates, RateLanes
+from tenure._sync.backends.mysql.rates import MySQLRates
 from tenure._sync.backends.mysql.records import MySQLTableRecords
 from tenure._concurrency import sleep
 from tenure._config import BackendConfig
@@ -62,7 +62,6 @@ class MySQLTableStore(MySQLTableRecords, MySQLRates, LeaseStore):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self._pool = MySQLPool(config, self.url)
-        self._rate_lanes = RateLanes(self._pool)
         self._ready = False
 
     def connect(self) -> None:
@@ -169,6 +168,4 @@ class MySQLTableStore(MySQLTableRecords, MySQLRates, LeaseStore):
         return [(sql.lock_name(key), owner.token) in renewed for key, owner, _ in renewals]
 
     def _call(self, statement: str, params: Mapping[str, object]) -> Reply:
-        session, reply = self._pool.run(statement, params)
-        self._pool.checkin(session)
-        return reply
+        return self._pool.call(statement, params)  # at most pool_size at once

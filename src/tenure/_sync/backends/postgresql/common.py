@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from tenure._sync.backends.base import ChangeFeed, LeaseStore
 from tenure._sync.backends.postgresql import sql
-from tenure._sync.backends.postgresql.connection import PgPool, PgSession, Row
+from tenure._sync.backends.postgresql.connection import POOL_SIZE, PgPool, PgSession, Row
 from tenure._sync.backends.postgresql.listener import PgListener
 from tenure._config import BackendConfig
 
@@ -23,6 +23,7 @@ class PostgresBase(LeaseStore):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self._params = sql.connect_params(config)  # raises ConfigurationError, no I/O
+        self._pool_size = cast(int, config.extra.get("pool_size", POOL_SIZE))  # parsed by the registry
         self._pool = self._new_pool()
         # One LISTENing session, started by the first wait on it: table mode's releases and
         # election changes (``announce``) arrive there.
@@ -30,7 +31,7 @@ class PostgresBase(LeaseStore):
         self._connected = False
 
     def _new_pool(self) -> PgPool:
-        return PgPool(self.url, self._params, self.config.common.op_timeout)
+        return PgPool(self.url, self._params, self.config.common.op_timeout, size=self._pool_size)
 
     def connect(self) -> None:
         if self._connected:
@@ -66,15 +67,8 @@ class PostgresBase(LeaseStore):
             )
 
     def _call(self, statement: str, params: dict[str, Any], what: str) -> list[Row]:
-        """Run one statement on a pooled session."""
-        session = self._pool.checkout()
-        try:
-            rows = self._pool.run(session, statement, params, what)
-        except BaseException:
-            self._pool.discard(session)
-            raise
-        self._pool.checkin(session)
-        return rows
+        """Run one short statement on a pooled session (at most ``pool_size`` at once)."""
+        return self._pool.call(statement, params, what)
 
     def announce(self, key: str) -> None:
         # Lock statements send no NOTIFY (it would cost every release a commit); an election's

@@ -97,7 +97,9 @@ class PostgresStore(
         self._marks: dict[str, int] = {}  # semaphore key -> releases heard before it was found full
 
     def _new_pool(self) -> PgPool:
-        pool = PgPool(self.url, self._params, self.config.common.op_timeout, IDLE_SESSIONS)
+        pool = PgPool(
+            self.url, self._params, self.config.common.op_timeout, IDLE_SESSIONS, size=self._pool_size
+        )
         self._shared = SharedSessions(pool, SHARED_SESSIONS)
         return pool
 
