@@ -108,6 +108,7 @@ class AsyncGate:
 
     def __init__(self, size: int) -> None:
         self._semaphore = asyncio.Semaphore(size)
+        self.waiting = 0  # tasks waiting for a place now (a pool keeps what they will need)
 
     async def enter(self, timeout: float | None) -> bool:
         """Wait up to ``timeout`` seconds for a place; return whether one was had.
@@ -119,11 +120,14 @@ class AsyncGate:
             return True
         if timeout is not None and timeout <= 0:
             return False
+        self.waiting += 1
         try:
             async with asyncio.timeout(timeout):
                 await self._semaphore.acquire()
         except TimeoutError:
             return False
+        finally:
+            self.waiting -= 1
         return True
 
     def leave(self) -> None:
@@ -136,6 +140,8 @@ class Gate:
 
     def __init__(self, size: int) -> None:
         self._semaphore = threading.BoundedSemaphore(size)
+        self._count = threading.Lock()
+        self.waiting = 0  # threads waiting for a place now (a pool keeps what they will need)
 
     def enter(self, timeout: float | None) -> bool:
         """Wait up to ``timeout`` seconds for a place; return whether one was had.
@@ -144,7 +150,13 @@ class Gate:
         """
         if timeout is not None and timeout <= 0:
             return self._semaphore.acquire(blocking=False)
-        return self._semaphore.acquire(timeout=timeout)
+        with self._count:
+            self.waiting += 1
+        try:
+            return self._semaphore.acquire(timeout=timeout)
+        finally:
+            with self._count:
+                self.waiting -= 1
 
     def leave(self) -> None:
         """Give the place back."""

@@ -91,7 +91,6 @@ class AsyncMySQLPool:
         self._closed = False
         self.size = cast(int, config.extra.get("pool_size", POOL_SIZE))  # parsed by the registry
         self._gate = AsyncGate(self.size)  # places for short calls (``call``)
-        self._waiting = 0  # short calls waiting for a place: connections returned are kept for them
         self._mutex = threading.Lock()  # threads of a sync store share the pool
         self.setup: str | None = None  # run on every new connection before it is lent
 
@@ -122,7 +121,7 @@ class AsyncMySQLPool:
 
     def checkin(self, session: AsyncSession) -> None:
         """Take back a connection that holds nothing."""
-        if self._closed or len(self._idle) >= max(MAX_IDLE, self._waiting):
+        if self._closed or len(self._idle) >= max(MAX_IDLE, self._gate.waiting):  # for waiting calls
             self.discard(session)
         else:
             self._idle.append(session)
@@ -202,14 +201,7 @@ class AsyncMySQLPool:
         raise ``BackendTimeout``. The connection goes back to the pool, or is closed if the call
         failed or was interrupted.
         """
-        with self._mutex:
-            self._waiting += 1
-        try:
-            entered = await self._gate.enter(self.op_timeout)
-        finally:
-            with self._mutex:
-                self._waiting -= 1
-        if not entered:
+        if not await self._gate.enter(self.op_timeout):
             raise BackendTimeout(
                 f"{self.url}: no connection came free within op_timeout={self.op_timeout:g} s "
                 f"({self.size} calls were running: the pool_size)"

@@ -180,7 +180,6 @@ class AsyncPgPool:
         self.max_idle = max_idle
         self.size = size
         self._gate = AsyncGate(size)  # places for short calls (``call``)
-        self._waiting = 0  # short calls waiting for a place: sessions returned are kept for them
         self.op_timeout = op_timeout
         self._params = params
         self._password = params.get("password")
@@ -264,14 +263,7 @@ class AsyncPgPool:
         raise ``BackendTimeout``. The session goes back to the pool, or is closed if the call
         failed or was interrupted (its state is unknown).
         """
-        with self._mutex:
-            self._waiting += 1
-        try:
-            entered = await self._gate.enter(self.op_timeout)
-        finally:
-            with self._mutex:
-                self._waiting -= 1
-        if not entered:
+        if not await self._gate.enter(self.op_timeout):
             raise BackendTimeout(
                 f"{self.url}: no session came free within op_timeout={self.op_timeout:g} s while {what} "
                 f"({self.size} calls were running: the pool_size)"
@@ -292,7 +284,7 @@ class AsyncPgPool:
         """Take a session back: kept for reuse if sound and the pool is not full, else closed."""
         if not session.broken and not self._closed:
             with self._mutex:
-                if len(self._idle) < max(self.max_idle, self._waiting):
+                if len(self._idle) < max(self.max_idle, self._gate.waiting):  # for waiting calls
                     self._idle.append(session)
                     return
         await self.discard(session)
