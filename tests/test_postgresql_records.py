@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 import tenure
-from tenure._async.backends.postgresql import records, sql, table_records
+from tenure._async.backends.postgresql import record_sql, sql, table_records
 from tenure._core.idempotency import Recorded
 from tenure._core.keys import namespaced_key
 from tenure._core.tokens import Owner
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 # Per mode: the URL option, the records table, and the table of what a run holds.
 MODES = {
-    "advisory": ("mode=advisory", records.RECORDS_TABLE, sql.HOLDERS_TABLE),
+    "advisory": ("mode=advisory", record_sql.RECORDS_TABLE, sql.HOLDERS_TABLE),
     "table": ("mode=table", table_records.RECORDS_TABLE, table_records.LEASES_TABLE),
 }
 

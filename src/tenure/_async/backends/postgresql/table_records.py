@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, cast
 
 from tenure._async.backends.base import Recorded, SQLStep
 from tenure._async.backends.postgresql import sql
-from tenure._async.backends.postgresql.records import (
+from tenure._async.backends.postgresql.record_sql import (
     LOOK_AGAIN,
     RECORD_LIMIT,
     SWEEP,

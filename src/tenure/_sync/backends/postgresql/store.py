@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from tenure._sync.backends.base import Permit, Renewal, RenewOutcome
-from tenure._sync.backends.postgresql import permits, ratelimit, records, sql
+from tenure._sync.backends.postgresql import permits, ratelimit, record_sql, records, sql
 from tenure._sync.backends.postgresql.common import PostgresBase
 from tenure._sync.backends.postgresql.connection import PgPool, PgSession
 from tenure._sync.backends.postgresql.lock_queue import LockQueue
@@ -83,8 +83,14 @@ class PostgresStore(
     # pg_advisory_lock does: the server hands the lock over with the fence bumped, where a plain
     # waiter would wake on a shared lock and then need a try of its own.
     plain_waiters_queue: ClassVar[bool] = True
-    tables: ClassVar[tuple[str, ...]] = (permits.LIMITS_TABLE, records.RECORDS_TABLE, ratelimit.RATES_TABLE)
-    schema: ClassVar[str] = f"{sql.FENCES_SCHEMA};\n{permits.SCHEMA};\n{records.SCHEMA};\n{ratelimit.SCHEMA}"
+    tables: ClassVar[tuple[str, ...]] = (
+        permits.LIMITS_TABLE,
+        record_sql.RECORDS_TABLE,
+        ratelimit.RATES_TABLE,
+    )
+    schema: ClassVar[str] = ";\n".join(
+        [sql.FENCES_SCHEMA, permits.SCHEMA, record_sql.SCHEMA, ratelimit.SCHEMA]
+    )
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, cast
 
 from tenure._sync.backends.base import Recorded, SQLStep
 from tenure._sync.backends.postgresql import sql
-from tenure._sync.backends.postgresql.records import (
+from tenure._sync.backends.postgresql.record_sql import (
     LOOK_AGAIN,
     RECORD_LIMIT,
     SWEEP,
