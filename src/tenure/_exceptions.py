@@ -22,10 +22,9 @@
     ├── IdempotencyError          a run's result is too large, or cannot be stored or replayed
     │   ├── InProgress            another run of the key holds it; its result is not there yet
     │   └── PayloadMismatch       the key was used with another payload
-    └── RateLimited (retry_after) no permit within the timeout (or the store was down: "deny")
-
-The errors of the primitives still to come (circuit breakers, bulkheads) join the tree with
-them, as DESIGN.md names them.
+    ├── RateLimited (retry_after) no permit within the timeout (or the store was down: "deny")
+    ├── CircuitOpen (opened_until) a circuit breaker refused the call: the service is failing
+    └── BulkheadFull              no place among a bulkhead's calls in flight within its timeout
 
 Driver exceptions are chained with ``raise ... from exc``, never leaked and never swallowed.
 """
@@ -40,6 +39,8 @@ __all__ = [
     "BackendProtocolError",
     "BackendTimeout",
     "BackendUnavailable",
+    "BulkheadFull",
+    "CircuitOpen",
     "ConfigurationError",
     "ElectionError",
     "IdempotencyError",
@@ -150,3 +151,22 @@ class RateLimited(TenureError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class CircuitOpen(TenureError):
+    """Report that a circuit breaker refused a call: it is open, or half-open with its trials taken.
+
+    ``opened_until`` is when the breaker admits trial calls again, in wall-clock seconds
+    (``time.time()``), for logs and ``Retry-After`` headers; nothing was sent to the service.
+    """
+
+    def __init__(self, message: str, opened_until: float) -> None:
+        super().__init__(message, opened_until)  # all in args: it pickles whole
+        self.opened_until = opened_until
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class BulkheadFull(TenureError):
+    """Report that a bulkhead had no place for a call within its timeout; the call was not made."""
