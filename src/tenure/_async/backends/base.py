@@ -8,8 +8,8 @@ primitive is built, never base-class methods that raise.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
-from typing import ClassVar, NamedTuple, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from tenure._concurrency import async_sleep
 from tenure._config import BackendConfig
@@ -19,6 +19,13 @@ from tenure._core.idempotency import Recorded as Recorded  # the stores' steps r
 from tenure._core.ratelimit import Rate as Rate
 from tenure._core.ratelimit import RateStep as RateStep
 from tenure._core.tokens import Owner
+
+T = TypeVar("T")
+
+StateChange = Callable[[bytes | None, float], tuple[bytes | None, T]]
+"""What ``update_state`` runs: (the stored bytes or None, the store's now in seconds) -> (the
+bytes to store, or None to leave the stored ones; what to return). Pure and fast: it may run
+more than once."""
 
 
 class Renewal(NamedTuple):
@@ -238,9 +245,10 @@ class AsyncRecords(Protocol):
 
 @runtime_checkable
 class AsyncCounters(Protocol):
-    """The Counters capability: rate limits, for stores that declare ``Capability.COUNTERS``.
+    """The Counters capability: rate limits and shared breakers (``Capability.COUNTERS``).
 
-    One GCRA step (``tenure._core.ratelimit``) per decision, atomic and by the store's clock.
+    One GCRA step (``tenure._core.ratelimit``) per decision, atomic and by the store's clock;
+    and one generic read-modify-write of a small state (a shared circuit breaker's record).
     """
 
     async def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
@@ -249,6 +257,18 @@ class AsyncCounters(Protocol):
         When it admits ``cost`` > 0 permits, store the new TATs (the key may expire at their
         latest); else change nothing. ``cost`` 0 only looks. Keys are any text of up to
         ``MAX_NAME_BYTES`` * 2 + a few bytes, hashed by the store if it keeps shorter keys.
+        """
+        ...
+
+    async def update_state(self, key: str, change: StateChange[T], ttl: float) -> T:
+        """Run ``change`` on ``key``'s stored bytes at the store's now, as one atomic step.
+
+        Reads the bytes (None if there are none or they expired) and the store's clock in
+        seconds, calls ``change(current, now)``, stores the bytes it returns for ``ttl`` seconds
+        (None: leaves the value and its expiry as they are) and returns its second item. No
+        other update of ``key`` comes between the read and the write; a store that checks
+        optimistically (Redis) calls ``change`` again on the newer value, a bounded number of
+        times. Keys are as ``rate_step``'s; values are small (a breaker's record: under 1 KB).
         """
         ...
 

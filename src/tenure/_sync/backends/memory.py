@@ -27,6 +27,8 @@ from tenure._sync.backends.base import (
     Recorded,
     Renewal,
     RenewOutcome,
+    StateChange,
+    T,
 )
 from tenure._concurrency import Signal
 from tenure._core.guarantees import Capability, Guarantee
@@ -57,6 +59,7 @@ class _Space:
     records: dict[str, tuple[Recorded, float]] = field(default_factory=dict)  # with its expiry, monotonic
     tats: dict[str, tuple[float, ...]] = field(default_factory=dict)  # rate limits' stored TATs
     steps: int = 0  # rate steps taken: every SWEEP_EVERY-th drops idle keys' TATs
+    states: dict[str, tuple[bytes, float]] = field(default_factory=dict)  # update_state's, with expiry
 
 
 SWEEP_EVERY = 4096
@@ -255,6 +258,19 @@ class MemoryStore(LeaseStore):
                 if space.steps % SWEEP_EVERY == 0:  # a full bucket is as good as no entry
                     space.tats = {k: tats for k, tats in space.tats.items() if max(tats) > now}
             return step
+
+    def update_state(self, key: str, change: StateChange[T], ttl: float) -> T:
+        space = self._space
+        with space.lock:  # change is pure and fast: running it under the lock is the atomic step
+            now = time.monotonic()
+            stored = space.states.get(key)
+            current = stored[0] if stored is not None and stored[1] > now else None
+            value, result = change(current, now)
+            if value is not None:
+                space.states[key] = (value, now + ttl)
+                if len(space.states) % 1024 == 0:  # now and then, forget the expired
+                    space.states = {k: v for k, v in space.states.items() if v[1] > now}
+            return result
 
     def watch(self, key: str) -> ChangeFeed:
         signal = Signal()

@@ -18,6 +18,7 @@ from tenure._async.backends.mysql.holds import AsyncHold, AsyncHoldSteps
 from tenure._async.backends.mysql.permits import AsyncMySQLPermits
 from tenure._async.backends.mysql.rates import AsyncMySQLRates
 from tenure._async.backends.mysql.records import AsyncMySQLRecords
+from tenure._async.backends.mysql.states import AsyncMySQLStates
 from tenure._concurrency import AsyncMutex, AsyncReturning
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -30,7 +31,9 @@ MAX_SHARED = 8  # past this many shared sessions, an idle limit new to the store
 T = TypeVar("T")
 
 
-class AsyncMySQLStore(AsyncHoldSteps, AsyncMySQLRecords, AsyncMySQLPermits, AsyncMySQLRates, AsyncLeaseStore):
+class AsyncMySQLStore(
+    AsyncHoldSteps, AsyncMySQLRecords, AsyncMySQLPermits, AsyncMySQLRates, AsyncMySQLStates, AsyncLeaseStore
+):
     """Serve leases as MariaDB user locks (GET_LOCK) on a few sessions shared by many holds.
 
     **Sessions.** A lock taken without waiting is held on one of a few shared sessions: up to
@@ -118,6 +121,7 @@ class AsyncMySQLStore(AsyncHoldSteps, AsyncMySQLRecords, AsyncMySQLPermits, Asyn
             await self._pool.execute(session, sql.FENCE_EPOCH, {})
             await self._start_records(session)
             await self._start_rates(session)
+            await self._start_states(session)
         except BackendError:
             self._pool.discard(session)
             raise

@@ -10,6 +10,7 @@ from tenure._async.backends.mysql import permit_sql, sql
 from tenure._async.backends.mysql.connection import AsyncMySQLPool, Reply
 from tenure._async.backends.mysql.rates import AsyncMySQLRates
 from tenure._async.backends.mysql.records import AsyncMySQLTableRecords
+from tenure._async.backends.mysql.states import AsyncMySQLStates
 from tenure._concurrency import async_sleep
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -23,7 +24,7 @@ TRIES = 3  # permit steps per attempt: the limit check may need the recorded lim
 DEADLOCK = 1213  # InnoDB rolled the whole transaction back: nothing of it was done
 
 
-class AsyncMySQLTableStore(AsyncMySQLTableRecords, AsyncMySQLRates, AsyncLeaseStore):
+class AsyncMySQLTableStore(AsyncMySQLTableRecords, AsyncMySQLRates, AsyncMySQLStates, AsyncLeaseStore):
     """Serve leases from an InnoDB lease table; expiry by the server's clock.
 
     **Guarantees.** FENCING: each acquisition bumps the row's fence in the same statement and
@@ -72,6 +73,7 @@ class AsyncMySQLTableStore(AsyncMySQLTableRecords, AsyncMySQLRates, AsyncLeaseSt
             await self._pool.execute(session, permit_sql.CREATE_SEMAPHORES, {})
             await self._start_records(session)
             await self._start_rates(session)
+            await self._start_states(session)
         except BackendError:
             self._pool.discard(session)
             raise

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from tenure._async.backends.base import Permit, Renewal, RenewOutcome
-from tenure._async.backends.postgresql import permits, ratelimit, record_sql, records, sql
+from tenure._async.backends.postgresql import permits, ratelimit, record_sql, records, sql, states
 from tenure._async.backends.postgresql.common import AsyncPostgresBase
 from tenure._async.backends.postgresql.connection import AsyncPgPool, AsyncPgSession
 from tenure._async.backends.postgresql.lock_queue import AsyncLockQueue
@@ -27,7 +27,11 @@ IDLE_SESSIONS = 3  # pooled sessions kept for lock waits and reads, beside the s
 
 
 class AsyncPostgresStore(
-    AsyncLockQueue, records.AsyncAdvisoryRecords, ratelimit.AsyncPostgresCounters, AsyncPostgresBase
+    AsyncLockQueue,
+    records.AsyncAdvisoryRecords,
+    ratelimit.AsyncPostgresCounters,
+    states.AsyncPostgresStates,
+    AsyncPostgresBase,
 ):
     """Serve leases as session-level advisory locks, held on a few sessions shared by many leases.
 
@@ -86,9 +90,10 @@ class AsyncPostgresStore(
         permits.LIMITS_TABLE,
         record_sql.RECORDS_TABLE,
         ratelimit.RATES_TABLE,
+        states.STATES_TABLE,
     )
     schema: ClassVar[str] = ";\n".join(
-        [sql.FENCES_SCHEMA, permits.SCHEMA, record_sql.SCHEMA, ratelimit.SCHEMA]
+        [sql.FENCES_SCHEMA, permits.SCHEMA, record_sql.SCHEMA, ratelimit.SCHEMA, states.SCHEMA]
     )
 
     def __init__(self, config: BackendConfig) -> None:

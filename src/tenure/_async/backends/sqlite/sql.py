@@ -196,3 +196,25 @@ DELETE FROM tenure_rates WHERE key IN (
     SELECT key FROM tenure_rates WHERE expires_at <= :now ORDER BY expires_at LIMIT 8
 )
 """
+
+# Small states kept by update_state (a shared circuit breaker's record), by the host's wall clock.
+STATES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenure_states (
+    key        TEXT PRIMARY KEY,
+    value      BLOB NOT NULL,
+    expires_at REAL NOT NULL       -- Unix seconds: from then on the same as no row
+) WITHOUT ROWID
+"""
+STATES_EXPIRY_INDEX = "CREATE INDEX IF NOT EXISTS tenure_states_expiry ON tenure_states (expires_at)"
+
+READ_STATE = "SELECT value FROM tenure_states WHERE key = :key AND expires_at > :now"
+STORE_STATE = """
+INSERT INTO tenure_states (key, value, expires_at) VALUES (:key, :value, :expires_at)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+"""
+# A few expired states go with every write, oldest first: the table stays bounded by the live.
+DROP_EXPIRED_STATES = """
+DELETE FROM tenure_states WHERE key IN (
+    SELECT key FROM tenure_states WHERE expires_at <= :now ORDER BY expires_at LIMIT 8
+)
+"""

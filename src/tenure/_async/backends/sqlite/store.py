@@ -17,10 +17,13 @@ from tenure._async.backends.base import (
     Renewal,
     RenewOutcome,
     SQLStep,
+    StateChange,
+    T,
 )
 from tenure._async.backends.sqlite.file import DEFAULT_FILE_MODE
 from tenure._async.backends.sqlite.ratelimit import SQLiteRates
 from tenure._async.backends.sqlite.records import RECORD_LIMIT, SQLiteRecords
+from tenure._async.backends.sqlite.states import SQLiteStates
 from tenure._async.backends.sqlite.table import SQLiteLeaseTable
 from tenure._concurrency import async_run_blocking, async_sleep
 from tenure._config import BackendConfig
@@ -66,6 +69,7 @@ class AsyncSQLiteStore(AsyncLeaseStore):
         )
         self._records = SQLiteRecords(self._table)
         self._rates = SQLiteRates(self._table)
+        self._states = SQLiteStates(self._table)
 
     async def connect(self) -> None:
         await async_run_blocking(self._table.open)
@@ -108,6 +112,9 @@ class AsyncSQLiteStore(AsyncLeaseStore):
 
     async def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
         return await async_run_blocking(self._rates.rate_step, key, rates, cost)
+
+    async def update_state(self, key: str, change: StateChange[T], ttl: float) -> T:
+        return await async_run_blocking(lambda: self._states.update_state(key, change, ttl))
 
     transaction_drivers = "sqlite3 connections to the same file"
 

@@ -19,6 +19,7 @@ from tenure._sync.backends.mysql.holds import Hold, HoldSteps
 from tenure._sync.backends.mysql.permits import MySQLPermits
 from tenure._sync.backends.mysql.rates import MySQLRates
 from tenure._sync.backends.mysql.records import MySQLRecords
+from tenure._sync.backends.mysql.states import MySQLStates
 from tenure._concurrency import Mutex, Returning
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -31,7 +32,9 @@ MAX_SHARED = 8  # past this many shared sessions, an idle limit new to the store
 T = TypeVar("T")
 
 
-class MySQLStore(HoldSteps, MySQLRecords, MySQLPermits, MySQLRates, LeaseStore):
+class MySQLStore(
+    HoldSteps, MySQLRecords, MySQLPermits, MySQLRates, MySQLStates, LeaseStore
+):
     """Serve leases as MariaDB user locks (GET_LOCK) on a few sessions shared by many holds.
 
     **Sessions.** A lock taken without waiting is held on one of a few shared sessions: up to
@@ -119,6 +122,7 @@ class MySQLStore(HoldSteps, MySQLRecords, MySQLPermits, MySQLRates, LeaseStore):
             self._pool.execute(session, sql.FENCE_EPOCH, {})
             self._start_records(session)
             self._start_rates(session)
+            self._start_states(session)
         except BackendError:
             self._pool.discard(session)
             raise

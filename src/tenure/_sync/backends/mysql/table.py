@@ -11,6 +11,7 @@ from tenure._sync.backends.mysql import permit_sql, sql
 from tenure._sync.backends.mysql.connection import MySQLPool, Reply
 from tenure._sync.backends.mysql.rates import MySQLRates
 from tenure._sync.backends.mysql.records import MySQLTableRecords
+from tenure._sync.backends.mysql.states import MySQLStates
 from tenure._concurrency import sleep
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
@@ -24,7 +25,7 @@ TRIES = 3  # permit steps per attempt: the limit check may need the recorded lim
 DEADLOCK = 1213  # InnoDB rolled the whole transaction back: nothing of it was done
 
 
-class MySQLTableStore(MySQLTableRecords, MySQLRates, LeaseStore):
+class MySQLTableStore(MySQLTableRecords, MySQLRates, MySQLStates, LeaseStore):
     """Serve leases from an InnoDB lease table; expiry by the server's clock.
 
     **Guarantees.** FENCING: each acquisition bumps the row's fence in the same statement and
@@ -73,6 +74,7 @@ class MySQLTableStore(MySQLTableRecords, MySQLRates, LeaseStore):
             self._pool.execute(session, permit_sql.CREATE_SEMAPHORES, {})
             self._start_records(session)
             self._start_rates(session)
+            self._start_states(session)
         except BackendError:
             self._pool.discard(session)
             raise

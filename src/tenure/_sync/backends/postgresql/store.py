@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from tenure._sync.backends.base import Permit, Renewal, RenewOutcome
-from tenure._sync.backends.postgresql import permits, ratelimit, record_sql, records, sql
+from tenure._sync.backends.postgresql import permits, ratelimit, record_sql, records, sql, states
 from tenure._sync.backends.postgresql.common import PostgresBase
 from tenure._sync.backends.postgresql.connection import PgPool, PgSession
 from tenure._sync.backends.postgresql.lock_queue import LockQueue
@@ -28,7 +28,11 @@ IDLE_SESSIONS = 3  # pooled sessions kept for lock waits and reads, beside the s
 
 
 class PostgresStore(
-    LockQueue, records.AdvisoryRecords, ratelimit.PostgresCounters, PostgresBase
+    LockQueue,
+    records.AdvisoryRecords,
+    ratelimit.PostgresCounters,
+    states.PostgresStates,
+    PostgresBase,
 ):
     """Serve leases as session-level advisory locks, held on a few sessions shared by many leases.
 
@@ -87,9 +91,10 @@ class PostgresStore(
         permits.LIMITS_TABLE,
         record_sql.RECORDS_TABLE,
         ratelimit.RATES_TABLE,
+        states.STATES_TABLE,
     )
     schema: ClassVar[str] = ";\n".join(
-        [sql.FENCES_SCHEMA, permits.SCHEMA, record_sql.SCHEMA, ratelimit.SCHEMA]
+        [sql.FENCES_SCHEMA, permits.SCHEMA, record_sql.SCHEMA, ratelimit.SCHEMA, states.SCHEMA]
     )
 
     def __init__(self, config: BackendConfig) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from tenure._sync.backends.base import Permit, Renewal, RenewOutcome
-from tenure._sync.backends.postgresql import ratelimit, sql
+from tenure._sync.backends.postgresql import ratelimit, sql, states
 from tenure._sync.backends.postgresql.common import PostgresBase
 from tenure._sync.backends.postgresql.table_records import LEASES_TABLE, RECORDS_TABLE, TableRecords
 from tenure._sync.backends.postgresql.table_records import SCHEMA as RECORDS_SCHEMA
@@ -186,7 +186,9 @@ WHERE key = %(key)s AND owner IS NOT NULL AND expires_at > clock_timestamp()
 """
 
 
-class PostgresTableStore(TableRecords, ratelimit.PostgresCounters, PostgresBase):
+class PostgresTableStore(
+    TableRecords, ratelimit.PostgresCounters, states.PostgresStates, PostgresBase
+):
     """Serve leases from a lease table on the server; expiry by the server's clock.
 
     **Guarantees.** FENCING: a lock's row is never deleted and every acquisition bumps the fence
@@ -219,8 +221,12 @@ class PostgresTableStore(TableRecords, ratelimit.PostgresCounters, PostgresBase)
     )
     # A release NOTIFYs; an expiry does not, so waiters also look again within 0.5 s.
     poll_interval: ClassVar[tuple[float, float]] = (0.02, 0.5)
-    tables: ClassVar[tuple[str, ...]] = (SEMAPHORES_TABLE, RECORDS_TABLE, ratelimit.RATES_TABLE)
-    schema: ClassVar[str] = f"{LEASES_SCHEMA};\n{SEMAPHORES_SCHEMA};\n{RECORDS_SCHEMA};\n{ratelimit.SCHEMA}"
+    tables: ClassVar[tuple[str, ...]] = (
+        SEMAPHORES_TABLE, RECORDS_TABLE, ratelimit.RATES_TABLE, states.STATES_TABLE
+    )  # fmt: skip
+    schema: ClassVar[str] = (
+        f"{LEASES_SCHEMA};\n{SEMAPHORES_SCHEMA};\n{RECORDS_SCHEMA};\n{ratelimit.SCHEMA};\n{states.SCHEMA}"
+    )
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)

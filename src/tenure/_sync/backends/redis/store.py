@@ -9,6 +9,8 @@ Idempotency keys: a run is the key's lock, begun, renewed and finished by the re
 (``records.py``); a hit is the one BEGIN_RUN call that finds the record.
 
 Rate limits: one RATE_STEP call per decision (``ratelimit.py``), by the server's clock.
+
+Small states (a shared breaker's record): WATCH, GET, TIME, then MULTI/SET/EXEC (``states.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from tenure._sync.backends.base import (
     Recorded,
     Renewal,
     RenewOutcome,
+    StateChange,
+    T,
 )
+from tenure._sync.backends.redis import states
 from tenure._sync.backends.redis.connection import DRIVER_ERRORS, RedisFeed, client_options, map_errors
 from tenure._sync.backends.redis.ratelimit import RATE_SCRIPTS, rate_args, rate_reply, tats_key
 from tenure._sync.backends.redis.records import RECORD_LIMIT, RECORD_SCRIPTS, RunLeases, WokenKeys
@@ -202,6 +207,12 @@ class RedisStore(LeaseStore):
             return rate_reply(reply, len(rates))
         except ValueError as exc:  # the URL is only redacted when it must be shown
             raise BackendProtocolError(f"unexpected reply from {self.url} (rate step): {exc}") from exc
+
+    def update_state(self, key: str, change: StateChange[T], ttl: float) -> T:
+        if self._client is None:
+            raise BackendUnavailable(f"the connection to {self.url} is closed")
+        op_timeout = self.config.common.op_timeout
+        return states.update_state(self._client, key, change, ttl, url=self.url, op_timeout=op_timeout)
 
     def announce(self, key: str) -> None:
         # Published by elections, not by the lock scripts: locks pay nothing for observers.

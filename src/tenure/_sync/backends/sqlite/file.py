@@ -24,6 +24,8 @@ from tenure._sync.backends.sqlite.sql import (
     RECORDS_SCHEMA,
     SCHEMA,
     SEMAPHORES_SCHEMA,
+    STATES_EXPIRY_INDEX,
+    STATES_SCHEMA,
     WAITERS_SCHEMA,
 )
 from tenure._exceptions import (
@@ -66,6 +68,8 @@ def connect(path: Path, *, busy_timeout: float, file_mode: int) -> tuple[sqlite3
         _while_locked(lambda: db.execute(RECORDS_EXPIRY_INDEX), busy_timeout)
         _while_locked(lambda: db.execute(RATES_SCHEMA), busy_timeout)
         _while_locked(lambda: db.execute(RATES_EXPIRY_INDEX), busy_timeout)
+        _while_locked(lambda: db.execute(STATES_SCHEMA), busy_timeout)
+        _while_locked(lambda: db.execute(STATES_EXPIRY_INDEX), busy_timeout)
     except (OSError, sqlite3.Error) as exc:
         db.close()
         raise map_errors(exc, f"cannot open the SQLite lock file {path}") from exc

@@ -18,10 +18,13 @@ from tenure._sync.backends.base import (
     Renewal,
     RenewOutcome,
     SQLStep,
+    StateChange,
+    T,
 )
 from tenure._sync.backends.sqlite.file import DEFAULT_FILE_MODE
 from tenure._sync.backends.sqlite.ratelimit import SQLiteRates
 from tenure._sync.backends.sqlite.records import RECORD_LIMIT, SQLiteRecords
+from tenure._sync.backends.sqlite.states import SQLiteStates
 from tenure._sync.backends.sqlite.table import SQLiteLeaseTable
 from tenure._concurrency import run_blocking, sleep
 from tenure._config import BackendConfig
@@ -67,6 +70,7 @@ class SQLiteStore(LeaseStore):
         )
         self._records = SQLiteRecords(self._table)
         self._rates = SQLiteRates(self._table)
+        self._states = SQLiteStates(self._table)
 
     def connect(self) -> None:
         run_blocking(self._table.open)
@@ -109,6 +113,9 @@ class SQLiteStore(LeaseStore):
 
     def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
         return run_blocking(self._rates.rate_step, key, rates, cost)
+
+    def update_state(self, key: str, change: StateChange[T], ttl: float) -> T:
+        return run_blocking(lambda: self._states.update_state(key, change, ttl))
 
     transaction_drivers = "sqlite3 connections to the same file"
 
