@@ -123,13 +123,17 @@ class AsyncRateLimiter:
         return f"{self.key}:{validate_name(key, what='rate limit key')}"
 
     async def _step(self, store_key: str, cost: int) -> RateState:
-        async def step_in_store() -> RateStep:  # connecting too: a first call must not stall either
+        deadline = self.deadline
+
+        async def step_in_store() -> RateStep:
             await self._context.ensure_connected()
-            return await self._counters.rate_step(store_key, self.rates, cost)
+            return await self._counters.rate_step(store_key, self.rates, cost, deadline)
 
         try:
-            deadline = self.deadline
-            step = await (step_in_store() if deadline is None else async_within(deadline, step_in_store))
+            if deadline is None or self._context.connected:  # the store keeps the deadline
+                step = await step_in_store()
+            else:  # connecting is bounded by connect_timeout alone: a first call must not stall
+                step = await async_within(deadline, step_in_store)
         except (TimeoutError, BackendUnavailable) as exc:  # BackendTimeout is both
             return self._unavailable(exc)
         if self._outage:

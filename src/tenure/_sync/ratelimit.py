@@ -124,13 +124,17 @@ class RateLimiter:
         return f"{self.key}:{validate_name(key, what='rate limit key')}"
 
     def _step(self, store_key: str, cost: int) -> RateState:
-        def step_in_store() -> RateStep:  # connecting too: a first call must not stall either
+        deadline = self.deadline
+
+        def step_in_store() -> RateStep:
             self._context.ensure_connected()
-            return self._counters.rate_step(store_key, self.rates, cost)
+            return self._counters.rate_step(store_key, self.rates, cost, deadline)
 
         try:
-            deadline = self.deadline
-            step = (step_in_store() if deadline is None else within(deadline, step_in_store))
+            if deadline is None or self._context.connected:  # the store keeps the deadline
+                step = step_in_store()
+            else:  # connecting is bounded by connect_timeout alone: a first call must not stall
+                step = within(deadline, step_in_store)
         except (TimeoutError, BackendUnavailable) as exc:  # BackendTimeout is both
             return self._unavailable(exc)
         if self._outage:

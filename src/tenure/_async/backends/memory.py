@@ -246,8 +246,10 @@ class AsyncMemoryStore(AsyncLeaseStore):
             return None
         return record._replace(remaining=end - now)
 
-    async def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
-        space = self._space
+    async def rate_step(
+        self, key: str, rates: Sequence[Rate], cost: int, deadline: float | None = None
+    ) -> RateStep:
+        space = self._space  # no I/O: always within any deadline
         with space.lock:
             now = time.monotonic()
             step = gcra_step(space.tats.get(key, ()), now, rates, cost)

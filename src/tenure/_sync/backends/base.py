@@ -252,12 +252,16 @@ class Counters(Protocol):
     and one generic read-modify-write of a small state (a shared circuit breaker's record).
     """
 
-    def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
+    def rate_step(
+        self, key: str, rates: Sequence[Rate], cost: int, deadline: float | None = None
+    ) -> RateStep:
         """Run ``gcra_step`` on ``key``'s stored TATs at the store's now, as one atomic step.
 
         When it admits ``cost`` > 0 permits, store the new TATs (the key may expire at their
         latest); else change nothing. ``cost`` 0 only looks. Keys are any text of up to
         ``MAX_NAME_BYTES`` * 2 + a few bytes, hashed by the store if it keeps shorter keys.
+        Answer within ``deadline`` seconds of a connected store or raise TimeoutError (None:
+        the backend's op_timeout); a step given up on may still take its permits.
         """
         ...
 

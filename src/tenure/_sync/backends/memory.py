@@ -247,8 +247,10 @@ class MemoryStore(LeaseStore):
             return None
         return record._replace(remaining=end - now)
 
-    def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
-        space = self._space
+    def rate_step(
+        self, key: str, rates: Sequence[Rate], cost: int, deadline: float | None = None
+    ) -> RateStep:
+        space = self._space  # no I/O: always within any deadline
         with space.lock:
             now = time.monotonic()
             step = gcra_step(space.tats.get(key, ()), now, rates, cost)

@@ -24,6 +24,7 @@ from typing import Any
 
 from tenure._async.backends.mysql import rate_sql
 from tenure._async.backends.mysql.connection import AsyncMySQLPool, AsyncSession, Reply
+from tenure._concurrency import async_within
 from tenure._core.ratelimit import Rate, RateStep, gcra_step
 from tenure._exceptions import BackendError, BackendProtocolError
 
@@ -37,7 +38,15 @@ class AsyncMySQLRates:
     _pool: AsyncMySQLPool
     _rate_steps = 0  # decisions taking permits so far (a race between threads only shifts a sweep)
 
-    async def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
+    async def rate_step(
+        self, key: str, rates: Sequence[Rate], cost: int, deadline: float | None = None
+    ) -> RateStep:
+        async def step() -> RateStep:  # the drivers have no per-call timeout of their own: bound it
+            return await self._rate_step(key, rates, cost)
+
+        return await (step() if deadline is None else async_within(deadline, step))
+
+    async def _rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
         if cost == 0:
             reply = await self._decide(rate_sql.look(len(rates)), rate_sql.key_params(key))
             now, *stored = _row(key, reply, 0, len(rates) + 1)

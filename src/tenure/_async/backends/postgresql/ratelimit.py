@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, cast
 
 from tenure._async.backends.base import Rate, RateStep
 from tenure._async.backends.postgresql import sql
-from tenure._concurrency import async_shielded
+from tenure._concurrency import async_shielded, async_within
 from tenure._exceptions import BackendProtocolError
 
 if TYPE_CHECKING:
@@ -120,7 +120,15 @@ SELECT allowed, now, tats FROM tenure_rate_step(
 class AsyncPostgresCounters:
     """The Counters capability of both modes: ``rate_step`` as one call of ``tenure_rate_step``."""
 
-    async def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
+    async def rate_step(
+        self, key: str, rates: Sequence[Rate], cost: int, deadline: float | None = None
+    ) -> RateStep:
+        async def step() -> RateStep:  # psycopg has no per-call timeout of its own: bound it
+            return await self._rate_step(key, rates, cost)
+
+        return await (step() if deadline is None else async_within(deadline, step))
+
+    async def _rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
         store = cast("AsyncPostgresBase", self)
         params = {
             "key": key,

@@ -25,7 +25,7 @@ from tenure._async.backends.sqlite.ratelimit import SQLiteRates
 from tenure._async.backends.sqlite.records import RECORD_LIMIT, SQLiteRecords
 from tenure._async.backends.sqlite.states import SQLiteStates
 from tenure._async.backends.sqlite.table import SQLiteLeaseTable
-from tenure._concurrency import async_run_blocking, async_sleep
+from tenure._concurrency import async_run_blocking, async_sleep, async_within
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -110,8 +110,13 @@ class AsyncSQLiteStore(AsyncLeaseStore):
     async def read_record(self, key: str) -> Recorded | None:
         return await async_run_blocking(self._records.read_record, key)
 
-    async def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
-        return await async_run_blocking(self._rates.rate_step, key, rates, cost)
+    async def rate_step(
+        self, key: str, rates: Sequence[Rate], cost: int, deadline: float | None = None
+    ) -> RateStep:
+        async def step() -> RateStep:  # a busy file waits inside sqlite3, out of reach: bound it
+            return await async_run_blocking(self._rates.rate_step, key, rates, cost)
+
+        return await (step() if deadline is None else async_within(deadline, step))
 
     async def update_state(self, key: str, change: StateChange[T], ttl: float) -> T:
         return await async_run_blocking(lambda: self._states.update_state(key, change, ttl))

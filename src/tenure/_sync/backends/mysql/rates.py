@@ -25,6 +25,7 @@ from typing import Any
 
 from tenure._sync.backends.mysql import rate_sql
 from tenure._sync.backends.mysql.connection import MySQLPool, Session, Reply
+from tenure._concurrency import within
 from tenure._core.ratelimit import Rate, RateStep, gcra_step
 from tenure._exceptions import BackendError, BackendProtocolError
 
@@ -38,7 +39,15 @@ class MySQLRates:
     _pool: MySQLPool
     _rate_steps = 0  # decisions taking permits so far (a race between threads only shifts a sweep)
 
-    def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
+    def rate_step(
+        self, key: str, rates: Sequence[Rate], cost: int, deadline: float | None = None
+    ) -> RateStep:
+        def step() -> RateStep:  # the drivers have no per-call timeout of their own: bound it
+            return self._rate_step(key, rates, cost)
+
+        return (step() if deadline is None else within(deadline, step))
+
+    def _rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
         if cost == 0:
             reply = self._decide(rate_sql.look(len(rates)), rate_sql.key_params(key))
             now, *stored = _row(key, reply, 0, len(rates) + 1)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, cast
 
 from tenure._sync.backends.base import Rate, RateStep
 from tenure._sync.backends.postgresql import sql
-from tenure._concurrency import shielded
+from tenure._concurrency import shielded, within
 from tenure._exceptions import BackendProtocolError
 
 if TYPE_CHECKING:
@@ -121,7 +121,15 @@ SELECT allowed, now, tats FROM tenure_rate_step(
 class PostgresCounters:
     """The Counters capability of both modes: ``rate_step`` as one call of ``tenure_rate_step``."""
 
-    def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
+    def rate_step(
+        self, key: str, rates: Sequence[Rate], cost: int, deadline: float | None = None
+    ) -> RateStep:
+        def step() -> RateStep:  # psycopg has no per-call timeout of its own: bound it
+            return self._rate_step(key, rates, cost)
+
+        return (step() if deadline is None else within(deadline, step))
+
+    def _rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
         store = cast("PostgresBase", self)
         params = {
             "key": key,

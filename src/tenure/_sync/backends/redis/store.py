@@ -79,6 +79,8 @@ class RedisStore(LeaseStore):
         super().__init__(config)
         self._client_options = client_options(config)
         self._client: Redis | None = None
+        # Rate decisions with a deadline: clients whose every socket wait ends at it, by deadline.
+        self._bounded: dict[float, Redis] = {}
         self._expiries = HolderExpiries()  # when the holders refused attempts saw run out
         self._runs = RunLeases()  # idempotency runs in progress: their counters expire (records.py)
         self._woken = WokenKeys()  # keys whose waiter a finished run woke: its hit wakes the next
@@ -201,8 +203,11 @@ class RedisStore(LeaseStore):
             raise BackendProtocolError(f"unexpected record of {key!r} from {self.url}: {exc}") from exc
         return self._recorded(key, value, int(remaining_ms) / 1000)
 
-    def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
-        reply = self._run("RATE_STEP", rate_args(tuple(rates), cost), [tats_key(key)])
+    def rate_step(
+        self, key: str, rates: Sequence[Rate], cost: int, deadline: float | None = None
+    ) -> RateStep:
+        client = self._client if deadline is None else self._bounded_client(deadline)
+        reply = self._run("RATE_STEP", rate_args(tuple(rates), cost), [tats_key(key)], client)
         try:
             return rate_reply(reply, len(rates))
         except ValueError as exc:  # the URL is only redacted when it must be shown
@@ -234,8 +239,10 @@ class RedisStore(LeaseStore):
 
     def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        bounded, self._bounded = self._bounded, {}
+        for each in [client, *bounded.values()]:
+            if each is not None:
+                each.close()
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -258,17 +265,36 @@ class RedisStore(LeaseStore):
                 outcomes.extend([exc] * len(chunk))
         return outcomes
 
-    def _run(self, script: str, args: list[Any], keys: Sequence[str] = ()) -> Any:
-        if self._client is None:
+    def _bounded_client(self, deadline: float) -> Redis | None:
+        """Return the client whose connect and reply waits each end after ``deadline`` s.
+
+        A deadline kept by the socket's own timeout costs no thread or timer per call (a sync
+        decision would otherwise wait for a worker thread). A late reply closes its connection
+        (redis-py), so it never answers a later call. Its connections are its own: the deadline
+        must not cut the longer waits of locks. A decision that has to reconnect first may take
+        the deadline to connect and the deadline again for the reply.
+        """
+        client = self._bounded.get(deadline)
+        if client is None and self._client is not None:
+            connect = min(deadline, self.config.common.connect_timeout)
+            options = {**self._client_options, "socket_timeout": deadline, "socket_connect_timeout": connect}
+            client = self._bounded[deadline] = Redis(**options)
+        return client
+
+    def _run(
+        self, script: str, args: list[Any], keys: Sequence[str] = (), client: Redis | None = None
+    ) -> Any:
+        client = client or self._client
+        if client is None or self._client is None:
             raise BackendUnavailable(f"the connection to {self.url} is closed")
         source, sha = _SCRIPTS[script]
         call = (len(keys), *keys, *args)
         try:  # the hot path: EVALSHA directly, no redis-py Script object in between
             try:
-                return self._client.execute_command("EVALSHA", sha, *call)  # type: ignore[no-untyped-call]
+                return client.execute_command("EVALSHA", sha, *call)  # type: ignore[no-untyped-call]
             except redis_errors.NoScriptError:
                 # A restarted server forgot it: EVAL sends the source and caches it again.
-                return self._client.execute_command("EVAL", source, *call)  # type: ignore[no-untyped-call]
+                return client.execute_command("EVAL", source, *call)  # type: ignore[no-untyped-call]
         except DRIVER_ERRORS as exc:
             raise self._mapped(exc, script.lower()) from exc
 

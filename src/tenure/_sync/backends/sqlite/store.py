@@ -26,7 +26,7 @@ from tenure._sync.backends.sqlite.ratelimit import SQLiteRates
 from tenure._sync.backends.sqlite.records import RECORD_LIMIT, SQLiteRecords
 from tenure._sync.backends.sqlite.states import SQLiteStates
 from tenure._sync.backends.sqlite.table import SQLiteLeaseTable
-from tenure._concurrency import run_blocking, sleep
+from tenure._concurrency import run_blocking, sleep, within
 from tenure._config import BackendConfig
 from tenure._core.guarantees import Capability, Guarantee
 from tenure._core.holder import HolderInfo
@@ -111,8 +111,13 @@ class SQLiteStore(LeaseStore):
     def read_record(self, key: str) -> Recorded | None:
         return run_blocking(self._records.read_record, key)
 
-    def rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
-        return run_blocking(self._rates.rate_step, key, rates, cost)
+    def rate_step(
+        self, key: str, rates: Sequence[Rate], cost: int, deadline: float | None = None
+    ) -> RateStep:
+        def step() -> RateStep:  # a busy file waits inside sqlite3, out of reach: bound it
+            return run_blocking(self._rates.rate_step, key, rates, cost)
+
+        return (step() if deadline is None else within(deadline, step))
 
     def update_state(self, key: str, change: StateChange[T], ttl: float) -> T:
         return run_blocking(lambda: self._states.update_state(key, change, ttl))
