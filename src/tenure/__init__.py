@@ -60,6 +60,20 @@ from tenure._sync.rwlock import RWLock, WriteLease
 from tenure._sync.semaphore import Semaphore
 from tenure._sync.sequence import Sequence
 from tenure._url import BackendURL, parse_url
+from tenure.resilience import (
+    BreakerCall,
+    BreakerState,
+    Bulkhead,
+    CircuitBreaker,
+    Fallback,
+    Retry,
+    RetryAttempts,
+    RetryBudget,
+    bulkhead,
+    circuit_breaker,
+    fallback,
+    retry,
+)
 
 __version__ = "0.1.0"
 
@@ -83,13 +97,18 @@ __all__ = [
     "BackendTimeout",
     "BackendURL",
     "BackendUnavailable",
+    "BreakerCall",
+    "BreakerState",
+    "Bulkhead",
     "BulkheadFull",
     "Capability",
+    "CircuitBreaker",
     "CircuitOpen",
     "ConfigurationError",
     "Coordinator",
     "Election",
     "ElectionError",
+    "Fallback",
     "Guarantee",
     "HolderInfo",
     "Idempotency",
@@ -111,13 +130,20 @@ __all__ = [
     "RateLimited",
     "RateLimiter",
     "RateState",
+    "Retry",
+    "RetryAttempts",
+    "RetryBudget",
     "Semaphore",
     "Sequence",
     "TenureError",
     "WriteLease",
     "__version__",
     "asgi",
+    "bulkhead",
+    "circuit_breaker",
+    "fallback",
     "lock",
     "parse_url",
+    "retry",
     "try_lock",
 ]
