@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 HEALTHY: dict[str, Any] = {"status": 200, "delay_ms": 0, "retry_after": None, "reset": False, "body": "ok"}
 
@@ -194,19 +193,6 @@ def running_server() -> Iterator[HttpServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def http_server_process() -> Iterator[HttpServer]:
-    with running_server() as server:
-        yield server
-
-
-@pytest.fixture
-def http_server(http_server_process: HttpServer) -> HttpServer:
-    """The module's server, healthy with no hits, for each test."""
-    http_server_process.set()
-    return http_server_process
 
 
 if __name__ == "__main__":

@@ -1,0 +1,163 @@
+"""``AsyncTransport`` and ``AsyncClient``: httpx's asyncio client with tenure's protections.
+
+The same layers as ``_transport.py``, line for line: rate limit -> bulkhead -> breaker ->
+retry -> timeout -> pool. The breaker may be in-process (``tenure.circuit_breaker``, plain
+calls) or shared (``coord.circuit_breaker``, awaited calls): both are accepted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Collection
+from typing import Any
+
+import httpx
+
+from tenure._concurrency.calls import async_sleep
+from tenure._core.deadline import Deadline
+from tenure.http._policy import (
+    DEFAULT_LIMITS,
+    IDEMPOTENT_METHODS,
+    Settings,
+    buffered,
+    failed_status,
+    retry_status,
+    to_buffer,
+    wait_limit,
+)
+
+
+async def _settled(value: Any) -> Any:
+    """Await ``value`` if a shared (async) breaker or an async fallback returned an awaitable."""
+    return await value if inspect.isawaitable(value) else value
+
+
+class AsyncTransport(httpx.AsyncBaseTransport):
+    """An httpx async transport that protects each call made through the ``transport`` it wraps.
+
+    The options are ``Transport``'s; ``limiter`` is a ``coord.rate_limiter`` of an async
+    coordinator, ``fallback`` may be an async function.
+    """
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        timeout: float | None = None,
+        retry: Any = None,
+        breaker: Any = None,
+        limiter: Any = None,
+        limiter_key: str | Callable[[httpx.Request], str] | None = None,
+        bulkhead: Any = None,
+        fallback: Any = None,
+        retry_methods: Collection[str] = IDEMPOTENT_METHODS,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self._settings = Settings(timeout, retry, limiter_key, fallback, retry_methods)
+        self._inner = transport if transport is not None else httpx.AsyncHTTPTransport(limits=limits)
+        self._breaker = breaker
+        self._limiter = limiter
+        self._bulkhead = bulkhead
+
+    @property
+    def inner(self) -> httpx.AsyncBaseTransport:
+        """The wrapped transport (its connection pool)."""
+        return self._inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        settings = self._settings
+        deadline = settings.start(request)
+        try:
+            response = await self._admitted(request, deadline)
+        except Exception as exc:
+            answer = await _settled(settings.fallback_for(request, exc))
+            if answer is None:
+                raise
+            return answer  # type: ignore[no-any-return]
+        if settings.fallback is not None and retry_status(response.status_code):
+            answer = await _settled(settings.fallback_for(request, response))
+            await response.aclose()
+            return answer  # type: ignore[no-any-return]
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def _admitted(self, request: httpx.Request, deadline: Deadline) -> httpx.Response:
+        if self._limiter is not None:
+            await self._limiter.acquire(key=self._settings.key_of(request), timeout=wait_limit(deadline))
+        async with self._bulkhead if self._bulkhead is not None else contextlib.nullcontext():
+            if self._breaker is None:
+                return await self._retried(request, deadline)
+            call = await _settled(self._breaker.admit())
+            try:
+                response = await self._retried(request, deadline)
+            except Exception:
+                await _settled(call.failed())
+                raise
+            except BaseException:
+                await _settled(call.abandoned())  # cancelled, interrupted: no verdict on the service
+                raise
+            if failed_status(response.status_code):
+                await _settled(call.failed())
+            else:
+                await _settled(call.succeeded())
+            return response
+
+    async def _retried(self, request: httpx.Request, deadline: Deadline) -> httpx.Response:
+        attempts = self._settings.attempts(request, deadline)
+        transport_error = attempts.flavour.transport_error
+        while True:
+            try:
+                response = await self._inner.handle_async_request(request)
+                if to_buffer(response):  # a failure mid-body is then the attempt's, retried or counted
+                    response = buffered(response, b"".join([chunk async for chunk in response.aiter_raw()]))
+            except transport_error:
+                wait = attempts.delay()
+                if wait is None:
+                    raise
+            else:
+                if not retry_status(response.status_code):
+                    return response
+                wait = attempts.delay(response)
+                if wait is None:
+                    return response
+                await response.aclose()  # its connection goes back to the pool (or is dropped), not leaked
+            await async_sleep(wait)
+            if deadline.expired():
+                raise attempts.timed_out(request)
+
+
+class AsyncClient(httpx.AsyncClient):
+    """``httpx.AsyncClient`` whose every call goes through an ``AsyncTransport``; see ``Client``."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float | None = 5.0,
+        retry: Any = None,
+        breaker: Any = None,
+        limiter: Any = None,
+        limiter_key: str | Callable[[httpx.Request], str] | None = None,
+        bulkhead: Any = None,
+        fallback: Any = None,
+        retry_methods: Collection[str] = IDEMPOTENT_METHODS,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **kwargs: Any,
+    ) -> None:
+        protected = AsyncTransport(
+            transport,
+            timeout=timeout,
+            retry=retry,
+            breaker=breaker,
+            limiter=limiter,
+            limiter_key=limiter_key,
+            bulkhead=bulkhead,
+            fallback=fallback,
+            retry_methods=retry_methods,
+            limits=limits,
+        )
+        super().__init__(timeout=timeout, transport=protected, **kwargs)
+        self.protected = protected

@@ -1,0 +1,168 @@
+"""``Transport`` and ``Client``: httpx's sync client with tenure's protections.
+
+The layers, outermost first: rate limit -> bulkhead -> breaker -> retry -> timeout -> pool.
+``_async_transport.py`` is the same for asyncio, line for line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+import httpx
+
+from tenure._core.deadline import Deadline
+from tenure.http._policy import (
+    DEFAULT_LIMITS,
+    IDEMPOTENT_METHODS,
+    Settings,
+    buffered,
+    failed_status,
+    retry_status,
+    to_buffer,
+    wait_limit,
+)
+
+
+class Transport(httpx.BaseTransport):
+    """An httpx transport that protects each call made through the ``transport`` it wraps.
+
+    Plugs into any ``httpx.Client(transport=...)``, and into httpx2's (the maintained fork)
+    when it wraps an ``httpx2.HTTPTransport``. ``timeout`` is one deadline per call, across its
+    pool wait, connects, reads, retries and backoff; ``retry`` (``tenure.retry(...)``) retries
+    transport errors, 5xx and 429 answers of idempotent methods (``retry_methods``), honouring
+    ``Retry-After``, within a retry budget; ``breaker`` (``tenure.circuit_breaker`` or
+    ``coord.circuit_breaker``) counts transport errors and 5xx as failures; ``limiter``
+    (``coord.rate_limiter``) waits for a permit of ``limiter_key`` within the deadline;
+    ``bulkhead`` (``tenure.bulkhead``) bounds calls in flight; ``fallback`` (a response, or
+    ``fn(request, exception_or_response)``) answers a refused or failed call.
+    """
+
+    def __init__(
+        self,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        timeout: float | None = None,
+        retry: Any = None,
+        breaker: Any = None,
+        limiter: Any = None,
+        limiter_key: str | Callable[[httpx.Request], str] | None = None,
+        bulkhead: Any = None,
+        fallback: Any = None,
+        retry_methods: Collection[str] = IDEMPOTENT_METHODS,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self._settings = Settings(timeout, retry, limiter_key, fallback, retry_methods)
+        self._inner = transport if transport is not None else httpx.HTTPTransport(limits=limits)
+        self._breaker = breaker
+        self._limiter = limiter
+        self._bulkhead = bulkhead
+
+    @property
+    def inner(self) -> httpx.BaseTransport:
+        """The wrapped transport (its connection pool)."""
+        return self._inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        settings = self._settings
+        deadline = settings.start(request)
+        try:
+            response = self._admitted(request, deadline)
+        except Exception as exc:
+            answer = settings.fallback_for(request, exc)
+            if answer is None:
+                raise
+            return answer  # type: ignore[no-any-return]
+        if settings.fallback is not None and retry_status(response.status_code):
+            answer = settings.fallback_for(request, response)
+            response.close()
+            return answer  # type: ignore[no-any-return]
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def _admitted(self, request: httpx.Request, deadline: Deadline) -> httpx.Response:
+        if self._limiter is not None:
+            self._limiter.acquire(key=self._settings.key_of(request), timeout=wait_limit(deadline))
+        with self._bulkhead if self._bulkhead is not None else contextlib.nullcontext():
+            if self._breaker is None:
+                return self._retried(request, deadline)
+            call = self._breaker.admit()
+            try:
+                response = self._retried(request, deadline)
+            except Exception:
+                call.failed()
+                raise
+            except BaseException:
+                call.abandoned()  # cancelled, interrupted: no verdict on the service
+                raise
+            if failed_status(response.status_code):
+                call.failed()
+            else:
+                call.succeeded()
+            return response
+
+    def _retried(self, request: httpx.Request, deadline: Deadline) -> httpx.Response:
+        attempts = self._settings.attempts(request, deadline)
+        transport_error = attempts.flavour.transport_error
+        while True:
+            try:
+                response = self._inner.handle_request(request)
+                if to_buffer(response):  # a failure mid-body is then the attempt's, retried or counted
+                    response = buffered(response, b"".join(response.iter_raw()))
+            except transport_error:
+                wait = attempts.delay()
+                if wait is None:
+                    raise
+            else:
+                if not retry_status(response.status_code):
+                    return response
+                wait = attempts.delay(response)
+                if wait is None:
+                    return response
+                response.close()  # its connection goes back to the pool (or is dropped), not leaked
+            time.sleep(wait)
+            if deadline.expired():
+                raise attempts.timed_out(request)
+
+
+class Client(httpx.Client):
+    """``httpx.Client`` whose every call goes through a ``Transport`` with these protections.
+
+    ``timeout`` (default 5 s) is one deadline per call, retries and backoff included; ``limits``
+    sizes the connection pool; other keyword arguments go to ``httpx.Client``; ``transport``,
+    if given, is the one wrapped instead of a new ``httpx.HTTPTransport(limits=limits)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float | None = 5.0,
+        retry: Any = None,
+        breaker: Any = None,
+        limiter: Any = None,
+        limiter_key: str | Callable[[httpx.Request], str] | None = None,
+        bulkhead: Any = None,
+        fallback: Any = None,
+        retry_methods: Collection[str] = IDEMPOTENT_METHODS,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        transport: httpx.BaseTransport | None = None,
+        **kwargs: Any,
+    ) -> None:
+        protected = Transport(
+            transport,
+            timeout=timeout,
+            retry=retry,
+            breaker=breaker,
+            limiter=limiter,
+            limiter_key=limiter_key,
+            bulkhead=bulkhead,
+            fallback=fallback,
+            retry_methods=retry_methods,
+            limits=limits,
+        )
+        super().__init__(timeout=timeout, transport=protected, **kwargs)
+        self.protected = protected
