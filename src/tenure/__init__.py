@@ -11,6 +11,7 @@ See ``AsyncCoordinator`` for the asyncio twin, and the README for the guarantees
 """
 
 from tenure import asgi  # tenure.asgi.IdempotencyMiddleware without a second import
+from tenure._async.breaker import AsyncSharedBreakerCall, AsyncSharedCircuitBreaker
 from tenure._async.coordinator import AsyncCoordinator
 from tenure._async.election import AsyncElection, AsyncLeadership
 from tenure._async.idempotency import AsyncIdempotency
@@ -50,6 +51,7 @@ from tenure._exceptions import (
     RateLimited,
     TenureError,
 )
+from tenure._sync.breaker import SharedBreakerCall, SharedCircuitBreaker
 from tenure._sync.coordinator import Coordinator
 from tenure._sync.election import Election, Leadership
 from tenure._sync.idempotency import Idempotency
@@ -90,6 +92,8 @@ __all__ = [
     "AsyncRateLimiter",
     "AsyncSemaphore",
     "AsyncSequence",
+    "AsyncSharedBreakerCall",
+    "AsyncSharedCircuitBreaker",
     "AsyncWriteLease",
     "BackendError",
     "BackendIncapable",
@@ -135,6 +139,8 @@ __all__ = [
     "RetryBudget",
     "Semaphore",
     "Sequence",
+    "SharedBreakerCall",
+    "SharedCircuitBreaker",
     "TenureError",
     "WriteLease",
     "__version__",

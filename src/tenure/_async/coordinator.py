@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import cast
 
 from tenure._async.backends.base import AsyncCounters, AsyncCounting, AsyncLeaseStore, AsyncRecords
+from tenure._async.breaker import AsyncSharedCircuitBreaker, breaker_options
 from tenure._async.context import AsyncContext
 from tenure._async.election import AsyncElection
 from tenure._async.idempotency import AsyncIdempotency
@@ -28,6 +29,7 @@ from tenure._core.semaphore import check_limit
 from tenure._core.tokens import holder_label
 from tenure._exceptions import BackendIncapable, ConfigurationError, TenureError
 from tenure._registry import resolve
+from tenure.resilience._common import ExceptionMatch
 
 log = logging.getLogger("tenure")
 
@@ -35,6 +37,7 @@ DEFAULT_TTL = 15.0
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RECORD_TTL = 86400.0  # an idempotency record lives a day: longer than clients retry
 DEFAULT_RATE_DEADLINE = 0.05  # a rate decision's longest wait for the store: less than a call's cost
+DEFAULT_BREAKER_DEADLINE = 0.1  # a breaker step's longest wait for the store (a sync or a failure)
 
 
 class AsyncCoordinator:
@@ -293,6 +296,44 @@ class AsyncCoordinator:
             on_unavailable=on_unavailable,
             deadline=deadline,
         )
+
+    def circuit_breaker(
+        self,
+        name: str,
+        *,
+        failure_rate: float = 0.5,
+        min_calls: int = 20,
+        window: float = 60.0,
+        reset_after: float = 30.0,
+        trials: int = 3,
+        slow_call_duration: float | None = None,
+        slow_call_rate: float = 1.0,
+        failure: ExceptionMatch = (Exception,),
+        sync_interval: float = 0.5,
+        deadline: float | None = DEFAULT_BREAKER_DEADLINE,
+    ) -> AsyncSharedCircuitBreaker:
+        """Return the circuit breaker ``name`` (no I/O yet), its state shared by every process.
+
+        Options as ``tenure.circuit_breaker``'s (every process must use the same for a name);
+        ``sync_interval``: how often a process sends its successes and refreshes its view of the
+        state (failures are sent at once); ``deadline``: how long one step may wait for the store
+        before this process decides alone (None: the backend's op_timeout). Raises
+        ``ConfigurationError`` for a bad argument and ``BackendIncapable`` when the backend keeps
+        no shared state (Counters).
+        """
+        validate_name(name, what="circuit breaker name")
+        options = breaker_options(
+            failure=failure, sync_interval=sync_interval, deadline=deadline, failure_rate=failure_rate,
+            min_calls=min_calls, window=window, reset_after=reset_after, trials=trials,
+            slow_call_duration=slow_call_duration, slow_call_rate=slow_call_rate,
+        )  # fmt: skip
+        if not isinstance(self._store, AsyncCounters):
+            raise BackendIncapable(
+                "shared circuit breakers need a backend that updates a state atomically (Counters); "
+                f"{self._store.scheme}:// does not"
+            )
+        key = namespaced_key(self.namespace, name, kind="breaker")
+        return AsyncSharedCircuitBreaker(self._context, self._store, name, key, **options)
 
     def election(self, name: str, *, value: str | None = None, ttl: float = DEFAULT_TTL) -> AsyncElection:
         """Return a candidate in the election ``name`` (no I/O yet) that proclaims ``value``.

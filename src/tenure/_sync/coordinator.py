@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import cast
 
 from tenure._sync.backends.base import Counters, Counting, LeaseStore, Records
+from tenure._sync.breaker import SharedCircuitBreaker, breaker_options
 from tenure._sync.context import Context
 from tenure._sync.election import Election
 from tenure._sync.idempotency import Idempotency
@@ -29,6 +30,7 @@ from tenure._core.semaphore import check_limit
 from tenure._core.tokens import holder_label
 from tenure._exceptions import BackendIncapable, ConfigurationError, TenureError
 from tenure._registry import resolve
+from tenure.resilience._common import ExceptionMatch
 
 log = logging.getLogger("tenure")
 
@@ -36,6 +38,7 @@ DEFAULT_TTL = 15.0
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RECORD_TTL = 86400.0  # an idempotency record lives a day: longer than clients retry
 DEFAULT_RATE_DEADLINE = 0.05  # a rate decision's longest wait for the store: less than a call's cost
+DEFAULT_BREAKER_DEADLINE = 0.1  # a breaker step's longest wait for the store (a sync or a failure)
 
 
 class Coordinator:
@@ -294,6 +297,44 @@ class Coordinator:
             on_unavailable=on_unavailable,
             deadline=deadline,
         )
+
+    def circuit_breaker(
+        self,
+        name: str,
+        *,
+        failure_rate: float = 0.5,
+        min_calls: int = 20,
+        window: float = 60.0,
+        reset_after: float = 30.0,
+        trials: int = 3,
+        slow_call_duration: float | None = None,
+        slow_call_rate: float = 1.0,
+        failure: ExceptionMatch = (Exception,),
+        sync_interval: float = 0.5,
+        deadline: float | None = DEFAULT_BREAKER_DEADLINE,
+    ) -> SharedCircuitBreaker:
+        """Return the circuit breaker ``name`` (no I/O yet), its state shared by every process.
+
+        Options as ``tenure.circuit_breaker``'s (every process must use the same for a name);
+        ``sync_interval``: how often a process sends its successes and refreshes its view of the
+        state (failures are sent at once); ``deadline``: how long one step may wait for the store
+        before this process decides alone (None: the backend's op_timeout). Raises
+        ``ConfigurationError`` for a bad argument and ``BackendIncapable`` when the backend keeps
+        no shared state (Counters).
+        """
+        validate_name(name, what="circuit breaker name")
+        options = breaker_options(
+            failure=failure, sync_interval=sync_interval, deadline=deadline, failure_rate=failure_rate,
+            min_calls=min_calls, window=window, reset_after=reset_after, trials=trials,
+            slow_call_duration=slow_call_duration, slow_call_rate=slow_call_rate,
+        )  # fmt: skip
+        if not isinstance(self._store, Counters):
+            raise BackendIncapable(
+                "shared circuit breakers need a backend that updates a state atomically (Counters); "
+                f"{self._store.scheme}:// does not"
+            )
+        key = namespaced_key(self.namespace, name, kind="breaker")
+        return SharedCircuitBreaker(self._context, self._store, name, key, **options)
 
     def election(self, name: str, *, value: str | None = None, ttl: float = DEFAULT_TTL) -> Election:
         """Return a candidate in the election ``name`` (no I/O yet) that proclaims ``value``.
