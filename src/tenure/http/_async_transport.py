@@ -7,6 +7,7 @@ calls) or shared (``coord.circuit_breaker``, awaited calls): both are accepted.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 from collections.abc import Callable, Collection
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 
 from tenure._concurrency.calls import async_sleep
+from tenure._concurrency.primitives import AsyncGate
 from tenure._core.deadline import Deadline
 from tenure.http._policy import (
     DEFAULT_LIMITS,
@@ -26,11 +28,31 @@ from tenure.http._policy import (
     to_buffer,
     wait_limit,
 )
+from tenure.http._pool import pool_timeout, pool_wait, released_on_close
 
 
 async def _settled(value: Any) -> Any:
     """Await ``value`` if a shared (async) breaker or an async fallback returned an awaitable."""
     return await value if inspect.isawaitable(value) else value
+
+
+class _Attempt:
+    __slots__ = ("inside",)
+
+    def __init__(self) -> None:
+        self.inside = False  # past the gate: cancelling it now could strand its connection
+
+
+_CLOSING: set[asyncio.Future[None]] = set()  # responses of abandoned attempts being closed
+
+
+def _close_abandoned(task: asyncio.Future[httpx.Response]) -> None:
+    """Close the response of an attempt whose caller went away (its connection goes back)."""
+    if task.cancelled() or task.exception() is not None:
+        return  # failed on its own: httpcore closed what it had
+    closing = asyncio.ensure_future(task.result().aclose())
+    _CLOSING.add(closing)
+    closing.add_done_callback(_CLOSING.discard)
 
 
 class AsyncTransport(httpx.AsyncBaseTransport):
@@ -59,6 +81,8 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         self._breaker = breaker
         self._limiter = limiter
         self._bulkhead = bulkhead
+        most = limits.max_connections
+        self._gate = None if most is None else AsyncGate(most)
 
     @property
     def inner(self) -> httpx.AsyncBaseTransport:
@@ -110,9 +134,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         transport_error = attempts.flavour.transport_error
         while True:
             try:
-                response = await self._inner.handle_async_request(request)
-                if to_buffer(response):  # a failure mid-body is then the attempt's, retried or counted
-                    response = buffered(response, b"".join([chunk async for chunk in response.aiter_raw()]))
+                response = await self._detached(request)
             except transport_error:
                 wait = attempts.delay()
                 if wait is None:
@@ -127,6 +149,50 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             await async_sleep(wait)
             if deadline.expired():
                 raise attempts.timed_out(request)
+
+    async def _detached(self, request: httpx.Request) -> httpx.Response:
+        """Run one attempt in a task of its own: the caller's cancellation never lands in httpcore.
+
+        A task cancelled at one of httpcore's await points between taking a connection and
+        marking it in use leaves that connection in the pool for good ("NEW" or "CONNECTING"
+        with no request: encode/httpcore#1093); a few hundred cancellations fill the pool and
+        every later call fails with PoolTimeout. So: a caller cancelled while its attempt waits
+        at the gate cancels it there (clean); once inside, the attempt is left to end by its own
+        timeouts (what is left of the deadline) and its response is closed, while the caller's
+        cancellation goes on at once.
+        """
+        attempt = _Attempt()
+        task = asyncio.ensure_future(self._pooled(request, attempt))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if attempt.inside:
+                task.add_done_callback(_close_abandoned)
+            else:
+                task.cancel()
+            raise
+
+    async def _pooled(self, request: httpx.Request, attempt: _Attempt) -> httpx.Response:
+        """One attempt through the pool layer: a place at the gate (see _pool.py), then the call.
+
+        A small body is read here: a failure mid-body is then the attempt's (retried, counted).
+        """
+        gate = self._gate
+        if gate is not None and not await gate.enter(pool_wait(request)):
+            raise pool_timeout(request)
+        attempt.inside = True
+        handed_on = False  # the place goes with the response's body, given back when it is closed
+        try:
+            response = await self._inner.handle_async_request(request)
+            if to_buffer(response):
+                return buffered(response, b"".join([chunk async for chunk in response.aiter_raw()]))
+            if gate is not None:
+                released_on_close(response, gate.leave, is_async=True)
+                handed_on = True
+            return response
+        finally:
+            if gate is not None and not handed_on:
+                gate.leave()
 
 
 class AsyncClient(httpx.AsyncClient):

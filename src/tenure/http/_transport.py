@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from tenure._concurrency.primitives import Gate
 from tenure._core.deadline import Deadline
 from tenure.http._policy import (
     DEFAULT_LIMITS,
@@ -24,6 +25,7 @@ from tenure.http._policy import (
     to_buffer,
     wait_limit,
 )
+from tenure.http._pool import pool_timeout, pool_wait, released_on_close
 
 
 class Transport(httpx.BaseTransport):
@@ -59,6 +61,8 @@ class Transport(httpx.BaseTransport):
         self._breaker = breaker
         self._limiter = limiter
         self._bulkhead = bulkhead
+        most = limits.max_connections
+        self._gate = None if most is None else Gate(most)
 
     @property
     def inner(self) -> httpx.BaseTransport:
@@ -110,9 +114,7 @@ class Transport(httpx.BaseTransport):
         transport_error = attempts.flavour.transport_error
         while True:
             try:
-                response = self._inner.handle_request(request)
-                if to_buffer(response):  # a failure mid-body is then the attempt's, retried or counted
-                    response = buffered(response, b"".join(response.iter_raw()))
+                response = self._pooled(request)
             except transport_error:
                 wait = attempts.delay()
                 if wait is None:
@@ -127,6 +129,27 @@ class Transport(httpx.BaseTransport):
             time.sleep(wait)
             if deadline.expired():
                 raise attempts.timed_out(request)
+
+    def _pooled(self, request: httpx.Request) -> httpx.Response:
+        """One attempt through the pool layer: a place at the gate (see _pool.py), then the call.
+
+        A small body is read here: a failure mid-body is then the attempt's (retried, counted).
+        """
+        gate = self._gate
+        if gate is not None and not gate.enter(pool_wait(request)):
+            raise pool_timeout(request)
+        handed_on = False  # the place goes with the response's body, given back when it is closed
+        try:
+            response = self._inner.handle_request(request)
+            if to_buffer(response):
+                return buffered(response, b"".join(response.iter_raw()))
+            if gate is not None:
+                released_on_close(response, gate.leave, is_async=False)
+                handed_on = True
+            return response
+        finally:
+            if gate is not None and not handed_on:
+                gate.leave()
 
 
 class Client(httpx.Client):
