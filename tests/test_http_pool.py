@@ -138,3 +138,19 @@ async def test_timeouts_and_cancellations_mixed_leak_no_connection(server: HttpS
         assert_settled(server)
         server.set()
         assert (await client.get("/x")).status_code == 200
+
+
+async def test_a_streamed_body_holds_its_place_until_closed(server: HttpServer) -> None:
+    big = "x" * (2 << 20)  # past the 1 MiB read within the attempt: streamed to the caller
+    server.set(default=behaviour(body=big))
+    limits = httpx.Limits(max_connections=1)
+    async with tenure.http.AsyncClient(base_url=server.url, timeout=1, limits=limits) as client:
+        async with client.stream("GET", "/x") as response:
+            # The one place is this body's: another call waits for it, then times out.
+            with pytest.raises(httpx.PoolTimeout):
+                await client.get("/x", timeout=0.1)
+            assert len(await response.aread()) == len(big)
+        for _ in range(3):  # given back when the body was closed, each time
+            async with client.stream("GET", "/x") as response:
+                assert len(await response.aread()) == len(big)
+        assert (await client.get("/x")).status_code == 200
