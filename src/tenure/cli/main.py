@@ -18,6 +18,7 @@ from tenure.cli.elect import run_elect
 from tenure.cli.inspection import run_inspect
 from tenure.cli.limit import run_limit
 from tenure.cli.supervisor import Interrupted, report, run_lock
+from tenure.cli.verify import add_verify_parser
 
 DEFAULT_GRACE = 5.0
 URL_HELP = "backend URL (default: $TENURE_URL, else an embedded SQLite file in the user's state directory)"
@@ -34,6 +35,7 @@ examples:
   tenure inspect nightly-backup                    who holds it, with which fence, for how long
   tenure inspect payments --key req-123            an idempotency key: running, or done
   tenure demo                                      the oversell demo, on the embedded SQLite file
+  tenure --url redis://127.0.0.1:6379/0 verify     measure the lock's guarantees under faults
 """
 
 LOCK_DESCRIPTION = f"""\
@@ -266,7 +268,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         description="Run the oversell demo.",
     )
     demo.set_defaults(handler=run_demo, command_name="demo")
-    return parser, {"lock": lock, "elect": elect, "limit": limit, "inspect": inspect, "demo": demo}
+    verify = add_verify_parser(commands, late_url, formatter)
+    return parser, {
+        "lock": lock,
+        "elect": elect,
+        "limit": limit,
+        "inspect": inspect,
+        "demo": demo,
+        "verify": verify,
+    }
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -302,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = parser.parse_known_args(words)
         name = getattr(args, "command_name", None)
         if name is None:
-            parser.error("a command is required: lock, elect, limit, inspect or demo")
+            parser.error("a command is required: lock, elect, limit, inspect, demo or verify")
         if name == "demo":
             args.demo_argv = extra + ([] if after is None else ["--", *after])
         elif extra or (after is not None and name not in COMMANDS_WITH_CMD):
