@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 from tenure import ConfigurationError
 from tenure._core.guarantees import Guarantee
 from tenure.verify.checker import Options, Verdict, check
-from tenure.verify.history import Event, read_history, write_history
+from tenure.verify.history import Event, merge_histories, read_history, write_history
+from tenure.verify.report import run_check
+from tests import verify_broken
 
 FENCING = frozenset({Guarantee.FENCING})
 MS = 1_000_000
@@ -271,3 +281,131 @@ def test_a_million_events_in_under_ten_seconds(tmp_path: Path) -> None:
     print(f"\n1,000,000 events: read {read - started:.2f} s, check {done - read:.2f} s, total {total:.2f} s")
     assert len(events) == 1_000_000
     assert verdict.status == "ok", verdict.reasons
+
+
+# -- histories of deliberately broken locks, made by real worker processes ------------------------
+
+BROKEN = Path(__file__).with_name("verify_broken.py")
+
+
+def run_workers(
+    tmp_path: Path, mode: str, *, ttl: float, work: float, seconds: float, pauses: int = 0, workers: int = 3
+) -> list[Event]:
+    """Run ``workers`` processes of ``verify_broken.py``, pausing the holder ``pauses`` times past its ttl."""
+    db = tmp_path / "lock.db"
+    verify_broken.create(db)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    nemesis = tmp_path / "history-nemesis.jsonl"
+    try:
+        for i in range(workers):
+            name = f"w{i}"
+            args = [
+                str(db),
+                str(tmp_path / f"history-{name}.jsonl"),
+                name,
+                mode,
+                str(ttl),
+                str(work),
+                str(seconds),
+            ]
+            procs[name] = subprocess.Popen([sys.executable, str(BROKEN), *args])
+        time.sleep(min(1.0, seconds / 4))  # let them start and take turns
+        with nemesis.open("w") as out:
+            for _ in range(pauses):
+                for _ in range(200):  # wait up to 2 s for a holder
+                    target = verify_broken.holder(db)
+                    if target is not None:
+                        break
+                    time.sleep(0.01)
+                if target is None:
+                    continue
+                os.kill(procs[target].pid, signal.SIGSTOP)
+                out.write(
+                    Event("nemesis", time.monotonic_ns(), "fault", detail=f"pause start {target}").to_json()
+                    + "\n"
+                )
+                try:
+                    time.sleep(3 * ttl)
+                finally:
+                    out.write(
+                        Event("nemesis", time.monotonic_ns(), "fault", detail=f"pause end {target}").to_json()
+                        + "\n"
+                    )
+                    os.kill(procs[target].pid, signal.SIGCONT)
+                time.sleep(ttl)
+        for proc in procs.values():
+            assert proc.wait(timeout=seconds + 30) == 0
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.kill()
+                proc.wait()
+    merged = merge_histories(sorted(tmp_path.glob("history-*.jsonl")), tmp_path / "history.jsonl")
+    return read_history(merged)
+
+
+def fault(detail: str) -> str:
+    return Event("nemesis", time.monotonic_ns(), "fault", detail=detail).to_json() + "\n"
+
+
+def test_correct_lock_under_pauses_holds(tmp_path: Path) -> None:
+    """The control: a lock with fences, renewals and loss reports is not flagged."""
+    events = run_workers(tmp_path, "correct", ttl=1.0, work=0.05, seconds=9, pauses=2)
+    verdict = check(events, declared=FENCING)
+    assert verdict.status == "ok", verdict.reasons
+    assert verdict.summary["faults"] == {"pause": 2}
+    assert verdict.summary["recovery_seconds"]["count"] == 2
+
+
+def test_lock_without_fences_is_flagged(tmp_path: Path) -> None:
+    events = run_workers(tmp_path, "nofence", ttl=1.0, work=0.02, seconds=2)
+    verdict = check(events, declared=FENCING)
+    assert verdict.status == "violation"
+    assert "fence-regression" in kinds(verdict)
+    assert check(events, declared=frozenset()).status == "ok"  # a backend that does not claim fences
+
+
+def test_lock_without_renewal_is_flagged(tmp_path: Path) -> None:
+    events = run_workers(tmp_path, "norenew", ttl=0.2, work=0.35, seconds=3)
+    verdict = check(events, declared=FENCING)
+    assert verdict.status == "violation"
+    assert {"overlap", "silent-stale-write"} <= kinds(verdict), verdict.summary
+    assert verdict.summary["lost_updates"]["unfenced"] > 0
+
+
+def test_lease_that_ignores_loss_is_flagged(tmp_path: Path) -> None:
+    events = run_workers(tmp_path, "ignoreloss", ttl=0.3, work=0.1, seconds=6, pauses=3)
+    verdict = check(events, declared=FENCING)
+    assert verdict.status == "violation"
+    assert "silent-stale-write" in kinds(verdict), verdict.summary
+    assert "overlap" not in kinds(verdict)  # a paused holder's lease is not counted as valid
+
+
+def test_check_command_reports(tmp_path: Path) -> None:
+    """``tenure verify --check``: the table on stdout, summary.json and timeline.svg, the exit code."""
+    s = Script().rounds(0, 20)
+    s.acquire(300, "w0", 100).fault(310, "pause start w0")
+    s.acquire(1400, "w1", 101).write(1410, "w1", 101).release(1420, "w1", 101)
+    s.fault(2400, "pause end w0").write(2500, "w0", 100, read={"fenced": 20, "unfenced": 20})
+    s.release(2510, "w0", 100)
+    history = write_history(tmp_path / "history.jsonl", s.events)
+    out = io.StringIO()
+    args = argparse.Namespace(check=history, url=None, report=tmp_path / "report")
+    assert run_check(args, out) == 1
+    text = out.getvalue()
+    assert "tenure verify: VIOLATION (exit 1)" in text
+    assert re.search(r"silent stale writes +2 +VIOLATED", text), text
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["status"] == "violation" and summary["silent_stale_writes"] == 2
+    assert summary["findings"][0]["kind"] == "silent-stale-write"
+    svg = ElementTree.parse(tmp_path / "report" / "timeline.svg").getroot()
+    classes = [e.get("class") for e in svg.iter()]
+    assert classes.count("hold") == 22 and classes.count("silent-stale-write") == 2
+    assert classes.count("fault") >= 1 and "stale-hold" in classes
+    sqlite_url = f"sqlite:///{tmp_path / 'lock.db'}"
+    clean = write_history(tmp_path / "clean.jsonl", Script().rounds(0, 20).events)
+    args = argparse.Namespace(check=clean, url=sqlite_url, report=tmp_path / "report2")
+    assert run_check(args, io.StringIO()) == 0
+    with pytest.raises(ConfigurationError, match="unknown URL scheme"):
+        run_check(argparse.Namespace(check=clean, url="nope://x", report=tmp_path), io.StringIO())
