@@ -18,6 +18,7 @@ import pytest
 
 from tenure import ConfigurationError
 from tenure._core.guarantees import Guarantee
+from tenure.cli.main import main
 from tenure.verify.checker import Options, Verdict, check
 from tenure.verify.history import Event, merge_histories, read_history, write_history
 from tenure.verify.report import run_check
@@ -409,3 +410,16 @@ def test_check_command_reports(tmp_path: Path) -> None:
     assert run_check(args, io.StringIO()) == 0
     with pytest.raises(ConfigurationError, match="unknown URL scheme"):
         run_check(argparse.Namespace(check=clean, url="nope://x", report=tmp_path), io.StringIO())
+
+
+def test_tenure_verify_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    history = write_history(tmp_path / "history.jsonl", Script().rounds(0, 20).events)
+    assert main(["verify", "--check", str(history)]) == 0
+    assert "tenure verify: HELD (exit 0)" in capsys.readouterr().out
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "timeline.svg").exists()
+    few = write_history(tmp_path / "few.jsonl", Script().rounds(0, 3).events)
+    assert main(["verify", "--check", str(few), "--report", str(tmp_path / "r")]) == 2
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["status"] == "inconclusive"
+    (tmp_path / "bad.jsonl").write_text('{"process": "w0"}\n')
+    assert main(["verify", "--check", str(tmp_path / "bad.jsonl")]) == 2
+    assert "bad.jsonl line 1: keys missing" in capsys.readouterr().err
