@@ -221,9 +221,12 @@ class Nemesis:
             victim = self._victim(now)
             if victim is None:
                 return False
+            killed_at = time.monotonic_ns()  # its hold ends here: the others may acquire at once
             self.crew.kill(victim)
             replacement = self.crew.replace(victim)
-            self.crew.fault(victim, f"crash start {victim} (SIGKILL; replaced by {replacement})")
+            self.crew.fault(
+                victim, f"crash start {victim} (SIGKILL; replaced by {replacement})", at=killed_at
+            )
             self.active = Fault("crash", victim, now, lambda: None)  # over: the next step ends it
             return True
         if kind == "server":
@@ -257,8 +260,9 @@ class Nemesis:
             return False
         down_for = self.rng.uniform(0.0, 1.0) * self.ttl
         self.active = Fault("server", "server", time.monotonic() + down_for, self.servers.restart, False)
+        killed_at = time.monotonic_ns()
         node = self.servers.kill(self.rng)
-        self.crew.fault("server", f"server start server (kill -9 {node})")
+        self.crew.fault("server", f"server start server (kill -9 {node})", at=killed_at)
         self.active.ends_at = time.monotonic() + down_for
         return True
 
