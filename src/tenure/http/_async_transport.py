@@ -22,13 +22,12 @@ from tenure.http._policy import (
     DEFAULT_LIMITS,
     IDEMPOTENT_METHODS,
     Settings,
-    buffered,
     failed_status,
     retry_status,
     to_buffer,
     wait_limit,
 )
-from tenure.http._pool import pool_timeout, pool_wait, released_on_close
+from tenure.http._pool import aread_in, pool_timeout, pool_wait, released_on_close
 
 
 async def _settled(value: Any) -> Any:
@@ -184,8 +183,10 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         handed_on = False  # the place goes with the response's body, given back when it is closed
         try:
             response = await self._inner.handle_async_request(request)
+            if response.is_closed:  # read already (an in-memory transport): it holds no connection
+                return response
             if to_buffer(response):
-                return buffered(response, b"".join([chunk async for chunk in response.aiter_raw()]))
+                return await aread_in(response)
             if gate is not None:
                 released_on_close(response, gate.leave, is_async=True)
                 handed_on = True

@@ -53,13 +53,6 @@ def to_buffer(response: httpx.Response) -> bool:
     return length is not None and length.isdigit() and int(length) <= BUFFER_LIMIT
 
 
-def buffered(response: httpx.Response, raw: bytes) -> httpx.Response:
-    """A response like ``response`` whose (still encoded) body is ``raw``, read already."""
-    return type(response)(
-        response.status_code, headers=response.headers, content=raw, extensions=response.extensions
-    )
-
-
 class Flavour(NamedTuple):
     """The classes of the httpx package a request comes from: httpx itself or its fork httpx2."""
 

@@ -77,3 +77,32 @@ def released_on_close(response: httpx.Response, release: Callable[[], None], *, 
     module = sys.modules[type(response).__module__.partition(".")[0]]
     base = module.AsyncByteStream if is_async else module.SyncByteStream
     response.stream = _releasing_class(base)(response.stream, release)
+
+
+def _in_memory(response: httpx.Response, raw: bytes) -> None:
+    # The body's (still encoded) bytes replace its network stream; the response is otherwise as
+    # it came, not yet read: the client reads it from memory as it would have from the socket.
+    module = sys.modules[type(response).__module__.partition(".")[0]]
+    response.stream = module.ByteStream(raw)
+
+
+def read_in(response: httpx.Response) -> httpx.Response:
+    """Read ``response``'s body off the connection now (it goes back to the pool), keep it in memory."""
+    stream: Any = response.stream
+    try:
+        raw = b"".join(stream)
+    finally:
+        stream.close()
+    _in_memory(response, raw)
+    return response
+
+
+async def aread_in(response: httpx.Response) -> httpx.Response:
+    """``read_in`` for an async response."""
+    stream: Any = response.stream
+    try:
+        raw = b"".join([chunk async for chunk in stream])
+    finally:
+        await stream.aclose()
+    _in_memory(response, raw)
+    return response

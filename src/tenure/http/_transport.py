@@ -19,13 +19,12 @@ from tenure.http._policy import (
     DEFAULT_LIMITS,
     IDEMPOTENT_METHODS,
     Settings,
-    buffered,
     failed_status,
     retry_status,
     to_buffer,
     wait_limit,
 )
-from tenure.http._pool import pool_timeout, pool_wait, released_on_close
+from tenure.http._pool import pool_timeout, pool_wait, read_in, released_on_close
 
 
 class Transport(httpx.BaseTransport):
@@ -141,8 +140,10 @@ class Transport(httpx.BaseTransport):
         handed_on = False  # the place goes with the response's body, given back when it is closed
         try:
             response = self._inner.handle_request(request)
+            if response.is_closed:  # read already (an in-memory transport): it holds no connection
+                return response
             if to_buffer(response):
-                return buffered(response, b"".join(response.iter_raw()))
+                return read_in(response)
             if gate is not None:
                 released_on_close(response, gate.leave, is_async=False)
                 handed_on = True
