@@ -111,6 +111,8 @@ class Transport(httpx.BaseTransport):
     def _retried(self, request: httpx.Request, deadline: Deadline) -> httpx.Response:
         attempts = self._settings.attempts(request, deadline)
         transport_error = attempts.flavour.transport_error
+        if deadline.expired():  # spent waiting for a permit or a place: no attempt can fit
+            raise attempts.timed_out(request)
         while True:
             try:
                 response = self._pooled(request)
