@@ -281,3 +281,23 @@ def test_bad_options_are_refused_before_any_call() -> None:
         tenure.http.AsyncTransport(retry_methods="GET")
     with pytest.raises(ConfigurationError):
         tenure.http.Client(limiter_key=42)  # type: ignore[arg-type]
+
+
+async def test_the_breaker_recovers_through_its_trials(server: HttpServer) -> None:
+    server.set(default=behaviour(status=502))
+    options = {"min_calls": 4, "failure_rate": 0.5, "reset_after": 0.3, "trials": 2}
+    breaker = tenure.circuit_breaker("http-recovery", **options)
+    async with async_client(server, breaker=breaker) as client:
+        for _ in range(4):
+            assert (await client.get("/x")).status_code == 502
+        with pytest.raises(CircuitOpen):
+            await client.get("/x")
+        server.set()  # the partner is well again
+        await asyncio.sleep(0.35)
+        results = await asyncio.gather(*(client.get("/x") for _ in range(4)), return_exceptions=True)
+        # Half-open: exactly the two trials go through; the others are refused meanwhile.
+        outcomes = sorted(type(r).__name__ for r in results)
+        assert outcomes == ["CircuitOpen", "CircuitOpen", "Response", "Response"]
+        assert server.hits() == 2
+        assert breaker.state == "closed"
+        assert (await client.get("/x")).status_code == 200
