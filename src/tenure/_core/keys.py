@@ -102,3 +102,16 @@ def key_hash64(key: str) -> int:
 def key_digest(key: str, *, length: int = 40) -> str:
     """Return a stable hex digest of ``key`` of ``length`` characters (for length-capped names)."""
     return hashlib.blake2b(key.encode("utf-8"), digest_size=(length + 1) // 2).hexdigest()[:length]
+
+
+_PRIMITIVE_OF_KIND = {"permit": "semaphore", "reader": "rwlock", "ticket": "sequence"}
+
+
+def key_kind(key: str) -> str:
+    """Return the primitive a backend key belongs to (a permit slot's is "semaphore"), for metrics.
+
+    The namespace is escaped, so its first ``:`` ends it and the second ends the kind.
+    """
+    parts = key.split(":", 2)
+    kind = parts[1] if len(parts) == 3 else "lock"
+    return _PRIMITIVE_OF_KIND.get(kind, kind)
