@@ -62,6 +62,7 @@ from tenure._sync.rwlock import RWLock, WriteLease
 from tenure._sync.semaphore import Semaphore
 from tenure._sync.sequence import Sequence
 from tenure._url import BackendURL, parse_url
+from tenure.observability import observe
 from tenure.resilience import (
     BreakerCall,
     BreakerState,
@@ -149,6 +150,7 @@ __all__ = [
     "circuit_breaker",
     "fallback",
     "lock",
+    "observe",
     "parse_url",
     "retry",
     "try_lock",

@@ -31,8 +31,11 @@ from tenure._exceptions import (
 )
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from tenure._async.backends.base import AsyncRecords
     from tenure._async.context import AsyncContext
+    from tenure.observability._instruments import Instruments
 
 log = logging.getLogger("tenure")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -138,12 +141,46 @@ class AsyncIdempotency:
                 )
             check_transactional(transaction)
         await self._context.ensure_connected()
+        observer = self._context.observer
+        span = None
+        if observer is not None:
+            span = observer.start_span("tenure.idempotency.run", lambda: self._span_attributes(observer, key))
+        if span is None or observer is None:
+            return await self._run_key(key, print_, timeout, transaction, fn, args, kwargs, None)
+        with observer.use_span(span):  # fn's own spans are the run's children
+            try:
+                result = await self._run_key(key, print_, timeout, transaction, fn, args, kwargs, span)
+            except BaseException as exc:
+                observer.end_span(span, exc)
+                raise
+        observer.end_span(span)
+        return result
+
+    async def _run_key(
+        self,
+        key: str,
+        print_: bytes,
+        timeout: float | None,
+        transaction: Any,
+        fn: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        span: Span | None,
+    ) -> Any:
         store_key = self._store_key(key)
         outcome = await self._claim(key, store_key, timeout)
+        if span is not None:
+            span.set_attribute("tenure.idempotency.replayed", isinstance(outcome, Recorded))
         if isinstance(outcome, Recorded):
             return self._replay(key, outcome, print_)
+        if span is not None:
+            span.set_attribute("tenure.fence", outcome[0].fence)
         run = _Run(key, store_key, *outcome, print_, transaction)
         return await self._execute(run, fn, args, kwargs)
+
+    def _span_attributes(self, observer: Instruments, key: str) -> dict[str, Any]:
+        attributes = observer.attributes(observer.key(self._context.store.scheme, "idempotency", self.name))
+        return {**attributes, "tenure.idempotency.key": key} if observer.names else attributes
 
     def idempotent(
         self,

@@ -103,10 +103,20 @@ class AsyncLease:
         new_ttl = holding.validity.ttl if ttl is None else check_ttl(ttl)
         self.check()
         self._context.check_loop()
+        observer = self._context.observer
+        span = None if observer is None else observer.start_span("tenure.lease.renew", self._attributes)
         started = time.monotonic()
-        if not await self._context.store.renew(holding.key, holding.owner, new_ttl):
-            holding.mark_lost("the backend refused the renewal: the lease expired or was taken over")
-            raise self._lost_error()
+        try:
+            renewed = await self._context.store.renew(holding.key, holding.owner, new_ttl)
+            if not renewed:
+                holding.mark_lost("the backend refused the renewal: the lease expired or was taken over")
+                raise self._lost_error()
+        except BaseException as exc:
+            if span is not None and observer is not None:
+                observer.end_span(span, exc)
+            raise
+        if span is not None and observer is not None:
+            observer.end_span(span)
         holding.renewed(started, new_ttl)
         self._context.renewer.reschedule()
 
@@ -124,7 +134,17 @@ class AsyncLease:
             self.check()
             return
         lost_before = self.lost
-        released = await self.end_with(self._context.store.release)
+        observer = self._context.observer
+        span = None if observer is None else observer.start_span("tenure.lock.release", self._attributes)
+        try:
+            released = await self.end_with(self._context.store.release)
+        except BaseException as exc:
+            if span is not None and observer is not None:
+                observer.end_span(span, exc)
+            raise
+        if span is not None and observer is not None:
+            span.set_attribute("tenure.released", released and not lost_before)
+            observer.end_span(span)
         if lost_before or not released:
             holding.mark_lost("it had expired or been taken over before it was released", force=True)
             raise self._lost_error()
@@ -168,8 +188,20 @@ class AsyncLease:
         self._context.drop_holder(self._holding.key, self._actor, self)
 
     def _interrupt(self) -> None:
+        observer = self._context.observer
+        if observer is not None:
+            holding = self._holding
+            observer.lost.add(observer.holding_key(self._context.store.scheme, holding.key, holding.name))
         if not self._holding.released:
             self._guard.interrupt()
+
+    def _attributes(self) -> dict[str, object]:
+        """Return this lease's span attributes (observed coordinators only)."""
+        observer = self._context.observer
+        assert observer is not None
+        holding = self._holding
+        key = observer.holding_key(self._context.store.scheme, holding.key, holding.name)
+        return {**observer.attributes(key), "tenure.fence": holding.fence}
 
     def _lost_error(self) -> LockLost:
         return LockLost(
@@ -212,6 +244,9 @@ def grant(
     lease = (lease_type or AsyncLease)(context, holding, actor)
     context.add_holder(actor, holding, lease)
     context.renewer.add(holding)
+    observer = context.observer
+    if observer is not None:
+        observer.fences.add(observer.holding_key(context.store.scheme, key, name))
     return lease
 
 

@@ -12,12 +12,15 @@ from tenure._concurrency import AsyncEntering, async_current_actor, async_enteri
 from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
 from tenure._core.durations import check_timeout
+from tenure._core.keys import key_kind
 from tenure._core.tokens import Owner
 from tenure._exceptions import AcquireTimeout, AlreadyHeld, NotOwner
+from tenure.observability._instruments import Waiting
 
 if TYPE_CHECKING:
     from tenure._async.backends.base import AsyncQueueing
     from tenure._async.context import AsyncContext
+    from tenure.observability._instruments import Instruments, Key
 
 log = logging.getLogger("tenure")
 
@@ -75,6 +78,7 @@ class AsyncLock:
         # The Queueing steps, if the backend has them (the coordinator refused fair=True otherwise).
         self._queue: AsyncQueueing | None = context.queueing
         self._entered: dict[object, list[AsyncLease]] = {}  # actor -> leases of ``async with``
+        self._observed_key: Key | None = None  # its metrics' attributes, once observed
 
     def __repr__(self) -> str:
         return f"<AsyncLock {self.name!r} ttl={self.ttl} on {self._store.url}>"
@@ -97,10 +101,24 @@ class AsyncLock:
             return reentered
         await self._context.ensure_connected()
         started = time.monotonic()
+        observer = self._context.observer
+        if observer is None:
+            return await self._wait(timeout, started, None)
+        waiting = Waiting(observer, self._observed(observer), "tenure.lock.acquire", started)
+        try:
+            lease = await self._wait(timeout, started, waiting)
+        except BaseException as exc:
+            waiting.ended(None, exc)
+            raise
+        waiting.ended(lease.fence)
+        return lease
+
+    async def _wait(self, timeout: float | None, started: float, waiting: Waiting | None) -> AsyncLease:
         owner = Owner(label=self._label)  # one identity for every attempt of this wait
         floor = self._context.fences.highest(self.key)  # a grant's fence must be above it
         if self._queue is not None and (self.fair or (self._store.plain_waiters_queue and timeout != 0)):
-            return await self._acquire_in_turn(self._queue, owner, Deadline(timeout, start=started), floor)
+            in_turn = Deadline(timeout, start=started)
+            return await self._acquire_in_turn(self._queue, owner, in_turn, floor, waiting)
         lease = await self._attempt(owner, floor)
         # The deadline and backoff are built only when contended: acquiring is a hot path.
         deadline: Deadline | None = None
@@ -113,9 +131,17 @@ class AsyncLock:
                 raise self._timeout_error(timeout)
             if backoff is None:
                 backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
+                if waiting is not None:
+                    waiting.waits()
             await self._store.wait_released(self.key, min(remaining, backoff.next_delay()))
             lease = await self._attempt(owner, floor)
         return lease
+
+    def _observed(self, observer: Instruments) -> Key:
+        """Return this lock's metric attributes, made at its first observed acquisition."""
+        if self._observed_key is None:
+            self._observed_key = observer.key(self._store.scheme, key_kind(self.key), self.name)
+        return self._observed_key
 
     async def try_acquire(self) -> AsyncLease | None:
         """Make one attempt; return the lease, or None if someone else holds the lock.
@@ -130,10 +156,20 @@ class AsyncLock:
         if self.fair and self._queue is not None:
             try:
                 owner, floor = Owner(label=self._label), self._context.fences.highest(self.key)
-                return await self._acquire_in_turn(self._queue, owner, Deadline(0), floor)
+                return await self._acquire_in_turn(self._queue, owner, Deadline(0), floor, None)
             except AcquireTimeout:
                 return None
-        return await self._attempt(Owner(label=self._label), self._context.fences.highest(self.key))
+        observer = self._context.observer
+        if observer is None:
+            return await self._attempt(Owner(label=self._label), self._context.fences.highest(self.key))
+        waiting = Waiting(observer, self._observed(observer), "tenure.lock.acquire", time.monotonic())
+        try:
+            lease = await self._attempt(Owner(label=self._label), self._context.fences.highest(self.key))
+        except BaseException as exc:
+            waiting.ended(None, exc)
+            raise
+        waiting.ended(None if lease is None else lease.fence)
+        return lease
 
     async def holder(self) -> str | None:
         """Return the label of the current holder, or None if the lock is free."""
@@ -187,7 +223,12 @@ class AsyncLock:
         )
 
     async def _acquire_in_turn(
-        self, queue: AsyncQueueing, owner: Owner, deadline: Deadline, floor: int | None
+        self,
+        queue: AsyncQueueing,
+        owner: Owner,
+        deadline: Deadline,
+        floor: int | None,
+        waiting: Waiting | None,
     ) -> AsyncLease:
         """Wait in the backend's FIFO queue; the lock is handed over when our turn comes."""
         slowest = self._store.poll_interval[1]
@@ -208,6 +249,8 @@ class AsyncLock:
                     remaining = deadline.remaining()
                     if remaining <= 0:
                         raise self._timeout_error(deadline.timeout)
+                    if waiting is not None:
+                        waiting.waits()
                     started = time.monotonic()
                     fence = await queue.wait_turn(self.key, owner, min(remaining, backoff.next_delay()))
                 if fence is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tenure._concurrency import async_sleep, async_within
 from tenure._core.deadline import Deadline
@@ -15,6 +15,7 @@ from tenure._exceptions import BackendUnavailable, RateLimited
 if TYPE_CHECKING:
     from tenure._async.backends.base import AsyncCounters
     from tenure._async.context import AsyncContext
+    from tenure.observability._instruments import Instruments, Key
 
 log = logging.getLogger("tenure")
 
@@ -65,6 +66,7 @@ class AsyncRateLimiter:
         self._context = context
         self._counters = counters
         self._outage = False  # logged once per outage, not once per call
+        self._observed: dict[str, Key] = {}  # decision -> its metric attributes
 
     def __repr__(self) -> str:
         rates = "; ".join(str(rate) for rate in self.rates)
@@ -110,7 +112,45 @@ class AsyncRateLimiter:
         the response's headers.
         """
         cost = check_cost(cost, self.rates)
-        return await self._step(self._key_of(key), cost)
+        observer = self._context.observer
+        if observer is None:
+            state = await self._step(self._key_of(key), cost)
+            observer = self._context.observer  # the first decision connects
+            if observer is None:
+                return state
+            self._count(observer, state)
+            return state
+        attributes = lambda: self._span_attributes(observer, key, cost)  # noqa: E731
+        span = observer.start_span("tenure.ratelimit.decide", attributes)
+        try:
+            state = await self._step(self._key_of(key), cost)
+        except BaseException as exc:
+            if span is not None:
+                observer.end_span(span, exc)
+            raise
+        self._count(observer, state)
+        if span is not None:
+            span.set_attribute("tenure.ratelimit.allowed", state.allowed)
+            span.set_attribute("tenure.ratelimit.retry_after", state.retry_after)
+            observer.end_span(span)
+        return state
+
+    def _count(self, observer: Instruments, state: RateState) -> None:
+        """Count one decision: allowed or limited, and whether the store answered."""
+        decision = "allowed" if state.allowed else "limited"
+        if state.unavailable:
+            decision = f"unavailable_{decision}"  # on_unavailable decided: the store did not answer
+        key = self._observed.get(decision)
+        if key is None:
+            key = self._observed[decision] = observer.key(
+                self._context.store.scheme, "ratelimit", self.name, ("tenure.ratelimit.decision", decision)
+            )
+        observer.rate_decisions.add(key)
+
+    def _span_attributes(self, observer: Instruments, key: str, cost: int) -> dict[str, Any]:
+        attributes = observer.attributes(observer.key(self._context.store.scheme, "ratelimit", self.name))
+        attributes = {**attributes, "tenure.ratelimit.cost": cost}
+        return {**attributes, "tenure.ratelimit.key": key} if observer.names else attributes
 
     async def peek(self, *, key: str = "") -> RateState:
         """Return ``key``'s bucket as it stands (``remaining``, ``reset_after``); takes nothing."""

@@ -15,6 +15,7 @@ from tenure._exceptions import BackendError
 if TYPE_CHECKING:
     from tenure._async.backends.base import AsyncLeaseStore, RenewOutcome
     from tenure._core.holding import Holding
+    from tenure.observability._instruments import Instruments
 
 
 log = logging.getLogger("tenure")
@@ -43,6 +44,7 @@ class AsyncRenewer:
         self._worker: AsyncBackground | None = None
         self._closed = False
         self._sleeping_until = math.inf  # when the worker will next look at its leases
+        self.observer: Instruments | None = None  # set by the context when it connects
 
     def add(self, lease: Holding) -> None:
         """Start keeping ``lease`` alive."""
@@ -124,6 +126,11 @@ class AsyncRenewer:
         if not live:
             return
         outcomes: list[RenewOutcome]
+        observer = self.observer
+        span = None
+        if observer is not None:  # a background renewal has no parent: a span only if asked
+            attributes = {"tenure.backend": self._store.scheme, "tenure.leases": len(live)}
+            span = observer.start_span("tenure.lease.renew", attributes)
         try:
             renewals = [Renewal(lease.key, lease.owner, lease.validity.ttl) for lease in live]
             outcomes = list(await self._store.renew_many(renewals))
@@ -133,8 +140,16 @@ class AsyncRenewer:
             outcomes = [exc] * len(live)
         for lease, outcome in zip(live, outcomes, strict=True):
             self._settle(lease, outcome, started)
+        if span is not None and observer is not None:
+            failed = sum(1 for outcome in outcomes if outcome is not True)
+            span.set_attribute("tenure.renew.failed", failed)
+            observer.end_span(span)
 
     def _settle(self, lease: Holding, outcome: RenewOutcome, started: float) -> None:
+        if outcome is not True and self.observer is not None:
+            error = "refused" if outcome is False else type(outcome).__qualname__
+            key = self.observer.holding_key(self._store.scheme, lease.key, lease.name)
+            self.observer.renew_failures.add((*key, ("error.type", error)))
         if isinstance(outcome, Exception):
             if not isinstance(outcome, BackendError):
                 log.error("tenure: renewing %r failed unexpectedly", lease.name, exc_info=outcome)

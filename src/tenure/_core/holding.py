@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from tenure._core.keys import key_kind
 from tenure._core.renewal import Validity
 from tenure._core.tokens import Owner
 
@@ -81,7 +82,10 @@ class Holding:
                 return False
             self._lost_reason = reason
             listeners, self._listeners = self._listeners, []
-        log.warning("tenure: lock %r (fence %d) lost: %s", self.name, self.fence, reason)
+        if key_kind(self.key) == "election":  # a leader deposed: a failover follows
+            log.warning("tenure: election %r: leadership (term %d) lost: %s", self.name, self.fence, reason)
+        else:
+            log.warning("tenure: lock %r (fence %d) lost: %s", self.name, self.fence, reason)
         for listener in listeners:
             try:
                 listener()

@@ -43,6 +43,7 @@ from tenure._core.breaker import (
     breaker_step,
 )
 from tenure._exceptions import BackendError, CircuitOpen, ConfigurationError
+from tenure.observability._events import breaker_changed
 from tenure.resilience._common import ExceptionMatch, exception_matcher
 
 if TYPE_CHECKING:
@@ -219,11 +220,13 @@ class SharedCircuitBreaker:
                     "tenure: circuit breaker %r: its store %s answers again", self.name, self._context.url
                 )
         with self._lock:
-            self._state = view.state
+            last, self._state = self._state, view.state
             self._until = local_now + (view.opened_until - view.now)
             self._synced = max(self._synced, local_now)
             if view.state is BreakerState.CLOSED:
                 self._next_ask = float("-inf")
+        if view.state is not last:
+            breaker_changed(self.name, last, view.state, backend=self._context.store.scheme)
         return view
 
     def _unavailable(self, exc: Exception) -> None:

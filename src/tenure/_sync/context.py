@@ -14,9 +14,11 @@ from tenure._concurrency import Mutex, running_loop
 from tenure._core.fences import FenceHighWater
 from tenure._core.holding import Holding
 from tenure._exceptions import ConfigurationError
+from tenure.observability._instruments import current as current_instruments
 
 if TYPE_CHECKING:
     from tenure._sync.lease import Lease
+    from tenure.observability._instruments import Instruments
 
 
 class Context:
@@ -34,6 +36,9 @@ class Context:
         self._connected = False
         self.closed = False
         self._loop: object = None  # the event loop of its first use (None in sync code)
+        # OpenTelemetry's instruments, looked up once when connecting: None (the rule) costs
+        # the primitives one test per operation.
+        self.observer: Instruments | None = None
 
     @property
     def url(self) -> str:
@@ -75,7 +80,13 @@ class Context:
         with self._connect_mutex:
             if not self._connected:
                 self.store.connect()
+                self._observe()
                 self._connected = True
+
+    def _observe(self) -> None:
+        observer = self.observer = self.renewer.observer = current_instruments()
+        if observer is not None:
+            observer.watch_context(self)
 
     def check_loop(self) -> None:
         """Bind to the event loop of the first use; refuse any other loop.

@@ -185,6 +185,25 @@ class Election:
             raise ElectionError(
                 f"election {self.name!r}: this candidate already leads (term {current.term}); resign first"
             )
+        self._context.ensure_connected()
+        observer = self._context.observer
+        if observer is None:
+            return self._win(timeout)
+        # Campaigns are rare and usually begin a service's work: a span even without a parent.
+        key = observer.key(self._store.scheme, "election", self.name)
+        span = observer.start_span("tenure.election.campaign", observer.attributes(key), root=True)
+        try:
+            leadership = self._win(timeout)
+        except BaseException as exc:
+            if span is not None:
+                observer.end_span(span, exc)
+            raise
+        if span is not None:
+            span.set_attribute("tenure.fence", leadership.term)
+            observer.end_span(span)
+        return leadership
+
+    def _win(self, timeout: float | None) -> Leadership:
         try:
             lease = self._lock.acquire(timeout=timeout)
         except AlreadyHeld:
@@ -198,6 +217,7 @@ class Election:
                 "another candidate leads"
             ) from None
         self._leadership = Leadership(self, lease)
+        log.info("tenure: election %r: this candidate leads, term %d", self.name, lease.fence)
         self.announce()
         return self._leadership
 

@@ -13,12 +13,15 @@ from tenure._concurrency import current_actor, shielded
 from tenure._core.backoff import Backoff
 from tenure._core.deadline import Deadline
 from tenure._core.durations import check_timeout
+from tenure._core.keys import key_kind
 from tenure._core.tokens import Owner
 from tenure._exceptions import AcquireTimeout, AlreadyHeld, NotOwner
+from tenure.observability._instruments import Waiting
 
 if TYPE_CHECKING:
     from tenure._sync.backends.base import Queueing
     from tenure._sync.context import Context
+    from tenure.observability._instruments import Instruments, Key
 
 log = logging.getLogger("tenure")
 
@@ -76,6 +79,7 @@ class Lock:
         # The Queueing steps, if the backend has them (the coordinator refused fair=True otherwise).
         self._queue: Queueing | None = context.queueing
         self._entered: dict[object, list[Lease]] = {}  # actor -> leases of ``with``
+        self._observed_key: Key | None = None  # its metrics' attributes, once observed
 
     def __repr__(self) -> str:
         return f"<Lock {self.name!r} ttl={self.ttl} on {self._store.url}>"
@@ -98,10 +102,24 @@ class Lock:
             return reentered
         self._context.ensure_connected()
         started = time.monotonic()
+        observer = self._context.observer
+        if observer is None:
+            return self._wait(timeout, started, None)
+        waiting = Waiting(observer, self._observed(observer), "tenure.lock.acquire", started)
+        try:
+            lease = self._wait(timeout, started, waiting)
+        except BaseException as exc:
+            waiting.ended(None, exc)
+            raise
+        waiting.ended(lease.fence)
+        return lease
+
+    def _wait(self, timeout: float | None, started: float, waiting: Waiting | None) -> Lease:
         owner = Owner(label=self._label)  # one identity for every attempt of this wait
         floor = self._context.fences.highest(self.key)  # a grant's fence must be above it
         if self._queue is not None and (self.fair or (self._store.plain_waiters_queue and timeout != 0)):
-            return self._acquire_in_turn(self._queue, owner, Deadline(timeout, start=started), floor)
+            in_turn = Deadline(timeout, start=started)
+            return self._acquire_in_turn(self._queue, owner, in_turn, floor, waiting)
         lease = self._attempt(owner, floor)
         # The deadline and backoff are built only when contended: acquiring is a hot path.
         deadline: Deadline | None = None
@@ -114,9 +132,17 @@ class Lock:
                 raise self._timeout_error(timeout)
             if backoff is None:
                 backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
+                if waiting is not None:
+                    waiting.waits()
             self._store.wait_released(self.key, min(remaining, backoff.next_delay()))
             lease = self._attempt(owner, floor)
         return lease
+
+    def _observed(self, observer: Instruments) -> Key:
+        """Return this lock's metric attributes, made at its first observed acquisition."""
+        if self._observed_key is None:
+            self._observed_key = observer.key(self._store.scheme, key_kind(self.key), self.name)
+        return self._observed_key
 
     def try_acquire(self) -> Lease | None:
         """Make one attempt; return the lease, or None if someone else holds the lock.
@@ -131,10 +157,20 @@ class Lock:
         if self.fair and self._queue is not None:
             try:
                 owner, floor = Owner(label=self._label), self._context.fences.highest(self.key)
-                return self._acquire_in_turn(self._queue, owner, Deadline(0), floor)
+                return self._acquire_in_turn(self._queue, owner, Deadline(0), floor, None)
             except AcquireTimeout:
                 return None
-        return self._attempt(Owner(label=self._label), self._context.fences.highest(self.key))
+        observer = self._context.observer
+        if observer is None:
+            return self._attempt(Owner(label=self._label), self._context.fences.highest(self.key))
+        waiting = Waiting(observer, self._observed(observer), "tenure.lock.acquire", time.monotonic())
+        try:
+            lease = self._attempt(Owner(label=self._label), self._context.fences.highest(self.key))
+        except BaseException as exc:
+            waiting.ended(None, exc)
+            raise
+        waiting.ended(None if lease is None else lease.fence)
+        return lease
 
     def holder(self) -> str | None:
         """Return the label of the current holder, or None if the lock is free."""
@@ -188,7 +224,12 @@ class Lock:
         )
 
     def _acquire_in_turn(
-        self, queue: Queueing, owner: Owner, deadline: Deadline, floor: int | None
+        self,
+        queue: Queueing,
+        owner: Owner,
+        deadline: Deadline,
+        floor: int | None,
+        waiting: Waiting | None,
     ) -> Lease:
         """Wait in the backend's FIFO queue; the lock is handed over when our turn comes."""
         slowest = self._store.poll_interval[1]
@@ -209,6 +250,8 @@ class Lock:
                     remaining = deadline.remaining()
                     if remaining <= 0:
                         raise self._timeout_error(deadline.timeout)
+                    if waiting is not None:
+                        waiting.waits()
                     started = time.monotonic()
                     fence = queue.wait_turn(self.key, owner, min(remaining, backoff.next_delay()))
                 if fence is not None:

@@ -23,6 +23,7 @@ from tenure._core.breaker import (
     breaker_step,
 )
 from tenure._exceptions import CircuitOpen, ConfigurationError
+from tenure.observability._events import breaker_changed
 from tenure.resilience._common import ExceptionMatch, exception_matcher, wrap
 
 P = ParamSpec("P")
@@ -115,6 +116,7 @@ class CircuitBreaker:
         self.is_failure = exception_matcher(failure, "failure")
         self.clock = clock
         self._record = BreakerRecord()
+        self._last_state = BreakerState.CLOSED  # what the last step saw: a change is logged once
         self._lock = threading.Lock()
         # The calls that `with` / `async with` entered, per thread and per task (nested ones stack).
         self._entered: contextvars.ContextVar[tuple[BreakerCall, ...]] = contextvars.ContextVar(
@@ -150,6 +152,9 @@ class CircuitBreaker:
         """Close the breaker and forget its window (an operator's override)."""
         with self._lock:
             self._record = BreakerRecord()
+            last, self._last_state = self._last_state, BreakerState.CLOSED
+        if last is not BreakerState.CLOSED:
+            breaker_changed(self.name, last, BreakerState.CLOSED)
 
     def _step(
         self, tally: Tally, *, want_trial: bool = False, trial_outcome: bool | None = None
@@ -163,6 +168,9 @@ class CircuitBreaker:
                 want_trial=want_trial,
                 trial_outcome=trial_outcome,
             )
+            last, self._last_state = self._last_state, view.state
+        if view.state is not last:
+            breaker_changed(self.name, last, view.state)
         return view
 
     def _report(self, call: BreakerCall, failed: bool) -> None:

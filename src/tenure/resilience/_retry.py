@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from tenure._core.retrying import RetryBudget, full_jitter
 from tenure._exceptions import ConfigurationError
+from tenure.observability._events import retry_decided
 from tenure.resilience._common import ExceptionMatch, check_seconds, exception_matcher, wrap
 
 P = ParamSpec("P")
@@ -70,6 +71,7 @@ class RetryAttempts:
             if retry_after is None and retry.retry_after is not None:
                 retry_after = retry.retry_after(exc)
         if self.made >= retry.attempts:
+            retry_decided("attempts_spent", retry.budget)
             return None
         if retry_after is not None and retry_after >= 0:
             delay = float(retry_after)  # the server said when; it beats our guess
@@ -77,10 +79,13 @@ class RetryAttempts:
             delay = full_jitter(self.made - 1, retry.backoff, retry.max_backoff, retry.rand)
         left = self.remaining()
         if left is not None and delay >= left:
+            retry_decided("past_deadline", retry.budget)
             return None  # no sleep past the deadline, and no attempt begun at it
         if retry.budget is not None and not retry.budget.try_withdraw():
+            retry_decided("budget_spent", retry.budget)
             return None
         self.made += 1
+        retry_decided("retry", retry.budget)
         return delay
 
 
