@@ -282,3 +282,13 @@ def test_retries_and_the_budget_left_are_reported(telemetry: Telemetry) -> None:
     assert telemetry.total("tenure.retry.decisions", **{"tenure.retry.decision": "retry"}) == 1
     assert telemetry.total("tenure.retry.decisions", **{"tenure.retry.decision": "budget_spent"}) == 1
     assert telemetry.points("tenure.retry.budget.available")[-1][1] == 0
+
+
+def test_coordinators_of_one_process_report_one_series(telemetry: Telemetry, memory_url: str) -> None:
+    lock = {"tenure.backend": "memory", "tenure.primitive": "lock"}
+    with tenure.Coordinator(memory_url) as first, tenure.Coordinator(memory_url) as second:
+        x, y = first.lock("x").acquire(), second.lock("y").acquire()
+        assert telemetry.points("tenure.lock.holds") == [(lock, 2)]  # one point, summed
+        x.release()
+        y.release()
+    assert telemetry.points("tenure.fence.issued") == [(lock, 2)]
