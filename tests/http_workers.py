@@ -22,6 +22,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,8 @@ import tenure.http
 from tenure._exceptions import CircuitOpen
 
 ROOT = Path(__file__).resolve().parent.parent
-BREAKER = {"min_calls": 20, "failure_rate": 0.5, "reset_after": 30.0}
-SHARED = {**BREAKER, "sync_interval": 0.5}
+BREAKER: dict[str, Any] = {"min_calls": 20, "failure_rate": 0.5, "reset_after": 30.0}
+SHARED: dict[str, Any] = {**BREAKER, "sync_interval": 0.5}
 
 
 def http_worker(*args: str) -> subprocess.Popen[str]:
@@ -88,7 +89,7 @@ def sync_calls(mode: str, store_url: str, server_url: str, calls: int, name: str
             client = tenure.http.Client(base_url=server_url, timeout=5, breaker=breaker)
         else:
             client = httpx.Client(base_url=server_url, timeout=5)
-        call = client.get
+        call: Callable[[str], httpx.Response] = client.get
         if mode == "pybreaker":
             import pybreaker
 
@@ -103,8 +104,11 @@ def sync_calls(mode: str, store_url: str, server_url: str, calls: int, name: str
                 response.raise_for_status()  # a 5xx is a failure for pybreaker too
                 return response
 
-            def call(path: str) -> httpx.Response:
-                return guard.call(checked, path)  # type: ignore[no-any-return]
+            def guarded(path: str) -> httpx.Response:
+                response: httpx.Response = guard.call(checked, path)
+                return response
+
+            call = guarded
 
         with client:
             ready_and_wait()
