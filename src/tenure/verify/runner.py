@@ -166,7 +166,7 @@ class Runner:
     def fault(self, process: str, detail: str, *, ok: bool = True, at: int | None = None) -> None:
         assert self.nemesis_log is not None
         self.nemesis_log.emit("fault", ok=ok, detail=detail, process=process, at=at)
-        self._last_fault = f"{process}: {detail}"
+        self._last_fault = detail
 
     # -- the run ---------------------------------------------------------------------------------
 
