@@ -14,13 +14,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2  # the test extra installs it: a missing fork fails the run, it is not skipped
 import pytest
 
 import tenure
 import tenure.http
 from tests.http_server import HttpServer, behaviour, running_server
-
-httpx2 = pytest.importorskip("httpx2", reason="httpx2 (the fork) is not installed")
 
 FAST_RETRY = {"attempts": 3, "backoff": 0.001, "max_backoff": 0.001}
 
