@@ -18,6 +18,13 @@ def run_inspect(args: argparse.Namespace) -> int:
     shown. Raises ``ConfigurationError`` for bad input (before any I/O) and
     ``BackendUnavailable`` when the backend cannot be reached.
     """
+    if getattr(args, "watch", False):
+        from tenure.cli.watch import run_watch  # imports rich only here
+
+        args.names = [args.name, *args.more]
+        return run_watch(args)
+    if getattr(args, "more", None):
+        raise tenure.ConfigurationError("tenure inspect shows one NAME at a time; several need --watch")
     if getattr(args, "key", None) is not None:
         return run_inspect_key(args)
     coordinator = tenure.Coordinator(args.url)

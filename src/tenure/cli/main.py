@@ -34,6 +34,7 @@ examples:
   tenure limit partner --rate 10/s -- ./sync.sh    run sync.sh once a permit of 10/s is had
   tenure inspect nightly-backup                    who holds it, with which fence, for how long
   tenure inspect payments --key req-123            an idempotency key: running, or done
+  tenure inspect --watch orders scheduler          a live view: holders, fences, ttl, leaders
   tenure demo                                      the oversell demo, on the embedded SQLite file
   tenure --url redis://127.0.0.1:6379/0 verify     measure the lock's guarantees under faults
 """
@@ -258,6 +259,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help="show the idempotency key KEY of the space NAME instead: running (fence, lease left) or done",
     )
     inspect.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    inspect.add_argument("more", nargs="*", metavar="NAME", help="with --watch: more names to show")
+    inspect.add_argument(
+        "--watch", action="store_true", help="a live view of the NAMEs, redrawn as they change (needs rich)"
+    )
+    inspect.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="with --watch: read again at least every S seconds, changes or not (default: 1)",
+    )
     inspect.set_defaults(handler=run_inspect, command_name="inspect")
 
     # The demo declares its own options; they are parsed in run_demo, once it is imported.
