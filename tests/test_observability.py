@@ -51,6 +51,17 @@ class Telemetry:
         """Return the sum of metric ``name``'s points whose attributes include ``attributes``."""
         return sum(v for a, v in self.points(name) if attributes.items() <= a.items())
 
+    def histogram_points(self, name: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        return [
+            point
+            for resource in (data.resource_metrics if data else ())
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == name
+            for point in metric.data.data_points
+        ]
+
     def spans(self, name: str | None = None) -> list[ReadableSpan]:
         return [s for s in self.exporter.get_finished_spans() if name is None or s.name == name]
 
@@ -88,8 +99,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 reader = InMemoryMetricReader()
 metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-with tenure.Coordinator("memory://") as coord:
-    coord.lock("a").acquire().release()
+with tenure.Coordinator("memory://m") as coord, tenure.Coordinator("memory://m") as rival:
+    with coord.lock("a"):
+        assert rival.lock("a").try_acquire() is None
 data = reader.get_metrics_data()
 print(sorted(m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics))
 """
@@ -107,7 +119,8 @@ def test_acquisitions_are_measured_without_names(telemetry: Telemetry, memory_ur
                 rival.lock("orders:42").acquire(timeout=0.05)
         assert telemetry.total("tenure.lock.holds") == 0
         key = {"tenure.backend": "memory", "tenure.primitive": "lock"}
-        assert telemetry.total("tenure.lock.acquire.duration", **key, **{"tenure.outcome": "acquired"}) == 1
+        # Granted at the first attempt: a fence issued, no wait to put in the histogram.
+        assert telemetry.total("tenure.lock.acquire.duration", **key, **{"tenure.outcome": "acquired"}) == 0
         assert telemetry.total("tenure.lock.acquire.duration", **{"tenure.outcome": "busy"}) == 1
         assert telemetry.total("tenure.lock.acquire.duration", **{"tenure.outcome": "timeout"}) == 1
         assert telemetry.total("tenure.fence.issued", **key) == 1
@@ -125,10 +138,15 @@ def test_waiters_are_counted_while_they_wait(telemetry: Telemetry, memory_url: s
         while telemetry.total("tenure.lock.waiters") != 1 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert telemetry.total("tenure.lock.waiters") == 1
+        time.sleep(0.1)
         lease.release()
         waiting.join(5)
         assert telemetry.total("tenure.lock.waiters") == 0
         assert telemetry.total("tenure.fence.issued") == 2
+        ((attributes, count),) = telemetry.points("tenure.lock.acquire.duration")
+        assert count == 1 and attributes["tenure.outcome"] == "acquired"  # the wait, not the first grant
+        (point,) = telemetry.histogram_points("tenure.lock.acquire.duration")
+        assert point.sum >= 0.1
 
 
 def test_names_are_attributes_only_when_asked(telemetry: Telemetry, memory_url: str) -> None:

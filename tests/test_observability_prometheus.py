@@ -29,7 +29,8 @@ print(port, flush=True)
 with tenure.Coordinator(sys.argv[1]) as coord:
     for _ in range(int(sys.argv[2])):
         coord.lock("orders:42").acquire().release()
-    with coord.lock(f"held-{port}").acquire():
+    with coord.lock(f"held-{port}").acquire(), tenure.Coordinator(sys.argv[1]) as rival:
+        assert rival.lock(f"held-{port}").try_acquire() is None  # refused: into the histogram
         print("ready", flush=True)
         sys.stdin.read()
 """
@@ -92,8 +93,9 @@ def test_each_process_serves_its_own_series_once(tmp_path: Path, workers: list[W
         lock = {"tenure_backend": "sqlite", "tenure_primitive": "lock"}
         assert value(samples, "tenure_fence_issued_total", **lock) == cycles + 1  # its own, not the fleet's
         assert value(samples, "tenure_lock_holds", **lock) == 1
-        count = value(samples, "tenure_lock_acquire_duration_seconds_count", tenure_outcome="acquired")
-        assert count == cycles + 1
+        assert value(samples, "tenure_lock_acquire_duration_seconds_count", tenure_outcome="busy") == 1
+        busy = {"tenure_outcome": "busy", "le": "+Inf"}
+        assert value(samples, "tenure_lock_acquire_duration_seconds_bucket", **busy) == 1
         assert all("tenure_name" not in dict(ls) for _, ls, _ in samples)
 
 

@@ -47,6 +47,7 @@ class AsyncLease:
         self._actor = actor  # the task or thread that acquired it, for the holder table
         self._entered = 0  # nested ``async with`` blocks
         self._guard = AsyncBodyGuard()
+        self._traced = False  # acquired inside a recording span: its release makes one too
         # Loss first forgets the lease, then interrupts the holder's block, then runs callbacks.
         holding.on_lost(self._forget)
         holding.on_lost(self._interrupt)
@@ -135,7 +136,10 @@ class AsyncLease:
             return
         lost_before = self.lost
         observer = self._context.observer
-        span = None if observer is None else observer.start_span("tenure.lock.release", self._attributes)
+        # Only a lease acquired under a span looks for one: a release is a hot path.
+        span = None
+        if observer is not None and self._traced:
+            span = observer.start_span("tenure.lock.release", self._attributes)
         try:
             released = await self.end_with(self._context.store.release)
         except BaseException as exc:

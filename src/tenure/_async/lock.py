@@ -111,6 +111,7 @@ class AsyncLock:
             waiting.ended(None, exc)
             raise
         waiting.ended(lease.fence)
+        lease._traced = waiting.span is not None  # its release is traced too
         return lease
 
     async def _wait(self, timeout: float | None, started: float, waiting: Waiting | None) -> AsyncLease:
@@ -169,6 +170,8 @@ class AsyncLock:
             waiting.ended(None, exc)
             raise
         waiting.ended(None if lease is None else lease.fence)
+        if lease is not None:
+            lease._traced = waiting.span is not None  # its release is traced too
         return lease
 
     async def holder(self) -> str | None:

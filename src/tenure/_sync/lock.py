@@ -112,6 +112,7 @@ class Lock:
             waiting.ended(None, exc)
             raise
         waiting.ended(lease.fence)
+        lease._traced = waiting.span is not None  # its release is traced too
         return lease
 
     def _wait(self, timeout: float | None, started: float, waiting: Waiting | None) -> Lease:
@@ -170,6 +171,8 @@ class Lock:
             waiting.ended(None, exc)
             raise
         waiting.ended(None if lease is None else lease.fence)
+        if lease is not None:
+            lease._traced = waiting.span is not None  # its release is traced too
         return lease
 
     def holder(self) -> str | None:
