@@ -22,6 +22,8 @@ from tenure.http._policy import (
     DEFAULT_LIMITS,
     IDEMPOTENT_METHODS,
     Settings,
+    call_span,
+    end_call,
     failed_status,
     retry_status,
     to_buffer,
@@ -89,6 +91,20 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         return self._inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        traced = call_span(request)
+        if traced is None:
+            return await self._handle(request)
+        observer, span = traced
+        with observer.use_span(span):  # httpx instrumentation's attempt spans are its children
+            try:
+                response = await self._handle(request)
+            except BaseException as exc:
+                observer.end_span(span, exc)
+                raise
+        end_call(observer, span, response.status_code)
+        return response
+
+    async def _handle(self, request: httpx.Request) -> httpx.Response:
         settings = self._settings
         deadline = settings.start(request)
         try:

@@ -18,6 +18,8 @@ import httpx
 from tenure._core.deadline import Deadline
 from tenure._core.retrying import RetryBudget, full_jitter, parse_retry_after
 from tenure._exceptions import ConfigurationError
+from tenure.observability._events import retry_decided
+from tenure.observability._instruments import Instruments, current
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 """The methods retried by default (RFC 9110 §9.2.2): sending them twice means what once does."""
@@ -232,7 +234,10 @@ class Attempts:
         has no retry left (asked last: a refused retry costs the budget nothing).
         """
         policy = self._policy
-        if policy is None or not self.retryable or self.made >= policy.attempts:
+        if policy is None or not self.retryable:
+            return None
+        if self.made >= policy.attempts:
+            retry_decided("attempts_spent", self._budget)
             return None
         wait = None
         if response is not None and "retry-after" in response.headers:
@@ -240,13 +245,43 @@ class Attempts:
         if wait is None:
             wait = full_jitter(self.made - 1, policy.backoff, policy.max_backoff, random.random)
         if wait >= self._deadline.remaining():
+            retry_decided("past_deadline", self._budget)
             return None
         if self._budget is not None and not self._budget.try_withdraw():
+            retry_decided("budget_spent", self._budget)
             return None
         self.made += 1
+        retry_decided("retry", self._budget)
         return wait
 
     def timed_out(self, request: httpx.Request) -> Exception:
         """The error for a call whose deadline ran out between attempts."""
         message = f"the call's deadline of {self._deadline.timeout} s ran out"
         return self.flavour.timeout_error(message, request=request)
+
+
+def call_span(request: httpx.Request) -> tuple[Instruments, Any] | None:
+    """Start the span of one protected call (inside a recording span only), or return None.
+
+    Looked up per call: a transport is often built before OpenTelemetry is set up. The URL is
+    left out (its path and query may carry secrets); per-attempt HTTP spans are what
+    OpenTelemetry's httpx instrumentation adds, as this span's children.
+    """
+    observer = current()
+    if observer is None:
+        return None
+    url = request.url
+    attributes: dict[str, str | int] = {"http.request.method": request.method, "server.address": url.host}
+    if url.port is not None:
+        attributes["server.port"] = url.port
+    span = observer.start_span("tenure.http.call", attributes)
+    return None if span is None else (observer, span)
+
+
+def end_call(observer: Instruments, span: Any, status: int) -> None:
+    """End a call's span with its answer's status; a 5xx marks it failed, as HTTP spans are."""
+    span.set_attribute("http.response.status_code", status)
+    if failed_status(status):
+        span.set_attribute("error.type", str(status))
+        span.set_status(observer.error_status)
+    span.end()

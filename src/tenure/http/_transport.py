@@ -19,6 +19,8 @@ from tenure.http._policy import (
     DEFAULT_LIMITS,
     IDEMPOTENT_METHODS,
     Settings,
+    call_span,
+    end_call,
     failed_status,
     retry_status,
     to_buffer,
@@ -69,6 +71,20 @@ class Transport(httpx.BaseTransport):
         return self._inner
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        traced = call_span(request)
+        if traced is None:
+            return self._handle(request)
+        observer, span = traced
+        with observer.use_span(span):  # httpx instrumentation's attempt spans are its children
+            try:
+                response = self._handle(request)
+            except BaseException as exc:
+                observer.end_span(span, exc)
+                raise
+        end_call(observer, span, response.status_code)
+        return response
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
         settings = self._settings
         deadline = settings.start(request)
         try:

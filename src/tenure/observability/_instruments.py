@@ -114,7 +114,7 @@ class Instruments:
         self._current_span = trace.get_current_span
         self._current_context = context.get_current
         self._use_span = trace.use_span
-        self._error = Status(StatusCode.ERROR)
+        self.error_status = Status(StatusCode.ERROR)
         self.fences = Tally()  # (backend, primitive[, name]) -> fences issued
         self.lost = Tally()  # the same -> leases lost
         self.renew_failures = Tally()  # (backend, primitive, error.type[, name])
@@ -227,7 +227,7 @@ class Instruments:
         """End ``span``, marked as failed with ``error`` if one is given."""
         if error is not None:
             span.set_attribute("error.type", type(error).__qualname__)
-            span.set_status(self._error)
+            span.set_status(self.error_status)
             span.record_exception(error)
         span.end()
 
