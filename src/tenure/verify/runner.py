@@ -31,7 +31,14 @@ from tenure.demo.report import Progress
 from tenure.verify.nemesis import Nemesis, Servers, libfaketime
 from tenure.verify.proxy import Proxy, proxiable, proxied_url
 from tenure.verify.stores import create_stores
-from tenure.verify.workload import History, Plan, history_file, ready_file, stop_file
+from tenure.verify.workload import (
+    History,
+    Plan,
+    history_file,
+    ready_file,
+    record_unfinished_releases,
+    stop_file,
+)
 
 START_TIMEOUT = 30.0  # seconds for the first workers to import tenure and connect
 STOP_PATIENCE = 3.0  # seconds the workers get to finish their hold once asked to stop
@@ -322,6 +329,7 @@ class Runner:
 
     def _collect(self) -> Outcome:
         """Merge every process's history into ``history.jsonl``, sorted by time."""
+        record_unfinished_releases(self.workdir)  # the workers have ended: none is still sending one
         events: list[dict[str, Any]] = []
         for path in sorted(self.workdir.glob("history-*.jsonl")):
             for line in path.read_text(encoding="utf-8").splitlines():

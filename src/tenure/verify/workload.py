@@ -28,6 +28,7 @@ from tenure.verify.stores import Stores
 
 CLOCK_GETTIME = {"x86_64": 228, "aarch64": 113}  # the clock_gettime syscall number
 CLOCK_MONOTONIC = 1
+UNFINISHED = "killed while releasing: the outcome is unknown"  # a release the runner records
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,77 @@ def stop_file(workdir: Path, name: str) -> Path:
 def ready_file(workdir: Path, name: str) -> Path:
     """Return the file worker ``name`` creates once it has connected and is about to start."""
     return workdir / f"ready-{name}"
+
+
+def release_note(workdir: Path, name: str) -> Path:
+    """Return the note of a release worker ``name`` has sent and not yet recorded."""
+    return workdir / f"releasing-{name}.json"
+
+
+def record_unfinished_releases(workdir: Path) -> int:
+    """Record every release whose worker died before recording it; return how many.
+
+    Call it once every worker has ended. A release is stamped when it is sent and recorded when
+    it returns: a worker killed in between (a release slowed by a server fault, then a crash)
+    would leave its hold looking valid until the kill, an overlap with every later holder. Its
+    outcome is unknown, so it is recorded as a release that did not complete (``ok`` false, as
+    when the server cannot be reached).
+    """
+    recorded = 0
+    for note in sorted(workdir.glob("releasing-*.json")):
+        name = note.name.removeprefix("releasing-").removesuffix(".json")
+        try:
+            data = json.loads(note.read_text())
+            at, fence = int(data["time"]), data["fence"]
+        except (ValueError, KeyError, TypeError):
+            note.unlink()  # cut short by the kill: written before the release was sent, so none was
+            continue
+        path = history_file(workdir, name)
+        data = path.read_bytes() if path.exists() else b""
+        if not _has_release(data, at):
+            with path.open("ab") as file:
+                file.truncate(data.rfind(b"\n") + 1)  # a line the kill cut short: garbage
+                event = _event(name, "release", at, fence, ok=False, detail=UNFINISHED)
+                file.write(json.dumps(event).encode() + b"\n")
+            recorded += 1
+        note.unlink()
+    return recorded
+
+
+def _has_release(history: bytes, at: int) -> bool:
+    """Return whether the JSON Lines ``history`` holds a release stamped ``at``."""
+    for line in history.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("type") == "release" and event.get("time") == at:
+            return True
+    return False
+
+
+def _event(
+    process: str,
+    kind: str,
+    time_ns: int,
+    fence: int | None,
+    *,
+    ok: bool = True,
+    store: str | None = None,
+    ttl: float | None = None,
+    detail: str = "",
+) -> dict[str, object]:
+    """Return one event as a JSON-ready dict, its keys in the format's order."""
+    return {
+        "process": process,
+        "time": time_ns,
+        "type": kind,
+        "fence": fence,
+        "ok": ok,
+        "store": store,
+        "ttl": None if ttl is None else round(ttl, 6),
+        "detail": detail,
+    }
 
 
 def real_clock() -> Callable[[], int]:
@@ -111,16 +183,10 @@ class History:
     ) -> None:
         """Append one event, stamped now unless ``at`` says when it happened."""
         with self._lock:
-            event = {
-                "process": process or self.process,
-                "time": self.clock() if at is None else at,
-                "type": kind,
-                "fence": fence,
-                "ok": ok,
-                "store": store,
-                "ttl": None if ttl is None else round(ttl, 6),
-                "detail": detail,
-            }
+            stamp = self.clock() if at is None else at
+            event = _event(
+                process or self.process, kind, stamp, fence, ok=ok, store=store, ttl=ttl, detail=detail
+            )
             self._file.write(json.dumps(event) + "\n")
 
     def close(self) -> None:
@@ -215,6 +281,10 @@ class Worker:
         lease = hold.lease
         # The hold ends when the release is sent: a waiter may acquire before release() returns.
         at = self.history.clock()
+        # The release may take a while (a server fault): killed before it returns, this process
+        # records nothing, so it leaves a note from which the runner records the release.
+        note = release_note(self.workdir, self.name)
+        note.write_text(json.dumps({"time": at, "fence": lease.fence}))
         try:
             lease.release()
         except tenure.LockLost as exc:
@@ -224,6 +294,7 @@ class Worker:
             self.history.emit("release", ok=False, fence=lease.fence, detail=f"unavailable: {exc}", at=at)
         else:
             self.history.emit("release", fence=lease.fence, at=at)
+        note.unlink()  # not on an unexpected error: the worker then dies, and the runner records it
 
     def close(self) -> None:
         """Close the history."""
