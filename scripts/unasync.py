@@ -40,6 +40,7 @@ SUBSTITUTIONS = [
     (r"\b__anext__\b", "__next__"),
     (r"\baclose\b", "close"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
+    (r"\bhandle_async_request\b", "handle_request"),  # an httpx transport's one method
     (r"\bredis\.asyncio\b", "redis"),
     # grpc's asyncio API lives in grpc.aio; the same channel factories exist on grpc itself.
     (r"\bgrpc\.aio\b", "grpc"),

@@ -4,7 +4,8 @@ The async source in ``_async/`` uses the ``Async*`` and ``async_*`` names below;
 (``scripts/unasync.py``) rewrites them to the plain names, which are their threaded twins.
 Everything else is generated, so the two colours cannot drift apart.
 
-- ``calls``: sleeping, blocking driver calls, replies, cleanups, who is acting, stoppable calls;
+- ``calls``: sleeping, blocking driver calls, replies, cleanups, detached attempts, who is acting,
+  stoppable calls;
 - ``primitives``: what ``acquire()`` returns, mutex, gate, signal, background job, body guard;
 - ``inflight``: a server-side wait left running while its caller waits for it in slices;
 - ``mysql``: one MySQL connection's calls, bounded by a timeout.
@@ -12,11 +13,13 @@ Everything else is generated, so the two colours cannot drift apart.
 
 from tenure._concurrency.calls import (
     AsyncReturning,
+    Attempt,
     Returning,
     ThreadStopped,
     async_await_result,
     async_call_stoppably,
     async_current_actor,
+    async_detached,
     async_read_reply,
     async_resolve,
     async_run_blocking,
@@ -27,6 +30,7 @@ from tenure._concurrency.calls import (
     await_result,
     call_stoppably,
     current_actor,
+    detached,
     read_reply,
     resolve,
     run_blocking,
@@ -62,6 +66,7 @@ __all__ = [
     "AsyncMySQLCalls",
     "AsyncReturning",
     "AsyncSignal",
+    "Attempt",
     "Background",
     "BodyGuard",
     "Gate",
@@ -74,6 +79,7 @@ __all__ = [
     "async_await_result",
     "async_call_stoppably",
     "async_current_actor",
+    "async_detached",
     "async_entering",
     "async_read_reply",
     "async_resolve",
@@ -85,6 +91,7 @@ __all__ = [
     "await_result",
     "call_stoppably",
     "current_actor",
+    "detached",
     "read_reply",
     "resolve",
     "run_blocking",

@@ -1,4 +1,4 @@
-"""Sleeping, blocking driver calls, cleanups and stoppable calls, in each colour."""
+"""Sleeping, blocking driver calls, cleanups, detached attempts and stoppable calls, in each colour."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
+import functools
 import inspect
 import logging
 import threading
@@ -139,6 +140,58 @@ def shielded(make: Callable[[], T]) -> T:
 def _log_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("tenure: background cleanup failed: %r", task.exception())
+
+
+# -- a call its caller's cancellation must not land in (the HTTP transports' attempts) ---------
+
+
+class Attempt:
+    """One detached call: ``inside`` is set once it is past its gate (see ``async_detached``)."""
+
+    __slots__ = ("inside",)
+
+    def __init__(self) -> None:
+        self.inside = False  # past the gate: cancelling it now could strand its connection
+
+
+_CLOSING: set[asyncio.Future[Any]] = set()  # results of abandoned attempts being closed
+
+
+def _close_abandoned(close: Callable[[Any], Awaitable[Any]], task: asyncio.Future[Any]) -> None:
+    """Close the result of an attempt whose caller went away (its connection goes back)."""
+    if task.cancelled() or task.exception() is not None:
+        return  # failed on its own: httpcore closed what it had
+    closing = asyncio.ensure_future(close(task.result()))
+    _CLOSING.add(closing)
+    closing.add_done_callback(_CLOSING.discard)
+
+
+async def async_detached(run: Callable[[Attempt], Awaitable[T]], close: Callable[[T], Awaitable[Any]]) -> T:
+    """Return ``await run(attempt)``, run in a task of its own: the caller's cancellation never lands in it.
+
+    A task cancelled at one of httpcore's await points between taking a connection and
+    marking it in use leaves that connection in the pool for good ("NEW" or "CONNECTING"
+    with no request: encode/httpcore#1093); a few hundred cancellations fill the pool and
+    every later call fails with PoolTimeout. So: a caller cancelled while its attempt waits
+    at the gate cancels it there (clean); once inside (``run`` sets ``attempt.inside``), the
+    attempt is left to end by its own timeouts (what is left of the deadline) and its result
+    is closed with ``close``, while the caller's cancellation goes on at once.
+    """
+    attempt = Attempt()
+    task = asyncio.ensure_future(run(attempt))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if attempt.inside:
+            task.add_done_callback(functools.partial(_close_abandoned, close))
+        else:
+            task.cancel()
+        raise
+
+
+def detached(run: Callable[[Attempt], T], close: Callable[[T], Any]) -> T:
+    """Return ``run(attempt)``: a thread cannot be cancelled, so this is a plain call."""
+    return run(Attempt())
 
 
 # -- a call bounded by a short deadline (a rate limiter's store must never stall its caller) --

@@ -5,9 +5,9 @@ The layers, outermost first: rate limit -> bulkhead -> breaker -> retry -> timeo
 httpx2 one, the maintained fork). Needs httpx (or httpx2 aliased as httpx): ``pip install httpx``.
 """
 
-from tenure.http._async_transport import AsyncClient, AsyncTransport
+from tenure._async.http import AsyncClient, AsyncTransport
+from tenure._sync.http import Client, Transport
 from tenure.http._policy import DEFAULT_LIMITS, IDEMPOTENT_METHODS, LeftOfDeadline
-from tenure.http._transport import Client, Transport
 
 __all__ = [
     "DEFAULT_LIMITS",

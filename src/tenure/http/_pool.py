@@ -72,11 +72,19 @@ def _releasing_class(base: type[Any]) -> type[Any]:
     return type(f"Releasing{base.__name__}", (_Releasing, base), {})
 
 
-def released_on_close(response: httpx.Response, release: Callable[[], None], *, is_async: bool) -> None:
-    """Make ``release`` run when ``response``'s body is closed (read to its end, or closed)."""
+def _released_on_close(response: httpx.Response, release: Callable[[], None], base_name: str) -> None:
     module = sys.modules[type(response).__module__.partition(".")[0]]
-    base = module.AsyncByteStream if is_async else module.SyncByteStream
-    response.stream = _releasing_class(base)(response.stream, release)
+    response.stream = _releasing_class(getattr(module, base_name))(response.stream, release)
+
+
+def released_on_close(response: httpx.Response, release: Callable[[], None]) -> None:
+    """Make ``release`` run when ``response``'s body is closed (read to its end, or closed)."""
+    _released_on_close(response, release, "SyncByteStream")
+
+
+def async_released_on_close(response: httpx.Response, release: Callable[[], None]) -> None:
+    """``released_on_close`` for an async response."""
+    _released_on_close(response, release, "AsyncByteStream")
 
 
 def _in_memory(response: httpx.Response, raw: bytes) -> None:
@@ -97,7 +105,7 @@ def read_in(response: httpx.Response) -> httpx.Response:
     return response
 
 
-async def aread_in(response: httpx.Response) -> httpx.Response:
+async def async_read_in(response: httpx.Response) -> httpx.Response:
     """``read_in`` for an async response."""
     stream: Any = response.stream
     try:

@@ -1,19 +1,23 @@
-"""``Transport`` and ``Client``: httpx's sync client with tenure's protections.
+# GENERATED from src/tenure/_async/http.py by scripts/unasync.py: do not edit; edit the source and re-run.
+"""``Transport`` and ``Client``: httpx's client with tenure's protections.
 
 The layers, outermost first: rate limit -> bulkhead -> breaker -> retry -> timeout -> pool.
-``_async_transport.py`` is the same for asyncio, line for line.
+Written once, for asyncio; ``scripts/unasync.py`` generates the threaded twin, and
+``tenure.http`` exports both. What differs between them is in ``tenure._concurrency``: the
+asyncio colour runs each attempt out of reach of its caller's cancellation, and awaits what a
+shared breaker or an async fallback returns.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
+import functools
 from collections.abc import Callable, Collection
 from typing import Any
 
 import httpx
 
-from tenure._concurrency.primitives import Gate
+from tenure._concurrency import Gate, Attempt, detached, resolve, sleep
 from tenure._core.deadline import Deadline
 from tenure.http._policy import (
     DEFAULT_LIMITS,
@@ -26,21 +30,22 @@ from tenure.http._policy import (
     to_buffer,
     wait_limit,
 )
-from tenure.http._pool import pool_timeout, pool_wait, read_in, released_on_close
+from tenure.http._pool import read_in, released_on_close, pool_timeout, pool_wait
 
 
 class Transport(httpx.BaseTransport):
     """An httpx transport that protects each call made through the ``transport`` it wraps.
 
     Plugs into any ``httpx.Client(transport=...)``, and into httpx2's (the maintained fork)
-    when it wraps an ``httpx2.HTTPTransport``. ``timeout`` is one deadline per call, across its
-    pool wait, connects, reads, retries and backoff; ``retry`` (``tenure.retry(...)``) retries
+    when it wraps an ``httpx2.HTTPTransport``. ``timeout`` is one deadline per call, across
+    its pool wait, connects, reads, retries and backoff; ``retry`` (``tenure.retry(...)``) retries
     transport errors, 5xx and 429 answers of idempotent methods (``retry_methods``), honouring
     ``Retry-After``, within a retry budget; ``breaker`` (``tenure.circuit_breaker`` or
     ``coord.circuit_breaker``) counts transport errors and 5xx as failures; ``limiter``
     (``coord.rate_limiter``) waits for a permit of ``limiter_key`` within the deadline;
     ``bulkhead`` (``tenure.bulkhead``) bounds calls in flight; ``fallback`` (a response, or
-    ``fn(request, exception_or_response)``) answers a refused or failed call.
+    ``fn(request, exception_or_response)``) answers a refused or failed call. In asyncio, the
+    calls of a shared breaker and an async ``fallback`` are awaited.
     """
 
     def __init__(
@@ -90,12 +95,12 @@ class Transport(httpx.BaseTransport):
         try:
             response = self._admitted(request, deadline)
         except Exception as exc:
-            answer = settings.fallback_for(request, exc)
+            answer = resolve(settings.fallback_for(request, exc))
             if answer is None:
                 raise
             return answer  # type: ignore[no-any-return]
         if settings.fallback is not None and retry_status(response.status_code):
-            answer = settings.fallback_for(request, response)
+            answer = resolve(settings.fallback_for(request, response))
             response.close()
             return answer  # type: ignore[no-any-return]
         return response
@@ -109,19 +114,19 @@ class Transport(httpx.BaseTransport):
         with self._bulkhead if self._bulkhead is not None else contextlib.nullcontext():
             if self._breaker is None:
                 return self._retried(request, deadline)
-            call = self._breaker.admit()
+            call = resolve(self._breaker.admit())
             try:
                 response = self._retried(request, deadline)
             except Exception:
-                call.failed()
+                resolve(call.failed())
                 raise
             except BaseException:
-                call.abandoned()  # cancelled, interrupted: no verdict on the service
+                resolve(call.abandoned())  # cancelled, interrupted: no verdict on the service
                 raise
             if failed_status(response.status_code):
-                call.failed()
+                resolve(call.failed())
             else:
-                call.succeeded()
+                resolve(call.succeeded())
             return response
 
     def _retried(self, request: httpx.Request, deadline: Deadline) -> httpx.Response:
@@ -129,9 +134,12 @@ class Transport(httpx.BaseTransport):
         transport_error = attempts.flavour.transport_error
         if deadline.expired():  # spent waiting for a permit or a place: no attempt can fit
             raise attempts.timed_out(request)
+        # In asyncio, each attempt runs in a task of its own that the caller's cancellation never
+        # reaches once past the gate (encode/httpcore#1093, explained in tenure._concurrency.calls).
+        attempt = functools.partial(self._pooled, request)
         while True:
             try:
-                response = self._pooled(request)
+                response = detached(attempt, httpx.Response.close)
             except transport_error:
                 wait = attempts.delay()
                 if wait is None:
@@ -143,11 +151,11 @@ class Transport(httpx.BaseTransport):
                 if wait is None:
                     return response
                 response.close()  # its connection goes back to the pool (or is dropped), not leaked
-            time.sleep(wait)
+            sleep(wait)
             if deadline.expired():
                 raise attempts.timed_out(request)
 
-    def _pooled(self, request: httpx.Request) -> httpx.Response:
+    def _pooled(self, request: httpx.Request, attempt: Attempt) -> httpx.Response:
         """One attempt through the pool layer: a place at the gate (see _pool.py), then the call.
 
         A small body is read here: a failure mid-body is then the attempt's (retried, counted).
@@ -155,6 +163,7 @@ class Transport(httpx.BaseTransport):
         gate = self._gate
         if gate is not None and not gate.enter(pool_wait(request)):
             raise pool_timeout(request)
+        attempt.inside = True
         handed_on = False  # the place goes with the response's body, given back when it is closed
         try:
             response = self._inner.handle_request(request)
@@ -163,7 +172,7 @@ class Transport(httpx.BaseTransport):
             if to_buffer(response):
                 return read_in(response)
             if gate is not None:
-                released_on_close(response, gate.leave, is_async=False)
+                released_on_close(response, gate.leave)
                 handed_on = True
             return response
         finally:
@@ -172,7 +181,7 @@ class Transport(httpx.BaseTransport):
 
 
 class Client(httpx.Client):
-    """``httpx.Client`` whose every call goes through a ``Transport`` with these protections.
+    """``httpx.Client`` whose every call goes through its ``Transport`` with these protections.
 
     ``timeout`` (default 5 s) is one deadline per call, retries and backoff included; ``limits``
     sizes the connection pool; other keyword arguments go to ``httpx.Client``; ``transport``,

@@ -1,22 +1,22 @@
-"""``AsyncTransport`` and ``AsyncClient``: httpx's asyncio client with tenure's protections.
+"""``AsyncTransport`` and ``AsyncClient``: httpx's client with tenure's protections.
 
-The same layers as ``_transport.py``, line for line: rate limit -> bulkhead -> breaker ->
-retry -> timeout -> pool. The breaker may be in-process (``tenure.circuit_breaker``, plain
-calls) or shared (``coord.circuit_breaker``, awaited calls): both are accepted.
+The layers, outermost first: rate limit -> bulkhead -> breaker -> retry -> timeout -> pool.
+Written once, for asyncio; ``scripts/unasync.py`` generates the threaded twin, and
+``tenure.http`` exports both. What differs between them is in ``tenure._concurrency``: the
+asyncio colour runs each attempt out of reach of its caller's cancellation, and awaits what a
+shared breaker or an async fallback returns.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
+import functools
 from collections.abc import Callable, Collection
 from typing import Any
 
 import httpx
 
-from tenure._concurrency.calls import async_sleep
-from tenure._concurrency.primitives import AsyncGate
+from tenure._concurrency import AsyncGate, Attempt, async_detached, async_resolve, async_sleep
 from tenure._core.deadline import Deadline
 from tenure.http._policy import (
     DEFAULT_LIMITS,
@@ -29,38 +29,22 @@ from tenure.http._policy import (
     to_buffer,
     wait_limit,
 )
-from tenure.http._pool import aread_in, pool_timeout, pool_wait, released_on_close
-
-
-async def _settled(value: Any) -> Any:
-    """Await ``value`` if a shared (async) breaker or an async fallback returned an awaitable."""
-    return await value if inspect.isawaitable(value) else value
-
-
-class _Attempt:
-    __slots__ = ("inside",)
-
-    def __init__(self) -> None:
-        self.inside = False  # past the gate: cancelling it now could strand its connection
-
-
-_CLOSING: set[asyncio.Future[None]] = set()  # responses of abandoned attempts being closed
-
-
-def _close_abandoned(task: asyncio.Future[httpx.Response]) -> None:
-    """Close the response of an attempt whose caller went away (its connection goes back)."""
-    if task.cancelled() or task.exception() is not None:
-        return  # failed on its own: httpcore closed what it had
-    closing = asyncio.ensure_future(task.result().aclose())
-    _CLOSING.add(closing)
-    closing.add_done_callback(_CLOSING.discard)
+from tenure.http._pool import async_read_in, async_released_on_close, pool_timeout, pool_wait
 
 
 class AsyncTransport(httpx.AsyncBaseTransport):
-    """An httpx async transport that protects each call made through the ``transport`` it wraps.
+    """An httpx transport that protects each call made through the ``transport`` it wraps.
 
-    The options are ``Transport``'s; ``limiter`` is a ``coord.rate_limiter`` of an async
-    coordinator, ``fallback`` may be an async function.
+    Plugs into any ``httpx.AsyncClient(transport=...)``, and into httpx2's (the maintained fork)
+    when it wraps an ``httpx2.AsyncHTTPTransport``. ``timeout`` is one deadline per call, across
+    its pool wait, connects, reads, retries and backoff; ``retry`` (``tenure.retry(...)``) retries
+    transport errors, 5xx and 429 answers of idempotent methods (``retry_methods``), honouring
+    ``Retry-After``, within a retry budget; ``breaker`` (``tenure.circuit_breaker`` or
+    ``coord.circuit_breaker``) counts transport errors and 5xx as failures; ``limiter``
+    (``coord.rate_limiter``) waits for a permit of ``limiter_key`` within the deadline;
+    ``bulkhead`` (``tenure.bulkhead``) bounds calls in flight; ``fallback`` (a response, or
+    ``fn(request, exception_or_response)``) answers a refused or failed call. In asyncio, the
+    calls of a shared breaker and an async ``fallback`` are awaited.
     """
 
     def __init__(
@@ -110,12 +94,12 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         try:
             response = await self._admitted(request, deadline)
         except Exception as exc:
-            answer = await _settled(settings.fallback_for(request, exc))
+            answer = await async_resolve(settings.fallback_for(request, exc))
             if answer is None:
                 raise
             return answer  # type: ignore[no-any-return]
         if settings.fallback is not None and retry_status(response.status_code):
-            answer = await _settled(settings.fallback_for(request, response))
+            answer = await async_resolve(settings.fallback_for(request, response))
             await response.aclose()
             return answer  # type: ignore[no-any-return]
         return response
@@ -129,19 +113,19 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         async with self._bulkhead if self._bulkhead is not None else contextlib.nullcontext():
             if self._breaker is None:
                 return await self._retried(request, deadline)
-            call = await _settled(self._breaker.admit())
+            call = await async_resolve(self._breaker.admit())
             try:
                 response = await self._retried(request, deadline)
             except Exception:
-                await _settled(call.failed())
+                await async_resolve(call.failed())
                 raise
             except BaseException:
-                await _settled(call.abandoned())  # cancelled, interrupted: no verdict on the service
+                await async_resolve(call.abandoned())  # cancelled, interrupted: no verdict on the service
                 raise
             if failed_status(response.status_code):
-                await _settled(call.failed())
+                await async_resolve(call.failed())
             else:
-                await _settled(call.succeeded())
+                await async_resolve(call.succeeded())
             return response
 
     async def _retried(self, request: httpx.Request, deadline: Deadline) -> httpx.Response:
@@ -149,9 +133,12 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         transport_error = attempts.flavour.transport_error
         if deadline.expired():  # spent waiting for a permit or a place: no attempt can fit
             raise attempts.timed_out(request)
+        # In asyncio, each attempt runs in a task of its own that the caller's cancellation never
+        # reaches once past the gate (encode/httpcore#1093, explained in tenure._concurrency.calls).
+        attempt = functools.partial(self._pooled, request)
         while True:
             try:
-                response = await self._detached(request)
+                response = await async_detached(attempt, httpx.Response.aclose)
             except transport_error:
                 wait = attempts.delay()
                 if wait is None:
@@ -167,29 +154,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             if deadline.expired():
                 raise attempts.timed_out(request)
 
-    async def _detached(self, request: httpx.Request) -> httpx.Response:
-        """Run one attempt in a task of its own: the caller's cancellation never lands in httpcore.
-
-        A task cancelled at one of httpcore's await points between taking a connection and
-        marking it in use leaves that connection in the pool for good ("NEW" or "CONNECTING"
-        with no request: encode/httpcore#1093); a few hundred cancellations fill the pool and
-        every later call fails with PoolTimeout. So: a caller cancelled while its attempt waits
-        at the gate cancels it there (clean); once inside, the attempt is left to end by its own
-        timeouts (what is left of the deadline) and its response is closed, while the caller's
-        cancellation goes on at once.
-        """
-        attempt = _Attempt()
-        task = asyncio.ensure_future(self._pooled(request, attempt))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if attempt.inside:
-                task.add_done_callback(_close_abandoned)
-            else:
-                task.cancel()
-            raise
-
-    async def _pooled(self, request: httpx.Request, attempt: _Attempt) -> httpx.Response:
+    async def _pooled(self, request: httpx.Request, attempt: Attempt) -> httpx.Response:
         """One attempt through the pool layer: a place at the gate (see _pool.py), then the call.
 
         A small body is read here: a failure mid-body is then the attempt's (retried, counted).
@@ -204,9 +169,9 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             if response.is_closed:  # read already (an in-memory transport): it holds no connection
                 return response
             if to_buffer(response):
-                return await aread_in(response)
+                return await async_read_in(response)
             if gate is not None:
-                released_on_close(response, gate.leave, is_async=True)
+                async_released_on_close(response, gate.leave)
                 handed_on = True
             return response
         finally:
@@ -215,7 +180,12 @@ class AsyncTransport(httpx.AsyncBaseTransport):
 
 
 class AsyncClient(httpx.AsyncClient):
-    """``httpx.AsyncClient`` whose every call goes through an ``AsyncTransport``; see ``Client``."""
+    """``httpx.AsyncClient`` whose every call goes through its ``AsyncTransport`` with these protections.
+
+    ``timeout`` (default 5 s) is one deadline per call, retries and backoff included; ``limits``
+    sizes the connection pool; other keyword arguments go to ``httpx.AsyncClient``; ``transport``,
+    if given, is the one wrapped instead of a new ``httpx.AsyncHTTPTransport(limits=limits)``.
+    """
 
     def __init__(
         self,
