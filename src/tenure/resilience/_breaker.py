@@ -133,6 +133,8 @@ class CircuitBreaker:
 
     def admit(self) -> BreakerCall:
         """Admit one call, or raise ``CircuitOpen`` saying when trials begin; report on what it returns."""
+        if self._last_state is BreakerState.CLOSED:  # only an outcome's step can open it: none needed
+            return BreakerCall(self, self.clock(), trial=False)
         view = self._step(NO_CALLS, want_trial=True)
         if view.state is BreakerState.CLOSED:
             return BreakerCall(self, view.now, trial=False)
