@@ -39,9 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "4ef62af~1"  # the commit before the hooks of issue 19
 VARIANTS = ("baseline", "no-sdk", "sdk-off", "sdk", "sdk-traced")
 TARGETS = {"no-sdk": 1.01, "sdk": 1.10}
+INSTRUCTION_WARMUP = 200  # cycles of the shorter callgrind run, subtracted with the start-up
 
 
-def sdk_set_up(traced: bool) -> Any:
+def sdk_set_up(traced: bool, interval_ms: int = 1000) -> Any:
     """Set an SDK as the global providers with no-op exporters; return a span to run under, or None."""
     from opentelemetry import metrics, trace
     from opentelemetry.sdk.metrics import MeterProvider
@@ -72,7 +73,7 @@ def sdk_set_up(traced: bool) -> Any:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(NoSpans()))
     trace.set_tracer_provider(tracer_provider)
-    reader = PeriodicExportingMetricReader(NoMetrics(), export_interval_millis=1000)
+    reader = PeriodicExportingMetricReader(NoMetrics(), export_interval_millis=interval_ms)
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
     return trace.get_tracer("bench").start_as_current_span("request") if traced else None
 
@@ -82,6 +83,9 @@ def worker(variant: str, url: str, seconds: float) -> None:
     import contextlib
 
     import tenure
+
+    if "TENURE_BENCH_CPU" in os.environ:  # --pin-cpu: one CPU, no migrations mid-round
+        os.sched_setaffinity(0, {int(os.environ["TENURE_BENCH_CPU"])})
     from benchmarks.suites.common import TenureHandle
 
     parent = sdk_set_up(variant == "sdk-traced") if variant.startswith("sdk") else None
@@ -103,6 +107,50 @@ def worker(variant: str, url: str, seconds: float) -> None:
     print(json.dumps(figures))
 
 
+def count(variant: str, url: str, cycles: int) -> None:
+    """Run ``cycles`` lock cycles of ``variant`` and nothing else: what callgrind counts."""
+    import contextlib
+
+    import tenure
+    from benchmarks.suites.common import TenureHandle
+
+    # No periodic collection: under callgrind a second is a few cycles, and would weigh on each.
+    parent = sdk_set_up(variant == "sdk-traced", interval_ms=3_600_000) if variant.startswith("sdk") else None
+    if variant == "sdk-off":
+        tenure.observe(enabled=False)
+    with parent or contextlib.nullcontext():
+        handle = TenureHandle(url, f"count-{variant}")
+        for _ in range(cycles):
+            handle.acquire()
+            handle.release()
+        handle.close()
+
+
+def instructions(variant: str, url: str, baseline_src: Path, cycles: int) -> float:
+    """Return the instructions one cycle of ``variant`` executes (callgrind; two runs, subtracted).
+
+    Counted, not timed: the figure does not move with the host's load, so a 1% difference shows.
+    """
+    counts = []
+    for n in (INSTRUCTION_WARMUP, INSTRUCTION_WARMUP + cycles):
+        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
+        command += ["-m", "benchmarks.observability", "count", variant, url, str(n)]
+        done = subprocess.run(command, cwd=ROOT, env=environment(variant, baseline_src, None),
+                              capture_output=True, text=True, timeout=900, check=True)  # fmt: skip
+        counts.append(int(done.stderr.split("Collected : ")[1].split()[0]))
+    return (counts[1] - counts[0]) / cycles
+
+
+def environment(variant: str, baseline_src: Path, cpu: int | None) -> dict[str, str]:
+    """Return a worker's environment: the baseline's source first on the path, the CPU to use."""
+    env = dict(os.environ)
+    if cpu is not None:
+        env["TENURE_BENCH_CPU"] = str(cpu)
+    if variant == "baseline":  # PYTHONPATH comes before the editable install's path
+        env["PYTHONPATH"] = os.pathsep.join([str(baseline_src), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
 def export_baseline(rev: str, into: Path) -> Path:
     """Write tenure's ``src`` as of ``rev`` under ``into`` (git archive: the checkout is untouched)."""
     archive = into / "baseline.tar"
@@ -113,11 +161,9 @@ def export_baseline(rev: str, into: Path) -> Path:
     return into / "src"
 
 
-def one_round(variant: str, url: str, seconds: float, baseline_src: Path) -> dict[str, Any]:
-    env = dict(os.environ)
-    if variant == "baseline":  # PYTHONPATH comes before the editable install's path
-        env["PYTHONPATH"] = os.pathsep.join([str(baseline_src), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+def one_round(variant: str, url: str, seconds: float, baseline_src: Path, cpu: int | None) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.observability", "worker", variant, url, str(seconds)]
+    env = environment(variant, baseline_src, cpu)
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
     figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures
@@ -131,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="rounds per variant, interleaved (7)")
     parser.add_argument("--seconds", type=float, default=2.0, help="one round's loop in seconds (2)")
     parser.add_argument("--baseline", default=BASELINE, help=f"git revision without the hooks ({BASELINE})")
+    parser.add_argument("--pin-cpu", type=int, metavar="CPU", help="run every round on this CPU")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        metavar="N",
+        help="also count instructions per cycle under callgrind (valgrind), over N cycles (e.g. 1000)",
+    )
     parser.add_argument("--quick", action="store_true", help="2 rounds of 0.3 s: the smoke test")
     parser.add_argument("--json", type=Path, help="where to write the figures")
     args = parser.parse_args(argv)
@@ -143,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(rounds):
             for variant in VARIANTS:
                 print(f"round {number + 1}/{rounds}: {variant}", file=sys.stderr)
-                figures[variant].append(one_round(variant, url, seconds, baseline_src))
+                figures[variant].append(one_round(variant, url, seconds, baseline_src, args.pin_cpu))
     base_p50 = median([f["p50_us"] for f in figures["baseline"]])
     base_mean = median([f["mean_us"] for f in figures["baseline"]])
     base_cpu = median([f["cpu_us"] for f in figures["baseline"]])
@@ -167,6 +220,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{ratios['mean_ratio']:>11.3f} {ratios['cpu_ratio']:>10.3f}  {verdict}"
         )
         summary[variant] = {"p50_us": p50, "mean_us": mean, "cpu_us": cpu, **ratios}
+    if args.instructions:
+        print(f"callgrind, {args.instructions} cycles per variant (no periodic collection)")
+        print(f"{'variant':<12} {'instructions/cycle':>18} {'÷ base':>8}  target")
+        with tempfile.TemporaryDirectory(prefix="tenure-bench-otel-") as tmp:
+            baseline_src = export_baseline(args.baseline, Path(tmp))
+            url = args.url or f"sqlite://{tmp}/locks.db"
+            counted = {v: instructions(v, url, baseline_src, args.instructions) for v in VARIANTS}
+        for variant, each in counted.items():
+            ratio = each / counted["baseline"]
+            target = TARGETS.get(variant)
+            verdict = "" if target is None else f"<= {target:.2f}: {'met' if ratio <= target else 'MISSED'}"
+            print(f"{variant:<12} {each:>18,.0f} {ratio:>8.4f}  {verdict}")
+            summary[variant]["instructions"] = each
+            summary[variant]["instructions_ratio"] = ratio
     observed = {variant: {f["observed"] for f in figures[variant]} for variant in VARIANTS[1:]}
     if observed != {"no-sdk": {False}, "sdk-off": {False}, "sdk": {True}, "sdk-traced": {True}}:
         print(f"warning: instrumentation not as intended: {observed}", file=sys.stderr)
@@ -179,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": rounds,
         "seconds": seconds,
         "baseline": args.baseline,
+        "pinned_cpu": args.pin_cpu,
         "load_average": os.getloadavg(),
         "summary": summary,
         "runs": figures,
@@ -191,5 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         worker(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "count":
+        count(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
         sys.exit(main())

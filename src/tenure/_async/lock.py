@@ -102,41 +102,45 @@ class AsyncLock:
         await self._context.ensure_connected()
         started = time.monotonic()
         observer = self._context.observer
-        if observer is None:
-            return await self._wait(timeout, started, None)
-        waiting = Waiting(observer, self._observed(observer), "tenure.lock.acquire", started)
-        try:
-            lease = await self._wait(timeout, started, waiting)
-        except BaseException as exc:
-            waiting.ended(None, exc)
-            raise
-        waiting.ended(lease.fence)
-        lease._traced = waiting.span is not None  # its release is traced too
-        return lease
-
-    async def _wait(self, timeout: float | None, started: float, waiting: Waiting | None) -> AsyncLease:
+        waiting = None
+        if observer is not None:
+            waiting = Waiting(observer, self._observed(observer), "tenure.lock.acquire", started)
         owner = Owner(label=self._label)  # one identity for every attempt of this wait
         floor = self._context.fences.highest(self.key)  # a grant's fence must be above it
-        if self._queue is not None and (self.fair or (self._store.plain_waiters_queue and timeout != 0)):
-            in_turn = Deadline(timeout, start=started)
-            return await self._acquire_in_turn(self._queue, owner, in_turn, floor, waiting)
-        lease = await self._attempt(owner, floor)
-        # The deadline and backoff are built only when contended: acquiring is a hot path.
-        deadline: Deadline | None = None
-        backoff: Backoff | None = None
-        while lease is None:
-            if deadline is None:
-                deadline = Deadline(timeout, start=started)
+        try:
+            if self._queue is not None and (self.fair or (self._store.plain_waiters_queue and timeout != 0)):
+                in_turn = Deadline(timeout, start=started)
+                lease = await self._acquire_in_turn(self._queue, owner, in_turn, floor, waiting)
+            else:
+                # Acquiring is a hot path: the wait is a call of its own, made only when contended.
+                lease = await self._attempt(owner, floor) or await self._wait(
+                    owner, floor, timeout, started, waiting
+                )
+        except BaseException as exc:
+            if waiting is not None:
+                waiting.ended(None, exc)
+            raise
+        if waiting is not None:
+            waiting.ended(lease.fence)
+            lease._traced = waiting.span is not None  # its release is traced too
+        return lease
+
+    async def _wait(
+        self, owner: Owner, floor: int | None, timeout: float | None, started: float, waiting: Waiting | None
+    ) -> AsyncLease:
+        """Wait for the holder to let go, and try again, until the deadline."""
+        deadline = Deadline(timeout, start=started)
+        backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
+        while True:
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise self._timeout_error(timeout)
-            if backoff is None:
-                backoff = Backoff(initial=self._store.poll_interval[0], maximum=self._store.poll_interval[1])
-                if waiting is not None:
-                    waiting.waits()
+            if waiting is not None:
+                waiting.waits()  # counted once, when it really waits (not for timeout=0)
             await self._store.wait_released(self.key, min(remaining, backoff.next_delay()))
             lease = await self._attempt(owner, floor)
-        return lease
+            if lease is not None:
+                return lease
 
     def _observed(self, observer: Instruments) -> Key:
         """Return this lock's metric attributes, made at its first observed acquisition."""
