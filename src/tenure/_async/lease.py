@@ -39,6 +39,8 @@ class AsyncLease:
     the request that granted it, so time in flight is charged against the lease.
     """
 
+    _traced = False  # acquired inside a recording span: its release makes one too (set then)
+
     def __init__(self, context: AsyncContext, holding: Holding, actor: object) -> None:
         self.name = holding.name
         self.fence = holding.fence
@@ -47,7 +49,6 @@ class AsyncLease:
         self._actor = actor  # the task or thread that acquired it, for the holder table
         self._entered = 0  # nested ``async with`` blocks
         self._guard = AsyncBodyGuard()
-        self._traced = False  # acquired inside a recording span: its release makes one too
         # Loss first forgets the lease, then interrupts the holder's block, then runs callbacks.
         holding.on_lost(self._forget)
         holding.on_lost(self._interrupt)
