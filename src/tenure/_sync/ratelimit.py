@@ -186,12 +186,13 @@ class RateLimiter:
         if not self._outage:
             self._outage = True
             log.warning(
-                "tenure: rate limiter %r: its store %s did not answer within %s s (%s); "
+                "tenure: rate limiter %r: its store %s did not answer %s (%s: %s); "
                 "calls are %s until it does",
                 self.name,
                 self._context.url,
-                self.deadline,
+                "in time" if self.deadline is None else f"within {self.deadline} s",
                 type(exc).__name__,
+                exc,
                 "allowed" if self.on_unavailable == "allow" else "denied",
             )
         allowed = self.on_unavailable == "allow"

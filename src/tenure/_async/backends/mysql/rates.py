@@ -30,6 +30,7 @@ from tenure._exceptions import BackendError, BackendProtocolError
 
 SWEEP_EVERY = 8  # decisions taking permits per sweep: each adds at most one row, a sweep drops 16
 DEADLOCK = 1213  # InnoDB rolled the whole transaction back: nothing of it was done
+DEADLOCK_RESENDS = 3  # a decision that loses more deadlocks than this fails
 
 
 class AsyncMySQLRates:
@@ -44,7 +45,9 @@ class AsyncMySQLRates:
         async def step() -> RateStep:  # the drivers have no per-call timeout of their own: bound it
             return await self._rate_step(key, rates, cost)
 
-        return await (step() if deadline is None else async_within(deadline, step))
+        if deadline is None:
+            return await step()
+        return await async_within(deadline, step)
 
     async def _rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
         if cost == 0:
@@ -60,12 +63,17 @@ class AsyncMySQLRates:
         return RateStep(bool(allowed), float(now), tuple(float(tat) for tat in tats))
 
     async def _decide(self, statement: str, params: Mapping[str, object]) -> Reply:
-        """Return the reply of one round trip on a pooled connection; a deadlock's victim is sent again."""
-        try:
-            return await self._pool.call(statement, params)
-        except BackendError as exc:
-            if getattr(exc.__cause__, "args", (None,))[:1] != (DEADLOCK,):
-                raise
+        """Return the reply of one round trip on a pooled connection; a deadlock's victim is sent again.
+
+        InnoDB rolls the victim back whole, so sending it again is safe; concurrent upserts of
+        one hot key can lose more than once in a row on a loaded host.
+        """
+        for _ in range(DEADLOCK_RESENDS):
+            try:
+                return await self._pool.call(statement, params)
+            except BackendError as exc:
+                if getattr(exc.__cause__, "args", (None,))[:1] != (DEADLOCK,):
+                    raise
         return await self._pool.call(statement, params)
 
     async def _start_rates(self, session: AsyncSession) -> None:

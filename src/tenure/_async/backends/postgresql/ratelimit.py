@@ -126,7 +126,9 @@ class AsyncPostgresCounters:
         async def step() -> RateStep:  # psycopg has no per-call timeout of its own: bound it
             return await self._rate_step(key, rates, cost)
 
-        return await (step() if deadline is None else async_within(deadline, step))
+        if deadline is None:
+            return await step()
+        return await async_within(deadline, step)
 
     async def _rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
         store = cast("AsyncPostgresBase", self)

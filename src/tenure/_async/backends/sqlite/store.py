@@ -116,7 +116,9 @@ class AsyncSQLiteStore(AsyncLeaseStore):
         async def step() -> RateStep:  # a busy file waits inside sqlite3, out of reach: bound it
             return await async_run_blocking(self._rates.rate_step, key, rates, cost)
 
-        return await (step() if deadline is None else async_within(deadline, step))
+        if deadline is None:
+            return await step()
+        return await async_within(deadline, step)
 
     async def update_state(self, key: str, change: StateChange[T], ttl: float) -> T:
         return await async_run_blocking(lambda: self._states.update_state(key, change, ttl))

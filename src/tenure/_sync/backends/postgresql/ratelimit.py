@@ -127,7 +127,9 @@ class PostgresCounters:
         def step() -> RateStep:  # psycopg has no per-call timeout of its own: bound it
             return self._rate_step(key, rates, cost)
 
-        return (step() if deadline is None else within(deadline, step))
+        if deadline is None:
+            return step()
+        return within(deadline, step)
 
     def _rate_step(self, key: str, rates: Sequence[Rate], cost: int) -> RateStep:
         store = cast("PostgresBase", self)

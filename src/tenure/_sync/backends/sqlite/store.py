@@ -117,7 +117,9 @@ class SQLiteStore(LeaseStore):
         def step() -> RateStep:  # a busy file waits inside sqlite3, out of reach: bound it
             return run_blocking(self._rates.rate_step, key, rates, cost)
 
-        return (step() if deadline is None else within(deadline, step))
+        if deadline is None:
+            return step()
+        return within(deadline, step)
 
     def update_state(self, key: str, change: StateChange[T], ttl: float) -> T:
         return run_blocking(lambda: self._states.update_state(key, change, ttl))
