@@ -50,7 +50,8 @@ def run_watch(args: argparse.Namespace) -> int:
     try:
         import rich  # noqa: F401  (the view needs it; say so before connecting)
     except ImportError as exc:
-        raise tenure.ConfigurationError("tenure inspect --watch needs rich: pip install rich") from exc
+        needs = "tenure inspect --watch needs rich: pip install 'tenure[cli]'"
+        raise tenure.ConfigurationError(needs) from exc
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(watch(args.url, names, interval=interval))
     return 0
