@@ -9,6 +9,7 @@ install_servers() {
     command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ] || missing+=(postgresql)
     command -v pgbouncer >/dev/null || missing+=(pgbouncer)
     ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing+=(faketime)  # skewed clocks (rate limits)
+    command -v tmux >/dev/null || missing+=(tmux)  # a real terminal for tenure inspect --watch
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing ${missing[*]} ..." >&2

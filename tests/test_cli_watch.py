@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -35,9 +34,6 @@ with tenure.Coordinator(url) as coord:
         held.release() if kind == "lock" else held.resign()
     sys.stdin.read()
 """
-
-needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-
 
 class Terminal:
     """A tmux server of its own, 160 x 20, running one command."""
@@ -109,7 +105,6 @@ def wait_for_row(terminal: Terminal, name: str, column: int, text: str, seconds:
     raise AssertionError(f"{name}: {text!r} not shown in column {column}:\n{terminal.screen()}")
 
 
-@needs_tmux
 @pytest.mark.parametrize("backend, kind", [("sqlite", "lock"), ("redis", "elect")])
 def test_the_screen_shows_a_handover_within_200_ms(
     backend: str, kind: str, request: pytest.FixtureRequest, started: list[Terminal | Contender]
