@@ -35,6 +35,7 @@ with tenure.Coordinator(url) as coord:
     sys.stdin.read()
 """
 
+
 class Terminal:
     """A tmux server of its own, 160 x 20, running one command."""
 
